@@ -37,7 +37,7 @@ def _record(trace: Trace, key: str, value: torch.Tensor) -> None:
 
 
 class RMSNorm(nn.Module):
-    """y = x / sqrt(mean(x^2) + eps) * weight, computed in float32 as the reference kernel does."""
+    """y = x / sqrt(mean(x^2) + eps) * weight, in at least float32 as the reference kernel does."""
 
     def __init__(self, size: int, eps: float):
         super().__init__()
@@ -45,9 +45,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
+        x32 = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
         rstd = torch.rsqrt(x32.square().mean(dim=-1, keepdim=True) + self.eps)
-        return (x32 * rstd * self.weight.float()).to(x.dtype)
+        return (x32 * rstd * self.weight.to(x32.dtype)).to(x.dtype)
 
 
 def activation_quant_int(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,146 @@
+"""Token-by-token generation, usable without Streamlit.
+
+The MLGRU is a recurrent network: the prompt is run once (prefill) and each new token then costs a
+single step that carries one state vector per layer forward. Nothing is recomputed per token, which
+is also how the model runs on Loihi 2.
+
+Sampling is deterministic: the same model, prompt, settings and seed give the same tokens, because
+every random draw comes from one `torch.Generator` seeded with `seed`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Optional, Protocol
+
+import torch
+from tokenizers import Tokenizer
+
+from inspector.errors import PromptError
+from inspector.tokenizer import decode, encode
+
+MAX_PROMPT_TOKENS = 4096
+MAX_NEW_TOKENS = 4096
+
+
+class RecurrentLM(Protocol):
+    """Anything that maps (tokens, state) to (logits, state): the float model, later the integer one."""
+
+    def __call__(self, input_ids: torch.Tensor, state: Optional[list[torch.Tensor]] = None): ...
+
+
+@dataclass
+class GeneratedToken:
+    """One generated token with what a viewer needs to explain it."""
+
+    position: int  # 0 for the first generated token
+    token_id: int
+    text: str  # the characters this token adds to the decoded text (may be "" mid UTF-8 sequence)
+    logits: torch.Tensor  # (vocab,) float logits the token was sampled from
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    max_new_tokens: int = 32
+    temperature: float = 0.8
+    top_k: int = 40  # 0 disables top-k
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS:
+            raise PromptError(f"tokens to generate must be between 1 and {MAX_NEW_TOKENS}, got {self.max_new_tokens}")
+        if not self.temperature >= 0:
+            raise PromptError(f"temperature must be >= 0 (0 means greedy), got {self.temperature}")
+        if self.top_k < 0:
+            raise PromptError(f"top-k must be >= 0 (0 disables it), got {self.top_k}")
+
+
+def encode_prompt(tokenizer: Tokenizer, prompt: str) -> list[int]:
+    """Tokenize a prompt, refusing empty and oversized prompts with a message that says why."""
+    if not prompt or not prompt.strip():
+        raise PromptError("the prompt is empty: type some text for the model to continue")
+    ids = encode(tokenizer, prompt)
+    if not ids:
+        raise PromptError("the prompt produced no tokens with this tokenizer")
+    if len(ids) > MAX_PROMPT_TOKENS:
+        raise PromptError(
+            f"the prompt is {len(ids)} tokens long; the limit is {MAX_PROMPT_TOKENS}. Shorten it and retry."
+        )
+    return ids
+
+
+def sample_next(logits: torch.Tensor, settings: SamplingSettings, generator: torch.Generator) -> int:
+    """Greedy at temperature 0; otherwise softmax(logits / T) restricted to the top-k, drawn with `generator`."""
+    if settings.temperature == 0:
+        return int(torch.argmax(logits).item())
+    scaled = logits.double() / settings.temperature
+    if 0 < settings.top_k < scaled.numel():
+        kth = torch.topk(scaled, settings.top_k).values[-1]
+        scaled = torch.where(scaled < kth, torch.full_like(scaled, float("-inf")), scaled)
+    probs = torch.softmax(scaled, dim=-1)
+    return int(torch.multinomial(probs, 1, generator=generator).item())
+
+
+@torch.no_grad()
+def generate(
+    model: RecurrentLM,
+    tokenizer: Tokenizer,
+    prompt: str,
+    max_new_tokens: int = 32,
+    temperature: float = 0.8,
+    top_k: int = 40,
+    seed: int = 0,
+) -> Iterator[GeneratedToken]:
+    """Stream generated tokens one at a time, carrying the recurrent state between them."""
+    settings = SamplingSettings(max_new_tokens, temperature, top_k, seed)
+    settings.validate()
+    prompt_ids = encode_prompt(tokenizer, prompt)
+    generator = torch.Generator().manual_seed(seed)
+    logits, state = model(torch.tensor([prompt_ids]), None)
+    last = logits[0, -1]
+    generated: list[int] = []
+    emitted = ""
+    for position in range(settings.max_new_tokens):
+        token = sample_next(last, settings, generator)
+        generated.append(token)
+        text = decode(tokenizer, generated)
+        # Hold back a trailing partial UTF-8 sequence until the token that completes it arrives
+        # (or until the last token, which flushes whatever is left).
+        last_position = position == settings.max_new_tokens - 1
+        stable = text[:-1] if text.endswith("\ufffd") and not last_position else text
+        piece = stable[len(emitted) :]
+        emitted = stable if len(stable) > len(emitted) else emitted
+        yield GeneratedToken(position=position, token_id=token, text=piece, logits=last.clone())
+        logits, state = model(torch.tensor([[token]]), state)
+        last = logits[0, -1]
+
+
+def generate_text(model: RecurrentLM, tokenizer: Tokenizer, prompt: str, **settings) -> str:
+    """The whole continuation as one string (convenience for the CLI and tests)."""
+    ids = [step.token_id for step in generate(model, tokenizer, prompt, **settings)]
+    return decode(tokenizer, ids)
+
+
+def token_table(steps: list[GeneratedToken], tokenizer: Tokenizer, top: int = 5) -> list[dict]:
+    """One row per generated token: its text, its probability, and the model's top alternatives.
+
+    Probabilities are those of the untempered distribution (softmax of the logits), which is what
+    the model believes, independent of the sampling settings.
+    """
+    rows = []
+    for step in steps:
+        probs = torch.softmax(step.logits.double(), dim=-1)
+        values, ids = torch.topk(probs, min(top, probs.numel()))
+        rows.append(
+            {
+                "position": step.position,
+                "token": tokenizer.id_to_token(step.token_id),
+                "text": step.text,
+                "probability": float(probs[step.token_id]),
+                "rank": int((probs > probs[step.token_id]).sum()) + 1,
+                "top alternatives": ", ".join(
+                    f"{decode(tokenizer, [int(i)])!r} {float(v):.2f}" for v, i in zip(values, ids)
+                ),
+            }
+        )
+    return rows

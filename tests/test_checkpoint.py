@@ -1,0 +1,179 @@
+"""Checkpoint round trips and the specific errors for every kind of broken checkpoint directory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from inspector.checkpoint import load_checkpoint
+from inspector.errors import CheckpointError, TokenizerError
+
+
+def test_round_trip_same_logits_and_tokenizer(tiny_checkpoint, tiny_tokenizer):
+    loaded = load_checkpoint(tiny_checkpoint)
+    again = load_checkpoint(tiny_checkpoint)
+    ids = torch.tensor([tiny_tokenizer.encode("To be, or not").ids])
+    with torch.no_grad():
+        a, _ = loaded.model(ids)
+        b, _ = again.model(ids)
+    assert torch.equal(a, b)
+    tensors = load_file(str(tiny_checkpoint / "model.safetensors"))
+    for key, value in loaded.model.state_dict().items():
+        assert torch.equal(tensors[key], value), key
+    assert loaded.tokenizer.encode("Lily liked").ids == tiny_tokenizer.encode("Lily liked").ids
+    assert loaded.config.num_hidden_layers == 2
+
+
+def test_sharded_safetensors_with_index(tiny_checkpoint):
+    tensors = load_file(str(tiny_checkpoint / "model.safetensors"))
+    keys = sorted(tensors)
+    shards = {"model-00001-of-00002.safetensors": keys[: len(keys) // 2], "model-00002-of-00002.safetensors": keys[len(keys) // 2 :]}
+    weight_map = {}
+    for shard, shard_keys in shards.items():
+        save_file({k: tensors[k] for k in shard_keys}, str(tiny_checkpoint / shard))
+        weight_map.update({k: shard for k in shard_keys})
+    (tiny_checkpoint / "model.safetensors").unlink()
+    (tiny_checkpoint / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    loaded = load_checkpoint(tiny_checkpoint)
+    assert torch.equal(loaded.model.state_dict()["lm_head.weight"], tensors["lm_head.weight"])
+
+
+def test_torch_bin_is_read_with_weights_only(tiny_checkpoint):
+    tensors = load_file(str(tiny_checkpoint / "model.safetensors"))
+    (tiny_checkpoint / "model.safetensors").unlink()
+    torch.save(tensors, tiny_checkpoint / "pytorch_model.bin")
+    assert load_checkpoint(tiny_checkpoint).config.hidden_size == 32
+
+
+def test_pickled_code_is_refused(tiny_checkpoint):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (tiny_checkpoint / "model.safetensors").unlink()
+    torch.save({"x": Evil()}, tiny_checkpoint / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="weights_only"):
+        load_checkpoint(tiny_checkpoint)
+
+
+def _expect(directory, *fragments):
+    with pytest.raises((CheckpointError, TokenizerError)) as info:
+        load_checkpoint(directory)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
+def test_missing_directory(tmp_path):
+    _expect(tmp_path / "nope", "not a directory")
+
+
+def test_missing_config(tiny_checkpoint):
+    (tiny_checkpoint / "config.json").unlink()
+    _expect(tiny_checkpoint, "config.json", "file not found")
+
+
+def test_config_not_json(tiny_checkpoint):
+    (tiny_checkpoint / "config.json").write_text("{not json")
+    _expect(tiny_checkpoint, "config.json", "not valid JSON")
+
+
+def test_unknown_model_type(tiny_checkpoint):
+    cfg = json.loads((tiny_checkpoint / "config.json").read_text())
+    cfg["model_type"] = "llama"
+    (tiny_checkpoint / "config.json").write_text(json.dumps(cfg))
+    _expect(tiny_checkpoint, "config.json", "[model_type]", "'llama'")
+
+
+def test_unknown_config_key(tiny_checkpoint):
+    cfg = json.loads((tiny_checkpoint / "config.json").read_text())
+    cfg["rope_theta"] = 10000
+    (tiny_checkpoint / "config.json").write_text(json.dumps(cfg))
+    _expect(tiny_checkpoint, "[rope_theta]", "unknown config key")
+
+
+def test_hf_bookkeeping_keys_are_accepted(tiny_checkpoint):
+    cfg = json.loads((tiny_checkpoint / "config.json").read_text())
+    cfg.update({"torch_dtype": "bfloat16", "transformers_version": "4.40.2", "fuse_cross_entropy": True})
+    (tiny_checkpoint / "config.json").write_text(json.dumps(cfg))
+    assert load_checkpoint(tiny_checkpoint).config.vocab_size == cfg["vocab_size"]
+
+
+def test_bad_config_value(tiny_checkpoint):
+    cfg = json.loads((tiny_checkpoint / "config.json").read_text())
+    cfg["hidden_act"] = "gelu"
+    (tiny_checkpoint / "config.json").write_text(json.dumps(cfg))
+    _expect(tiny_checkpoint, "[hidden_act]", "gelu")
+
+
+def test_missing_weights(tiny_checkpoint):
+    (tiny_checkpoint / "model.safetensors").unlink()
+    _expect(tiny_checkpoint, "model.safetensors", "no weights found")
+
+
+def test_corrupt_safetensors(tiny_checkpoint):
+    data = (tiny_checkpoint / "model.safetensors").read_bytes()
+    (tiny_checkpoint / "model.safetensors").write_bytes(data[:100])
+    _expect(tiny_checkpoint, "model.safetensors", "not a valid safetensors file")
+
+
+def test_garbage_safetensors(tiny_checkpoint):
+    (tiny_checkpoint / "model.safetensors").write_bytes(b"\x00" * 64)
+    _expect(tiny_checkpoint, "model.safetensors", "not a valid safetensors file")
+
+
+def test_wrong_shape_names_the_key(tiny_checkpoint):
+    tensors = load_file(str(tiny_checkpoint / "model.safetensors"))
+    tensors["model.layers.1.attn.f_proj.weight"] = torch.zeros(5, 7)
+    save_file(tensors, str(tiny_checkpoint / "model.safetensors"))
+    _expect(tiny_checkpoint, "[model.layers.1.attn.f_proj.weight]", "(5, 7)", "(32, 32)")
+
+
+def test_missing_tensor_names_the_key(tiny_checkpoint):
+    tensors = load_file(str(tiny_checkpoint / "model.safetensors"))
+    del tensors["lm_head.norm.weight"]
+    save_file(tensors, str(tiny_checkpoint / "model.safetensors"))
+    _expect(tiny_checkpoint, "[lm_head.norm.weight]", "missing tensor")
+
+
+def test_unexpected_tensor_names_the_key(tiny_checkpoint):
+    tensors = load_file(str(tiny_checkpoint / "model.safetensors"))
+    tensors["model.layers.7.attn.i_proj.weight"] = torch.zeros(2, 2)
+    save_file(tensors, str(tiny_checkpoint / "model.safetensors"))
+    _expect(tiny_checkpoint, "[model.layers.7.attn.i_proj.weight]", "unexpected tensor")
+
+
+def test_nan_weights_are_rejected(tiny_checkpoint):
+    tensors = load_file(str(tiny_checkpoint / "model.safetensors"))
+    tensors["model.norm.weight"][0] = float("nan")
+    save_file(tensors, str(tiny_checkpoint / "model.safetensors"))
+    _expect(tiny_checkpoint, "[model.norm.weight]", "NaN")
+
+
+def test_missing_tokenizer(tiny_checkpoint):
+    (tiny_checkpoint / "tokenizer.json").unlink()
+    _expect(tiny_checkpoint, "tokenizer.json", "file not found")
+
+
+def test_sentencepiece_only_tokenizer_is_unsupported(tiny_checkpoint):
+    (tiny_checkpoint / "tokenizer.json").unlink()
+    (tiny_checkpoint / "tokenizer.model").write_bytes(b"\x0a\x0b")
+    _expect(tiny_checkpoint, "tokenizer.model", "not supported")
+
+
+def test_malformed_tokenizer(tiny_checkpoint):
+    (tiny_checkpoint / "tokenizer.json").write_text('{"version": "1.0", "model": 3}')
+    _expect(tiny_checkpoint, "tokenizer.json", "tokenizers")
+
+
+def test_missing_shard(tiny_checkpoint):
+    shutil.move(tiny_checkpoint / "model.safetensors", tiny_checkpoint / "model-00001-of-00001.safetensors")
+    keys = load_file(str(tiny_checkpoint / "model-00001-of-00001.safetensors")).keys()
+    index = {"weight_map": {k: "model-00001-of-00002.safetensors" for k in keys}}
+    (tiny_checkpoint / "model.safetensors.index.json").write_text(json.dumps(index))
+    _expect(tiny_checkpoint, "model-00001-of-00002.safetensors", "missing")
