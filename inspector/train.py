@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from inspector.checkpoint import save_checkpoint
 from inspector.config import HGRNBitConfig
+from inspector.generate import RecurrentLM
 from inspector.model import HGRNBitForCausalLM
 from inspector.tokenizer import encode, train_bpe_tokenizer
 
@@ -37,9 +38,8 @@ def split_corpus(text: str, val_fraction: float) -> tuple[str, str]:
 
 
 @torch.no_grad()
-def bits_per_character(model: HGRNBitForCausalLM, ids: torch.Tensor, num_chars: int, chunk: int = 256) -> float:
+def bits_per_character(model: RecurrentLM, ids: torch.Tensor, num_chars: int, chunk: int = 256) -> float:
     """Total next-token NLL of the stream, in bits, divided by its characters (state carried across chunks)."""
-    model.eval()
     state = None
     total_nats = 0.0
     for start in range(0, ids.numel() - 1, chunk):
@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             progress.set_postfix(loss=f"{loss.item():.3f}")
     train_seconds = time.perf_counter() - started
 
+    model.eval()
     val_bpc = bits_per_character(model, val_ids, len(val_text))
     train_sample = train_ids[: min(train_ids.numel(), val_ids.numel())]
     train_bpc = bits_per_character(model, train_sample, len(tokenizer.decode(train_sample.tolist())))

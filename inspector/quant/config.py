@@ -1,0 +1,108 @@
+"""Every bit width, shift, table size and rounding rule of the integer model, in one place.
+
+Defaults follow the seed paper (Abreu et al., arXiv 2503.18002, "hardware-aware quantization",
+whose GPU study is public in stevenabreu7/matmulfreellm `mmfreelm/models/hgrn_bit/quantization.py`):
+- 8-bit symmetric per-tensor activations at the block sites (block input, after each norm, the
+  token-mixer output, the MLP output, after each residual add, the final norm), min/max calibrated,
+  scale = max|x| / (2^(b-1) - 1), with an option to round scales to powers of two;
+- ternary weights (the model's own absmean quantization);
+- embedding and LM head left off-chip, in floating point (`embedding_on_host`, `lm_head_on_host`);
+- 24-bit neuron states and graded-spike messages, the width Lava models for Loihi 2.
+
+Where the paper's study keeps a site in floating point (inside the MLGRU, inside RMSNorm), an
+integer model must still choose; our choices and their reasons:
+- BitLinear inputs are quantized statically per tensor (8 bits), not per token: a per-token
+  absmax needs a reduction over all neurons of a layer, which a neuro-core cannot do locally.
+- Gates (sigmoid outputs, 1 - f) are unsigned fixed point with `gate_frac_bits` fraction bits;
+  sigmoid and SiLU are lookup tables indexed by the 8-bit input code (256 entries: one per code,
+  so the table is exact for its input) with `lut_bits`-bit outputs.
+- The MLGRU state `h` is a `state_bits` (24) signed neuron state, scaled to use its full range on
+  the calibration text with `state_headroom` to spare; it saturates (and is counted) beyond that.
+- RMSNorm is a sum of squares, an integer mean, an exact integer inverse square root
+  floor(2^F / sqrt(m)) with F = `norm_frac_bits`, and norm weights with `norm_weight_frac_bits`.
+- Requantization multiplies by an integer of at most `multiplier_bits` bits and shifts right
+  with round-half-up (add half, arithmetic shift): the rounding a shift unit gives for free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from inspector.errors import InspectorError
+
+
+class QuantConfigError(InspectorError):
+    """A QuantConfig that the hardware could not represent, or an unknown override key."""
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    act_bits: int = 8  # graded-spike activations at every block site (paper: 8)
+    residual_bits: int = 8  # residual stream after each add (paper: 8)
+    state_bits: int = 24  # MLGRU hidden state, a neuron state register
+    gate_frac_bits: int = 12  # forget gate f and (1 - f) as unsigned fixed point in [0, 1]
+    lut_bits: int = 16  # signed output width of the SiLU tables
+    norm_frac_bits: int = 16  # F in the inverse square root floor(2^F / sqrt(mean square))
+    norm_weight_frac_bits: int = 10  # RMSNorm gains as fixed point
+    multiplier_bits: int = 16  # width of requantization multipliers
+    register_bits: int = 24  # Loihi 2 neuron state width (Lava fixed-point models: 24-bit)
+    message_bits: int = 24  # graded-spike payload width
+    accumulator_bits: int = 24  # synaptic input accumulator of a neuron
+    pow2_scales: bool = False  # paper option: round every scale to a power of two (shift-only)
+    state_headroom: float = 2.0  # h is scaled so the calibration max uses 1/headroom of its range
+    calibration_tokens: int = 2048  # tokens of text used to calibrate the scales
+    embedding_on_host: bool = True  # the embedding lookup runs off-chip (paper: floating point)
+    lm_head_on_host: bool = True  # the LM head runs off-chip in floating point (paper)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.type == "int" and (not isinstance(value, int) or isinstance(value, bool)):
+                raise QuantConfigError(f"QuantConfig.{field.name} must be an integer, got {value!r}")
+        for name in ("act_bits", "residual_bits"):
+            bits = getattr(self, name)
+            if not 2 <= bits <= self.message_bits:
+                raise QuantConfigError(
+                    f"QuantConfig.{name}={bits}: activations travel as graded spikes, so they need "
+                    f"2..{self.message_bits} bits (message_bits)"
+                )
+        if not 2 <= self.state_bits <= self.register_bits:
+            raise QuantConfigError(
+                f"QuantConfig.state_bits={self.state_bits} does not fit a {self.register_bits}-bit neuron register"
+            )
+        if self.register_bits > 32 or self.message_bits > 32 or self.accumulator_bits > 32:
+            raise QuantConfigError("Loihi 2 registers and messages are at most 32 bits wide")
+        if not 4 <= self.gate_frac_bits <= self.register_bits - 2:
+            raise QuantConfigError(f"QuantConfig.gate_frac_bits must be in 4..{self.register_bits - 2}")
+        if not 4 <= self.lut_bits <= self.register_bits:
+            raise QuantConfigError(f"QuantConfig.lut_bits must be in 4..{self.register_bits}")
+        if not 4 <= self.norm_frac_bits <= 24:
+            raise QuantConfigError("QuantConfig.norm_frac_bits must be in 4..24")
+        if not 2 <= self.norm_weight_frac_bits <= 16:
+            raise QuantConfigError("QuantConfig.norm_weight_frac_bits must be in 2..16")
+        if not 4 <= self.multiplier_bits <= 24:
+            raise QuantConfigError("QuantConfig.multiplier_bits must be in 4..24")
+        if not self.state_headroom >= 1.0:
+            raise QuantConfigError("QuantConfig.state_headroom must be >= 1")
+        if self.calibration_tokens < 16:
+            raise QuantConfigError("QuantConfig.calibration_tokens must be at least 16")
+        if not (self.embedding_on_host and self.lm_head_on_host):
+            raise QuantConfigError(
+                "the embedding and LM head run on the host in this version (the paper keeps them off-chip)"
+            )
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "QuantConfig":
+        """A copy with some fields changed; unknown keys are an error that names them."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise QuantConfigError(f"unknown QuantConfig key(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,252 @@
+"""Float model -> integer model parameters: ternary weights, fixed-point gains, lookup tables, and
+the integer (multiplier, shift) pairs that move values between calibrated scales.
+
+Everything that involves floating point happens here, once. The integer model that runs afterwards
+(`inspector.quant.integer_model`) only adds, multiplies, shifts, compares and looks up.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from inspector.model import BitLinear, HGRNBitForCausalLM, RMSNorm
+from inspector.quant import kernels as K
+from inspector.quant.config import QuantConfig
+
+
+def site_scale(max_abs: float, bits: int, pow2: bool) -> float:
+    """Symmetric per-tensor scale: max|x| maps to the largest code (paper: max / (2^(b-1) - 1))."""
+    scale = (max_abs if max_abs > 0 else 1.0) / ((1 << (bits - 1)) - 1)
+    return 2.0 ** math.ceil(math.log2(scale)) if pow2 else scale
+
+
+@dataclass(frozen=True)
+class Requant:
+    """Integer rescale into a `bits`-bit code: round(v * multiplier / 2^shift), saturated."""
+
+    multiplier: int
+    shift: int
+    bits: int
+
+    @classmethod
+    def for_ratio(cls, ratio: float, bits: int, qc: QuantConfig) -> "Requant":
+        multiplier, shift = K.fixed_multiplier(ratio, qc.multiplier_bits)
+        return cls(multiplier, shift, bits)
+
+    def __call__(self, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return K.requantize(value, self.multiplier, self.shift, self.bits)
+
+
+@dataclass(frozen=True)
+class ResidualAdd:
+    """out = round((a * m_a + b * m_b) / 2^shift): adds two codes that live on different scales."""
+
+    m_a: int
+    m_b: int
+    shift: int
+    bits: int
+
+    @classmethod
+    def for_scales(cls, scale_a: float, scale_b: float, scale_out: float, bits: int, qc: QuantConfig) -> "ResidualAdd":
+        big = max(scale_a, scale_b) / scale_out
+        m_big, shift = K.fixed_multiplier(big, qc.multiplier_bits)
+        m_a = int(round(scale_a / scale_out * 2.0**shift))
+        m_b = int(round(scale_b / scale_out * 2.0**shift))
+        return cls(m_a, m_b, shift, bits)
+
+    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return K.saturate(K.round_shift(a * self.m_a + b * self.m_b, self.shift), self.bits)
+
+
+@dataclass
+class IntNorm:
+    """An RMSNorm in integers: fixed-point gains, eps on the input's integer scale, output requant."""
+
+    weight_q: torch.Tensor
+    eps_q: int
+    frac_bits: int
+    out: Requant
+    out_scale: float
+
+    def __call__(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return K.rmsnorm_int(
+            codes, self.weight_q, self.eps_q, self.frac_bits, self.out.multiplier, self.out.shift, self.out.bits
+        )
+
+
+@dataclass
+class IntBitLinear:
+    """A BitLinear on a neuro-core: integer RMSNorm -> 8-bit spikes -> ternary synapses -> accumulator."""
+
+    name: str
+    norm: IntNorm
+    weight: torch.Tensor  # (out, in) int64 in {-1, 0, 1}
+    weight_f: torch.Tensor  # the same, float32, for exact BLAS accumulation
+    beta: float  # mean|W|: the real weight is weight * beta
+    acc_scale: float  # real value of one accumulator unit: input scale * beta
+    _nonzero_f: Optional[torch.Tensor] = field(default=None, repr=False)
+
+    @property
+    def nonzero_f(self) -> torch.Tensor:
+        """1.0 where a synapse exists (nonzero ternary weight): synaptic ops are counted with it."""
+        if self._nonzero_f is None:
+            self._nonzero_f = (self.weight != 0).float()
+        return self._nonzero_f
+
+
+@dataclass
+class IntLayer:
+    attn_norm: IntNorm
+    i_proj: IntBitLinear
+    f_proj: IntBitLinear
+    g_proj: IntBitLinear
+    i_out: Requant
+    f_out: Requant
+    g_out: Requant
+    sigmoid_f: torch.Tensor  # (2^act_bits,) forget gate sigmoid, fixed point with gate_frac_bits
+    lower_bound_q: Optional[torch.Tensor]  # (mixer,) fixed point, None in layer 0
+    silu_i: torch.Tensor  # (2^act_bits,) SiLU of the input projection code, lut_bits signed
+    input_to_state: Requant
+    g_norm: IntNorm
+    state_to_code: Requant
+    silu_h: torch.Tensor
+    gated_out: Requant
+    o_proj: IntBitLinear
+    o_out: Requant
+    residual_attn: ResidualAdd
+    mlp_norm: IntNorm
+    gate_proj: IntBitLinear
+    gate_out: Requant
+    y_out: Requant
+    silu_gate: torch.Tensor
+    glu_out: Requant
+    down_proj: IntBitLinear
+    down_out: Requant
+    residual_mlp: ResidualAdd
+    scales: dict[str, float]  # real value of one code unit at each probed site
+
+
+@dataclass
+class IntegerParams:
+    qc: QuantConfig
+    input_scale: float  # scale of the embedding codes sent to the chip
+    layers: list[IntLayer]
+    final_norm: IntNorm
+    calibration: dict[str, float]
+
+
+def _norm(module: RMSNorm, in_scale: float, out_scale: float, out_bits: int, qc: QuantConfig) -> IntNorm:
+    frac = qc.norm_weight_frac_bits
+    weight_q = torch.round(module.weight.detach().double() * (1 << frac)).to(K.INT)
+    eps_q = int(round(module.eps / in_scale**2))
+    # codes * inv * weight_q has real value y * 2^(F + frac); divide by the output scale.
+    ratio = 1.0 / (2.0 ** (qc.norm_frac_bits + frac) * out_scale)
+    return IntNorm(weight_q, eps_q, qc.norm_frac_bits, Requant.for_ratio(ratio, out_bits, qc), out_scale)
+
+
+def _bitlinear(name: str, module: BitLinear, in_scale: float, cal: dict[str, float], qc: QuantConfig) -> IntBitLinear:
+    spike_scale = site_scale(cal[name + ".norm"], qc.act_bits, qc.pow2_scales)
+    norm = _norm(module.norm, in_scale, spike_scale, qc.act_bits, qc)
+    w = module.weight.detach()
+    beta = float(w.abs().mean().clamp(min=1e-5))
+    ternary = torch.round(w / beta).clamp(-1, 1).to(K.INT)
+    return IntBitLinear(name, norm, ternary, ternary.float(), beta, spike_scale * beta)
+
+
+def _sigmoid_table(scale: float, qc: QuantConfig) -> torch.Tensor:
+    codes = torch.arange(-(1 << (qc.act_bits - 1)), 1 << (qc.act_bits - 1), dtype=torch.float64)
+    return torch.round(torch.sigmoid(codes * scale) * (1 << qc.gate_frac_bits)).to(K.INT)
+
+
+def _silu_table(scale: float, qc: QuantConfig) -> tuple[torch.Tensor, float]:
+    codes = torch.arange(-(1 << (qc.act_bits - 1)), 1 << (qc.act_bits - 1), dtype=torch.float64)
+    values = F.silu(codes * scale)
+    out_scale = float(values.abs().max()) / ((1 << (qc.lut_bits - 1)) - 1)
+    return torch.round(values / out_scale).to(K.INT), out_scale
+
+
+@torch.no_grad()
+def convert(model: HGRNBitForCausalLM, calibration: dict[str, float], qc: QuantConfig) -> IntegerParams:
+    """Build the integer model's parameters from a float model and its calibration maxima."""
+    cal = calibration
+    act, res, pow2 = qc.act_bits, qc.residual_bits, qc.pow2_scales
+    bounds = model.model.layer_lower_bounds()
+    x_scale = input_scale = site_scale(cal["embeddings"], res, pow2)
+    layers = []
+    for idx, block in enumerate(model.model.layers):
+        p = f"layers.{idx}."
+        m = f"model.layers.{idx}."
+        s: dict[str, float] = {"input": x_scale}
+        s["attn_norm"] = site_scale(cal[p + "attn_norm"], act, pow2)
+        attn_norm = _norm(block.attn_norm, x_scale, s["attn_norm"], act, qc)
+        i_proj = _bitlinear(m + "attn.i_proj", block.attn.i_proj, s["attn_norm"], cal, qc)
+        f_proj = _bitlinear(m + "attn.f_proj", block.attn.f_proj, s["attn_norm"], cal, qc)
+        g_proj = _bitlinear(m + "attn.g_proj", block.attn.g_proj, s["attn_norm"], cal, qc)
+        for key in ("i_proj", "f_proj", "g_proj"):
+            s[key] = site_scale(cal[p + key], act, pow2)
+        one = 1 << qc.gate_frac_bits
+        s["forget_gate"] = 1.0 / one
+        lower = None
+        if bounds is not None and idx > 0:
+            lower = torch.round(bounds[idx].double() * one).to(K.INT)
+        silu_i, s["input_gate"] = _silu_table(s["i_proj"], qc)
+        max_h = cal[p + "hidden"] * qc.state_headroom
+        s["hidden"] = site_scale(max_h, qc.state_bits, pow2)
+        s["hidden_code"] = site_scale(cal[p + "hidden"], act, pow2)
+        silu_h, s["swish_hidden"] = _silu_table(s["hidden_code"], qc)
+        s["g_norm"] = site_scale(cal[m + "attn.g_norm"], act, pow2)
+        s["gated_output"] = site_scale(cal[p + "gated_output"], act, pow2)
+        o_proj = _bitlinear(m + "attn.o_proj", block.attn.o_proj, s["gated_output"], cal, qc)
+        s["o_proj"] = site_scale(cal[p + "o_proj"], act, pow2)
+        s["residual_attn"] = site_scale(cal[p + "residual_attn"], res, pow2)
+        s["mlp_norm"] = site_scale(cal[p + "mlp_norm"], act, pow2)
+        gate_proj = _bitlinear(m + "mlp.gate_proj", block.mlp.gate_proj, s["mlp_norm"], cal, qc)
+        s["gate"] = site_scale(cal[p + "gate_proj.gate"], act, pow2)
+        s["y"] = site_scale(cal[p + "gate_proj.y"], act, pow2)
+        silu_gate, s["silu_gate"] = _silu_table(s["gate"], qc)
+        s["glu"] = site_scale(cal[p + "glu"], act, pow2)
+        down_proj = _bitlinear(m + "mlp.down_proj", block.mlp.down_proj, s["glu"], cal, qc)
+        s["down_proj"] = site_scale(cal[p + "down_proj"], act, pow2)
+        s["residual_mlp"] = site_scale(cal[p + "residual_mlp"], res, pow2)
+        layers.append(
+            IntLayer(
+                attn_norm=attn_norm,
+                i_proj=i_proj,
+                f_proj=f_proj,
+                g_proj=g_proj,
+                i_out=Requant.for_ratio(i_proj.acc_scale / s["i_proj"], act, qc),
+                f_out=Requant.for_ratio(f_proj.acc_scale / s["f_proj"], act, qc),
+                g_out=Requant.for_ratio(g_proj.acc_scale / s["g_proj"], act, qc),
+                sigmoid_f=_sigmoid_table(s["f_proj"], qc),
+                lower_bound_q=lower,
+                silu_i=silu_i,
+                input_to_state=Requant.for_ratio(s["input_gate"] / s["hidden"], qc.state_bits, qc),
+                g_norm=_norm(block.attn.g_norm, s["g_proj"], s["g_norm"], act, qc),
+                state_to_code=Requant.for_ratio(s["hidden"] / s["hidden_code"], act, qc),
+                silu_h=silu_h,
+                gated_out=Requant.for_ratio(s["g_norm"] * s["swish_hidden"] / s["gated_output"], act, qc),
+                o_proj=o_proj,
+                o_out=Requant.for_ratio(o_proj.acc_scale / s["o_proj"], act, qc),
+                residual_attn=ResidualAdd.for_scales(x_scale, s["o_proj"], s["residual_attn"], res, qc),
+                mlp_norm=_norm(block.mlp_norm, s["residual_attn"], s["mlp_norm"], act, qc),
+                gate_proj=gate_proj,
+                gate_out=Requant.for_ratio(gate_proj.acc_scale / s["gate"], act, qc),
+                y_out=Requant.for_ratio(gate_proj.acc_scale / s["y"], act, qc),
+                silu_gate=silu_gate,
+                glu_out=Requant.for_ratio(s["silu_gate"] * s["y"] / s["glu"], act, qc),
+                down_proj=down_proj,
+                down_out=Requant.for_ratio(down_proj.acc_scale / s["down_proj"], act, qc),
+                residual_mlp=ResidualAdd.for_scales(s["residual_attn"], s["down_proj"], s["residual_mlp"], res, qc),
+                scales=s,
+            )
+        )
+        x_scale = s["residual_mlp"]
+    final_scale = site_scale(cal["final_norm"], act, pow2)
+    final_norm = _norm(model.model.norm, x_scale, final_scale, act, qc)
+    return IntegerParams(qc, input_scale, layers, final_norm, dict(calibration))
+

@@ -1,0 +1,122 @@
+"""Integer kernels of the emulated neuro-cores: every operation the integer model performs.
+
+All tensors are `torch.int64` holding integers; every function is exact and deterministic. The one
+place floating point hardware is used is `ternary_matmul`, and only as an exact integer adder: see
+its docstring. Saturation is never silent: functions that clip return how many values they clipped.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+INT = torch.int64
+
+
+def signed_range(bits: int) -> tuple[int, int]:
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def round_shift(value: torch.Tensor, shift: int) -> torch.Tensor:
+    """value / 2^shift rounded half up (add half, arithmetic shift right); shift < 0 shifts left."""
+    if shift > 0:
+        return (value + (1 << (shift - 1))) >> shift
+    if shift < 0:
+        return value << (-shift)
+    return value
+
+
+def round_div(numerator: torch.Tensor, denominator: torch.Tensor | int) -> torch.Tensor:
+    """numerator / denominator rounded half up, for positive denominators (floor((2n + d) / 2d))."""
+    return torch.div(2 * numerator + denominator, 2 * denominator, rounding_mode="floor")
+
+
+def saturate(value: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clip to a signed `bits`-bit register; also return the mask of clipped elements."""
+    lo, hi = signed_range(bits)
+    clipped = (value < lo) | (value > hi)
+    return value.clamp(lo, hi), clipped
+
+
+def requantize(value: torch.Tensor, multiplier: int, shift: int, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer rescale (value * multiplier / 2^shift, round half up) into a signed `bits`-bit code."""
+    return saturate(round_shift(value * multiplier, shift), bits)
+
+
+def fixed_multiplier(ratio: float, multiplier_bits: int) -> tuple[int, int]:
+    """(m, s) with m < 2^multiplier_bits and m / 2^s as close to `ratio` as that width allows.
+
+    This is done once, at conversion time: it turns a ratio of float scales into the integer pair
+    the chip uses.
+    """
+    if not ratio > 0 or not math.isfinite(ratio):
+        raise ValueError(f"requantization ratio must be positive and finite, got {ratio}")
+    mantissa, exponent = math.frexp(ratio)  # ratio = mantissa * 2^exponent, mantissa in [0.5, 1)
+    shift = multiplier_bits - exponent
+    multiplier = int(round(mantissa * (1 << multiplier_bits)))
+    if multiplier >= (1 << multiplier_bits):  # rounding overflowed the width
+        multiplier >>= 1
+        shift -= 1
+    return multiplier, shift
+
+
+def isqrt_floor(value: torch.Tensor) -> torch.Tensor:
+    """Exact floor(sqrt(value)) for non-negative int64 values below 2^52 (float estimate, then corrected)."""
+    root = torch.sqrt(value.double()).floor().to(INT)
+    root = torch.where(root * root > value, root - 1, root)
+    root = torch.where((root + 1) * (root + 1) <= value, root + 1, root)
+    return root
+
+
+def inv_sqrt_fixed(mean_square: torch.Tensor, frac_bits: int) -> torch.Tensor:
+    """floor(2^F / sqrt(m)) exactly, as floor(sqrt(floor(2^(2F) / m))); 0 where m == 0."""
+    safe = mean_square.clamp(min=1)
+    quotient = torch.div(torch.full_like(safe, 1 << (2 * frac_bits)), safe, rounding_mode="floor")
+    return torch.where(mean_square > 0, isqrt_floor(quotient), torch.zeros_like(mean_square))
+
+
+def rmsnorm_int(
+    codes: torch.Tensor,
+    weight_q: torch.Tensor,
+    eps_q: int,
+    frac_bits: int,
+    multiplier: int,
+    shift: int,
+    bits: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer RMSNorm of the last axis into a `bits`-bit code.
+
+    mean = round(sum(x^2) / n) + eps_q; r = floor(2^F / sqrt(mean)); y = x * r * weight_q, then
+    requantized by (multiplier, shift). The input scale cancels (RMSNorm is scale-free), so the
+    output scale is fixed by the requantization alone.
+    """
+    n = codes.shape[-1]
+    mean_square = round_div((codes * codes).sum(dim=-1, keepdim=True), n) + eps_q
+    inv = inv_sqrt_fixed(mean_square, frac_bits)
+    return requantize(codes * inv * weight_q, multiplier, shift, bits)
+
+
+def lut_lookup(codes: torch.Tensor, table: torch.Tensor, code_bits: int) -> torch.Tensor:
+    """table[code + 2^(code_bits-1)]: one entry per possible signed input code."""
+    return table[codes + (1 << (code_bits - 1))]
+
+
+def ternary_matmul(codes: torch.Tensor, weight_t: torch.Tensor, weight_f: torch.Tensor | None = None) -> torch.Tensor:
+    """Synaptic accumulation sum_j W[o, j] * x[j] for ternary W and integer x, exactly.
+
+    Why floats: every partial sum of |x| <= 2^23 ... is an integer; as long as the largest possible
+    sum (fan-in * max|x|) stays below 2^24 (float32) or 2^53 (float64), every addition in any order
+    is exact, so BLAS gives the integer result bit for bit, at float speed. `weight_f` is the ternary
+    matrix already cast to float32, (out, in), cached by the caller; the fallback is float64.
+    """
+    fan_in = codes.shape[-1]
+    bound = fan_in * int(codes.abs().max().item()) if codes.numel() else 0
+    if bound < (1 << 24):
+        w = weight_f if weight_f is not None else weight_t.float()
+        out = codes.float() @ w.T
+    elif bound < (1 << 53):
+        out = codes.double() @ weight_t.double().T
+    else:  # pragma: no cover - needs a fan-in beyond any real model
+        raise OverflowError("accumulation bound exceeds exact float64 range")
+    return out.round().to(INT)
