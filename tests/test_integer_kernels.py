@@ -1,0 +1,131 @@
+"""Integer kernels against plain scalar Python (arbitrary-precision ints, one element at a time)."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+
+from inspector.quant import kernels as K
+
+RNG = random.Random(1234)
+EDGE = [0, 1, -1, 2, -2, 127, -128, 128, -129, 2**23 - 1, -(2**23), 2**23, 2**31 - 1, -(2**31)]
+
+
+def py_round_shift(v: int, s: int) -> int:
+    if s > 0:
+        return (v + (1 << (s - 1))) // (1 << s)  # Python // floors, like an arithmetic shift
+    return v * (1 << -s)
+
+
+def py_saturate(v: int, bits: int) -> tuple[int, bool]:
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return min(max(v, lo), hi), not lo <= v <= hi
+
+
+def values(n=300, lo=-(2**30), hi=2**30):
+    return EDGE + [RNG.randint(lo, hi) for _ in range(n)]
+
+
+@pytest.mark.parametrize("shift", [0, 1, 3, 7, 12, 20, -2])
+def test_round_shift(shift):
+    xs = values()
+    got = K.round_shift(torch.tensor(xs), shift).tolist()
+    assert got == [py_round_shift(v, shift) for v in xs]
+
+
+def test_round_shift_rounds_half_up():
+    assert K.round_shift(torch.tensor([3, -3, 5, -5, 1, -1]), 1).tolist() == [2, -1, 3, -2, 1, 0]
+
+
+def test_round_div():
+    for _ in range(500):
+        n, d = RNG.randint(-(10**9), 10**9), RNG.randint(1, 10**6)
+        expected = math.floor(n / d + 0.5) if abs(n) < 2**50 else None
+        got = int(K.round_div(torch.tensor([n]), d)[0])
+        assert got == (2 * n + d) // (2 * d) == expected
+
+
+@pytest.mark.parametrize("bits", [8, 16, 24])
+def test_saturate_counts_every_clip(bits):
+    xs = values()
+    out, clipped = K.saturate(torch.tensor(xs), bits)
+    ref = [py_saturate(v, bits) for v in xs]
+    assert out.tolist() == [r[0] for r in ref]
+    assert clipped.tolist() == [r[1] for r in ref]
+    assert int(clipped.sum()) > 0  # the edge values do overflow
+
+
+def test_requantize():
+    for _ in range(50):
+        m, s, bits = RNG.randint(1, 2**16 - 1), RNG.randint(0, 30), RNG.choice([8, 16, 24])
+        xs = values(100, -(2**24), 2**24)
+        out, clipped = K.requantize(torch.tensor(xs), m, s, bits)
+        ref = [py_saturate(py_round_shift(v * m, s), bits) for v in xs]
+        assert out.tolist() == [r[0] for r in ref]
+        assert clipped.tolist() == [r[1] for r in ref]
+
+
+@pytest.mark.parametrize("ratio", [1e-6, 0.001234, 0.5, 1.0, 0.9999999, 3.7, 1234.5])
+def test_fixed_multiplier(ratio):
+    m, s = K.fixed_multiplier(ratio, 16)
+    assert 0 < m < 2**16
+    assert abs(m / 2**s - ratio) <= ratio * 2**-15
+
+
+def test_isqrt_and_inv_sqrt_exact():
+    xs = [0, 1, 2, 3, 4, 15, 16, 17, 2**40, 2**40 - 1, 2**51 + 12345] + [RNG.randint(0, 2**50) for _ in range(500)]
+    assert K.isqrt_floor(torch.tensor(xs)).tolist() == [math.isqrt(v) for v in xs]
+    ms = [0, 1, 2, 3, 100, 16129, 2**20] + [RNG.randint(1, 2**24) for _ in range(300)]
+    for frac in (8, 12, 16):
+        got = K.inv_sqrt_fixed(torch.tensor(ms), frac).tolist()
+        ref = [0 if m == 0 else math.isqrt((1 << (2 * frac)) // m) for m in ms]
+        assert got == ref
+        # and it really is floor(2^F / sqrt(m))
+        for m, r in zip(ms[1:], got[1:]):
+            assert r <= 2**frac / math.sqrt(m) < r + 1
+
+
+def py_rmsnorm(row, weight, eps_q, frac, m, s, bits):
+    n = len(row)
+    mean = (2 * sum(v * v for v in row) + n) // (2 * n) + eps_q
+    inv = 0 if mean == 0 else math.isqrt((1 << (2 * frac)) // mean)
+    return [py_saturate(py_round_shift(v * inv * w * m, s), bits) for v, w in zip(row, weight)]
+
+
+@pytest.mark.parametrize("bits_in", [8, 16])
+def test_rmsnorm_int(bits_in):
+    n = 37
+    lim = 2 ** (bits_in - 1)
+    rows = [[RNG.randint(-lim, lim - 1) for _ in range(n)] for _ in range(20)]
+    rows.append([0] * n)  # all-zero input: no division by zero
+    rows.append([lim - 1] * n)  # maximal input
+    weight = [RNG.randint(-2000, 2000) for _ in range(n)]
+    m, s = 40000, 30
+    out, clipped = K.rmsnorm_int(torch.tensor(rows), torch.tensor(weight), 0, 16, m, s, 8)
+    for row, got_row, got_clip in zip(rows, out.tolist(), clipped.tolist()):
+        ref = py_rmsnorm(row, weight, 0, 16, m, s, 8)
+        assert got_row == [r[0] for r in ref]
+        assert got_clip == [r[1] for r in ref]
+
+
+def test_lut_lookup():
+    table = torch.tensor([RNG.randint(-999, 999) for _ in range(256)])
+    codes = list(range(-128, 128))
+    RNG.shuffle(codes)
+    got = K.lut_lookup(torch.tensor(codes), table, 8).tolist()
+    assert got == [int(table[c + 128]) for c in codes]
+
+
+@pytest.mark.parametrize("fan_in,max_code", [(64, 127), (3000, 128), (300, 2**20)])
+def test_ternary_matmul_exact(fan_in, max_code):
+    """Small and large accumulations (the last one takes the float64 path) are exact."""
+    out_features = 23
+    w = [[RNG.choice([-1, 0, 0, 1]) for _ in range(fan_in)] for _ in range(out_features)]
+    xs = [[RNG.randint(-max_code, max_code - 1) for _ in range(fan_in)] for _ in range(4)]
+    xs[0] = [max_code - 1] * fan_in  # worst case for the accumulator
+    got = K.ternary_matmul(torch.tensor(xs), torch.tensor(w)).tolist()
+    ref = [[sum(wi * xi for wi, xi in zip(row, x)) for row in w] for x in xs]
+    assert got == ref
