@@ -1,0 +1,99 @@
+"""The emulator: a float checkpoint turned into the integer model, mapped onto cores, run with probes.
+
+`Emulator` owns the one-time work (calibration, conversion, core mapping); `Emulator.generate`
+streams tokens from the integer model exactly like `inspector.generate.generate` does for the
+float model, and leaves everything the probes saw in the returned run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Optional
+
+import torch
+
+from inspector.checkpoint import LoadedModel
+from inspector.emulator.hardware import HardwareConfig
+from inspector.emulator.mapper import CoreMap, map_model
+from inspector.emulator.probes import RecordingProbe
+from inspector.generate import GeneratedToken, SamplingSettings, encode_prompt, generate
+from inspector.quant.calibrate import calibrate, default_calibration_text
+from inspector.quant.config import QuantConfig
+from inspector.quant.convert import convert
+from inspector.quant.integer_model import IntegerLM
+
+
+@dataclass
+class EmulatorRun:
+    """A finished (or stopped) run: the prompt, generated tokens and what the probes recorded."""
+
+    prompt: str
+    prompt_ids: list[int]
+    tokens: list[GeneratedToken] = field(default_factory=list)
+    probe: Optional[RecordingProbe] = None
+
+    @property
+    def all_ids(self) -> list[int]:
+        return self.prompt_ids + [t.token_id for t in self.tokens]
+
+
+class Emulator:
+    """The bit-accurate Loihi 2 emulator backend for one model and one QuantConfig."""
+
+    name = "emulator"
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        qc: QuantConfig | None = None,
+        hardware: HardwareConfig | None = None,
+        calibration_text: str | None = None,
+    ):
+        self.loaded = loaded
+        self.qc = qc or QuantConfig()
+        self.hardware = hardware or HardwareConfig()
+        text = calibration_text if calibration_text is not None else default_calibration_text()
+        self.calibration = calibrate(loaded.model, loaded.tokenizer, text, self.qc.calibration_tokens)
+        self.params = convert(loaded.model, self.calibration, self.qc)
+        self.integer = IntegerLM(self.params, loaded.model)
+        weights = [
+            {
+                "i_proj": layer.i_proj.weight,
+                "f_proj": layer.f_proj.weight,
+                "g_proj": layer.g_proj.weight,
+                "o_proj": layer.o_proj.weight,
+                "gate_proj": layer.gate_proj.weight,
+                "down_proj": layer.down_proj.weight,
+            }
+            for layer in self.params.layers
+        ]
+        self.core_map: CoreMap = map_model(loaded.config, self.hardware, weights)
+
+    def new_probe(self, record_tensors: bool = True) -> RecordingProbe:
+        return RecordingProbe(self.core_map, record_tensors=record_tensors)
+
+    def step_fn(self, probe: Optional[RecordingProbe]):
+        """The integer model as a RecurrentLM callable, feeding `probe` on every call."""
+        return lambda ids, state=None: self.integer(ids, state, probe)
+
+    def generate(
+        self, prompt: str, sampling: SamplingSettings, probes: bool = True, record_tensors: bool = True
+    ) -> tuple[EmulatorRun, Iterator[GeneratedToken]]:
+        """A run object and the token stream that fills it (stop iterating to stop the run)."""
+        run = EmulatorRun(prompt, encode_prompt(self.loaded.tokenizer, prompt))
+        run.probe = self.new_probe(record_tensors) if probes else None
+        stream = generate(self.step_fn(run.probe), self.loaded.tokenizer, prompt, **vars(sampling))
+
+        def tokens() -> Iterator[GeneratedToken]:
+            for token in stream:
+                run.tokens.append(token)
+                yield token
+
+        return run, tokens()
+
+    @torch.no_grad()
+    def teacher_forced(self, ids: list[int], record_tensors: bool = True) -> tuple[torch.Tensor, RecordingProbe]:
+        """Run the integer model over a fixed token sequence; logits (T, vocab) and the probe."""
+        probe = self.new_probe(record_tensors)
+        logits, _ = self.integer(torch.tensor([ids]), None, probe)
+        return logits[0], probe

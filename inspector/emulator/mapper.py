@@ -1,0 +1,184 @@
+"""The core mapper: which neurons and synapses of each layer live on which Loihi 2 neuro-core and chip.
+
+Each layer is split into fused neuron groups (one neuron program per group, the "layer fusion" of
+the paper), in data-flow order:
+
+    norm_attn  (D)   residual input -> attn RMSNorm -> the i/f/g BitLinear input norms (spikes out)
+    proj_ifg   (3M)  ternary synapses of i_proj, f_proj, g_proj
+    mlgru      (M)   gates, the recurrent state h, g_norm, output gate, o_proj input norm
+    proj_o     (D)   ternary synapses of o_proj
+    norm_mlp   (D)   residual add, mlp RMSNorm, gate_proj input norm
+    proj_gate  (2I)  ternary synapses of gate_proj
+    glu        (I)   SiLU(gate) * y, down_proj input norm
+    proj_down  (D)   ternary synapses of down_proj
+    residual   (D)   residual add (the next layer's input)
+
+and `final_norm` (D) after the last layer. A group's neurons are packed greedily, in order, onto as
+few cores as the per-core limits allow; groups never share a core, so every core runs one program.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import torch
+
+from inspector.config import HGRNBitConfig
+from inspector.emulator.hardware import HardwareConfig
+from inspector.errors import InspectorError
+
+# Expected share of nonzero ternary weights for Gaussian-like weights under absmean quantization:
+# P(|z| >= 0.5 * E|z|) = P(|z| >= 0.399) ~ 0.69. Used only when no real weights are given.
+DEFAULT_TERNARY_DENSITY = 0.69
+
+GROUP_ORDER = ("norm_attn", "proj_ifg", "mlgru", "proj_o", "norm_mlp", "proj_gate", "glu", "proj_down", "residual")
+
+
+class MappingError(InspectorError):
+    pass
+
+
+@dataclass(frozen=True)
+class NeuronGroup:
+    layer: int  # -1 for the final norm
+    name: str
+    synapses: np.ndarray  # stored synapses per neuron (int64)
+    fan_in: int  # distinct input axons the group listens to
+
+    @property
+    def neurons(self) -> int:
+        return int(self.synapses.shape[0])
+
+
+@dataclass
+class CoreMap:
+    """One row per core: layer, group, neuron range [start, end), chip, memory use."""
+
+    table: pl.DataFrame
+    hardware: HardwareConfig
+    groups: list[NeuronGroup]
+
+    @property
+    def cores(self) -> int:
+        return self.table.height
+
+    @property
+    def chips(self) -> int:
+        return int(self.table["chip"].max()) + 1 if self.table.height else 0
+
+    def cores_of(self, layer: int, group: str) -> pl.DataFrame:
+        return self.table.filter((pl.col("layer") == layer) & (pl.col("group") == group))
+
+    def summary(self) -> dict[str, float]:
+        t = self.table
+        return {
+            "cores": self.cores,
+            "chips": self.chips,
+            "neurons": int(t["neurons"].sum()),
+            "synapses": int(t["synapses"].sum()),
+            "max_memory_bytes_per_core": int(t["memory_bytes"].max()),
+            "mean_memory_bytes_per_core": float(t["memory_bytes"].mean()),
+        }
+
+
+def _row_nonzeros(weight: torch.Tensor) -> np.ndarray:
+    return (weight != 0).sum(dim=1).cpu().numpy().astype(np.int64)
+
+
+def layer_groups(
+    config: HGRNBitConfig, layer: int, weights: dict[str, torch.Tensor] | None = None, density: float = DEFAULT_TERNARY_DENSITY
+) -> list[NeuronGroup]:
+    """The fused neuron groups of one layer; synapse counts from real ternary weights when given."""
+    D, M, I = config.hidden_size, config.mixer_size, config.mlp_intermediate_size
+
+    def proj(name: str, out_features: int, in_features: int) -> np.ndarray:
+        if weights is not None:
+            return _row_nonzeros(weights[name])
+        return np.full(out_features, int(round(density * in_features)), dtype=np.int64)
+
+    def ones(n: int, k: int) -> np.ndarray:
+        return np.full(n, k, dtype=np.int64)
+
+    return [
+        NeuronGroup(layer, "norm_attn", ones(D, 1), D),
+        NeuronGroup(layer, "proj_ifg", np.concatenate([proj(k, M, D) for k in ("i_proj", "f_proj", "g_proj")]), D),
+        NeuronGroup(layer, "mlgru", ones(M, 3), 3 * M),
+        NeuronGroup(layer, "proj_o", proj("o_proj", D, M), M),
+        NeuronGroup(layer, "norm_mlp", ones(D, 2), 2 * D),
+        NeuronGroup(layer, "proj_gate", proj("gate_proj", 2 * I, D), D),
+        NeuronGroup(layer, "glu", ones(I, 2), 2 * I),
+        NeuronGroup(layer, "proj_down", proj("down_proj", D, I), I),
+        NeuronGroup(layer, "residual", ones(D, 2), 2 * D),
+    ]
+
+
+def _pack(group: NeuronGroup, hw: HardwareConfig) -> list[tuple[int, int, int]]:
+    """Greedy contiguous packing: [(start, end, synapses)] per core."""
+    bits = group.synapses * hw.bits_per_synapse
+    capacity_bits = min(hw.synapse_memory_bytes, hw.core_sram_bytes - hw.bytes_per_neuron) * 8
+    if group.fan_in > hw.max_fan_in_per_core:
+        raise MappingError(
+            f"layer {group.layer} {group.name}: fan-in {group.fan_in} exceeds {hw.max_fan_in_per_core} axons per core"
+        )
+    if group.neurons and bits.max() > capacity_bits:
+        raise MappingError(
+            f"layer {group.layer} {group.name}: one neuron needs {int(bits.max()) // 8} bytes of synapses, "
+            f"more than a core holds ({capacity_bits // 8} bytes)"
+        )
+    cum = np.concatenate([[0], np.cumsum(bits)])
+    cores, start = [], 0
+    while start < group.neurons:
+        # neurons [start, end) fit if synapse bits and neuron state fit together
+        limit_end = min(group.neurons, start + hw.max_neurons_per_core)
+        ends = np.arange(start + 1, limit_end + 1)
+        syn_bytes = np.ceil((cum[ends] - cum[start]) / 8)
+        fits = (syn_bytes <= hw.synapse_memory_bytes) & (syn_bytes + (ends - start) * hw.bytes_per_neuron <= hw.core_sram_bytes)
+        end = int(ends[fits][-1]) if fits.any() else start + 1
+        cores.append((start, end, int(group.synapses[start:end].sum())))
+        start = end
+    return cores
+
+
+def map_groups(groups: list[NeuronGroup], hw: HardwareConfig) -> CoreMap:
+    rows = []
+    for group in groups:
+        for start, end, synapses in _pack(group, hw):
+            core = len(rows)
+            memory = int(np.ceil(synapses * hw.bits_per_synapse / 8)) + (end - start) * hw.bytes_per_neuron
+            rows.append(
+                {
+                    "core": core,
+                    "chip": core // hw.cores_per_chip,
+                    "layer": group.layer,
+                    "group": group.name,
+                    "start": start,
+                    "end": end,
+                    "neurons": end - start,
+                    "synapses": synapses,
+                    "memory_bytes": memory,
+                }
+            )
+    schema = {k: pl.Int64 for k in ("core", "chip", "layer", "start", "end", "neurons", "synapses", "memory_bytes")}
+    schema["group"] = pl.Utf8
+    table = pl.DataFrame(rows, schema=schema).select(
+        "core", "chip", "layer", "group", "start", "end", "neurons", "synapses", "memory_bytes"
+    )
+    return CoreMap(table, hw, groups)
+
+
+def model_groups(config: HGRNBitConfig, weights_by_layer: list[dict[str, torch.Tensor]] | None = None) -> list[NeuronGroup]:
+    groups: list[NeuronGroup] = []
+    for layer in range(config.num_hidden_layers):
+        weights = weights_by_layer[layer] if weights_by_layer is not None else None
+        groups.extend(layer_groups(config, layer, weights))
+    groups.append(NeuronGroup(-1, "final_norm", np.ones(config.hidden_size, dtype=np.int64), config.hidden_size))
+    return groups
+
+
+def map_model(
+    config: HGRNBitConfig, hw: HardwareConfig | None = None, weights_by_layer: list[dict[str, torch.Tensor]] | None = None
+) -> CoreMap:
+    """Map a whole model; without weights, synapse counts assume the typical ternary density."""
+    return map_groups(model_groups(config, weights_by_layer), hw or HardwareConfig())
