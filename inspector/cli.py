@@ -1,0 +1,170 @@
+"""Command line: `python -m inspector run|diff|map ...` (no Streamlit needed).
+
+    python -m inspector run  --model shakespeare --prompt "ROMEO:" --tokens 32 --out traces/romeo
+    python -m inspector diff --model shakespeare --text sample_models/corpora/tinyshakespeare.txt
+    python -m inspector map  --config MMfreeLM-370M
+
+Every user error (bad checkpoint, empty prompt, unknown QuantConfig key) is printed as one line
+starting with `error:` and exits with status 2; nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import polars as pl
+from tqdm import tqdm
+
+from inspector.catalog import sample_models
+from inspector.checkpoint import LoadedModel, load_checkpoint
+from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
+from inspector.diff import compare, lockstep_ids, sqnr_table
+from inspector.emulator.engine import Emulator
+from inspector.emulator.mapper import map_model
+from inspector.errors import InspectorError
+from inspector.generate import SamplingSettings, encode_prompt
+from inspector.quant.config import QuantConfig, QuantConfigError
+from inspector.traces import write_traces
+
+
+def resolve_model(name: str) -> LoadedModel:
+    """A sample model name (e.g. `shakespeare`) or a checkpoint directory."""
+    samples = sample_models()
+    return load_checkpoint(samples[name] if name in samples else Path(name))
+
+
+def parse_overrides(pairs: list[str]) -> QuantConfig:
+    """`key=value` pairs into a QuantConfig (ints, floats and true/false understood)."""
+    overrides = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise QuantConfigError(f"--quant expects key=value, got {pair!r}")
+        key, raw = pair.split("=", 1)
+        value: object = raw
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        else:
+            for cast in (int, float):
+                try:
+                    value = cast(raw)
+                    break
+                except ValueError:
+                    continue
+        overrides[key.strip()] = value
+    return QuantConfig().with_overrides(overrides)
+
+
+def _sampling(args) -> SamplingSettings:
+    settings = SamplingSettings(args.tokens, args.temperature, args.top_k, args.seed)
+    settings.validate()
+    return settings
+
+
+def cmd_run(args) -> int:
+    loaded = resolve_model(args.model)
+    qc = parse_overrides(args.quant)
+    sampling = _sampling(args)
+    encode_prompt(loaded.tokenizer, args.prompt)  # reject a bad prompt before the slow set-up
+    emulator = Emulator(loaded, qc)
+    run, stream = emulator.generate(args.prompt, sampling, probes=True, record_tensors=not args.no_tensors)
+    for token in tqdm(stream, total=sampling.max_new_tokens, desc="emulating", unit="tok"):
+        pass
+    text = "".join(t.text for t in run.tokens)
+    metadata = {
+        "model": str(loaded.directory),
+        "prompt": args.prompt,
+        "generated": text,
+        "sampling": dataclasses.asdict(sampling),
+        "quant_config": qc.to_dict(),
+        "hardware": dataclasses.asdict(emulator.hardware),
+        "core_map": emulator.core_map.summary(),
+    }
+    out = write_traces(run, emulator, args.out, metadata)
+    print(args.prompt + text)
+    print(f"traces written to {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_diff(args) -> int:
+    loaded = resolve_model(args.model)
+    qc = parse_overrides(args.quant)
+    emulator = Emulator(loaded, qc)
+    if args.text:
+        try:
+            text = Path(args.text).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InspectorError(f"cannot read --text {args.text}: {exc.strerror}") from None
+        follow, prompt = "text", text
+    else:
+        follow, prompt = args.follow, args.prompt
+    ids = lockstep_ids(emulator, prompt, follow, _sampling(args))[: args.max_tokens]
+    result = compare(emulator, ids)
+    pl.Config.set_tbl_rows(-1)
+    pl.Config.set_tbl_cols(-1)
+    pl.Config.set_float_precision(3)
+    print(result.per_layer())
+    print(sqnr_table(result))
+    tok = result.tokens
+    print(
+        f"tokens {len(ids)}  top-1 agreement {tok['agree'].mean():.3f}  mean KL {tok['kl'].mean():.5f} nats  "
+        f"perplexity float {result.perplexity_float:.3f}  integer {result.perplexity_int:.3f}"
+    )
+    return 0
+
+
+def cmd_map(args) -> int:
+    if args.config:
+        if args.config not in PUBLISHED_CONFIGS:
+            raise InspectorError(f"unknown --config {args.config!r}; choose from {', '.join(PUBLISHED_CONFIGS)}")
+        core_map = map_model(HGRNBitConfig(**PUBLISHED_CONFIGS[args.config]))
+    else:
+        core_map = Emulator(resolve_model(args.model)).core_map
+    print(json.dumps(core_map.summary(), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m inspector", description="Loihi LM Inspector command line")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p, tokens_default=32):
+        p.add_argument("--model", default="shakespeare", help="sample model name or checkpoint directory")
+        p.add_argument("--tokens", type=int, default=tokens_default, help="tokens to generate")
+        p.add_argument("--temperature", type=float, default=0.8)
+        p.add_argument("--top-k", type=int, default=40)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--quant", nargs="*", default=[], metavar="KEY=VALUE", help="QuantConfig overrides")
+
+    run = sub.add_parser("run", help="generate with the integer model on the emulator and write Parquet traces")
+    common(run)
+    run.add_argument("--prompt", required=True)
+    run.add_argument("--out", required=True, help="directory for the Parquet traces")
+    run.add_argument("--no-tensors", action="store_true", help="skip the (large) per-site tensor table")
+    run.set_defaults(func=cmd_run)
+
+    diff = sub.add_parser("diff", help="float vs integer model, per layer and per token")
+    common(diff)
+    diff.add_argument("--text", help="teacher-force both models on this text file")
+    diff.add_argument("--prompt", default="The ", help="prompt to continue when not using --text")
+    diff.add_argument("--follow", choices=["float", "integer", "text"], default="float", help="whose generation to follow")
+    diff.add_argument("--max-tokens", type=int, default=512)
+    diff.set_defaults(func=cmd_diff)
+
+    mapper = sub.add_parser("map", help="core map summary of a model or a published configuration")
+    mapper.add_argument("--model", default="shakespeare")
+    mapper.add_argument("--config", help=f"one of {', '.join(PUBLISHED_CONFIGS)}")
+    mapper.set_defaults(func=cmd_map)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InspectorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

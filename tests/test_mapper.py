@@ -1,0 +1,94 @@
+"""The core mapper never exceeds a core limit and places every neuron exactly once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
+from inspector.emulator.hardware import HardwareConfig, HardwareConfigError
+from inspector.emulator.mapper import GROUP_ORDER, MappingError, map_model
+
+
+def check_limits(core_map, hw: HardwareConfig):
+    t = core_map.table
+    assert (t["neurons"] <= hw.max_neurons_per_core).all()
+    assert ((t["synapses"] * hw.bits_per_synapse / 8).ceil() <= hw.synapse_memory_bytes).all()
+    assert (t["memory_bytes"] <= hw.core_sram_bytes).all()
+    assert (t["chip"] == t["core"] // hw.cores_per_chip).all()
+    # every group is covered exactly once, contiguously
+    for group in core_map.groups:
+        rows = core_map.cores_of(group.layer, group.name).sort("start")
+        starts, ends = rows["start"].to_list(), rows["end"].to_list()
+        assert starts[0] == 0 and ends[-1] == group.neurons
+        assert starts[1:] == ends[:-1]
+        assert int(rows["synapses"].sum()) == int(group.synapses.sum())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    hidden=st.integers(8, 700),
+    layers=st.integers(1, 3),
+    ratio=st.integers(1, 4),
+    neurons=st.integers(16, 9000),
+    synapse_kib=st.integers(4, 160),
+    bits=st.sampled_from([2, 4, 8, 16]),
+    cores_per_chip=st.integers(1, 128),
+)
+def test_mapper_respects_limits(hidden, layers, ratio, neurons, synapse_kib, bits, cores_per_chip):
+    hw = HardwareConfig(
+        cores_per_chip=cores_per_chip,
+        max_neurons_per_core=neurons,
+        synapse_memory_bytes=synapse_kib * 1024,
+        core_sram_bytes=max(synapse_kib * 1024, neurons * 12),
+        bits_per_synapse=bits,
+    )
+    config = HGRNBitConfig(hidden_size=hidden, num_hidden_layers=layers, hidden_ratio=ratio, vocab_size=64)
+    try:
+        core_map = map_model(config, hw)
+    except MappingError as exc:  # only legitimate when a single neuron cannot fit a core
+        assert "one neuron needs" in str(exc) or "fan-in" in str(exc)
+        return
+    check_limits(core_map, hw)
+
+
+@pytest.mark.parametrize("name", list(PUBLISHED_CONFIGS))
+def test_published_configs_map(name):
+    hw = HardwareConfig()
+    core_map = map_model(HGRNBitConfig(**PUBLISHED_CONFIGS[name]), hw)
+    check_limits(core_map, hw)
+    assert core_map.chips >= 1
+    groups = core_map.table.filter(core_map.table["layer"] == 0)["group"].unique(maintain_order=True).to_list()
+    assert groups == list(GROUP_ORDER)
+
+
+def test_too_big_neuron_is_a_clear_error():
+    hw = HardwareConfig(synapse_memory_bytes=64, core_sram_bytes=65536, max_neurons_per_core=16)
+    with pytest.raises(MappingError, match="one neuron needs"):
+        map_model(HGRNBitConfig(hidden_size=256, num_hidden_layers=1, vocab_size=64), hw)
+
+
+def test_bad_hardware_config():
+    with pytest.raises(HardwareConfigError):
+        HardwareConfig(max_neurons_per_core=0)
+    with pytest.raises(HardwareConfigError, match="unknown"):
+        HardwareConfig().with_overrides({"cores": 3})
+
+
+def test_real_weights_drive_synapse_counts(tiny_checkpoint):
+    from inspector.checkpoint import load_checkpoint
+    from inspector.emulator.engine import Emulator
+
+    emu = Emulator(load_checkpoint(tiny_checkpoint))
+    expected = sum(int((layer.i_proj.weight != 0).sum()) for layer in emu.params.layers)
+    got = 0
+    for layer in range(len(emu.params.layers)):
+        rows = emu.core_map.cores_of(layer, "proj_ifg")
+        # i_proj rows come first in the proj_ifg group
+        mixer = emu.loaded.config.mixer_size
+        nnz = np.array([(emu.params.layers[layer].i_proj.weight[k] != 0).sum().item() for k in range(mixer)])
+        got += int(nnz.sum())
+        assert int(rows["synapses"].sum()) >= int(nnz.sum())
+    assert got == expected
