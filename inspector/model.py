@@ -72,14 +72,25 @@ class BitLinear(nn.Linear):
     def __init__(self, in_features: int, out_features: int):
         super().__init__(in_features, out_features, bias=False)
         self.norm = RMSNorm(in_features, eps=BITLINEAR_NORM_EPS)
+        self._frozen: Optional[tuple[tuple, torch.Tensor]] = None
+
+    def quantized_weight(self) -> torch.Tensor:
+        """Ternary weights (dequantized). Cached when no gradient is needed: inference re-quantizing
+        every weight on every token would dominate the cost of generation."""
+        if torch.is_grad_enabled() and self.weight.requires_grad:
+            w_int, w_scale = weight_quant_int(self.weight)
+            return self.weight + (w_int / w_scale - self.weight).detach()
+        key = (self.weight.data_ptr(), self.weight._version, self.weight.dtype)
+        if self._frozen is None or self._frozen[0] != key:
+            w_int, w_scale = weight_quant_int(self.weight.detach())
+            self._frozen = (key, w_int / w_scale)
+        return self._frozen[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_norm = self.norm(x)
         x_int, x_scale = activation_quant_int(x_norm)
-        w_int, w_scale = weight_quant_int(self.weight)
         x_q = x_norm + (x_int / x_scale - x_norm).detach()
-        w_q = self.weight + (w_int / w_scale - self.weight).detach()
-        return F.linear(x_q, w_q)
+        return F.linear(x_q, self.quantized_weight())
 
 
 class MLGRU(nn.Module):
