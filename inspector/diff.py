@@ -21,10 +21,6 @@ from inspector.emulator.probes import RecordingProbe
 from inspector.generate import SamplingSettings, encode_prompt, generate
 from inspector.tokenizer import encode
 
-# Float trace key -> integer probe key, where the names differ (the rest are identical).
-FLOAT_TO_INT = {"gate_proj": None}  # the float trace holds both GLU halves; the integer side splits them
-
-
 @dataclass
 class DiffResult:
     ids: list[int]
@@ -32,6 +28,14 @@ class DiffResult:
     tokens: pl.DataFrame  # token, token_id, kl, top1_float, top1_int, agree, float_top1_rank_in_int, nll_float, nll_int
     perplexity_float: float
     perplexity_int: float
+    float_values: dict[str, torch.Tensor]  # site -> (T, N) float model values
+    int_probe: RecordingProbe  # the integer run's probe (dequantized values via site_values)
+    float_logits: torch.Tensor  # (T, vocab)
+    int_logits: torch.Tensor  # (T, vocab)
+
+    def sites(self) -> list[str]:
+        """Sites present in both models, in data-flow order."""
+        return [k for k in self.float_values if k in self.int_probe.sites and self.int_probe.sites[k].values]
 
     def per_layer(self) -> pl.DataFrame:
         """Mean over tokens of each metric, per layer and site (the table the CLI prints)."""
@@ -86,8 +90,9 @@ def compare(emulator: Emulator, ids: list[int]) -> DiffResult:
     f_logits = f_logits[0].double()
     i_logits = i_logits.double()
 
+    float_values = _float_sites(trace)
     rows = []
-    for key, f_value in _float_sites(trace).items():
+    for key, f_value in float_values.items():
         if key not in probe.sites or not probe.sites[key].values:
             continue
         metrics = tensor_metrics(f_value, probe.site_values(key))
@@ -122,7 +127,7 @@ def compare(emulator: Emulator, ids: list[int]) -> DiffResult:
     n = int(valid.sum())
     ppl_f = math.exp(float(nll_f[valid].sum()) / n) if n else float("nan")
     ppl_i = math.exp(float(nll_i[valid].sum()) / n) if n else float("nan")
-    return DiffResult(ids, tensors, tokens, ppl_f, ppl_i)
+    return DiffResult(ids, tensors, tokens, ppl_f, ppl_i, float_values, probe, f_logits, i_logits)
 
 
 def lockstep_ids(emulator: Emulator, prompt: str, follow: str, sampling: SamplingSettings) -> list[int]:

@@ -1,51 +1,65 @@
-"""Generation: stream tokens from the model and explain each one."""
+"""Generation: the float and the integer model continue the same prompt, token by token."""
 
 from __future__ import annotations
 
 import polars as pl
 import streamlit as st
 
-from inspector.errors import InspectorError
-from inspector.generate import generate, token_table
-from inspector.ui.sidebar import render_sidebar
+from inspector.figures import colored_tokens_html, distribution_figure, layer_error_figure
+from inspector.generate import token_table
+from inspector.ui.export import chart, table_downloads
+from inspector.ui.runs import page_analysis
 
 st.title("Generation")
-session = render_sidebar()
-if session is None:
-    st.warning("Choose a model in the sidebar that loads without errors to generate text.")
-    st.stop()
+session, analysis = page_analysis()
+diff, tokenizer = analysis.diff, session.loaded.tokenizer
+n_prompt = analysis.prompt_tokens
+generated = diff.tokens.slice(n_prompt - 1, len(analysis.run.tokens))  # the distributions that produced each token
 
 st.caption(
-    "The float MatMul-free LM continues your prompt one token at a time. It is recurrent: the prompt "
-    "is read once, then every new token is a single step that carries one state vector per layer."
+    "Both models continue the prompt with the same sampling settings and seed. The integer model runs on "
+    "the emulated Loihi 2 neuro-cores; each of its tokens is colored by how close the two models' "
+    "next-token distributions were at that step (green: same top-1 and KL < 0.01 nats; yellow/orange: "
+    "same top-1, larger KL; red: the top-1 tokens differ)."
 )
-run_key = (session.loaded.name, session.prompt, session.sampling)
-if st.button("Generate", type="primary"):
-    progress = st.progress(0.0, text="Generating…")
-    output = st.empty()
-    steps = []
-    try:
-        for step in generate(session.loaded.model, session.loaded.tokenizer, session.prompt, **vars(session.sampling)):
-            steps.append(step)
-            output.code(session.prompt + "".join(s.text for s in steps), language=None, wrap_lines=True)
-            progress.progress(len(steps) / session.sampling.max_new_tokens, text=f"{len(steps)} tokens")
-    except InspectorError as exc:
-        progress.empty()
-        st.error(str(exc))
-        st.stop()
-    progress.empty()
-    output.empty()
-    st.session_state["generation"] = {"key": run_key, "steps": steps}
+agree = generated["agree"].to_list()
+kl = generated["kl"].to_list()
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Top-1 agreement", f"{sum(agree) / max(len(agree), 1):.0%}")
+c2.metric("Mean KL (nats)", f"{sum(kl) / max(len(kl), 1):.4f}")
+c3.metric("Perplexity, float", f"{diff.perplexity_float:.2f}")
+c4.metric("Perplexity, integer", f"{diff.perplexity_int:.2f}")
 
-result = st.session_state.get("generation")
-if not result or result["key"][0] != session.loaded.name:
-    st.info("Press **Generate** to continue the prompt.")
-    st.stop()
+left, right = st.columns(2)
+with left:
+    st.subheader("Float model")
+    st.code(analysis.prompt + analysis.float_text, language=None, wrap_lines=True)
+with right:
+    st.subheader("Integer model (emulator)")
+    pieces = [t.text for t in analysis.run.tokens]
+    selected = st.session_state.get("token_pick")
+    st.markdown(
+        f'<div style="font-family:monospace;white-space:pre-wrap;color:#555">{analysis.prompt}</div>'
+        + colored_tokens_html(pieces, agree, kl, selected),
+        unsafe_allow_html=True,
+    )
 
-steps = result["steps"]
-if result["key"] != run_key:
-    st.caption("Settings changed since this text was generated; press Generate to refresh it.")
-st.subheader("Text")
-st.code(result["key"][1] + "".join(s.text for s in steps), language=None, wrap_lines=True)
-st.subheader("Token by token")
-st.dataframe(pl.DataFrame(token_table(steps, session.loaded.tokenizer)), hide_index=True, use_container_width=True)
+st.subheader("Inspect a token")
+labels = {k: f"{k}: {t.text!r}"[:24] for k, t in enumerate(analysis.run.tokens)}
+pick = st.pills("Generated token", list(labels), format_func=labels.get, default=0, key="token_pick")
+pick = 0 if pick is None else pick
+position = n_prompt - 1 + pick
+a, b = st.columns(2)
+with a:
+    chart(distribution_figure(diff.float_logits[position], diff.int_logits[position], tokenizer), "distribution")
+with b:
+    chart(
+        layer_error_figure(diff.tensors, token=position, sites=["attn_norm", "hidden", "o_proj", "residual_attn", "glu", "residual_mlp"]),
+        "layer_error_at_token",
+    )
+st.subheader("Token by token (integer model)")
+table = pl.DataFrame(token_table(analysis.run.tokens, tokenizer)).with_columns(
+    pl.Series("KL vs float", kl), pl.Series("same top-1", agree)
+)
+st.dataframe(table, hide_index=True, width="stretch")
+table_downloads(table, "tokens")

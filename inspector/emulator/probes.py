@@ -108,6 +108,12 @@ class RecordingProbe:
             return torch.zeros(tokens, neurons)
         return torch.cat([self._cat(self.synops[f"layers.{layer}.{name}"]) for name in names], dim=-1)
 
+    def core_messages(self, core: int) -> np.ndarray:
+        """(T, neurons of the core): messages each neuron of one core sent per token (a raster)."""
+        row = self.core_map.table.filter(pl.col("core") == core).row(0, named=True)
+        messages = self._group_messages(row["layer"], row["group"]).numpy()
+        return messages[:, row["start"] : row["end"]]
+
     def activity(self) -> pl.DataFrame:
         """token x core: messages, synaptic ops and neuron updates (one row per token and core)."""
         table = self.core_map.table

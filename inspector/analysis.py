@@ -1,0 +1,81 @@
+"""One analysis = everything the app's pages show for one (model, QuantConfig, prompt, sampling).
+
+The float model and the integer model each continue the prompt with the same sampling settings
+(same seed). The integer model runs on the chosen backend with probes on. Both models are then
+compared in lockstep on the integer model's sequence (prompt + its continuation), which is the text
+the chip actually produced. Computing it once and caching it is what makes page switches instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import polars as pl
+
+from inspector.diff import DiffResult, compare
+from inspector.emulator.engine import Emulator, EmulatorRun
+from inspector.generate import GeneratedToken, SamplingSettings, encode_prompt, generate
+from inspector.traces import run_tables
+
+# on_progress(phase, done, total): phase is "float", "integer" or "diff"
+ProgressFn = Callable[[str, int, int], None]
+
+
+class Stopped(Exception):
+    """Raised when `should_stop()` turns true between two tokens."""
+
+
+@dataclass
+class Analysis:
+    prompt: str
+    sampling: SamplingSettings
+    float_tokens: list[GeneratedToken]
+    run: EmulatorRun
+    diff: DiffResult
+    tables: dict[str, pl.DataFrame]
+
+    @property
+    def float_text(self) -> str:
+        return "".join(t.text for t in self.float_tokens)
+
+    @property
+    def int_text(self) -> str:
+        return "".join(t.text for t in self.run.tokens)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.run.prompt_ids)
+
+
+def analyze(
+    emulator: Emulator,
+    prompt: str,
+    sampling: SamplingSettings,
+    on_progress: Optional[ProgressFn] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+) -> Analysis:
+    sampling.validate()
+    tokenizer = emulator.loaded.tokenizer
+    encode_prompt(tokenizer, prompt)
+    total = sampling.max_new_tokens
+
+    def tick(phase: str, done: int) -> None:
+        if on_progress is not None:
+            on_progress(phase, done, total)
+        if should_stop is not None and should_stop():
+            raise Stopped(f"stopped during {phase} generation after {done} tokens")
+
+    float_tokens = []
+    for token in generate(emulator.loaded.model, tokenizer, prompt, **vars(sampling)):
+        float_tokens.append(token)
+        tick("float", len(float_tokens))
+    run, stream = emulator.generate(prompt, sampling, probes=True, record_tensors=True)
+    for token in stream:
+        tick("integer", len(run.tokens))
+    if on_progress is not None:
+        on_progress("diff", 0, 1)
+    diff = compare(emulator, run.all_ids)
+    if on_progress is not None:
+        on_progress("diff", 1, 1)
+    return Analysis(prompt, sampling, float_tokens, run, diff, run_tables(run, emulator))

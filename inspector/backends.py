@@ -1,0 +1,68 @@
+"""Which backends can run the integer model here, and if not, exactly why.
+
+- `emulator`: the vectorized bit-accurate emulator in `inspector.emulator` (always available).
+- `lava`: Lava's fixed-point simulator (`Loihi2SimCfg(select_tag="fixed_pt")`) running the model as
+  a Lava process graph.
+- `loihi2`: Loihi 2 itself through `Loihi2HwCfg`, which needs Intel's lava-loihi extension and a
+  board (or the INRC cloud).
+Detection happens once at start-up so the UI and CLI can say what is missing before a run.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+
+from inspector.lava_compat import lava_available
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    key: str
+    label: str
+    available: bool
+    reason: str
+
+
+LAVA_LOIHI_HELP = (
+    "Intel's lava-loihi extension is not installed. It is not on PyPI: Intel distributes it to members of "
+    "the Intel Neuromorphic Research Community (INRC, intel.com/neuromorphic), together with access to "
+    "Loihi 2 systems (a local board or the INRC cloud through SLURM). Install it into .venv on such a host."
+)
+
+
+@functools.lru_cache(maxsize=1)
+def backend_statuses() -> tuple[BackendStatus, ...]:
+    emulator = BackendStatus("emulator", "Emulator (bit-accurate)", True, "vectorized integer emulator of Loihi 2 neuro-cores")
+    ok, why = lava_available()
+    if ok:
+        lava = BackendStatus(
+            "lava", "Lava simulation", False,
+            "lava-nc 0.10.0 is installed, but the Lava process-graph backend is not implemented in this version yet",
+        )
+    else:
+        lava = BackendStatus("lava", "Lava simulation", False, why)
+    loihi = BackendStatus("loihi2", "Loihi 2 hardware", False, _hardware_reason(ok))
+    return emulator, lava, loihi
+
+
+def _hardware_reason(lava_ok: bool) -> str:
+    if not lava_ok:
+        return "lava-nc is not importable, so Loihi2HwCfg cannot be used"
+    try:
+        from lava.utils.loihi import is_installed
+    except Exception as exc:  # pragma: no cover - lava layout changed
+        return f"cannot check for lava-loihi: {exc}"
+    if not is_installed():
+        return LAVA_LOIHI_HELP
+    if not any(os.environ.get(var) for var in ("SLURM", "LOIHI_GEN", "NXSDKHOST", "PARTITION", "BOARD")):
+        return "lava-loihi is installed but no Loihi 2 host is configured (set up SLURM or an Ethernet host as lava.utils.loihi describes)"
+    return "lava-loihi and a Loihi 2 host are present, but the hardware backend is not implemented in this version yet"
+
+
+def status_of(key: str) -> BackendStatus:
+    for status in backend_statuses():
+        if status.key == key:
+            return status
+    raise KeyError(key)

@@ -1,0 +1,222 @@
+"""Plotly figure builders for the app's pages: plain functions of data, testable without Streamlit."""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import plotly.graph_objects as go
+import polars as pl
+import torch
+from tokenizers import Tokenizer
+
+from inspector.tokenizer import decode
+
+LEGEND_TOP = dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0)
+GROUP_COLORS = {
+    "norm_attn": "#8da0cb", "proj_ifg": "#1f77b4", "mlgru": "#d62728", "proj_o": "#17becf", "norm_mlp": "#b5cf6b",
+    "proj_gate": "#2ca02c", "glu": "#ff7f0e", "proj_down": "#9467bd", "residual": "#7f7f7f", "final_norm": "#e377c2",
+}
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 380) -> go.Figure:
+    fig.update_layout(
+        title=dict(text=title, x=0, xanchor="left"),
+        xaxis_title=x,
+        yaxis_title=y,
+        height=height,
+        margin=dict(l=60, r=20, t=80, b=50),
+        legend=LEGEND_TOP,
+        template="plotly_white",
+    )
+    return fig
+
+
+def agreement_color(agree: bool, kl: float) -> str:
+    """Green when both models pick the same top token and barely differ, red when they disagree."""
+    if not agree:
+        return "#f4a6a6"
+    if kl < 0.01:
+        return "#b7e4b0"
+    if kl < 0.1:
+        return "#fff1a8"
+    return "#ffd08a"
+
+
+def colored_tokens_html(pieces: list[str], agree: list[bool], kl: list[float], selected: int | None = None) -> str:
+    """The generated text as spans colored by float/integer agreement (hover shows KL)."""
+    spans = []
+    for k, (piece, a, d) in enumerate(zip(pieces, agree, kl)):
+        border = "outline: 2px solid #333;" if k == selected else ""
+        text = html.escape(piece).replace("\n", "↵<br>") or "∅"
+        spans.append(
+            f'<span title="token {k}: KL {d:.4f} nats, top-1 {"agrees" if a else "differs"}" '
+            f'style="background:{agreement_color(a, d)};{border}padding:1px 0;border-radius:3px">{text}</span>'
+        )
+    return '<div style="font-family:monospace;line-height:1.9;white-space:pre-wrap">' + "".join(spans) + "</div>"
+
+
+def distribution_figure(float_logits: torch.Tensor, int_logits: torch.Tensor, tokenizer: Tokenizer, k: int = 10) -> go.Figure:
+    """Top-k next-token probabilities of both models (union of both top-k sets)."""
+    pf = torch.softmax(float_logits.double(), -1)
+    pi = torch.softmax(int_logits.double(), -1)
+    ids = list(dict.fromkeys(torch.topk(pf, k).indices.tolist() + torch.topk(pi, k).indices.tolist()))
+    ids.sort(key=lambda i: -float(pf[i]))
+    labels = [repr(decode(tokenizer, [i]))[1:-1] or "∅" for i in ids]
+    fig = go.Figure(
+        [
+            go.Bar(name="float", x=labels, y=[float(pf[i]) for i in ids], marker_color="#1f77b4"),
+            go.Bar(name="integer", x=labels, y=[float(pi[i]) for i in ids], marker_color="#ff7f0e"),
+        ]
+    )
+    fig.update_layout(barmode="group")
+    return _layout(fig, "Next-token distribution", "token", "probability")
+
+
+def layer_error_figure(tensors: pl.DataFrame, metric: str = "sqnr_db", token: int | None = None, sites: list[str] | None = None) -> go.Figure:
+    """A metric along depth, one line per site (mean over tokens, or at one token)."""
+    data = tensors.filter(pl.col("layer") >= 0)
+    if token is not None:
+        data = data.filter(pl.col("token") == token)
+    if sites:
+        data = data.filter(pl.col("site").is_in(sites))
+    data = data.filter(pl.col(metric).is_finite())
+    agg = data.group_by(["site", "layer"]).agg(pl.col(metric).mean()).sort("layer")
+    fig = go.Figure()
+    for site in (sites or agg["site"].unique(maintain_order=True).to_list()):
+        part = agg.filter(pl.col("site") == site)
+        if part.height:
+            fig.add_scatter(x=part["layer"].to_list(), y=part[metric].to_list(), mode="lines+markers", name=site)
+    where = f" at token {token}" if token is not None else " (mean over tokens)"
+    fig.update_xaxes(dtick=1)
+    return _layout(fig, f"{metric} along depth{where}", "layer", metric)
+
+
+def token_error_figure(tensors: pl.DataFrame, site: str, layer: int, metric: str = "sqnr_db", prompt_tokens: int = 0) -> go.Figure:
+    part = tensors.filter((pl.col("site") == site) & (pl.col("layer") == layer)).sort("token")
+    fig = go.Figure(go.Scatter(x=part["token"].to_list(), y=part[metric].to_list(), mode="lines+markers", name=site))
+    if prompt_tokens:
+        fig.add_vline(x=prompt_tokens - 0.5, line_dash="dot", annotation_text="generation starts")
+    return _layout(fig, f"{metric} of layer {layer} {site} along tokens", "token", metric)
+
+
+def scatter_figure(float_values: torch.Tensor, int_values: torch.Tensor, title: str, max_points: int = 6000) -> go.Figure:
+    """Float vs integer values of one tensor (all tokens); the diagonal is perfect agreement."""
+    f = float_values.reshape(-1).double().numpy()
+    q = int_values.reshape(-1).double().numpy()
+    if f.size > max_points:
+        pick = np.random.default_rng(0).choice(f.size, max_points, replace=False)
+        f, q = f[pick], q[pick]
+    lo, hi = float(min(f.min(), q.min())), float(max(f.max(), q.max()))
+    fig = go.Figure(
+        [
+            go.Scattergl(x=f, y=q, mode="markers", marker=dict(size=4, opacity=0.5), name="values"),
+            go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line=dict(dash="dash", color="gray"), name="integer = float"),
+        ]
+    )
+    return _layout(fig, title, "float model", "integer model (dequantized)", height=420)
+
+
+def kl_agreement_figure(tokens: pl.DataFrame, prompt_tokens: int = 0) -> go.Figure:
+    fig = go.Figure()
+    fig.add_bar(
+        x=tokens["token"].to_list(),
+        y=tokens["kl"].to_list(),
+        marker_color=["#2ca02c" if a else "#d62728" for a in tokens["agree"].to_list()],
+        name="KL (green: same top-1, red: different)",
+    )
+    if prompt_tokens:
+        fig.add_vline(x=prompt_tokens - 0.5, line_dash="dot", annotation_text="generation starts")
+    return _layout(fig, "KL(float || integer) of the next-token distribution", "token", "KL (nats)")
+
+
+def activity_heatmap(activity: pl.DataFrame, by: str = "core", value: str = "messages") -> go.Figure:
+    """Messages (or synaptic ops) per core x token, or per layer x token."""
+    key = "core" if by == "core" else "layer"
+    agg = activity.group_by([key, "token"]).agg(pl.col(value).sum()).sort([key, "token"])
+    tokens = sorted(agg["token"].unique().to_list())
+    rows = agg[key].unique().sort().to_list()
+    grid = np.zeros((len(rows), len(tokens)))
+    row_index = {r: i for i, r in enumerate(rows)}
+    for r, t, v in agg.select(key, "token", value).iter_rows():
+        grid[row_index[r], t] = v
+    labels = [("final" if r == -1 else f"layer {r}") if key == "layer" else str(r) for r in rows]
+    fig = go.Figure(go.Heatmap(z=grid, x=tokens, y=labels, colorscale="Viridis", colorbar=dict(title=value)))
+    return _layout(fig, f"{value} per {key} and token", "token", key, height=max(320, min(900, 14 * len(rows) + 160)))
+
+
+def sparsity_figure(activity: pl.DataFrame) -> go.Figure:
+    """Event sparsity per layer: share of neurons that stayed silent (sent no message) per token."""
+    agg = activity.group_by("layer").agg(pl.col("messages").sum(), pl.col("neurons").sum()).sort("layer")
+    sparsity = 1 - agg["messages"].to_numpy() / np.maximum(agg["neurons"].to_numpy(), 1)
+    labels = ["final" if layer == -1 else f"layer {layer}" for layer in agg["layer"].to_list()]
+    fig = go.Figure(go.Bar(x=labels, y=sparsity, marker_color="#4c72b0", name="silent share"))
+    fig.update_yaxes(range=[0, 1], tickformat=".0%")
+    return _layout(fig, "Event sparsity per layer (silent neurons cost nothing)", "layer", "silent neurons")
+
+
+def raster_figure(messages: np.ndarray, core: int, start: int, group: str, layer: int) -> go.Figure:
+    """Which neurons of one core sent a message at which token."""
+    tokens, neurons = np.nonzero(messages)
+    fig = go.Figure(go.Scattergl(x=tokens, y=neurons + start, mode="markers", marker=dict(size=4, symbol="line-ns-open", color="#222"), name="message"))
+    fig.update_xaxes(range=[-0.5, messages.shape[0] - 0.5])
+    return _layout(fig, f"Raster of core {core} (layer {layer}, {group}, neurons {start}-{start + messages.shape[1] - 1})", "token", "neuron", height=420)
+
+
+def synops_figure(activity: pl.DataFrame, prompt_tokens: int = 0) -> go.Figure:
+    agg = activity.group_by("token").agg(pl.col("synops").sum(), pl.col("messages").sum()).sort("token")
+    fig = go.Figure(go.Scatter(x=agg["token"].to_list(), y=agg["synops"].to_list(), mode="lines+markers", name="synaptic ops"))
+    if prompt_tokens:
+        fig.add_vline(x=prompt_tokens - 0.5, line_dash="dot", annotation_text="generation starts")
+    return _layout(fig, "Synaptic operations per token (whole chip)", "token", "synaptic ops")
+
+
+def state_histogram_figure(codes: np.ndarray, state_bits: int, title: str) -> go.Figure:
+    """Distribution of fixed-point state codes against the register's representable range."""
+    lo, hi = -(1 << (state_bits - 1)), (1 << (state_bits - 1)) - 1
+    fig = go.Figure(go.Histogram(x=codes, nbinsx=80, marker_color="#4c72b0", name="state codes"))
+    for edge, label in ((lo, "min"), (hi, "max")):
+        fig.add_vline(x=edge, line_color="#d62728", line_dash="dash", annotation_text=f"{label} {edge}")
+    fig.update_xaxes(range=[lo * 1.05, hi * 1.05])
+    return _layout(fig, title, "state code", "count")
+
+
+def saturation_rate_figure(saturation: pl.DataFrame) -> go.Figure:
+    """Share of clipped values per token, per kind of site (state, activation, gate, accumulator)."""
+    agg = (
+        saturation.group_by(["token", "kind"]).agg(pl.col("clipped").sum(), pl.col("values").sum())
+        .with_columns((pl.col("clipped") / pl.col("values")).alias("rate"))
+        .sort("token")
+    )
+    fig = go.Figure()
+    for kind in agg["kind"].unique().sort().to_list():
+        part = agg.filter(pl.col("kind") == kind)
+        fig.add_scatter(x=part["token"].to_list(), y=part["rate"].to_list(), mode="lines+markers", name=kind)
+    fig.update_yaxes(tickformat=".2%", rangemode="tozero")
+    return _layout(fig, "Saturation rate per token", "token", "clipped share")
+
+
+def core_map_figure(cores: pl.DataFrame, sram_bytes: int) -> go.Figure:
+    """Memory per core, colored by neuron group, against the core's SRAM."""
+    fig = go.Figure()
+    for group in cores["group"].unique(maintain_order=True).to_list():
+        part = cores.filter(pl.col("group") == group)
+        fig.add_bar(
+            x=part["core"].to_list(),
+            y=(part["memory_bytes"] / 1024).to_list(),
+            name=group,
+            marker_color=GROUP_COLORS.get(group),
+            customdata=np.stack([part["layer"].to_numpy(), part["neurons"].to_numpy(), part["chip"].to_numpy()], axis=1),
+            hovertemplate="core %{x}<br>layer %{customdata[0]}<br>%{customdata[1]} neurons<br>chip %{customdata[2]}<br>%{y:.1f} KiB<extra></extra>",
+        )
+    fig.add_hline(y=sram_bytes / 1024, line_dash="dash", line_color="#d62728", annotation_text="core SRAM")
+    fig.update_layout(bargap=0.05)
+    return _layout(fig, "Memory per neuro-core (KiB), by neuron group", "core", "KiB", height=420)
+
+
+def estimate_figure(per_token: pl.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    fig.add_scatter(x=per_token["token"].to_list(), y=per_token["energy_uj"].to_list(), mode="lines+markers", name="energy (µJ)")
+    fig.add_scatter(x=per_token["token"].to_list(), y=per_token["latency_us"].to_list(), mode="lines+markers", name="latency (µs)", yaxis="y2")
+    fig.update_layout(yaxis2=dict(title="latency (µs)", overlaying="y", side="right"))
+    return _layout(fig, "Estimated energy and latency per token", "token", "energy (µJ)")

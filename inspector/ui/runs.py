@@ -1,0 +1,79 @@
+"""Running an analysis from a page: cached per settings in `st.session_state`, with progress and Stop.
+
+Small models (the sample models) run automatically whenever a setting changes, so that changing a
+bit width immediately shows its effect; larger checkpoints wait for the Run button. Clicking Stop
+interrupts the run (Streamlit stops the script on any interaction) and remembers not to restart it.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from inspector.analysis import Analysis, analyze
+from inspector.errors import InspectorError
+from inspector.ui.sidebar import Session, emulator_for, render_sidebar
+
+AUTO_RUN_MAX_PARAMETERS = 50_000_000
+KEEP_ANALYSES = 4
+PHASES = {"float": "float model generating", "integer": "integer model generating on the emulator", "diff": "comparing in lockstep"}
+
+
+def _stop(key: tuple) -> None:
+    st.session_state["stopped_key"] = key
+
+
+def _request(key: tuple) -> None:
+    st.session_state["stopped_key"] = None
+    st.session_state["requested_key"] = key
+
+
+def ensure_analysis(session: Session) -> Analysis | None:
+    if not session.backend.available:
+        st.error(f"{session.backend.label} cannot run here: {session.backend.reason}")
+        st.info("Choose the Emulator backend in the sidebar to run the integer model.")
+        return None
+    analyses: dict = st.session_state.setdefault("analyses", {})
+    key = session.run_key
+    if key in analyses:
+        return analyses[key]
+    small = session.loaded.model.num_parameters() <= AUTO_RUN_MAX_PARAMETERS
+    requested = st.session_state.get("requested_key") == key
+    if st.session_state.get("stopped_key") == key or not (small or requested):
+        reason = "The last run was stopped." if st.session_state.get("stopped_key") == key else "This model is large."
+        st.info(f"{reason} Press Run to generate and analyse {session.sampling.max_new_tokens} tokens.")
+        st.button("Run", type="primary", on_click=_request, args=(key,), key="run_button")
+        return None
+
+    st.button("Stop", on_click=_stop, args=(key,), key="stop_button", help="Interrupt this run")
+    progress = st.progress(0.0, text="Preparing the integer model…")
+    try:
+        emulator = emulator_for(session)
+
+        def on_progress(phase: str, done: int, total: int) -> None:
+            share = {"float": 0.0, "integer": 0.45, "diff": 0.9}[phase] + (0.45 if phase != "diff" else 0.1) * done / max(total, 1)
+            progress.progress(min(share, 1.0), text=f"{PHASES[phase]}: {done}/{total}")
+
+        with st.spinner("Running the float and the integer model…"):
+            analysis = analyze(emulator, session.prompt, session.sampling, on_progress)
+    except InspectorError as exc:
+        progress.empty()
+        st.error(str(exc))
+        return None
+    progress.empty()
+    analyses[key] = analysis
+    while len(analyses) > KEEP_ANALYSES:
+        analyses.pop(next(iter(analyses)))
+    st.rerun()  # redraw without the Stop button
+    return analysis
+
+
+def page_analysis() -> tuple[Session, Analysis]:
+    """Sidebar + analysis for a page; stops the page (after saying why) when there is none."""
+    session = render_sidebar()
+    if session is None:
+        st.warning("Choose a model in the sidebar that loads without errors.")
+        st.stop()
+    analysis = ensure_analysis(session)
+    if analysis is None:
+        st.stop()
+    return session, analysis

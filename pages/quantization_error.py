@@ -1,0 +1,70 @@
+"""Quantization error: where and how much the integer model departs from the float model."""
+
+from __future__ import annotations
+
+import polars as pl
+import streamlit as st
+
+from inspector.diff import compare
+from inspector.errors import InspectorError
+from inspector.figures import kl_agreement_figure, layer_error_figure, scatter_figure, token_error_figure
+from inspector.tokenizer import encode
+from inspector.ui.export import chart, table_downloads
+from inspector.ui.runs import page_analysis
+from inspector.ui.sidebar import emulator_for
+
+METRICS = {"sqnr_db": "SQNR (dB)", "cosine": "cosine similarity", "max_abs_error": "max abs error", "rel_error": "relative error"}
+
+st.title("Quantization error")
+session, analysis = page_analysis()
+diff = analysis.diff
+st.caption(
+    "Both models read the same tokens (the prompt and the integer model's continuation). Every probed "
+    "tensor of the integer model is dequantized and compared with the float model's: SQNR = 10 log10 of "
+    "signal power over error power (higher is better; each bit adds about 6 dB)."
+)
+per_layer = diff.per_layer()
+st.dataframe(per_layer, hide_index=True, width="stretch", height=300)
+table_downloads(per_layer, "per_layer_error")
+
+metric = st.segmented_control("Metric", list(METRICS), format_func=METRICS.get, default="sqnr_db", key="err_metric") or "sqnr_db"
+sites = st.multiselect(
+    "Sites", per_layer["site"].unique(maintain_order=True).to_list(),
+    default=["attn_norm", "hidden", "o_proj", "residual_attn", "glu", "residual_mlp"], key="err_sites",
+)
+chart(layer_error_figure(diff.tensors, metric=metric, sites=sites), "error_depth")
+
+c1, c2 = st.columns(2)
+layers = sorted(l for l in diff.tensors["layer"].unique().to_list() if l >= 0)
+layer = c1.selectbox("Layer", layers, key="err_layer")
+site_options = diff.tensors.filter(pl.col("layer") == layer)["site"].unique(maintain_order=True).to_list()
+site = c2.selectbox("Tensor", site_options, index=site_options.index("hidden") if "hidden" in site_options else 0, key="err_site")
+a, b = st.columns(2)
+with a:
+    chart(token_error_figure(diff.tensors, site, layer, metric, analysis.prompt_tokens), "error_tokens")
+with b:
+    key = f"layers.{layer}.{site}"
+    chart(scatter_figure(diff.float_values[key], diff.int_probe.site_values(key), f"layer {layer} {site}: float vs integer"), "scatter")
+
+st.subheader("Next-token distributions")
+chart(kl_agreement_figure(diff.tokens, analysis.prompt_tokens), "kl")
+table_downloads(diff.tokens, "token_metrics")
+
+st.subheader("Perplexity on a text of your choice")
+text = st.text_area("Text (both models are teacher-forced on it)", key="ppl_text", height=120,
+                    value=(session.loaded.card or {}).get("sample_text", "") or analysis.prompt + analysis.int_text)
+if st.button("Compute perplexity", key="ppl_button"):
+    ids = encode(session.loaded.tokenizer, text)[:1024]
+    if len(ids) < 2:
+        st.error("The text needs at least two tokens.")
+    else:
+        try:
+            with st.spinner(f"Running both models on {len(ids)} tokens…"):
+                result = compare(emulator_for(session), ids)
+        except InspectorError as exc:
+            st.error(str(exc))
+        else:
+            c1, c2, c3 = st.columns(3)
+            c1.metric("Perplexity, float", f"{result.perplexity_float:.3f}")
+            c2.metric("Perplexity, integer", f"{result.perplexity_int:.3f}")
+            c3.metric("Top-1 agreement", f"{result.tokens['agree'].mean():.1%}")

@@ -1,0 +1,54 @@
+"""State saturation: fixed-point values against the range their registers can hold."""
+
+from __future__ import annotations
+
+import polars as pl
+import streamlit as st
+
+from inspector.figures import saturation_rate_figure, state_histogram_figure
+from inspector.ui.export import chart, table_downloads
+from inspector.ui.runs import page_analysis
+
+st.title("State saturation")
+session, analysis = page_analysis()
+qc = session.qc
+saturation = analysis.tables["saturation"]
+states = analysis.tables["states"]
+saturated = analysis.tables["saturated_neurons"]
+st.caption(
+    f"Every value on the chip lives in a fixed-width register: the MLGRU state in {qc.state_bits} bits, "
+    f"activations in {qc.act_bits} bits, the residual stream in {qc.residual_bits} bits. A value beyond the "
+    "range is clipped (saturated), never wrapped, and counted here. Change a bit width under "
+    "'QuantConfig overrides' in the sidebar to see the effect."
+)
+total_clipped = int(saturation["clipped"].sum())
+total_values = int(saturation["values"].sum())
+c1, c2, c3 = st.columns(3)
+c1.metric("Clipped values", f"{total_clipped:,}")
+c2.metric("Of all values", f"{total_clipped / max(total_values, 1):.3%}")
+state_rows = saturation.filter(pl.col("kind") == "state")
+c3.metric("Clipped MLGRU states", f"{int(state_rows['clipped'].sum()):,}")
+
+layers = sorted(states["layer"].unique().to_list())
+layer = st.select_slider("Layer", layers, value=layers[0], key="sat_layer")
+a, b = st.columns(2)
+with a:
+    codes = states.filter(pl.col("layer") == layer)["code"].to_numpy()
+    chart(state_histogram_figure(codes, qc.state_bits, f"MLGRU state codes of layer {layer} vs the {qc.state_bits}-bit range"), "state_hist")
+with b:
+    chart(saturation_rate_figure(saturation), "saturation_rate")
+
+st.subheader("Per layer and site")
+per_site = (
+    saturation.group_by(["layer", "site", "kind"]).agg(pl.col("clipped").sum(), pl.col("values").sum())
+    .with_columns((pl.col("clipped") / pl.col("values")).alias("rate"))
+    .sort(["clipped", "layer"], descending=[True, False])
+)
+st.dataframe(per_site, hide_index=True, width="stretch")
+st.subheader("Neurons that saturate most")
+if saturated.height:
+    top = saturated.group_by(["layer", "site", "neuron"]).agg(pl.len().alias("times clipped"), pl.col("code").first()).sort("times clipped", descending=True).head(50)
+    st.dataframe(top, hide_index=True, width="stretch")
+    table_downloads(saturated, "saturated_neurons")
+else:
+    st.success("No value was clipped in this run.")

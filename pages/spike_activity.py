@@ -1,0 +1,48 @@
+"""Spike activity: messages and synaptic operations of every emulated neuro-core, token by token."""
+
+from __future__ import annotations
+
+import polars as pl
+import streamlit as st
+
+from inspector.figures import activity_heatmap, raster_figure, sparsity_figure, synops_figure
+from inspector.ui.export import chart, table_downloads
+from inspector.ui.runs import page_analysis
+
+st.title("Spike activity")
+session, analysis = page_analysis()
+activity = analysis.tables["activity"]
+cores = analysis.tables["cores"]
+st.caption(
+    "On Loihi 2 a neuron that outputs a nonzero value sends one message (a graded spike carrying the "
+    "value); a zero sends nothing and costs nothing. Each message then costs one synaptic operation per "
+    "stored synapse it reaches. These counts come from the integer model's actual values."
+)
+totals = activity.group_by("token").agg(pl.col("messages").sum(), pl.col("synops").sum(), pl.col("neurons").sum())
+c1, c2, c3 = st.columns(3)
+c1.metric("Messages per token", f"{totals['messages'].mean():,.0f}")
+c2.metric("Synaptic ops per token", f"{totals['synops'].mean():,.0f}")
+c3.metric("Neurons silent per token", f"{1 - totals['messages'].sum() / totals['neurons'].sum():.1%}")
+
+by = st.segmented_control("Heatmap rows", ["core", "layer"], default="layer", key="heat_by") or "layer"
+value = st.segmented_control("Count", ["messages", "synops"], default="messages", key="heat_value") or "messages"
+chart(activity_heatmap(activity, by=by, value=value), f"activity_{by}_{value}")
+a, b = st.columns(2)
+with a:
+    chart(sparsity_figure(activity), "sparsity")
+with b:
+    chart(synops_figure(activity, analysis.prompt_tokens), "synops")
+
+st.subheader("Raster of one core")
+layer_options = sorted(cores["layer"].unique().to_list())
+c1, c2, c3 = st.columns(3)
+layer = c1.selectbox("Layer", layer_options, format_func=lambda v: "final norm" if v == -1 else str(v), key="raster_layer")
+groups = cores.filter(pl.col("layer") == layer)["group"].unique(maintain_order=True).to_list()
+group = c2.selectbox("Neuron group", groups, key="raster_group")
+core_ids = cores.filter((pl.col("layer") == layer) & (pl.col("group") == group))["core"].to_list()
+core = c3.selectbox("Core", core_ids, key="raster_core")
+row = cores.filter(pl.col("core") == core).row(0, named=True)
+messages = analysis.run.probe.core_messages(core)
+chart(raster_figure(messages, core, row["start"], group, layer), "raster")
+st.subheader("Activity table")
+table_downloads(activity, "activity")
