@@ -147,8 +147,8 @@ def activity_heatmap(activity: pl.DataFrame, by: str = "core", value: str = "mes
 
 def sparsity_figure(activity: pl.DataFrame) -> go.Figure:
     """Event sparsity per layer: share of neurons that stayed silent (sent no message) per token."""
-    agg = activity.group_by("layer").agg(pl.col("messages").sum(), pl.col("neurons").sum()).sort("layer")
-    sparsity = 1 - agg["messages"].to_numpy() / np.maximum(agg["neurons"].to_numpy(), 1)
+    agg = activity.group_by("layer").agg(pl.col("active_neurons").sum(), pl.col("neurons").sum()).sort("layer")
+    sparsity = 1 - agg["active_neurons"].to_numpy() / np.maximum(agg["neurons"].to_numpy(), 1)
     labels = ["final" if layer == -1 else f"layer {layer}" for layer in agg["layer"].to_list()]
     fig = go.Figure(go.Bar(x=labels, y=sparsity, marker_color="#4c72b0", name="silent share"))
     fig.update_yaxes(range=[0, 1], tickformat=".0%")

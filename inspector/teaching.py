@@ -74,9 +74,9 @@ def state_traces_figure(analysis: Analysis, layer: int = 0, neurons: int = 4) ->
 def sparsity_summary(analysis: Analysis) -> dict[str, float]:
     activity = analysis.tables["activity"]
     dense_ops = int(analysis.tables["cores"]["synapses"].sum())  # every stored synapse, every token
-    per_token = activity.group_by("token").agg(pl.col("synops").sum(), pl.col("messages").sum(), pl.col("neurons").sum())
+    per_token = activity.group_by("token").agg(pl.col("synops").sum(), pl.col("active_neurons").sum(), pl.col("neurons").sum())
     return {
         "synops_per_token": float(per_token["synops"].mean()),
         "dense_synops_per_token": float(dense_ops),
-        "silent_share": 1 - float(per_token["messages"].sum()) / float(per_token["neurons"].sum()),
+        "silent_share": 1 - float(per_token["active_neurons"].sum()) / float(per_token["neurons"].sum()),
     }

@@ -2,7 +2,7 @@
 
 Schema (all integer columns Int64; `token` counts prompt and generated tokens from 0):
 - tokens.parquet: token, token_id, text, is_prompt
-- activity.parquet: token, core, chip, layer, group, messages, synops, neuron_updates, neurons
+- activity.parquet: token, core, chip, layer, group, messages, active_neurons, synops, neuron_updates, neurons
 - saturation.parquet: token, layer, site, kind, clipped, values
 - saturated_neurons.parquet: token, layer, site, neuron, code
 - states.parquet: token, layer, neuron, code  (MLGRU state registers)

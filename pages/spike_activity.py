@@ -18,11 +18,11 @@ st.caption(
     "value); a zero sends nothing and costs nothing. Each message then costs one synaptic operation per "
     "stored synapse it reaches. These counts come from the integer model's actual values."
 )
-totals = activity.group_by("token").agg(pl.col("messages").sum(), pl.col("synops").sum(), pl.col("neurons").sum())
+totals = activity.group_by("token").agg(pl.col("messages").sum(), pl.col("synops").sum(), pl.col("active_neurons").sum(), pl.col("neurons").sum())
 c1, c2, c3 = st.columns(3)
 c1.metric("Messages per token", f"{totals['messages'].mean():,.0f}")
 c2.metric("Synaptic ops per token", f"{totals['synops'].mean():,.0f}")
-c3.metric("Neurons silent per token", f"{1 - totals['messages'].sum() / totals['neurons'].sum():.1%}")
+c3.metric("Neurons silent per token", f"{1 - totals['active_neurons'].sum() / totals['neurons'].sum():.1%}")
 
 by = st.segmented_control("Heatmap rows", ["core", "layer"], default="layer", key="heat_by") or "layer"
 value = st.segmented_control("Count", ["messages", "synops"], default="messages", key="heat_value") or "messages"

@@ -82,14 +82,34 @@ def page(app_url):
         browser.close()
 
 
-def test_generation_page_generates_text(page, app_url):
+PAGES = [
+    ("Generation", "generation"),
+    ("Spike activity", "spike_activity"),
+    ("State saturation", "saturation"),
+    ("Quantization error", "quantization_error"),
+    ("Hardware", "hardware"),
+    ("Learn", "learn"),
+]
+
+
+def _settle(page, timeout_ms: int = 180_000) -> None:
+    """Wait until Streamlit has finished running the script and the charts are drawn."""
+    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_ms)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms
+    )
+    page.wait_for_timeout(1500)
+
+
+@pytest.mark.parametrize("title,slug", PAGES)
+def test_every_page_in_chromium(page, app_url, title, slug):
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.goto(app_url, wait_until="networkidle")
-    page.get_by_role("button", name="Generate").wait_for(timeout=60_000)
-    page.get_by_role("button", name="Generate").click()
-    page.get_by_text("Token by token").wait_for(timeout=120_000)
-    page.wait_for_timeout(1000)
-    page.screenshot(path=str(SHOTS / "generation.png"), full_page=True)
+    page.goto(f"{app_url}/{'' if slug == 'generation' else slug}", wait_until="domcontentloaded")
+    page.get_by_role("heading", name=title).first.wait_for(timeout=180_000)
+    _settle(page)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=180_000)
+    _settle(page)
+    page.screenshot(path=str(SHOTS / f"{slug}.png"), full_page=True)
     body = page.inner_text("body")
-    assert "Traceback" not in body
-    assert "Token by token" in body
+    assert "Traceback" not in body and "Error" not in body.split("Loihi")[0]
+    assert page.locator(".js-plotly-plot").count() >= 1

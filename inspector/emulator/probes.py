@@ -115,7 +115,7 @@ class RecordingProbe:
         return messages[:, row["start"] : row["end"]]
 
     def activity(self) -> pl.DataFrame:
-        """token x core: messages, synaptic ops and neuron updates (one row per token and core)."""
+        """token x core: messages, neurons that sent any, synaptic ops, neuron updates (one row per token and core)."""
         table = self.core_map.table
         tokens = self.tokens()
         frames = []
@@ -125,8 +125,10 @@ class RecordingProbe:
             synops = self._group_synops(layer, group, tokens, neurons).numpy()
             starts, ends = cores["start"].to_numpy(), cores["end"].to_numpy()
             msg_cum = np.concatenate([np.zeros((tokens, 1)), np.cumsum(messages, axis=1)], axis=1)
+            act_cum = np.concatenate([np.zeros((tokens, 1)), np.cumsum(messages > 0, axis=1)], axis=1)
             syn_cum = np.concatenate([np.zeros((tokens, 1)), np.cumsum(synops, axis=1)], axis=1)
             per_core_msg = msg_cum[:, ends] - msg_cum[:, starts]
+            per_core_active = act_cum[:, ends] - act_cum[:, starts]
             per_core_syn = syn_cum[:, ends] - syn_cum[:, starts]
             n_cores = len(starts)
             frames.append(
@@ -138,6 +140,7 @@ class RecordingProbe:
                         "layer": np.full(tokens * n_cores, layer),
                         "group": [group] * (tokens * n_cores),
                         "messages": per_core_msg.reshape(-1).round().astype(np.int64),
+                        "active_neurons": per_core_active.reshape(-1).round().astype(np.int64),
                         "synops": per_core_syn.reshape(-1).round().astype(np.int64),
                         "neuron_updates": np.tile(ends - starts, tokens).astype(np.int64),
                         "neurons": np.tile(ends - starts, tokens).astype(np.int64),

@@ -1,0 +1,120 @@
+"""Figure builders and the hardware estimate, as plain functions (AppTest cannot look inside charts)."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from inspector import figures as F
+from inspector.analysis import analyze
+from inspector.checkpoint import load_checkpoint
+from inspector.emulator.engine import Emulator
+from inspector.estimate import OpCosts, estimate
+from inspector.generate import SamplingSettings
+from inspector.teaching import sparsity_summary, ternary_counts, worked_synapse_example
+
+
+@pytest.fixture(scope="module")
+def analysis(tmp_path_factory, tiny_tokenizer):
+    from tests.conftest import randomize, tiny_config
+    from inspector.checkpoint import save_checkpoint
+    from inspector.model import HGRNBitForCausalLM
+
+    model = randomize(HGRNBitForCausalLM(tiny_config(vocab_size=tiny_tokenizer.get_vocab_size())))
+    directory = save_checkpoint(model, tiny_tokenizer, tmp_path_factory.mktemp("fig") / "tiny")
+    emulator = Emulator(load_checkpoint(directory))
+    return emulator, analyze(emulator, "To be, or not", SamplingSettings(5, 0.7, 20, 2))
+
+
+def test_activity_heatmap_sums_match(analysis):
+    _, a = analysis
+    activity = a.tables["activity"]
+    fig = F.activity_heatmap(activity, by="layer")
+    z = np.array(fig.data[0].z)
+    assert z.sum() == activity["messages"].sum()
+    assert z.shape[1] == a.run.probe.tokens()
+    fig = F.activity_heatmap(activity, by="core", value="synops")
+    assert np.array(fig.data[0].z).sum() == activity["synops"].sum()
+
+
+def test_sparsity_is_a_share(analysis):
+    _, a = analysis
+    fig = F.sparsity_figure(a.tables["activity"])
+    assert all(0 <= v <= 1 for v in fig.data[0].y)
+
+
+def test_raster_marks_exactly_the_messages(analysis):
+    _, a = analysis
+    core = int(a.tables["cores"].filter(pl.col("group") == "proj_o")["core"][0])
+    messages = a.run.probe.core_messages(core)
+    fig = F.raster_figure(messages, core, 0, "proj_o", 0)
+    assert len(fig.data[0].x) == int((messages > 0).sum())
+
+
+def test_distribution_figure_probabilities(analysis):
+    emulator, a = analysis
+    fig = F.distribution_figure(a.diff.float_logits[0], a.diff.int_logits[0], emulator.loaded.tokenizer, k=5)
+    assert [t.name for t in fig.data] == ["float", "integer"]
+    probs = torch.softmax(a.diff.float_logits[0], -1)
+    assert max(fig.data[0].y) == pytest.approx(float(probs.max()))
+
+
+def test_layer_and_token_error_figures(analysis):
+    _, a = analysis
+    fig = F.layer_error_figure(a.diff.tensors, sites=["hidden", "residual_mlp"])
+    assert {t.name for t in fig.data} == {"hidden", "residual_mlp"}
+    fig = F.token_error_figure(a.diff.tensors, "hidden", 0, "cosine", a.prompt_tokens)
+    assert len(fig.data[0].x) == len(a.diff.ids)
+
+
+def test_scatter_and_state_histogram(analysis):
+    _, a = analysis
+    key = "layers.0.hidden"
+    fig = F.scatter_figure(a.diff.float_values[key], a.diff.int_probe.site_values(key), "h")
+    assert len(fig.data[0].x) == a.diff.float_values[key].numel()
+    codes = a.tables["states"]["code"].to_numpy()
+    fig = F.state_histogram_figure(codes, 24, "states")
+    assert len(fig.data[0].x) == codes.size
+
+
+def test_colored_tokens_html_escapes_and_colors():
+    html = F.colored_tokens_html(["<b>", "ok"], [False, True], [0.5, 0.001], selected=1)
+    assert "&lt;b&gt;" in html and "#f4a6a6" in html and "#b7e4b0" in html and "outline" in html
+
+
+def test_core_map_and_saturation_figures(analysis):
+    emulator, a = analysis
+    fig = F.core_map_figure(a.tables["cores"], emulator.hardware.core_sram_bytes)
+    assert sum(len(t.x) for t in fig.data) == a.tables["cores"].height
+    fig = F.saturation_rate_figure(a.tables["saturation"])
+    assert len(fig.data) >= 1
+
+
+def test_estimate_scales_with_costs(analysis):
+    emulator, a = analysis
+    base = estimate(a.tables["activity"], emulator.core_map.chips)
+    doubled = estimate(
+        a.tables["activity"], emulator.core_map.chips,
+        OpCosts(synop_pj=2 * 23.6, neuron_update_pj=2 * 52.0, message_pj=10.0, static_w_per_chip=2.0),
+    )
+    assert doubled.energy_per_token_mj == pytest.approx(2 * base.energy_per_token_mj)
+    assert base.generation_tokens_per_s > 0 and base.prefill_tokens_per_s >= base.generation_tokens_per_s
+    # a hand computation for the first token
+    act = a.tables["activity"].filter(pl.col("token") == 0)
+    c = OpCosts()
+    dynamic_uj = (act["synops"].sum() * c.synop_pj + act["neuron_updates"].sum() * c.neuron_update_pj + act["messages"].sum() * c.message_pj) * 1e-6
+    first = base.per_token.row(0, named=True)
+    static_uj = emulator.core_map.chips * c.static_w_per_chip * first["latency_us"]
+    assert first["energy_uj"] == pytest.approx(dynamic_uj + static_uj)
+
+
+def test_teaching_facts(analysis):
+    emulator, a = analysis
+    counts = ternary_counts(emulator)
+    assert sum(counts.values()) > 0
+    example = worked_synapse_example(emulator, a)
+    assert example["matches_chip"]
+    s = sparsity_summary(a)
+    assert 0 <= s["silent_share"] <= 1 and s["synops_per_token"] <= s["dense_synops_per_token"]
