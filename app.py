@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-st.set_page_config(page_title="Loihi LM Inspector", page_icon="🧠", layout="wide")
+st.set_page_config(page_title="Loihi LM Inspector", page_icon=":material/neurology:", layout="wide")
 
 PAGES = [
-    st.Page("pages/generation.py", title="Generation", icon="✍️", default=True),
-    st.Page("pages/spike_activity.py", title="Spike activity", icon="⚡"),
-    st.Page("pages/saturation.py", title="State saturation", icon="📈"),
-    st.Page("pages/quantization_error.py", title="Quantization error", icon="🎯"),
-    st.Page("pages/hardware.py", title="Hardware", icon="🔲"),
-    st.Page("pages/learn.py", title="Learn", icon="🎓"),
+    st.Page("pages/generation.py", title="Generation", icon=":material/edit_note:", default=True),
+    st.Page("pages/spike_activity.py", title="Spike activity", icon=":material/bolt:"),
+    st.Page("pages/saturation.py", title="State saturation", icon=":material/speed:"),
+    st.Page("pages/quantization_error.py", title="Quantization error", icon=":material/compare_arrows:"),
+    st.Page("pages/hardware.py", title="Hardware", icon=":material/memory:"),
+    st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
 ]
 
 st.navigation(PAGES).run()

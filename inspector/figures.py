@@ -13,6 +13,7 @@ from tokenizers import Tokenizer
 from inspector.tokenizer import decode
 
 LEGEND_TOP = dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0)
+METRIC_LABELS = {"sqnr_db": "SQNR (dB)", "cosine": "cosine similarity", "max_abs_error": "max abs error", "rel_error": "relative error"}
 GROUP_COLORS = {
     "norm_attn": "#8da0cb", "proj_ifg": "#1f77b4", "mlgru": "#d62728", "proj_o": "#17becf", "norm_mlp": "#b5cf6b",
     "proj_gate": "#2ca02c", "glu": "#ff7f0e", "proj_down": "#9467bd", "residual": "#7f7f7f", "final_norm": "#e377c2",
@@ -20,12 +21,13 @@ GROUP_COLORS = {
 
 
 def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 380) -> go.Figure:
+    # The title sits at the very top and the legend just above the plot, so they never overlap.
     fig.update_layout(
-        title=dict(text=title, x=0, xanchor="left"),
+        title=dict(text=title, x=0, xanchor="left", y=0.98, yanchor="top", yref="container"),
         xaxis_title=x,
         yaxis_title=y,
-        height=height,
-        margin=dict(l=60, r=20, t=80, b=50),
+        height=height + 40,
+        margin=dict(l=60, r=20, t=120, b=50),
         legend=LEGEND_TOP,
         template="plotly_white",
     )
@@ -89,7 +91,8 @@ def layer_error_figure(tensors: pl.DataFrame, metric: str = "sqnr_db", token: in
             fig.add_scatter(x=part["layer"].to_list(), y=part[metric].to_list(), mode="lines+markers", name=site)
     where = f" at token {token}" if token is not None else " (mean over tokens)"
     fig.update_xaxes(dtick=1)
-    return _layout(fig, f"{metric} along depth{where}", "layer", metric)
+    label = METRIC_LABELS.get(metric, metric)
+    return _layout(fig, f"{label} along depth{where}", "layer", label)
 
 
 def token_error_figure(tensors: pl.DataFrame, site: str, layer: int, metric: str = "sqnr_db", prompt_tokens: int = 0) -> go.Figure:
@@ -97,7 +100,8 @@ def token_error_figure(tensors: pl.DataFrame, site: str, layer: int, metric: str
     fig = go.Figure(go.Scatter(x=part["token"].to_list(), y=part[metric].to_list(), mode="lines+markers", name=site))
     if prompt_tokens:
         fig.add_vline(x=prompt_tokens - 0.5, line_dash="dot", annotation_text="generation starts")
-    return _layout(fig, f"{metric} of layer {layer} {site} along tokens", "token", metric)
+    label = METRIC_LABELS.get(metric, metric)
+    return _layout(fig, f"{label} of layer {layer} {site} along tokens", "token", label)
 
 
 def scatter_figure(float_values: torch.Tensor, int_values: torch.Tensor, title: str, max_points: int = 6000) -> go.Figure:
