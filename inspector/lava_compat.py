@@ -5,11 +5,15 @@ field defaults, and `lava/magma/compiler/var_model.py` declares `CoreEncoder`, `
 `AxonEncoder` with fields like `x: ByteEncoder = ByteEncoder()`. Importing any part of Lava's
 compiler then fails with "mutable default ... use default_factory".
 
-What: `install()` puts a meta-path finder in front of the import system that serves that one module
-from its own source with each `= ByteEncoder()` default rewritten to
-`= field(default_factory=ByteEncoder)`, compiled fresh (never from a stale `.pyc`). The installed
-package is not modified, so a fresh `pip install` needs nothing done by hand. Call `install()`
-before importing anything from `lava`; it is idempotent.
+A second, smaller problem: `lava/magma/runtime/message_infrastructure/multiprocessing.py` calls
+`multiprocessing.set_start_method('fork')` at import, which raises "context has already been set"
+when anything in the process (a test runner, a web server) touched the default context first.
+Lava needs 'fork' either way, so the call is made with `force=True`.
+
+What: `install()` puts a meta-path finder in front of the import system that serves those modules
+from their own source with the fixes applied, compiled fresh (never from a stale `.pyc`). The
+installed package is not modified, so a fresh `pip install` needs nothing done by hand. Call
+`install()` before importing anything from `lava`; it is idempotent.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import sys
 from types import CodeType
 
 PATCHED_MODULE = "lava.magma.compiler.var_model"
+MULTIPROCESSING_MODULE = "lava.magma.runtime.message_infrastructure.multiprocessing"
 _DEFAULT_PATTERN = re.compile(r"=\s*ByteEncoder\(\)")
 _IMPORT_PATTERN = re.compile(r"^from dataclasses import ", re.MULTILINE)
 
@@ -34,20 +39,28 @@ def patch_var_model_source(source: str) -> str:
     return patched
 
 
-class _PatchedVarModelLoader(importlib.machinery.SourceFileLoader):
+def patch_multiprocessing_source(source: str) -> str:
+    """Make Lava's import-time start-method choice tolerant of an already chosen context."""
+    return source.replace("mp.set_start_method('fork')", "mp.set_start_method('fork', force=True)")
+
+
+PATCHES = {PATCHED_MODULE: patch_var_model_source, MULTIPROCESSING_MODULE: patch_multiprocessing_source}
+
+
+class _PatchedLoader(importlib.machinery.SourceFileLoader):
     def get_code(self, fullname: str) -> CodeType:
         source = self.get_source(fullname) or ""
-        return compile(patch_var_model_source(source), self.path, "exec", dont_inherit=True)
+        return compile(PATCHES[fullname](source), self.path, "exec", dont_inherit=True)
 
 
 class _VarModelFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path, target=None):  # type: ignore[override]
-        if fullname != PATCHED_MODULE:
+        if fullname not in PATCHES:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.origin is None:
             return None
-        spec.loader = _PatchedVarModelLoader(fullname, spec.origin)
+        spec.loader = _PatchedLoader(fullname, spec.origin)
         return spec
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from inspector.lava_compat import install, lava_available, patch_var_model_source
+from inspector.lava_compat import install, lava_available, patch_multiprocessing_source, patch_var_model_source
 
 
 def test_patch_rewrites_only_the_unhashable_defaults():
@@ -19,7 +19,14 @@ def test_patch_rewrites_only_the_unhashable_defaults():
     assert patched.startswith("from __future__ import annotations\nfrom dataclasses import field, dataclass")
 
 
+def test_start_method_patch():
+    assert "force=True" in patch_multiprocessing_source("if x:\n    mp.set_start_method('fork')\n")
+
+
 def test_dense_network_runs_bit_accurately_in_loihi2_sim():
+    import multiprocessing
+
+    multiprocessing.get_start_method()  # what test runners and servers do: the context is now set
     install()
     ok, reason = lava_available()
     assert ok, reason
