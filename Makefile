@@ -26,6 +26,7 @@ test: install
 
 bench: install
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.page_switch
 
 clean:
 	rm -rf $(VENV) .pytest_cache

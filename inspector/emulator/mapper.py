@@ -19,6 +19,7 @@ few cores as the per-core limits allow; groups never share a core, so every core
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,43 +128,45 @@ def _pack(group: NeuronGroup, hw: HardwareConfig) -> list[tuple[int, int, int]]:
             f"layer {group.layer} {group.name}: one neuron needs {int(bits.max()) // 8} bytes of synapses, "
             f"more than a core holds ({capacity_bits // 8} bytes)"
         )
+    # Prefix sums make "the longest run of neurons from `start` that fits" a binary search:
+    # synapse bits must fit the synapse memory, and ceil(bits / 8) + neurons * bytes_per_neuron
+    # must fit the SRAM, which for integer byte counts is bits + 8 * bytes_per_neuron * neurons <= 8 * SRAM.
     cum = np.concatenate([[0], np.cumsum(bits)])
+    cum_total = cum + 8 * hw.bytes_per_neuron * np.arange(group.neurons + 1)
     cores, start = [], 0
     while start < group.neurons:
-        # neurons [start, end) fit if synapse bits and neuron state fit together
-        limit_end = min(group.neurons, start + hw.max_neurons_per_core)
-        ends = np.arange(start + 1, limit_end + 1)
-        syn_bytes = np.ceil((cum[ends] - cum[start]) / 8)
-        fits = (syn_bytes <= hw.synapse_memory_bytes) & (syn_bytes + (ends - start) * hw.bytes_per_neuron <= hw.core_sram_bytes)
-        end = int(ends[fits][-1]) if fits.any() else start + 1
+        by_synapses = int(np.searchsorted(cum, cum[start] + 8 * hw.synapse_memory_bytes, side="right")) - 1
+        by_sram = int(np.searchsorted(cum_total, cum_total[start] + 8 * hw.core_sram_bytes, side="right")) - 1
+        end = max(start + 1, min(by_synapses, by_sram, start + hw.max_neurons_per_core, group.neurons))
         cores.append((start, end, int(group.synapses[start:end].sum())))
         start = end
     return cores
 
 
 def map_groups(groups: list[NeuronGroup], hw: HardwareConfig) -> CoreMap:
-    rows = []
+    layers, names, starts, ends, synapses = [], [], [], [], []
     for group in groups:
-        for start, end, synapses in _pack(group, hw):
-            core = len(rows)
-            memory = int(np.ceil(synapses * hw.bits_per_synapse / 8)) + (end - start) * hw.bytes_per_neuron
-            rows.append(
-                {
-                    "core": core,
-                    "chip": core // hw.cores_per_chip,
-                    "layer": group.layer,
-                    "group": group.name,
-                    "start": start,
-                    "end": end,
-                    "neurons": end - start,
-                    "synapses": synapses,
-                    "memory_bytes": memory,
-                }
-            )
-    schema = {k: pl.Int64 for k in ("core", "chip", "layer", "start", "end", "neurons", "synapses", "memory_bytes")}
-    schema["group"] = pl.Utf8
-    table = pl.DataFrame(rows, schema=schema).select(
-        "core", "chip", "layer", "group", "start", "end", "neurons", "synapses", "memory_bytes"
+        for start, end, count in _pack(group, hw):
+            layers.append(group.layer)
+            names.append(group.name)
+            starts.append(start)
+            ends.append(end)
+            synapses.append(count)
+    core = np.arange(len(starts), dtype=np.int64)
+    start_a, end_a, syn_a = (np.asarray(v, dtype=np.int64) for v in (starts, ends, synapses))
+    neurons = end_a - start_a
+    table = pl.DataFrame(
+        {
+            "core": core,
+            "chip": core // hw.cores_per_chip,
+            "layer": np.asarray(layers, dtype=np.int64),
+            "group": pl.Series(names, dtype=pl.Utf8),
+            "start": start_a,
+            "end": end_a,
+            "neurons": neurons,
+            "synapses": syn_a,
+            "memory_bytes": -(-(syn_a * hw.bits_per_synapse) // 8) + neurons * hw.bytes_per_neuron,
+        }
     )
     return CoreMap(table, hw, groups)
 
@@ -182,3 +185,13 @@ def map_model(
 ) -> CoreMap:
     """Map a whole model; without weights, synapse counts assume the typical ternary density."""
     return map_groups(model_groups(config, weights_by_layer), hw or HardwareConfig())
+
+
+@functools.lru_cache(maxsize=8)
+def published_summaries(hw: HardwareConfig) -> tuple[dict, ...]:
+    """Core map summaries of the published MMfreeLM sizes (cached: mapping 2.7B takes seconds)."""
+    from inspector.config import PUBLISHED_CONFIGS
+
+    return tuple(
+        {"model": name} | map_model(HGRNBitConfig(**overrides), hw).summary() for name, overrides in PUBLISHED_CONFIGS.items()
+    )
