@@ -17,7 +17,7 @@ import polars as pl
 import torch
 
 from inspector.emulator.engine import Emulator
-from inspector.emulator.probes import RecordingProbe
+from inspector.emulator.probes import RecordingProbe, split_site_key
 from inspector.generate import SamplingSettings, encode_prompt, generate
 from inspector.tokenizer import encode
 
@@ -96,8 +96,7 @@ def compare(emulator: Emulator, ids: list[int]) -> DiffResult:
         if key not in probe.sites or not probe.sites[key].values:
             continue
         metrics = tensor_metrics(f_value, probe.site_values(key))
-        layer = int(key.split(".")[1]) if key.startswith("layers.") else -1
-        site = key.split(".", 2)[2] if key.startswith("layers.") else key
+        layer, site = split_site_key(key)
         for token in range(len(ids)):
             rows.append({"token": token, "layer": layer, "site": site} | {k: float(v[token]) for k, v in metrics.items()})
     tensors = pl.DataFrame(rows)

@@ -39,6 +39,14 @@ GROUP_SYNAPSES = {"proj_ifg": ("i_proj", "f_proj", "g_proj"), "proj_o": ("o_proj
 MESSAGE_LAYOUT = {"norm_attn": "stack", "proj_gate": "concat", "proj_ifg": "concat"}
 
 
+def split_site_key(key: str) -> tuple[int, str]:
+    """"layers.3.hidden" -> (3, "hidden"); keys outside the layer stack get layer -1."""
+    if key.startswith("layers."):
+        _, layer, site = key.split(".", 2)
+        return int(layer), site
+    return -1, key
+
+
 @dataclass
 class SiteRecord:
     """One site over the tokens seen so far: values (T, N) dequantized, clipped mask (T, N)."""
@@ -94,10 +102,9 @@ class RecordingProbe:
 
     def _group_messages(self, layer: int, group: str) -> torch.Tensor:
         """(T, neurons) messages each neuron of the group sent per token."""
-        prefix = "final_norm" if layer < 0 else f"layers.{layer}."
         if layer < 0:
             return self._cat(self.nonzero["final_norm"]).long()
-        parts = [self._cat(self.nonzero[prefix + site]).long() for site in GROUP_MESSAGES[group]]
+        parts = [self._cat(self.nonzero[f"layers.{layer}.{site}"]).long() for site in GROUP_MESSAGES[group]]
         if MESSAGE_LAYOUT.get(group) == "stack":
             return torch.stack(parts).sum(dim=0)
         return torch.cat(parts, dim=-1)
@@ -157,8 +164,7 @@ class RecordingProbe:
                 continue
             clipped = self._cat(record.clipped)
             counts = clipped.sum(dim=1).tolist()
-            layer = int(key.split(".")[1]) if key.startswith("layers.") else -1
-            site = key.split(".", 2)[2] if key.startswith("layers.") else key
+            layer, site = split_site_key(key)
             for token, count in enumerate(counts):
                 rows.append({"token": token, "layer": layer, "site": site, "kind": record.kind, "clipped": int(count), "values": int(clipped.shape[1])})
         return pl.DataFrame(rows)
@@ -173,8 +179,7 @@ class RecordingProbe:
             if not clipped.any():
                 continue
             codes = self._cat(record.codes)
-            layer = int(key.split(".")[1]) if key.startswith("layers.") else -1
-            site = key.split(".", 2)[2] if key.startswith("layers.") else key
+            layer, site = split_site_key(key)
             for token, neuron in clipped.nonzero().tolist():
                 rows.append({"token": token, "layer": layer, "site": site, "neuron": neuron, "code": int(codes[token, neuron])})
         schema = {"token": pl.Int64, "layer": pl.Int64, "site": pl.Utf8, "neuron": pl.Int64, "code": pl.Int64}
@@ -192,7 +197,7 @@ class RecordingProbe:
                 pl.DataFrame(
                     {
                         "token": np.repeat(np.arange(tokens), neurons),
-                        "layer": np.full(tokens * neurons, int(key.split(".")[1])),
+                        "layer": np.full(tokens * neurons, split_site_key(key)[0]),
                         "neuron": np.tile(np.arange(neurons), tokens),
                         "code": codes.reshape(-1),
                     }
@@ -210,8 +215,7 @@ class RecordingProbe:
                 continue
             values = self._cat(record.values).numpy()
             tokens, neurons = values.shape
-            layer = int(key.split(".")[1]) if key.startswith("layers.") else -1
-            site = key.split(".", 2)[2] if key.startswith("layers.") else key
+            layer, site = split_site_key(key)
             frames.append(
                 pl.DataFrame(
                     {

@@ -105,10 +105,10 @@ def lut_lookup(codes: torch.Tensor, table: torch.Tensor, code_bits: int) -> torc
 def ternary_matmul(codes: torch.Tensor, weight_t: torch.Tensor, weight_f: torch.Tensor | None = None) -> torch.Tensor:
     """Synaptic accumulation sum_j W[o, j] * x[j] for ternary W and integer x, exactly.
 
-    Why floats: every partial sum of |x| <= 2^23 ... is an integer; as long as the largest possible
-    sum (fan-in * max|x|) stays below 2^24 (float32) or 2^53 (float64), every addition in any order
-    is exact, so BLAS gives the integer result bit for bit, at float speed. `weight_f` is the ternary
-    matrix already cast to float32, (out, in), cached by the caller; the fallback is float64.
+    Why floats: with W in {-1, 0, 1}, every partial sum is an integer of magnitude at most
+    fan_in * max|x|. While that bound is below 2^24 (float32) or 2^53 (float64), every addition in
+    any order is exact, so BLAS returns the integer result bit for bit, at float speed. `weight_f`
+    is the ternary matrix already cast to float32, (out, in), cached by the caller.
     """
     fan_in = codes.shape[-1]
     bound = fan_in * int(codes.abs().max().item()) if codes.numel() else 0
