@@ -3,6 +3,7 @@
     python -m inspector run  --model shakespeare --prompt "ROMEO:" --tokens 32 --out traces/romeo
     python -m inspector diff --model shakespeare --text sample_models/corpora/tinyshakespeare.txt
     python -m inspector map  --config MMfreeLM-370M
+    python -m inspector quality --model tinystories
 
 Every user error (bad checkpoint, empty prompt, unknown QuantConfig key) is printed as one line
 starting with `error:` and exits with status 2; nothing is half-written.
@@ -17,9 +18,10 @@ import sys
 from pathlib import Path
 
 import polars as pl
+import torch
 from tqdm import tqdm
 
-from inspector.catalog import sample_models
+from inspector.catalog import SAMPLE_MODELS_DIR, sample_models
 from inspector.checkpoint import LoadedModel, load_checkpoint
 from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
 from inspector.diff import compare, lockstep_ids, sqnr_table
@@ -28,6 +30,8 @@ from inspector.emulator.mapper import map_model
 from inspector.errors import InspectorError
 from inspector.generate import SamplingSettings, encode_prompt
 from inspector.quant.config import QuantConfig, QuantConfigError
+from inspector.tokenizer import encode
+from inspector.train import bits_per_character, split_corpus
 from inspector.traces import write_traces
 
 
@@ -116,6 +120,31 @@ def cmd_diff(args) -> int:
     return 0
 
 
+def cmd_quality(args) -> int:
+    """Float vs integer validation loss (bits/char) on a sample model's held-out split, and SQNR."""
+    loaded = resolve_model(args.model)
+    card = loaded.card or {}
+    corpus = SAMPLE_MODELS_DIR / "corpora" / card.get("corpus", "")
+    if not card.get("corpus") or not corpus.is_file():
+        raise InspectorError(f"{loaded.directory}: quality needs a sample model whose card names a corpus in {corpus.parent}")
+    _, val_text = split_corpus(corpus.read_text(encoding="utf-8"), card.get("val_fraction", 0.1))
+    ids = torch.tensor(encode(loaded.tokenizer, val_text))
+    emulator = Emulator(loaded, parse_overrides(args.quant))
+    float_bpc = bits_per_character(loaded.model, ids, len(val_text))
+    int_bpc = bits_per_character(emulator.step_fn(None), ids, len(val_text))
+    result = compare(emulator, ids[: args.max_tokens].tolist())
+    pl.Config.set_tbl_rows(-1)
+    pl.Config.set_tbl_cols(-1)
+    pl.Config.set_float_precision(1)
+    print(sqnr_table(result))
+    print(
+        f"{loaded.name}: validation {len(val_text)} chars, float {float_bpc:.4f} bits/char, integer {int_bpc:.4f} "
+        f"bits/char ({100 * (int_bpc / float_bpc - 1):+.2f}%); top-1 agreement on {len(result.ids)} tokens "
+        f"{result.tokens['agree'].mean():.3f}"
+    )
+    return 0
+
+
 def cmd_map(args) -> int:
     if args.config:
         if args.config not in PUBLISHED_CONFIGS:
@@ -153,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--follow", choices=["float", "integer", "text"], default="float", help="whose generation to follow")
     diff.add_argument("--max-tokens", type=int, default=512)
     diff.set_defaults(func=cmd_diff)
+
+    quality = sub.add_parser("quality", help="float vs integer validation loss of a sample model, and per-layer SQNR")
+    quality.add_argument("--model", default="shakespeare")
+    quality.add_argument("--quant", nargs="*", default=[], metavar="KEY=VALUE")
+    quality.add_argument("--max-tokens", type=int, default=512, help="tokens for the SQNR table")
+    quality.set_defaults(func=cmd_quality)
 
     mapper = sub.add_parser("map", help="core map summary of a model or a published configuration")
     mapper.add_argument("--model", default="shakespeare")

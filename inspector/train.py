@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         "val_bits_per_char": round(val_bpc, 4),
         "train_bits_per_char_sample": round(train_bpc, 4),
         "seed": args.seed,
+        "val_fraction": args.val_fraction,
         "command": command,
     }
     save_checkpoint(model, tokenizer, args.out, card)
