@@ -12,7 +12,7 @@ $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	# lava-nc 0.10.0 declares Python <3.11; its dependencies are pinned in requirements.txt and
-	# inspector/lava_compat.py patches the one 3.11 incompatibility at import time.
+	# inspector/lava_compat.py patches its Python 3.11 incompatibilities at import time.
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --ignore-requires-python lava-nc==0.10.0
 	touch $(STAMP)
 
