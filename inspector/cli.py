@@ -21,6 +21,7 @@ import polars as pl
 import torch
 from tqdm import tqdm
 
+from inspector.backends import status_of
 from inspector.catalog import SAMPLE_MODELS_DIR, sample_models
 from inspector.checkpoint import LoadedModel, load_checkpoint
 from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
@@ -68,7 +69,14 @@ def _sampling(args) -> SamplingSettings:
     return settings
 
 
+def check_backend(key: str) -> None:
+    status = status_of(key)
+    if not status.available:
+        raise InspectorError(f"backend {status.label!r} is unavailable: {status.reason}")
+
+
 def cmd_run(args) -> int:
+    check_backend(args.backend)
     loaded = resolve_model(args.model)
     qc = parse_overrides(args.quant)
     sampling = _sampling(args)
@@ -173,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--prompt", required=True)
     run.add_argument("--out", required=True, help="directory for the Parquet traces")
     run.add_argument("--no-tensors", action="store_true", help="skip the (large) per-site tensor table")
+    run.add_argument("--backend", choices=["emulator", "lava", "loihi2"], default="emulator", help="where the integer model runs")
     run.set_defaults(func=cmd_run)
 
     diff = sub.add_parser("diff", help="float vs integer model, per layer and per token")
