@@ -179,8 +179,8 @@ def state_histogram_figure(codes: np.ndarray, state_bits: int, title: str) -> go
     """Distribution of fixed-point state codes against the register's representable range."""
     lo, hi = -(1 << (state_bits - 1)), (1 << (state_bits - 1)) - 1
     fig = go.Figure(go.Histogram(x=codes, nbinsx=80, marker_color="#4c72b0", name="state codes"))
-    for edge, label in ((lo, "min"), (hi, "max")):
-        fig.add_vline(x=edge, line_color="#d62728", line_dash="dash", annotation_text=f"{label} {edge}")
+    for edge, label, side in ((lo, "min", "top right"), (hi, "max", "top left")):
+        fig.add_vline(x=edge, line_color="#d62728", line_dash="dash", annotation_text=f"{label} {edge:,}", annotation_position=side)
     fig.update_xaxes(range=[lo * 1.05, hi * 1.05])
     return _layout(fig, title, "state code", "count")
 
@@ -196,7 +196,7 @@ def saturation_rate_figure(saturation: pl.DataFrame) -> go.Figure:
     for kind in agg["kind"].unique().sort().to_list():
         part = agg.filter(pl.col("kind") == kind)
         fig.add_scatter(x=part["token"].to_list(), y=part["rate"].to_list(), mode="lines+markers", name=kind)
-    fig.update_yaxes(tickformat=".2%", rangemode="tozero")
+    fig.update_yaxes(tickformat=".3~%", rangemode="tozero")
     return _layout(fig, "Saturation rate per token", "token", "clipped share")
 
 

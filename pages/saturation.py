@@ -25,7 +25,7 @@ total_clipped = int(saturation["clipped"].sum())
 total_values = int(saturation["values"].sum())
 c1, c2, c3 = st.columns(3)
 c1.metric("Clipped values", f"{total_clipped:,}")
-c2.metric("Of all values", f"{total_clipped / max(total_values, 1):.3%}")
+c2.metric("Of all values", f"{total_clipped / max(total_values, 1):.4%}")
 state_rows = saturation.filter(pl.col("kind") == "state")
 c3.metric("Clipped MLGRU states", f"{int(state_rows['clipped'].sum()):,}")
 
