@@ -27,7 +27,6 @@ def weight_histogram(emulator: Emulator, layer: int = 0) -> go.Figure:
     fig = go.Figure(go.Histogram(x=w, nbinsx=120, marker_color="#4c72b0", name="float weights"))
     for edge in (-beta / 2, beta / 2):
         fig.add_vline(x=edge, line_dash="dash", line_color="#d62728")
-    fig.add_annotation(x=0, y=1, yref="paper", text="→ 0", showarrow=False)
     return _layout(fig, f"Layer {layer} f_proj weights: |w| < mean|w|/2 become 0, the rest ±1", "weight", "count")
 
 
