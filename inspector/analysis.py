@@ -20,6 +20,8 @@ from inspector.traces import run_tables
 
 # on_progress(phase, done, total): phase is "float", "integer" or "diff"
 ProgressFn = Callable[[str, int, int], None]
+# on_token(phase, text so far): the continuation as it streams, for "float" and "integer"
+TokenFn = Callable[[str, str], None]
 
 
 class Stopped(Exception):
@@ -54,13 +56,16 @@ def analyze(
     sampling: SamplingSettings,
     on_progress: Optional[ProgressFn] = None,
     should_stop: Optional[Callable[[], bool]] = None,
+    on_token: Optional[TokenFn] = None,
 ) -> Analysis:
     sampling.validate()
     tokenizer = emulator.loaded.tokenizer
     encode_prompt(tokenizer, prompt)
     total = sampling.max_new_tokens
 
-    def tick(phase: str, done: int) -> None:
+    def tick(phase: str, done: int, text: str) -> None:
+        if on_token is not None:
+            on_token(phase, text)
         if on_progress is not None:
             on_progress(phase, done, total)
         if should_stop is not None and should_stop():
@@ -69,10 +74,10 @@ def analyze(
     float_tokens = []
     for token in generate(emulator.loaded.model, tokenizer, prompt, **vars(sampling)):
         float_tokens.append(token)
-        tick("float", len(float_tokens))
+        tick("float", len(float_tokens), "".join(t.text for t in float_tokens))
     run, stream = emulator.generate(prompt, sampling, probes=True, record_tensors=True)
     for token in stream:
-        tick("integer", len(run.tokens))
+        tick("integer", len(run.tokens), "".join(t.text for t in run.tokens))
     if on_progress is not None:
         on_progress("diff", 0, 1)
     diff = compare(emulator, run.all_ids)

@@ -30,11 +30,23 @@ state_rows = saturation.filter(pl.col("kind") == "state")
 c3.metric("Clipped MLGRU states", f"{int(state_rows['clipped'].sum()):,}")
 
 layers = sorted(states["layer"].unique().to_list())
-layer = st.select_slider("Layer", layers, value=layers[0], key="sat_layer")
+c1, c2 = st.columns(2)
+layer = c1.selectbox("Layer", layers, key="sat_layer")
+mlgru_cores = analysis.tables["cores"].filter((pl.col("layer") == layer) & (pl.col("group") == "mlgru"))
+core_labels = {"all": "all cores of the layer"} | {
+    str(r["core"]): f"core {r['core']} (neurons {r['start']}-{r['end'] - 1})" for r in mlgru_cores.iter_rows(named=True)
+}
+core = c2.selectbox("MLGRU core", list(core_labels), format_func=core_labels.get, key="sat_core")
+layer_states = states.filter(pl.col("layer") == layer)
+where = f"layer {layer}"
+if core != "all":
+    row = mlgru_cores.filter(pl.col("core") == int(core)).row(0, named=True)
+    layer_states = layer_states.filter(pl.col("neuron").is_between(row["start"], row["end"] - 1))
+    where += f", core {core}"
 a, b = st.columns(2)
 with a:
-    codes = states.filter(pl.col("layer") == layer)["code"].to_numpy()
-    chart(state_histogram_figure(codes, qc.state_bits, f"MLGRU state codes of layer {layer} vs the {qc.state_bits}-bit range"), "state_hist")
+    codes = layer_states["code"].to_numpy()
+    chart(state_histogram_figure(codes, qc.state_bits, f"MLGRU state codes ({where}) vs the {qc.state_bits}-bit range"), "state_hist")
 with b:
     chart(saturation_rate_figure(saturation), "saturation_rate")
 

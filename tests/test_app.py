@@ -139,3 +139,13 @@ def test_default_sample_model_runs():
     at.sidebar.slider(key="max_new_tokens").set_value(5).run()
     assert not at.exception
     assert len(at.dataframe[0].value) == 5
+
+
+def test_saturation_per_core(app):
+    app.switch_page("pages/saturation.py").run()
+    options = app.selectbox(key="sat_core").options
+    assert len(options) >= 2  # "all" plus at least one MLGRU core
+    app.selectbox(key="sat_core").select_index(1).run()
+    assert not app.exception
+    app.selectbox(key="sat_layer").select(1).run()
+    assert not app.exception

@@ -53,8 +53,16 @@ def ensure_analysis(session: Session) -> Analysis | None:
             share = {"float": 0.0, "integer": 0.45, "diff": 0.9}[phase] + (0.45 if phase != "diff" else 0.1) * done / max(total, 1)
             progress.progress(min(share, 1.0), text=f"{PHASES[phase]}: {done}/{total}")
 
+        left, right = st.columns(2)
+        left.caption("Float model")
+        right.caption("Integer model (emulator)")
+        streams = {"float": left.empty(), "integer": right.empty()}
+
+        def on_token(phase: str, text: str) -> None:
+            streams[phase].code(session.prompt + text, language=None, wrap_lines=True)
+
         with st.spinner("Running the float and the integer model…"):
-            analysis = analyze(emulator, session.prompt, session.sampling, on_progress)
+            analysis = analyze(emulator, session.prompt, session.sampling, on_progress, on_token=on_token)
     except InspectorError as exc:
         progress.empty()
         st.error(str(exc))
