@@ -145,7 +145,8 @@ def test_saturation_per_core(app):
     app.switch_page("pages/saturation.py").run()
     options = app.selectbox(key="sat_core").options
     assert len(options) >= 2  # "all" plus at least one MLGRU core
-    app.selectbox(key="sat_core").select_index(1).run()
+    core_id = options[1].split()[1]  # "core 2 (neurons 0-31)"
+    app.selectbox(key="sat_core").set_value(core_id).run()
     assert not app.exception
     app.selectbox(key="sat_layer").select(1).run()
     assert not app.exception
