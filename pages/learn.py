@@ -50,7 +50,7 @@ if step == STEPS[0]:
     )
 elif step == STEPS[1]:
     st.markdown(
-        f"Between neurons, activations travel as **graded spikes**: one message carrying a {session.qc.act_bits}-bit "
+        f"Between neurons, activations travel as **graded spikes**: one message carrying a {session.qc.spike_bits}-bit "
         "integer. The float value is recovered as code × scale, where the scale is fixed per tensor by calibration. "
         "A code of 0 is not sent at all."
     )

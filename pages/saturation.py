@@ -17,7 +17,8 @@ states = analysis.tables["states"]
 saturated = analysis.tables["saturated_neurons"]
 st.caption(
     f"Every value on the chip lives in a fixed-width register: the MLGRU state in {qc.state_bits} bits, "
-    f"activations in {qc.act_bits} bits, the residual stream in {qc.residual_bits} bits. A value beyond the "
+    f"block activations in {qc.act_bits} bits, values inside the mixers in {qc.internal_bits} bits, the residual "
+    f"stream in {qc.residual_bits} bits. A value beyond the "
     "range is clipped (saturated), never wrapped, and counted here. Change a bit width under "
     "'QuantConfig overrides' in the sidebar to see the effect."
 )

@@ -54,7 +54,7 @@ def add(a: int, b: int, r) -> int:
 
 def scalar_forward(ilm: IntegerLM, tokens: list[int]):
     qc, P = ilm.qc, ilm.params
-    one, Q, A = 1 << qc.gate_frac_bits, qc.gate_frac_bits, qc.act_bits
+    one, Q, A = 1 << qc.gate_frac_bits, qc.gate_frac_bits, qc.internal_bits
     states = [[0] * ilm.config.mixer_size for _ in P.layers]
     finals = []
     for tok in tokens:
@@ -108,7 +108,7 @@ def build(tiny_tokenizer, qc=None, seed=0, **cfg):
     return model, IntegerLM(convert(model, cal, qc), model)
 
 
-@pytest.mark.parametrize("qc", [QuantConfig(), QuantConfig(pow2_scales=True, act_bits=6, state_bits=16)])
+@pytest.mark.parametrize("qc", [QuantConfig(), QuantConfig(pow2_scales=True, act_bits=6, internal_bits=8, spike_bits=7, state_bits=16)])
 def test_integer_model_matches_scalar_reference(tiny_tokenizer, qc):
     _, ilm = build(tiny_tokenizer, qc, num_hidden_layers=2)
     tokens = tiny_tokenizer.encode("To be, or not to be").ids[:6]
@@ -193,6 +193,7 @@ def test_saturation_is_detected_on_overflowing_state(tiny_tokenizer):
         ({"act_bits": 30}, "graded spikes"),
         ({"registerbits": 24}, "unknown QuantConfig key"),
         ({"gate_frac_bits": 40}, "gate_frac_bits"),
+        ({"internal_bits": 20}, "tables"),
     ],
 )
 def test_unrepresentable_quant_configs_are_rejected(overrides, match):

@@ -108,9 +108,9 @@ class IntLayer:
     i_out: Requant
     f_out: Requant
     g_out: Requant
-    sigmoid_f: torch.Tensor  # (2^act_bits,) forget gate sigmoid, fixed point with gate_frac_bits
+    sigmoid_f: torch.Tensor  # (2^internal_bits,) forget gate sigmoid, fixed point with gate_frac_bits
     lower_bound_q: Optional[torch.Tensor]  # (mixer,) fixed point, None in layer 0
-    silu_i: torch.Tensor  # (2^act_bits,) SiLU of the input projection code, lut_bits signed
+    silu_i: torch.Tensor  # (2^internal_bits,) SiLU of the input projection code, lut_bits signed
     input_to_state: Requant
     g_norm: IntNorm
     state_to_code: Requant
@@ -150,8 +150,8 @@ def _norm(module: RMSNorm, in_scale: float, out_scale: float, out_bits: int, qc:
 
 
 def _bitlinear(name: str, module: BitLinear, in_scale: float, cal: dict[str, float], qc: QuantConfig) -> IntBitLinear:
-    spike_scale = site_scale(cal[name + ".norm"], qc.act_bits, qc.pow2_scales)
-    norm = _norm(module.norm, in_scale, spike_scale, qc.act_bits, qc)
+    spike_scale = site_scale(cal[name + ".norm"], qc.spike_bits, qc.pow2_scales)
+    norm = _norm(module.norm, in_scale, spike_scale, qc.spike_bits, qc)
     w = module.weight.detach()
     beta = float(w.abs().mean().clamp(min=1e-5))
     ternary = torch.round(w / beta).clamp(-1, 1).to(K.INT)
@@ -159,12 +159,12 @@ def _bitlinear(name: str, module: BitLinear, in_scale: float, cal: dict[str, flo
 
 
 def _sigmoid_table(scale: float, qc: QuantConfig) -> torch.Tensor:
-    codes = torch.arange(-(1 << (qc.act_bits - 1)), 1 << (qc.act_bits - 1), dtype=torch.float64)
+    codes = torch.arange(-(1 << (qc.internal_bits - 1)), 1 << (qc.internal_bits - 1), dtype=torch.float64)
     return torch.round(torch.sigmoid(codes * scale) * (1 << qc.gate_frac_bits)).to(K.INT)
 
 
 def _silu_table(scale: float, qc: QuantConfig) -> tuple[torch.Tensor, float]:
-    codes = torch.arange(-(1 << (qc.act_bits - 1)), 1 << (qc.act_bits - 1), dtype=torch.float64)
+    codes = torch.arange(-(1 << (qc.internal_bits - 1)), 1 << (qc.internal_bits - 1), dtype=torch.float64)
     values = F.silu(codes * scale)
     out_scale = float(values.abs().max()) / ((1 << (qc.lut_bits - 1)) - 1)
     return torch.round(values / out_scale).to(K.INT), out_scale
@@ -174,7 +174,7 @@ def _silu_table(scale: float, qc: QuantConfig) -> tuple[torch.Tensor, float]:
 def convert(model: HGRNBitForCausalLM, calibration: dict[str, float], qc: QuantConfig) -> IntegerParams:
     """Build the integer model's parameters from a float model and its calibration maxima."""
     cal = calibration
-    act, res, pow2 = qc.act_bits, qc.residual_bits, qc.pow2_scales
+    act, res, inner, pow2 = qc.act_bits, qc.residual_bits, qc.internal_bits, qc.pow2_scales
     bounds = model.model.layer_lower_bounds()
     x_scale = input_scale = site_scale(cal["embeddings"], res, pow2)
     layers = []
@@ -188,7 +188,7 @@ def convert(model: HGRNBitForCausalLM, calibration: dict[str, float], qc: QuantC
         f_proj = _bitlinear(m + "attn.f_proj", block.attn.f_proj, s["attn_norm"], cal, qc)
         g_proj = _bitlinear(m + "attn.g_proj", block.attn.g_proj, s["attn_norm"], cal, qc)
         for key in ("i_proj", "f_proj", "g_proj"):
-            s[key] = site_scale(cal[p + key], act, pow2)
+            s[key] = site_scale(cal[p + key], inner, pow2)
         one = 1 << qc.gate_frac_bits
         s["forget_gate"] = 1.0 / one
         lower = None
@@ -197,19 +197,19 @@ def convert(model: HGRNBitForCausalLM, calibration: dict[str, float], qc: QuantC
         silu_i, s["input_gate"] = _silu_table(s["i_proj"], qc)
         max_h = cal[p + "hidden"] * qc.state_headroom
         s["hidden"] = site_scale(max_h, qc.state_bits, pow2)
-        s["hidden_code"] = site_scale(cal[p + "hidden"], act, pow2)
+        s["hidden_code"] = site_scale(cal[p + "hidden"], inner, pow2)
         silu_h, s["swish_hidden"] = _silu_table(s["hidden_code"], qc)
-        s["g_norm"] = site_scale(cal[m + "attn.g_norm"], act, pow2)
-        s["gated_output"] = site_scale(cal[p + "gated_output"], act, pow2)
+        s["g_norm"] = site_scale(cal[m + "attn.g_norm"], inner, pow2)
+        s["gated_output"] = site_scale(cal[p + "gated_output"], inner, pow2)
         o_proj = _bitlinear(m + "attn.o_proj", block.attn.o_proj, s["gated_output"], cal, qc)
         s["o_proj"] = site_scale(cal[p + "o_proj"], act, pow2)
         s["residual_attn"] = site_scale(cal[p + "residual_attn"], res, pow2)
         s["mlp_norm"] = site_scale(cal[p + "mlp_norm"], act, pow2)
         gate_proj = _bitlinear(m + "mlp.gate_proj", block.mlp.gate_proj, s["mlp_norm"], cal, qc)
-        s["gate"] = site_scale(cal[p + "gate_proj.gate"], act, pow2)
-        s["y"] = site_scale(cal[p + "gate_proj.y"], act, pow2)
+        s["gate"] = site_scale(cal[p + "gate_proj.gate"], inner, pow2)
+        s["y"] = site_scale(cal[p + "gate_proj.y"], inner, pow2)
         silu_gate, s["silu_gate"] = _silu_table(s["gate"], qc)
-        s["glu"] = site_scale(cal[p + "glu"], act, pow2)
+        s["glu"] = site_scale(cal[p + "glu"], inner, pow2)
         down_proj = _bitlinear(m + "mlp.down_proj", block.mlp.down_proj, s["glu"], cal, qc)
         s["down_proj"] = site_scale(cal[p + "down_proj"], act, pow2)
         s["residual_mlp"] = site_scale(cal[p + "residual_mlp"], res, pow2)
@@ -219,26 +219,26 @@ def convert(model: HGRNBitForCausalLM, calibration: dict[str, float], qc: QuantC
                 i_proj=i_proj,
                 f_proj=f_proj,
                 g_proj=g_proj,
-                i_out=Requant.for_ratio(i_proj.acc_scale / s["i_proj"], act, qc),
-                f_out=Requant.for_ratio(f_proj.acc_scale / s["f_proj"], act, qc),
-                g_out=Requant.for_ratio(g_proj.acc_scale / s["g_proj"], act, qc),
+                i_out=Requant.for_ratio(i_proj.acc_scale / s["i_proj"], inner, qc),
+                f_out=Requant.for_ratio(f_proj.acc_scale / s["f_proj"], inner, qc),
+                g_out=Requant.for_ratio(g_proj.acc_scale / s["g_proj"], inner, qc),
                 sigmoid_f=_sigmoid_table(s["f_proj"], qc),
                 lower_bound_q=lower,
                 silu_i=silu_i,
                 input_to_state=Requant.for_ratio(s["input_gate"] / s["hidden"], qc.state_bits, qc),
-                g_norm=_norm(block.attn.g_norm, s["g_proj"], s["g_norm"], act, qc),
-                state_to_code=Requant.for_ratio(s["hidden"] / s["hidden_code"], act, qc),
+                g_norm=_norm(block.attn.g_norm, s["g_proj"], s["g_norm"], inner, qc),
+                state_to_code=Requant.for_ratio(s["hidden"] / s["hidden_code"], inner, qc),
                 silu_h=silu_h,
-                gated_out=Requant.for_ratio(s["g_norm"] * s["swish_hidden"] / s["gated_output"], act, qc),
+                gated_out=Requant.for_ratio(s["g_norm"] * s["swish_hidden"] / s["gated_output"], inner, qc),
                 o_proj=o_proj,
                 o_out=Requant.for_ratio(o_proj.acc_scale / s["o_proj"], act, qc),
                 residual_attn=ResidualAdd.for_scales(x_scale, s["o_proj"], s["residual_attn"], res, qc),
                 mlp_norm=_norm(block.mlp_norm, s["residual_attn"], s["mlp_norm"], act, qc),
                 gate_proj=gate_proj,
-                gate_out=Requant.for_ratio(gate_proj.acc_scale / s["gate"], act, qc),
-                y_out=Requant.for_ratio(gate_proj.acc_scale / s["y"], act, qc),
+                gate_out=Requant.for_ratio(gate_proj.acc_scale / s["gate"], inner, qc),
+                y_out=Requant.for_ratio(gate_proj.acc_scale / s["y"], inner, qc),
                 silu_gate=silu_gate,
-                glu_out=Requant.for_ratio(s["silu_gate"] * s["y"] / s["glu"], act, qc),
+                glu_out=Requant.for_ratio(s["silu_gate"] * s["y"] / s["glu"], inner, qc),
                 down_proj=down_proj,
                 down_out=Requant.for_ratio(down_proj.acc_scale / s["down_proj"], act, qc),
                 residual_mlp=ResidualAdd.for_scales(s["residual_attn"], s["down_proj"], s["residual_mlp"], res, qc),

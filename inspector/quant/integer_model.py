@@ -73,10 +73,10 @@ class IntegerLM:
         f = self._site(probe, p + "f_proj", L.f_out(self._bitlinear(L.f_proj, a, probe, p + "f_proj")), s["f_proj"])
         g = self._site(probe, p + "g_proj", L.g_out(self._bitlinear(L.g_proj, a, probe, p + "g_proj")), s["g_proj"])
 
-        f_q = K.lut_lookup(f, L.sigmoid_f, qc.act_bits)
+        f_q = K.lut_lookup(f, L.sigmoid_f, qc.internal_bits)
         if L.lower_bound_q is not None:
             f_q = L.lower_bound_q + K.round_shift((one - L.lower_bound_q) * f_q, qc.gate_frac_bits)
-        i_q = K.round_shift(K.lut_lookup(i, L.silu_i, qc.act_bits) * (one - f_q), qc.gate_frac_bits)
+        i_q = K.round_shift(K.lut_lookup(i, L.silu_i, qc.internal_bits) * (one - f_q), qc.gate_frac_bits)
         if probe is not None:
             probe.site(p + "forget_gate", f_q, s["forget_gate"], None, "gate")
             probe.site(p + "input_gate", i_q, s["input_gate"], None, "activation")
@@ -92,7 +92,7 @@ class IntegerLM:
 
         gn = self._site(probe, p + "g_norm", L.g_norm(g), s["g_norm"])
         h_code, _ = L.state_to_code(hs)
-        swish_h = K.lut_lookup(h_code, L.silu_h, qc.act_bits)
+        swish_h = K.lut_lookup(h_code, L.silu_h, qc.internal_bits)
         gated = self._site(probe, p + "gated_output", L.gated_out(gn * swish_h), s["gated_output"])
         o = self._site(probe, p + "o_proj", L.o_out(self._bitlinear(L.o_proj, gated, probe, p + "o_proj")), s["o_proj"])
         r = self._site(probe, p + "residual_attn", L.residual_attn(x, o), s["residual_attn"])
@@ -102,7 +102,7 @@ class IntegerLM:
         inner = acc.shape[-1] // 2
         gate = self._site(probe, p + "gate", L.gate_out(acc[..., :inner]), s["gate"])
         y = self._site(probe, p + "y", L.y_out(acc[..., inner:]), s["y"])
-        glu = self._site(probe, p + "glu", L.glu_out(K.lut_lookup(gate, L.silu_gate, qc.act_bits) * y), s["glu"])
+        glu = self._site(probe, p + "glu", L.glu_out(K.lut_lookup(gate, L.silu_gate, qc.internal_bits) * y), s["glu"])
         d = self._site(probe, p + "down_proj", L.down_out(self._bitlinear(L.down_proj, glu, probe, p + "down_proj")), s["down_proj"])
         out = self._site(probe, p + "residual_mlp", L.residual_mlp(r, d), s["residual_mlp"])
         return out, h

@@ -76,7 +76,9 @@ def _quant_overrides(defaults: QuantConfig) -> QuantConfig:
     with st.expander("QuantConfig overrides"):
         st.caption("Bit widths of the integer model. Changing one re-runs the analysis.")
         values = {
-            "act_bits": slider("Activation bits (graded spikes)", 3, 12, "act_bits"),
+            "act_bits": slider("Block activation bits", 3, 12, "act_bits"),
+            "spike_bits": slider("BitLinear input bits (graded spikes)", 3, 12, "spike_bits"),
+            "internal_bits": slider("MLGRU / GLU internal bits", 6, 16, "internal_bits"),
             "residual_bits": slider("Residual stream bits", 3, 16, "residual_bits"),
             "state_bits": slider("MLGRU state bits", 6, 24, "state_bits"),
             "gate_frac_bits": slider("Gate fraction bits", 4, 16, "gate_frac_bits"),
