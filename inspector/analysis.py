@@ -24,10 +24,6 @@ ProgressFn = Callable[[str, int, int], None]
 TokenFn = Callable[[str, str], None]
 
 
-class Stopped(Exception):
-    """Raised when `should_stop()` turns true between two tokens."""
-
-
 @dataclass
 class Analysis:
     prompt: str
@@ -55,7 +51,6 @@ def analyze(
     prompt: str,
     sampling: SamplingSettings,
     on_progress: Optional[ProgressFn] = None,
-    should_stop: Optional[Callable[[], bool]] = None,
     on_token: Optional[TokenFn] = None,
 ) -> Analysis:
     sampling.validate()
@@ -68,8 +63,6 @@ def analyze(
             on_token(phase, text)
         if on_progress is not None:
             on_progress(phase, done, total)
-        if should_stop is not None and should_stop():
-            raise Stopped(f"stopped during {phase} generation after {done} tokens")
 
     float_tokens = []
     for token in generate(emulator.loaded.model, tokenizer, prompt, **vars(sampling)):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import polars as pl
 import streamlit as st
 
@@ -39,7 +41,7 @@ with right:
     pieces = [t.text for t in analysis.run.tokens]
     selected = st.session_state.get("token_pick")
     st.markdown(
-        f'<div style="font-family:monospace;white-space:pre-wrap;color:#555">{analysis.prompt}</div>'
+        f'<div style="font-family:monospace;white-space:pre-wrap;color:#555">{html.escape(analysis.prompt)}</div>'
         + colored_tokens_html(pieces, agree, kl, selected),
         unsafe_allow_html=True,
     )

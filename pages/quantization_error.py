@@ -51,8 +51,9 @@ chart(kl_agreement_figure(diff.tokens, analysis.prompt_tokens), "kl")
 table_downloads(diff.tokens, "token_metrics")
 
 st.subheader("Perplexity on a text of your choice")
-text = st.text_area("Text (both models are teacher-forced on it)", key="ppl_text", height=120,
-                    value=(session.loaded.card or {}).get("sample_text", "") or analysis.prompt + analysis.int_text)
+text = st.text_area(
+    "Text (both models are teacher-forced on it)", value=analysis.prompt + analysis.int_text, key="ppl_text", height=120
+)
 if st.button("Compute perplexity", key="ppl_button"):
     ids = encode(session.loaded.tokenizer, text)[:1024]
     if len(ids) < 2:

@@ -71,8 +71,7 @@ def ensure_analysis(session: Session) -> Analysis | None:
     analyses[key] = analysis
     while len(analyses) > KEEP_ANALYSES:
         analyses.pop(next(iter(analyses)))
-    st.rerun()  # redraw without the Stop button
-    return analysis
+    st.rerun()  # redraw from the cache, without the Stop button and the progress bar
 
 
 def page_analysis() -> tuple[Session, Analysis]:
