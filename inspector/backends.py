@@ -39,9 +39,9 @@ def backend_statuses() -> tuple[BackendStatus, ...]:
     if ok:
         lava = BackendStatus(
             "lava", "Lava simulation", False,
-            "lava-nc 0.10.0 is installed and the ternary synapses run bit-exactly as Lava Dense processes "
-            "(inspector/lava/synapses.py), but the neuron processes and the token-by-token Lava backend are not "
-            "implemented in this version yet",
+            "lava-nc 0.10.0 is installed and the ternary synapses and the RMSNorm already run bit-exactly as Lava "
+            "processes (inspector/lava/), but the MLGRU and GLU processes and the token-by-token Lava backend are "
+            "not implemented in this version yet",
         )
     else:
         lava = BackendStatus("lava", "Lava simulation", False, why)
