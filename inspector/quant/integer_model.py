@@ -17,13 +17,26 @@ recorded and the run is as fast as the arithmetic allows.
 
 from __future__ import annotations
 
-from typing import Optional, Protocol
+from dataclasses import dataclass
+from typing import Generator, Optional, Protocol
 
 import torch
 
 from inspector.model import HGRNBitForCausalLM
 from inspector.quant import kernels as K
-from inspector.quant.convert import IntBitLinear, IntegerParams, IntLayer
+from inspector.quant.convert import IntBitLinear, IntegerParams
+
+
+@dataclass
+class SynapseRequest:
+    """A layer program asking for sum_j W[o, j] * spikes[j] through one projection's synapses."""
+
+    key: str
+    proj: IntBitLinear
+    spikes: torch.Tensor
+
+
+LayerProgram = Generator[SynapseRequest, torch.Tensor, tuple]
 
 
 class Probe(Protocol):
@@ -46,12 +59,14 @@ class IntegerLM:
         return [torch.zeros(batch, self.config.mixer_size, dtype=K.INT) for _ in self.params.layers]
 
     # -- building blocks -------------------------------------------------------------------
-    def _bitlinear(self, proj: IntBitLinear, codes: torch.Tensor, probe: Optional[Probe], key: str) -> torch.Tensor:
+    def _bitlinear(self, proj: IntBitLinear, codes: torch.Tensor, probe: Optional[Probe], key: str) -> LayerProgram:
+        """Normalize into spikes, ask the synapses for the accumulation (a `yield`), saturate it."""
         spikes, clipped = proj.norm(codes)
         if probe is not None:
             probe.site(key + ".spikes", spikes, proj.norm.out_scale, clipped, "activation")
             probe.synapses(key, spikes, proj)
-        acc, acc_clipped = K.saturate(K.ternary_matmul(spikes, proj.weight, proj.weight_f), self.qc.accumulator_bits)
+        acc = yield SynapseRequest(key, proj, spikes)
+        acc, acc_clipped = K.saturate(acc, self.qc.accumulator_bits)
         if probe is not None:
             probe.site(key + ".accumulator", acc, proj.acc_scale, acc_clipped, "accumulator")
         return acc
@@ -63,15 +78,22 @@ class IntegerLM:
             probe.site(key, codes, scale, clipped, kind)
         return codes
 
-    def _layer(
-        self, idx: int, L: IntLayer, x: torch.Tensor, h: torch.Tensor, probe: Optional[Probe]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def layer_program(
+        self, idx: int, x: torch.Tensor, h: torch.Tensor, probe: Optional[Probe]
+    ) -> LayerProgram:
+        """One layer's neuron computations; every ternary accumulation is requested with `yield`.
+
+        Written as a generator so that the same code runs whether the synapses are emulated here
+        (`_run_layer` answers with `ternary_matmul`) or are Lava `Dense` processes (the Lava
+        backend answers with what its synapses delivered). Returns (layer output, last state).
+        """
+        L = self.params.layers[idx]
         qc, s, p = self.qc, L.scales, f"layers.{idx}."
         one = 1 << qc.gate_frac_bits
         a = self._site(probe, p + "attn_norm", L.attn_norm(x), s["attn_norm"])
-        i = self._site(probe, p + "i_proj", L.i_out(self._bitlinear(L.i_proj, a, probe, p + "i_proj")), s["i_proj"])
-        f = self._site(probe, p + "f_proj", L.f_out(self._bitlinear(L.f_proj, a, probe, p + "f_proj")), s["f_proj"])
-        g = self._site(probe, p + "g_proj", L.g_out(self._bitlinear(L.g_proj, a, probe, p + "g_proj")), s["g_proj"])
+        i = self._site(probe, p + "i_proj", L.i_out((yield from self._bitlinear(L.i_proj, a, probe, p + "i_proj"))), s["i_proj"])
+        f = self._site(probe, p + "f_proj", L.f_out((yield from self._bitlinear(L.f_proj, a, probe, p + "f_proj"))), s["f_proj"])
+        g = self._site(probe, p + "g_proj", L.g_out((yield from self._bitlinear(L.g_proj, a, probe, p + "g_proj"))), s["g_proj"])
 
         f_q = K.lut_lookup(f, L.sigmoid_f, qc.internal_bits)
         if L.lower_bound_q is not None:
@@ -94,18 +116,29 @@ class IntegerLM:
         h_code, _ = L.state_to_code(hs)
         swish_h = K.lut_lookup(h_code, L.silu_h, qc.internal_bits)
         gated = self._site(probe, p + "gated_output", L.gated_out(gn * swish_h), s["gated_output"])
-        o = self._site(probe, p + "o_proj", L.o_out(self._bitlinear(L.o_proj, gated, probe, p + "o_proj")), s["o_proj"])
+        o = self._site(probe, p + "o_proj", L.o_out((yield from self._bitlinear(L.o_proj, gated, probe, p + "o_proj"))), s["o_proj"])
         r = self._site(probe, p + "residual_attn", L.residual_attn(x, o), s["residual_attn"])
 
         m = self._site(probe, p + "mlp_norm", L.mlp_norm(r), s["mlp_norm"])
-        acc = self._bitlinear(L.gate_proj, m, probe, p + "gate_proj")
+        acc = yield from self._bitlinear(L.gate_proj, m, probe, p + "gate_proj")
         inner = acc.shape[-1] // 2
         gate = self._site(probe, p + "gate", L.gate_out(acc[..., :inner]), s["gate"])
         y = self._site(probe, p + "y", L.y_out(acc[..., inner:]), s["y"])
         glu = self._site(probe, p + "glu", L.glu_out(K.lut_lookup(gate, L.silu_gate, qc.internal_bits) * y), s["glu"])
-        d = self._site(probe, p + "down_proj", L.down_out(self._bitlinear(L.down_proj, glu, probe, p + "down_proj")), s["down_proj"])
+        d = self._site(probe, p + "down_proj", L.down_out((yield from self._bitlinear(L.down_proj, glu, probe, p + "down_proj"))), s["down_proj"])
         out = self._site(probe, p + "residual_mlp", L.residual_mlp(r, d), s["residual_mlp"])
         return out, h
+
+    def _run_layer(self, idx: int, x: torch.Tensor, h: torch.Tensor, probe: Optional[Probe]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Drive a layer program, answering each synapse request with the emulated accumulation."""
+        program = self.layer_program(idx, x, h, probe)
+        try:
+            request = next(program)
+            while True:
+                proj = request.proj
+                request = program.send(K.ternary_matmul(request.spikes, proj.weight, proj.weight_f))
+        except StopIteration as done:
+            return done.value
 
     # -- the model -----------------------------------------------------------------------------
     def embed(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,8 +154,8 @@ class IntegerLM:
         if state is None:
             state = self.init_state(input_ids.shape[0])
         new_state = []
-        for idx, layer in enumerate(self.params.layers):
-            x, h = self._layer(idx, layer, x, state[idx], probe)
+        for idx in range(len(self.params.layers)):
+            x, h = self._run_layer(idx, x, state[idx], probe)
             new_state.append(h)
         final = self._site(probe, "final_norm", self.params.final_norm(x), self.params.final_norm.out_scale)
         logits = self.lm_head(final.float() * self.params.final_norm.out_scale)  # host, float
