@@ -36,15 +36,11 @@ LAVA_LOIHI_HELP = (
 def backend_statuses() -> tuple[BackendStatus, ...]:
     emulator = BackendStatus("emulator", "Emulator (bit-accurate)", True, "vectorized integer emulator of Loihi 2 neuro-cores")
     ok, why = lava_available()
-    if ok:
-        lava = BackendStatus(
-            "lava", "Lava simulation", False,
-            "lava-nc 0.10.0 is installed and the ternary synapses and the RMSNorm already run bit-exactly as Lava "
-            "processes (inspector/lava/), but the MLGRU and GLU processes and the token-by-token Lava backend are "
-            "not implemented in this version yet",
-        )
-    else:
-        lava = BackendStatus("lava", "Lava simulation", False, why)
+    lava = BackendStatus(
+        "lava", "Lava simulation", ok,
+        "the integer model as a Lava process graph in Loihi2SimCfg(select_tag='fixed_pt'); slow (seconds per token)"
+        if ok else why,
+    )
     loihi = BackendStatus("loihi2", "Loihi 2 hardware", False, _hardware_reason(ok))
     return emulator, lava, loihi
 
@@ -60,7 +56,10 @@ def _hardware_reason(lava_ok: bool) -> str:
         return LAVA_LOIHI_HELP
     if not any(os.environ.get(var) for var in ("SLURM", "LOIHI_GEN", "NXSDKHOST", "PARTITION", "BOARD")):
         return "lava-loihi is installed but no Loihi 2 host is configured (set up SLURM or an Ethernet host as lava.utils.loihi describes)"
-    return "lava-loihi and a Loihi 2 host are present, but the hardware backend is not implemented in this version yet"
+    return (
+        "lava-loihi and a Loihi 2 host are present, but our neuron processes only have Python (simulation) models; "
+        "running on the chip needs microcode neuron models for LayerCore, HostInput and FinalNorm"
+    )
 
 
 def status_of(key: str) -> BackendStatus:
@@ -68,3 +67,18 @@ def status_of(key: str) -> BackendStatus:
         if status.key == key:
             return status
     raise KeyError(key)
+
+
+APP_LAVA_REASON = (
+    "the Lava backend runs from the command line (`python -m inspector run --backend lava ...`) and the "
+    "Python API, bit-exact with the emulator; inside the app it is not offered yet, because Lava forks its "
+    "runtime processes and forking from the web server's worker threads can deadlock"
+)
+
+
+def app_statuses() -> tuple[BackendStatus, ...]:
+    """The backends as the app offers them (Lava simulation only outside the app, for now)."""
+    return tuple(
+        BackendStatus(s.key, s.label, False, APP_LAVA_REASON) if s.key == "lava" and s.available else s
+        for s in backend_statuses()
+    )

@@ -26,7 +26,7 @@ from inspector.catalog import SAMPLE_MODELS_DIR, sample_models
 from inspector.checkpoint import LoadedModel, load_checkpoint
 from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
 from inspector.diff import compare, lockstep_ids, sqnr_table
-from inspector.emulator.engine import Emulator
+from inspector.emulator.engine import Emulator, make_backend
 from inspector.emulator.mapper import map_model
 from inspector.errors import InspectorError
 from inspector.generate import SamplingSettings, encode_prompt
@@ -81,16 +81,20 @@ def cmd_run(args) -> int:
     qc = parse_overrides(args.quant)
     sampling = _sampling(args)
     encode_prompt(loaded.tokenizer, args.prompt)  # reject a bad prompt before the slow set-up
-    emulator = Emulator(loaded, qc)
-    run, stream = emulator.generate(args.prompt, sampling, probes=True, record_tensors=not args.no_tensors)
-    for token in tqdm(stream, total=sampling.max_new_tokens, desc="emulating", unit="tok"):
-        pass
+    emulator = make_backend(args.backend, loaded, qc)
+    try:
+        run, stream = emulator.generate(args.prompt, sampling, probes=True, record_tensors=not args.no_tensors)
+        for token in tqdm(stream, total=sampling.max_new_tokens, desc=f"running on {args.backend}", unit="tok"):
+            pass
+    finally:
+        emulator.close()
     text = "".join(t.text for t in run.tokens)
     metadata = {
         "model": str(loaded.directory),
         "prompt": args.prompt,
         "generated": text,
         "sampling": dataclasses.asdict(sampling),
+        "backend": args.backend,
         "quant_config": qc.to_dict(),
         "hardware": dataclasses.asdict(emulator.hardware),
         "core_map": emulator.core_map.summary(),

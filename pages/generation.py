@@ -37,7 +37,7 @@ with left:
     st.subheader("Float model")
     st.code(analysis.prompt + analysis.float_text, language=None, wrap_lines=True)
 with right:
-    st.subheader("Integer model (emulator)")
+    st.subheader(f"Integer model ({session.backend.label})")
     pieces = [t.text for t in analysis.run.tokens]
     selected = st.session_state.get("token_pick")
     st.markdown(

@@ -97,14 +97,18 @@ def test_learn_steps(app):
         assert not app.error
 
 
-def test_unavailable_backends_say_why(app):
+def test_hardware_backend_says_why_it_is_unavailable(app):
     app.sidebar.radio(key="backend").set_value("Loihi 2 hardware").run()
     assert not app.exception
     messages = " ".join(w.value for w in app.sidebar.warning) + " ".join(e.value for e in app.error)
     assert "lava-loihi" in messages and "not on PyPI" in messages
+
+
+def test_lava_backend_in_the_app_says_where_it_runs(app):
     app.sidebar.radio(key="backend").set_value("Lava simulation").run()
     assert not app.exception
-    assert app.error
+    messages = " ".join(w.value for w in app.sidebar.warning) + " ".join(e.value for e in app.error)
+    assert "--backend lava" in messages
 
 
 def test_bad_checkpoint_path_shows_an_error(tmp_path):

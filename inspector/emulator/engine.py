@@ -91,9 +91,28 @@ class Emulator:
 
         return run, tokens()
 
+    def close(self) -> None:
+        """Release backend resources (the emulator holds none)."""
+
     @torch.no_grad()
     def teacher_forced(self, ids: list[int], record_tensors: bool = True) -> tuple[torch.Tensor, RecordingProbe]:
         """Run the integer model over a fixed token sequence; logits (T, vocab) and the probe."""
         probe = self.new_probe(record_tensors)
         logits, _ = self.integer(torch.tensor([ids]), None, probe)
         return logits[0], probe
+
+
+def make_backend(key: str, loaded: LoadedModel, qc: QuantConfig | None = None) -> Emulator:
+    """The emulator, or the same model on Lava's fixed-point simulator (`key` = "lava").
+
+    Both share calibration, conversion and core map; with Lava, generated tokens and every probed
+    integer are computed by the Lava process graph (bit-exact with the emulator, tested). The
+    lockstep comparison with the float model replays the same integers on the emulator.
+    """
+    if key == "emulator":
+        return Emulator(loaded, qc)
+    if key == "lava":
+        from inspector.lava.backend import LavaBackend  # imports Lava: only when asked for
+
+        return LavaBackend(loaded, qc)
+    raise ValueError(f"no backend {key!r}")

@@ -15,7 +15,7 @@ from inspector.ui.sidebar import Session, emulator_for, render_sidebar
 
 AUTO_RUN_MAX_PARAMETERS = 50_000_000
 KEEP_ANALYSES = 4
-PHASES = {"float": "float model generating", "integer": "integer model generating on the emulator", "diff": "comparing in lockstep"}
+PHASES = {"float": "float model generating", "integer": "integer model generating", "diff": "comparing in lockstep"}
 
 
 def _stop(key: tuple) -> None:
@@ -55,7 +55,7 @@ def ensure_analysis(session: Session) -> Analysis | None:
 
         left, right = st.columns(2)
         left.caption("Float model")
-        right.caption("Integer model (emulator)")
+        right.caption(f"Integer model ({session.backend.label})")
         streams = {"float": left.empty(), "integer": right.empty()}
 
         def on_token(phase: str, text: str) -> None:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from inspector.backends import BackendStatus, backend_statuses
+from inspector.backends import BackendStatus, app_statuses
 from inspector.catalog import checkpoint_fingerprint, sample_models
 from inspector.checkpoint import LoadedModel, load_checkpoint
-from inspector.emulator.engine import Emulator
+from inspector.emulator.engine import Emulator, make_backend
 from inspector.errors import InspectorError
 from inspector.generate import MAX_NEW_TOKENS, SamplingSettings
 from inspector.quant.config import QuantConfig
@@ -44,12 +44,12 @@ def cached_checkpoint(directory: str, _fingerprint: tuple) -> LoadedModel:
 
 
 @st.cache_resource(show_spinner="Calibrating and converting to integers…", max_entries=6)
-def cached_emulator(directory: str, fingerprint: tuple, qc: QuantConfig) -> Emulator:
-    return Emulator(cached_checkpoint(directory, fingerprint), qc)
+def cached_emulator(directory: str, fingerprint: tuple, qc: QuantConfig, backend: str = "emulator") -> Emulator:
+    return make_backend(backend, cached_checkpoint(directory, fingerprint), qc)
 
 
 def emulator_for(session: Session) -> Emulator:
-    return cached_emulator(str(session.loaded.directory), session.fingerprint, session.qc)
+    return cached_emulator(str(session.loaded.directory), session.fingerprint, session.qc, session.backend.key)
 
 
 def kept(key: str, default):
@@ -118,7 +118,7 @@ def render_sidebar() -> Session | None:
             return None
         st.caption(model_caption(loaded))
 
-        statuses = backend_statuses()
+        statuses = app_statuses()
         labels = {s.label: s for s in statuses}
         label = _choice(st.radio, "Backend", list(labels), "backend", help="Where the integer model runs.")
         backend = labels[label]
