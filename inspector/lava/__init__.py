@@ -4,4 +4,4 @@
 - `neurons.py`: the integer RMSNorm as a standalone custom neuron process, bit-exact.
 - `backend.py`: the whole model as a process graph (`LavaLM`, `LavaBackend`), token by token,
   bit-exact with the emulator for every token and every probed integer.
-""")
+"""
