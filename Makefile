@@ -27,6 +27,7 @@ test: install
 bench: install
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.page_switch
+	$(PY) -m benchmarks.lava
 
 clean:
 	rm -rf $(VENV) .pytest_cache

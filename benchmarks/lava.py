@@ -1,0 +1,43 @@
+"""Tokens per second of the Lava simulation against the emulator on the smallest sample model.
+
+    python -m benchmarks.lava [--tokens 8]
+
+Both backends compute the same integers (tests/test_lava_backend.py); this measures what running
+them as a Lava process graph costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from inspector.catalog import sample_models
+from inspector.checkpoint import load_checkpoint
+from inspector.emulator.engine import make_backend
+from inspector.generate import SamplingSettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.lava")
+    parser.add_argument("--tokens", type=int, default=8)
+    args = parser.parse_args(argv)
+    models = [load_checkpoint(p) for p in sample_models().values()]
+    loaded = min(models, key=lambda m: m.model.num_parameters())
+    settings = SamplingSettings(args.tokens, 0.0, 0, 0)
+    rates = {}
+    for key in ("emulator", "lava"):
+        backend = make_backend(key, loaded)
+        try:
+            start = time.perf_counter()
+            run, stream = backend.generate("Once upon a time", settings, probes=False)
+            list(stream)
+            rates[key] = len(run.all_ids) / (time.perf_counter() - start)
+        finally:
+            backend.close()
+        print(f"{key:9s} {rates[key]:8.2f} tokens/s (prompt and generated tokens, one at a time)")
+    print(f"lava / emulator = {rates['lava'] / rates['emulator']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
