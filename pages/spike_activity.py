@@ -36,9 +36,12 @@ with b:
 st.subheader("Raster of one core")
 layer_options = sorted(cores["layer"].unique().to_list())
 c1, c2, c3 = st.columns(3)
-layer = c1.selectbox("Layer", layer_options, format_func=lambda v: "final norm" if v == -1 else str(v), key="raster_layer")
+layer = c1.selectbox(
+    "Layer", layer_options, index=layer_options.index(0) if 0 in layer_options else 0,
+    format_func=lambda v: "final norm" if v == -1 else str(v), key="raster_layer",
+)
 groups = cores.filter(pl.col("layer") == layer)["group"].unique(maintain_order=True).to_list()
-group = c2.selectbox("Neuron group", groups, key="raster_group")
+group = c2.selectbox("Neuron group", groups, index=groups.index("mlgru") if "mlgru" in groups else 0, key="raster_group")
 core_ids = cores.filter((pl.col("layer") == layer) & (pl.col("group") == group))["core"].to_list()
 core = c3.selectbox("Core", core_ids, key="raster_core")
 row = cores.filter(pl.col("core") == core).row(0, named=True)
