@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from inspector.errors import InspectorError
+from inspector.overrides import replace_known
 
 
 class HardwareConfigError(InspectorError):
@@ -49,8 +50,4 @@ class HardwareConfig:
             raise HardwareConfigError("the neuron state of a full core would not fit in its SRAM")
 
     def with_overrides(self, overrides: dict[str, Any]) -> "HardwareConfig":
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise HardwareConfigError(f"unknown HardwareConfig key(s): {', '.join(unknown)}")
-        return dataclasses.replace(self, **overrides)
+        return replace_known(self, overrides, HardwareConfigError)

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from inspector.errors import InspectorError
+from inspector.overrides import replace_known
 
 
 class QuantConfigError(InspectorError):
@@ -110,11 +111,7 @@ class QuantConfig:
 
     def with_overrides(self, overrides: dict[str, Any]) -> "QuantConfig":
         """A copy with some fields changed; unknown keys are an error that names them."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise QuantConfigError(f"unknown QuantConfig key(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return dataclasses.replace(self, **overrides)
+        return replace_known(self, overrides, QuantConfigError)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
