@@ -52,6 +52,8 @@ from lava.magma.core.run_configs import Loihi2SimCfg  # noqa: E402
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol  # noqa: E402
 from lava.proc.dense.process import Dense  # noqa: E402
 
+from inspector.lava.synapses import ternary_dense  # noqa: E402
+
 PROJECTIONS = ("i_proj", "f_proj", "g_proj", "o_proj", "gate_proj", "down_proj")
 
 
@@ -239,7 +241,7 @@ def _flagged_dense(weight: torch.Tensor) -> Dense:
     w = np.zeros((out_features + 1, in_features + 1), dtype=np.int32)
     w[:out_features, :in_features] = weight.numpy()
     w[out_features, in_features] = 1
-    return Dense(weights=2 * w, weight_exp=-1, num_message_bits=24)
+    return ternary_dense(w, message_bits=24)
 
 
 class LavaLM:

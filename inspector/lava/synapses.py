@@ -15,22 +15,29 @@ import numpy as np
 from inspector.lava_compat import install
 
 
+def ternary_dense(weight: np.ndarray, message_bits: int = 8):
+    """A Lava `Dense` process whose accumulation is exactly sum_j W[o, j] * x[j] for ternary W."""
+    install()
+    from lava.proc.dense.process import Dense
+
+    if not np.isin(weight, (-1, 0, 1)).all():
+        raise ValueError("weights must be ternary")
+    return Dense(weights=2 * np.asarray(weight, dtype=np.int32), weight_exp=-1, num_message_bits=message_bits)
+
+
 def lava_ternary_accumulate(spikes: np.ndarray, weight: np.ndarray, message_bits: int = 8) -> np.ndarray:
     """(T, in) integer spikes through (out, in) ternary synapses in Loihi2SimCfg: (T, out) accumulators."""
     install()
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.dense.process import Dense
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
 
     steps, _ = spikes.shape
-    if not np.isin(weight, (-1, 0, 1)).all():
-        raise ValueError("weights must be ternary")
     # one extra step for Dense's one-step delay; the last input column is never delivered
     data = np.concatenate([spikes.T, np.zeros((spikes.shape[1], 1), dtype=spikes.dtype)], axis=1).astype(np.int32)
     source = Source(data=data)
-    dense = Dense(weights=2 * weight.astype(np.int32), weight_exp=-1, num_message_bits=message_bits)
+    dense = ternary_dense(weight, message_bits)
     sink = Sink(shape=(weight.shape[0],), buffer=steps + 1)
     source.s_out.connect(dense.s_in)
     dense.a_out.connect(sink.a_in)
