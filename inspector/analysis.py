@@ -68,6 +68,8 @@ def analyze(
     for token in generate(emulator.loaded.model, tokenizer, prompt, **vars(sampling)):
         float_tokens.append(token)
         tick("float", len(float_tokens), "".join(t.text for t in float_tokens))
+    if on_progress is not None:
+        on_progress("integer", 0, total)  # the backend may take a while to start (Lava: seconds)
     run, stream = emulator.generate(prompt, sampling, probes=True, record_tensors=True)
     for token in stream:
         tick("integer", len(run.tokens), "".join(t.text for t in run.tokens))

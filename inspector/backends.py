@@ -38,7 +38,8 @@ def backend_statuses() -> tuple[BackendStatus, ...]:
     ok, why = lava_available()
     lava = BackendStatus(
         "lava", "Lava simulation", ok,
-        "the integer model as a Lava process graph in Loihi2SimCfg(select_tag='fixed_pt'); slow (seconds per token)"
+        "the integer model as a Lava process graph in Loihi2SimCfg(select_tag='fixed_pt'), bit-exact with the "
+        "emulator; about 10 s to start and 2 tokens/s on a sample model"
         if ok else why,
     )
     loihi = BackendStatus("loihi2", "Loihi 2 hardware", False, _hardware_reason(ok))
@@ -67,18 +68,3 @@ def status_of(key: str) -> BackendStatus:
         if status.key == key:
             return status
     raise KeyError(key)
-
-
-APP_LAVA_REASON = (
-    "the Lava backend runs from the command line (`python -m inspector run --backend lava ...`) and the "
-    "Python API, bit-exact with the emulator; inside the app it is not offered yet, because Lava forks its "
-    "runtime processes and forking from the web server's worker threads can deadlock"
-)
-
-
-def app_statuses() -> tuple[BackendStatus, ...]:
-    """The backends as the app offers them (Lava simulation only outside the app, for now)."""
-    return tuple(
-        BackendStatus(s.key, s.label, False, APP_LAVA_REASON) if s.key == "lava" and s.available else s
-        for s in backend_statuses()
-    )

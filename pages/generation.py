@@ -20,7 +20,7 @@ generated = diff.tokens.slice(n_prompt - 1, len(analysis.run.tokens))  # the dis
 
 st.caption(
     "Both models continue the prompt with the same sampling settings and seed. The integer model runs on "
-    "the emulated Loihi 2 neuro-cores; each of its tokens is colored by how close the two models' "
+    f"the {session.backend.label} backend ({session.backend.reason}); each of its tokens is colored by how close the two models' "
     "next-token distributions were at that step (green: same top-1 and KL < 0.01 nats; yellow/orange: "
     "same top-1, larger KL; red: the top-1 tokens differ)."
 )

@@ -104,11 +104,36 @@ def test_hardware_backend_says_why_it_is_unavailable(app):
     assert "lava-loihi" in messages and "not on PyPI" in messages
 
 
-def test_lava_backend_in_the_app_says_where_it_runs(app):
+def _page_values(at: AppTest) -> tuple[list[str], list[str]]:
+    """The generated texts (code, markdown) and the metrics of a page: what must not depend on the backend."""
+    return [c.value for c in at.code] + [m.value for m in at.markdown], [f"{m.label}={m.value}" for m in at.metric]
+
+
+def test_generation_and_spike_activity_on_the_lava_backend(app):
+    """Backend = Lava simulation: the same text and the same activity as the emulator, bit for bit."""
+    on_emulator = _page_values(app)
+    app.switch_page("pages/spike_activity.py").run()
+    spikes_on_emulator = _page_values(app)
+    app.switch_page("pages/generation.py").run()
     app.sidebar.radio(key="backend").set_value("Lava simulation").run()
-    assert not app.exception
-    messages = " ".join(w.value for w in app.sidebar.warning) + " ".join(e.value for e in app.error)
-    assert "--backend lava" in messages
+    assert not app.exception, app.exception
+    assert not app.error, [e.value for e in app.error]
+    assert any("Integer model (Lava simulation)" == h.value for h in app.subheader)
+    assert _page_values(app) == on_emulator
+    assert len(app.get("plotly_chart")) >= 1
+    app.switch_page("pages/spike_activity.py").run()
+    assert not app.exception, app.exception
+    assert not app.error, [e.value for e in app.error]
+    assert len(app.get("plotly_chart")) >= 1
+    assert _page_values(app) == spikes_on_emulator
+    from inspector.lava.backend import LavaBackend
+
+    live = LavaBackend._live() if LavaBackend._live is not None else None
+    assert live is not None and not live.closed  # the run really went through a Lava graph
+    for page in PAGES:
+        app.switch_page(page).run()
+        assert not app.exception, (page, app.exception)
+        assert not app.error, (page, [e.value for e in app.error])
 
 
 def test_bad_checkpoint_path_shows_an_error(tmp_path):

@@ -3,13 +3,20 @@ output token and every probed integer tensor equals the emulator's, bit for bit.
 
 from __future__ import annotations
 
+import os
+import signal
+
+import numpy as np
+import pytest
 import torch
 
 from inspector.backends import status_of
 from inspector.catalog import SAMPLE_MODELS_DIR
 from inspector.checkpoint import load_checkpoint
-from inspector.emulator.engine import make_backend
+from inspector.emulator.engine import Emulator, make_backend
 from inspector.generate import SamplingSettings
+from inspector.lava.backend import LavaLM
+from inspector.lava.worker import LavaBackendError
 
 
 def _smallest_sample_model():
@@ -47,3 +54,42 @@ def test_loihi2_hardware_is_reported_unavailable_with_the_reason():
     assert not status.available
     assert "lava-loihi" in status.reason and "not on PyPI" in status.reason
     assert status_of("lava").available
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_lava_worker_reports_failures_and_leaves_no_processes(tiny_checkpoint):
+    """A failing call comes back as a clear error (no hang, worker still usable); a dead worker is
+    reported as such; closing removes the worker and every Lava runtime process it started."""
+    emulator = Emulator(load_checkpoint(tiny_checkpoint))
+    lava = LavaLM(emulator.integer)
+    worker = lava.graph
+    pgid = worker._process.pid
+    try:
+        ids = torch.tensor([[3, 4, 5]])
+        expected, _ = emulator.integer(ids)
+        with pytest.raises(LavaBackendError, match="set state"):
+            worker.set_state([np.zeros(7)])  # wrong shape: fails inside the worker
+        logits, _ = lava(ids)
+        assert torch.equal(logits, expected)  # the failure did not break the graph
+        assert _group_alive(pgid)
+    finally:
+        lava.close()
+    assert not worker._process.is_alive()
+    assert not _group_alive(pgid)
+    with pytest.raises(LavaBackendError, match="closed"):
+        lava(ids)
+
+
+def test_a_killed_lava_worker_is_an_error_not_a_hang(tiny_checkpoint):
+    emulator = Emulator(load_checkpoint(tiny_checkpoint))
+    with LavaLM(emulator.integer) as lava:
+        os.kill(lava.graph._process.pid, signal.SIGKILL)
+        with pytest.raises(LavaBackendError, match="ended unexpectedly"):
+            lava(torch.tensor([[3]]))

@@ -8,6 +8,8 @@ state)), so generation, probes and every page work unchanged with backend = Lava
 
 from __future__ import annotations
 
+import threading
+import weakref
 from typing import Optional
 
 import numpy as np
@@ -28,8 +30,13 @@ class LavaLM:
         self.layouts = site_layouts(integer)
         self.graph = LavaWorker(integer, self.layouts)
         self._state: Optional[list[torch.Tensor]] = None  # what the graph holds after the last token
+        # One graph, one sequence at a time: two app sessions sharing a cached backend take turns,
+        # and each call loads its own state first (see _load_state).
+        self._lock = threading.Lock()
+        self.closed = False
 
     def close(self) -> None:
+        self.closed = True
         self.graph.close()
 
     def __enter__(self) -> "LavaLM":
@@ -48,6 +55,10 @@ class LavaLM:
     def __call__(self, input_ids: torch.Tensor, state: Optional[list[torch.Tensor]] = None, probe: Optional[Probe] = None):
         if input_ids.shape[0] != 1:
             raise ValueError("the Lava backend runs batch size 1")
+        with self._lock:
+            return self._forward(input_ids, state, probe)
+
+    def _forward(self, input_ids: torch.Tensor, state: Optional[list[torch.Tensor]], probe: Optional[Probe]):
         self._load_state(state)
         integer = self.integer
         logits = []
@@ -64,7 +75,7 @@ class LavaLM:
             if probe is not None:
                 final_clipped = torch.from_numpy(readback.final_clipped).reshape(1, 1, -1)
                 probe.site("final_norm", final, scale, final_clipped, "activation")
-            step_logits = integer.lm_head(final.float() * scale)
+            step_logits = integer.host_logits(final)
             if probe is not None:
                 probe.site("logits", step_logits, 1.0, None, "host")
             logits.append(step_logits)
@@ -84,19 +95,33 @@ class LavaLM:
 
 
 class LavaBackend(Emulator):
-    """The emulator's set-up (calibration, conversion, core map), with tokens computed on Lava."""
+    """The emulator's set-up (calibration, conversion, core map), with tokens computed on Lava.
+
+    Only one Lava graph runs at a time in a process: starting one closes the previous one (a
+    graph is a worker plus one process per Lava process, so the app's cache of recent models and
+    QuantConfigs must not keep one alive for each). A backend whose graph was closed this way
+    starts it again when it is next used.
+    """
 
     name = "lava"
     _lava: Optional[LavaLM] = None
+    _live: "weakref.ReferenceType[LavaLM] | None" = None
+    _live_lock = threading.Lock()
 
     def lava(self) -> LavaLM:
-        if self._lava is None:
-            self._lava = LavaLM(self.integer)
+        if self._lava is None or self._lava.closed:
+            with LavaBackend._live_lock:
+                previous = LavaBackend._live() if LavaBackend._live is not None else None
+                if previous is not None and not previous.closed:
+                    with previous._lock:  # let a token in flight finish
+                        previous.close()
+                self._lava = LavaLM(self.integer)
+                LavaBackend._live = weakref.ref(self._lava)
         return self._lava
 
     def step_fn(self, probe):
-        lava = self.lava()
-        return lambda ids, state=None: lava(ids, state, probe)
+        # self.lava() on every call: a graph closed for another backend restarts and reloads the state
+        return lambda ids, state=None: self.lava()(ids, state, probe)
 
     def close(self) -> None:
         if self._lava is not None:

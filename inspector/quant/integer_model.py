@@ -147,6 +147,16 @@ class IntegerLM:
         return K.saturate(torch.floor(real / self.params.input_scale + 0.5).to(K.INT), self.qc.residual_bits)
 
     @torch.no_grad()
+    def host_logits(self, final_codes: torch.Tensor) -> torch.Tensor:
+        """The LM head on the host, in float, one position at a time.
+
+        Why one at a time: a float matmul over T positions may round differently from T matmuls
+        over one position, and the logits of a token must not depend on how many tokens were fed
+        together (prefill vs. step, emulator vs. Lava, which feeds the graph token by token).
+        """
+        rows = (final_codes.float() * self.params.final_norm.out_scale).split(1, dim=1)
+        return torch.cat([self.lm_head(row) for row in rows], dim=1)
+
     def __call__(
         self, input_ids: torch.Tensor, state: Optional[list[torch.Tensor]] = None, probe: Optional[Probe] = None
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -158,7 +168,7 @@ class IntegerLM:
             x, h = self._run_layer(idx, x, state[idx], probe)
             new_state.append(h)
         final = self._site(probe, "final_norm", self.params.final_norm(x), self.params.final_norm.out_scale)
-        logits = self.lm_head(final.float() * self.params.final_norm.out_scale)  # host, float
+        logits = self.host_logits(final)
         if probe is not None:
             probe.site("logits", logits, 1.0, None, "host")
         return logits, new_state

@@ -51,7 +51,11 @@ def ensure_analysis(session: Session) -> Analysis | None:
 
         def on_progress(phase: str, done: int, total: int) -> None:
             share = {"float": 0.0, "integer": 0.45, "diff": 0.9}[phase] + (0.45 if phase != "diff" else 0.1) * done / max(total, 1)
-            progress.progress(min(share, 1.0), text=f"{PHASES[phase]}: {done}/{total}")
+            where = f" on {session.backend.label}" if phase == "integer" else ""
+            text = f"{PHASES[phase]}{where}: {done}/{total}"
+            if phase == "integer" and done == 0 and session.backend.key == "lava":
+                text += " (starting the Lava runtime: a worker process, compiling the graph; about 10 s)"
+            progress.progress(min(share, 1.0), text=text)
 
         left, right = st.columns(2)
         left.caption("Float model")

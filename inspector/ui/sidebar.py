@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from inspector.backends import BackendStatus, app_statuses
+from inspector.backends import BackendStatus, backend_statuses
 from inspector.catalog import checkpoint_fingerprint, sample_models
 from inspector.checkpoint import LoadedModel, load_checkpoint
 from inspector.emulator.engine import Emulator, make_backend
@@ -118,7 +118,7 @@ def render_sidebar() -> Session | None:
             return None
         st.caption(model_caption(loaded))
 
-        statuses = app_statuses()
+        statuses = backend_statuses()
         labels = {s.label: s for s in statuses}
         label = _choice(st.radio, "Backend", list(labels), "backend", help="Where the integer model runs.")
         backend = labels[label]
