@@ -38,8 +38,8 @@ def backend_statuses() -> tuple[BackendStatus, ...]:
     ok, why = lava_available()
     lava = BackendStatus(
         "lava", "Lava simulation", ok,
-        "the integer model as a Lava process graph in Loihi2SimCfg(select_tag='fixed_pt'), bit-exact with the "
-        "emulator; about 10 s to start and 2 tokens/s on a sample model"
+        "a Lava process graph in Loihi2SimCfg(select_tag='fixed_pt'), bit-exact with the emulator; "
+        "about 10 s to start, then about 2 tokens/s on a sample model"
         if ok else why,
     )
     loihi = BackendStatus("loihi2", "Loihi 2 hardware", False, _hardware_reason(ok))
@@ -59,7 +59,7 @@ def _hardware_reason(lava_ok: bool) -> str:
         return "lava-loihi is installed but no Loihi 2 host is configured (set up SLURM or an Ethernet host as lava.utils.loihi describes)"
     return (
         "lava-loihi and a Loihi 2 host are present, but our neuron processes only have Python (simulation) models; "
-        "running on the chip needs microcode neuron models for LayerCore, HostInput and FinalNorm"
+        "running on the chip needs microcode neuron models for LayerCore and FinalNorm"
     )
 
 

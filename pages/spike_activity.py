@@ -16,7 +16,8 @@ cores = analysis.tables["cores"]
 st.caption(
     "On Loihi 2 a neuron that outputs a nonzero value sends one message (a graded spike carrying the "
     "value); a zero sends nothing and costs nothing. Each message then costs one synaptic operation per "
-    "stored synapse it reaches. These counts come from the integer model's actual values."
+    "stored synapse it reaches. These counts come from the integer model's actual values, as computed "
+    f"by the {session.backend.label} backend."
 )
 totals = activity.group_by("token").agg(pl.col("messages").sum(), pl.col("synops").sum(), pl.col("active_neurons").sum(), pl.col("neurons").sum())
 c1, c2, c3 = st.columns(3)

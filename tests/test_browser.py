@@ -114,3 +114,23 @@ def test_every_page_in_chromium(page, app_url, title, slug):
     assert "Traceback" not in body
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.locator(".js-plotly-plot").count() >= 1
+
+
+def test_lava_backend_in_chromium(page, app_url):
+    """Backend = Lava simulation under a real `streamlit run`: Generation, then Spike activity."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.goto(app_url, wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Generation").first.wait_for(timeout=180_000)
+    _settle(page)
+    page.locator('[data-testid="stSidebar"]').get_by_text("Lava simulation").click()
+    page.get_by_role("heading", name="Integer model (Lava simulation)").wait_for(timeout=300_000)
+    _settle(page)
+    page.screenshot(path=str(SHOTS / "generation_lava.png"), full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("Spike activity").click()
+    page.get_by_role("heading", name="Spike activity").first.wait_for(timeout=180_000)
+    _settle(page)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=180_000)
+    page.screenshot(path=str(SHOTS / "spike_activity_lava.png"), full_page=True)
+    assert "Traceback" not in page.inner_text("body")
+    assert page.locator('[data-testid="stException"]').count() == 0

@@ -1,28 +1,32 @@
 """The integer model as a Lava process graph, run token by token in `Loihi2SimCfg(select_tag="fixed_pt")`.
 
-Graph (per layer; D hidden, M mixer, I GLU width; every vector carries one extra trailing element,
-the valid flag, 1 when the message holds data):
+Graph (per layer; D hidden, M mixer, I GLU width; control elements end every message, see RESET
+and VALID):
 
-    HostInput --x--> LayerCore 0 --x--> LayerCore 1 ... --x--> FinalNorm
-                      |  ^ |  ^ ...
-                 spikes|  |acc      six Lava `Dense` processes per layer (i, f, g, o, gate, down):
-                      v  |          ternary synapses with graded spikes, weights sent as 2w with
-                     Dense          weight_exp = -1 (see synapses.py), one extra synapse for the flag
+    Injector --x--> LayerCore 0 --x--> LayerCore 1 ... --x--> FinalNorm
+    (host in)        |  ^    |              |                     |
+               spikes|  |acc |readback      |readback             |readback
+                     v  |    v              v                     v
+                    Dense   Extractor      Extractor             Extractor   (host out)
 
-- Lava's own processes: `Dense` for every synapse (the model's only weights).
+    six Lava `Dense` processes per layer (i, f, g, o, gate, down): ternary synapses with graded
+    spikes, weights sent as 2w with weight_exp = -1 (see synapses.py), one extra synapse for the flag
+
+- Lava's own processes: `Dense` for every synapse (the model's only weights); `Injector` and
+  `Extractor` (lava.proc.io) for the host's way in and out.
 - Custom processes (fixed-point `PyLoihiProcessModel`s, because Lava has no process computing our
   integer norms, lookup-table gates and the MLGRU state update): `LayerCore` runs the neurons of
   one layer (the same layer program as the emulator, `IntegerLM.layer_program`, whose synapse
-  requests it sends to its Dense processes and resumes when their accumulations come back),
-  `HostInput` injects the embedding codes of a token, `FinalNorm` applies the final RMSNorm.
+  requests it sends to its Dense processes and resumes when their accumulations come back);
+  `FinalNorm` applies the final RMSNorm.
 - Host side, as in the emulator and the paper: the embedding lookup and the LM head.
 
-Each LayerCore keeps the state h and the codes of every probed site of the last token in Vars;
-`LavaGraph.token` reads them back after each token (a `TokenReadback`), and the host side
-(`backend.py`) turns them into the same probe calls as the emulator's.
+When a LayerCore finishes a token it sends a readback message: the codes and clipped masks of
+every probed site, and its state h. `LavaGraph.token` collects these (a `TokenReadback`), and the
+host side (`backend.py`) turns them into the same probe calls as the emulator's.
 
-On Loihi 2 hardware the LayerCore, HostInput and FinalNorm programs would need microcode neuron
-models (Python process models only run in simulation); Dense maps to the chip's synapses.
+On Loihi 2 hardware LayerCore and FinalNorm would need microcode neuron models (Python process
+models only run in simulation); Dense maps to the chip's synapses.
 """
 
 from __future__ import annotations
