@@ -74,8 +74,9 @@ def test_lava_worker_reports_failures_and_leaves_no_processes(tiny_checkpoint):
     try:
         ids = torch.tensor([[3, 4, 5]])
         expected, _ = emulator.integer(ids)
-        with pytest.raises(LavaBackendError, match="set state"):
+        with pytest.raises(LavaBackendError, match="set the state") as failure:
             worker.set_state([np.zeros(7)])  # wrong shape: fails inside the worker
+        assert "Traceback" not in str(failure.value) and "reshape" in failure.value.worker_traceback
         logits, _ = lava(ids)
         assert torch.equal(logits, expected)  # the failure did not break the graph
         assert _group_alive(pgid)

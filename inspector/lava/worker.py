@@ -13,6 +13,7 @@ with the worker's traceback instead of a hang.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
@@ -28,10 +29,20 @@ from inspector.quant.integer_model import IntegerLM
 
 START_TIMEOUT_S = 300.0  # importing Lava and building the graph; the first token also compiles it
 CALL_TIMEOUT_S = 300.0
+log = logging.getLogger(__name__)
+CALL_NAMES = {"token": "run a token", "reset_state": "reset the state", "set_state": "set the state"}
 
 
 class LavaBackendError(InspectorError):
-    """The Lava simulation failed or stopped answering; the message says what happened."""
+    """The Lava simulation failed or stopped answering; the message says what happened.
+
+    A failure inside the worker keeps the worker's full traceback in `worker_traceback` (and the
+    log); the message itself names the exception, as the UI shows it to the user.
+    """
+
+    def __init__(self, message: str, worker_traceback: str = ""):
+        super().__init__(message)
+        self.worker_traceback = worker_traceback
 
 
 def _serve(conn: Connection, integer: IntegerLM, layouts: list) -> None:
@@ -117,14 +128,16 @@ class LavaWorker:
             self.close()
             raise LavaBackendError(f"the Lava worker process ended unexpectedly (exit code {code}) during: {what}") from exc
         if status == "error":
-            raise LavaBackendError(f"the Lava simulation failed during: {what}\n{value}")
+            log.error("Lava worker failed during %s:\n%s", what, value)
+            last = value.strip().splitlines()[-1] if value.strip() else "unknown error"
+            raise LavaBackendError(f"the Lava simulation failed during: {what} ({last})", value)
         return value
 
     def _call(self, method: str, *args: Any) -> Any:
         if not self._finalizer.alive:
             raise LavaBackendError("the Lava worker was closed")
         self._conn.send((method, args))
-        return self._answer(method.replace("_", " "), CALL_TIMEOUT_S)
+        return self._answer(CALL_NAMES.get(method, method), CALL_TIMEOUT_S)
 
     def token(self, codes: np.ndarray):
         return self._call("token", codes)
