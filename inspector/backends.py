@@ -14,6 +14,7 @@ import functools
 import os
 from dataclasses import dataclass
 
+from inspector.errors import BackendUnavailableError
 from inspector.lava_compat import lava_available
 
 
@@ -42,24 +43,33 @@ def backend_statuses() -> tuple[BackendStatus, ...]:
         "about 10 s to start, then about 2 tokens/s on a sample model"
         if ok else why,
     )
-    loihi = BackendStatus("loihi2", "Loihi 2 hardware", False, _hardware_reason(ok))
+    hardware_ok, hardware_why = _hardware_check(ok)
+    loihi = BackendStatus("loihi2", "Loihi 2 hardware", hardware_ok, hardware_why)
     return emulator, lava, loihi
 
 
-def _hardware_reason(lava_ok: bool) -> str:
+HOST_VARIABLES = ("SLURM", "LOIHI_GEN", "NXSDKHOST", "PARTITION", "BOARD")
+
+
+def _hardware_check(lava_ok: bool) -> tuple[bool, str]:
+    """Whether Loihi2HwCfg can reach a Loihi 2 system from here; otherwise exactly what is missing."""
     if not lava_ok:
-        return "lava-nc is not importable, so Loihi2HwCfg cannot be used"
+        return False, "lava-nc is not importable, so Loihi2HwCfg cannot be used"
     try:
         from lava.utils.loihi import is_installed
     except Exception as exc:  # pragma: no cover - lava layout changed
-        return f"cannot check for lava-loihi: {exc}"
+        return False, f"cannot check for lava-loihi: {exc}"
     if not is_installed():
-        return LAVA_LOIHI_HELP
-    if not any(os.environ.get(var) for var in ("SLURM", "LOIHI_GEN", "NXSDKHOST", "PARTITION", "BOARD")):
-        return "lava-loihi is installed but no Loihi 2 host is configured (set up SLURM or an Ethernet host as lava.utils.loihi describes)"
-    return (
-        "lava-loihi and a Loihi 2 host are present, but our neuron processes only have Python (simulation) models; "
-        "running on the chip needs microcode neuron models for LayerCore and FinalNorm"
+        return False, LAVA_LOIHI_HELP
+    if not any(os.environ.get(var) for var in HOST_VARIABLES):
+        return False, (
+            "lava-loihi is installed but no Loihi 2 host is configured: none of "
+            f"{', '.join(HOST_VARIABLES)} is set (set up SLURM or an Ethernet host as lava.utils.loihi describes)"
+        )
+    return True, (
+        "the Lava process graph through Loihi2HwCfg: Dense synapses on the neuro-cores, LayerCore and FinalNorm "
+        "as Python models on the host CPU (they have no microcode models yet); untested by us, no Loihi 2 system "
+        "was available"
     )
 
 
@@ -68,3 +78,11 @@ def status_of(key: str) -> BackendStatus:
         if status.key == key:
             return status
     raise KeyError(key)
+
+
+def require_backend(key: str) -> BackendStatus:
+    """The backend's status if it can run here; otherwise an error that says what is missing."""
+    status = status_of(key)
+    if not status.available:
+        raise BackendUnavailableError(f"backend {status.label!r} is unavailable: {status.reason}")
+    return status

@@ -21,7 +21,7 @@ import polars as pl
 import torch
 from tqdm import tqdm
 
-from inspector.backends import status_of
+from inspector.backends import require_backend
 from inspector.catalog import SAMPLE_MODELS_DIR, sample_models
 from inspector.checkpoint import LoadedModel, load_checkpoint
 from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
@@ -69,14 +69,8 @@ def _sampling(args) -> SamplingSettings:
     return settings
 
 
-def check_backend(key: str) -> None:
-    status = status_of(key)
-    if not status.available:
-        raise InspectorError(f"backend {status.label!r} is unavailable: {status.reason}")
-
-
 def cmd_run(args) -> int:
-    check_backend(args.backend)
+    require_backend(args.backend)  # before loading anything: say what is missing at once
     loaded = resolve_model(args.model)
     qc = parse_overrides(args.quant)
     sampling = _sampling(args)

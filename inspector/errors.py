@@ -24,3 +24,7 @@ class TokenizerError(InspectorError):
 
 class PromptError(InspectorError):
     """A prompt or generation setting that cannot be run (empty, too long, out of range)."""
+
+
+class BackendUnavailableError(InspectorError):
+    """A backend that cannot run here (Lava not importable, no lava-loihi or Loihi 2 host): says what is missing."""

@@ -14,6 +14,7 @@ from inspector.backends import status_of
 from inspector.catalog import SAMPLE_MODELS_DIR
 from inspector.checkpoint import load_checkpoint
 from inspector.emulator.engine import Emulator, make_backend
+from inspector.errors import BackendUnavailableError
 from inspector.generate import SamplingSettings
 from inspector.lava.backend import LavaLM
 from inspector.lava.worker import LavaBackendError
@@ -94,3 +95,36 @@ def test_a_killed_lava_worker_is_an_error_not_a_hang(tiny_checkpoint):
         os.kill(lava.graph._process.pid, signal.SIGKILL)
         with pytest.raises(LavaBackendError, match="ended unexpectedly"):
             lava(torch.tensor([[3]]))
+
+
+def test_hardware_detection_says_what_is_missing(monkeypatch):
+    """With lava-loihi faked present: first the missing host is named, then the backend is offered."""
+    import lava.utils.loihi
+
+    from inspector import backends
+
+    monkeypatch.setattr(lava.utils.loihi, "is_installed", lambda *a, **k: True)
+    for var in backends.HOST_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
+    ok, why = backends._hardware_check(True)
+    assert not ok and "no Loihi 2 host is configured" in why and "SLURM" in why
+    monkeypatch.setenv("SLURM", "1")
+    ok, why = backends._hardware_check(True)
+    assert ok and "Loihi2HwCfg" in why
+
+
+def test_run_configs_per_target():
+    from lava.magma.core.run_configs import Loihi2HwCfg, Loihi2SimCfg
+
+    from inspector.lava.graph import run_config
+
+    assert isinstance(run_config("sim"), Loihi2SimCfg)
+    hardware = run_config("loihi2")
+    assert isinstance(hardware, Loihi2HwCfg) and not isinstance(hardware, Loihi2SimCfg)
+    with pytest.raises(ValueError, match="no Lava target"):
+        run_config("gpu")
+
+
+def test_make_backend_refuses_loihi2_without_the_stack(tiny_checkpoint):
+    with pytest.raises(BackendUnavailableError, match="lava-loihi"):
+        make_backend("loihi2", load_checkpoint(tiny_checkpoint))

@@ -103,16 +103,20 @@ class Emulator:
 
 
 def make_backend(key: str, loaded: LoadedModel, qc: QuantConfig | None = None) -> Emulator:
-    """The emulator, or the same model on Lava's fixed-point simulator (`key` = "lava").
+    """The emulator, the same model on Lava's fixed-point simulator (`key` = "lava"), or on a Loihi 2
+    system through Lava (`key` = "loihi2", only where `inspector.backends` finds lava-loihi and a host).
 
-    Both share calibration, conversion and core map; with Lava, generated tokens and every probed
+    All share calibration, conversion and core map; with Lava, generated tokens and every probed
     integer are computed by the Lava process graph (bit-exact with the emulator, tested). The
     lockstep comparison with the float model replays the same integers on the emulator.
     """
     if key == "emulator":
         return Emulator(loaded, qc)
-    if key == "lava":
-        from inspector.lava.backend import LavaBackend  # imports Lava: only when asked for
+    if key in ("lava", "loihi2"):
+        from inspector.backends import require_backend
 
-        return LavaBackend(loaded, qc)
+        require_backend(key)
+        from inspector.lava.backend import LavaBackend, LoihiHardwareBackend  # imports Lava: only when asked for
+
+        return (LavaBackend if key == "lava" else LoihiHardwareBackend)(loaded, qc)
     raise ValueError(f"no backend {key!r}")

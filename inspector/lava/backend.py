@@ -22,13 +22,13 @@ from inspector.quant.integer_model import IntegerLM, Probe
 class LavaLM:
     """The integer model with its layers computed by Lava (callable like `IntegerLM`)."""
 
-    def __init__(self, integer: IntegerLM):
+    def __init__(self, integer: IntegerLM, target: str = "sim"):
         from inspector.lava.graph import site_layouts  # imports Lava (with the compatibility patch)
         from inspector.lava.worker import LavaWorker
 
         self.integer = integer
         self.layouts = site_layouts(integer)
-        self.graph = LavaWorker(integer, self.layouts)
+        self.graph = LavaWorker(integer, self.layouts, target)
         self._state: Optional[list[torch.Tensor]] = None  # what the graph holds after the last token
         # One graph, one sequence at a time: two app sessions sharing a cached backend take turns,
         # and each call loads its own state first (see _load_state).
@@ -104,6 +104,7 @@ class LavaBackend(Emulator):
     """
 
     name = "lava"
+    target = "sim"  # see inspector.lava.graph.run_config
     _lava: Optional[LavaLM] = None
     _live: "weakref.ReferenceType[LavaLM] | None" = None
     _live_lock = threading.Lock()
@@ -115,7 +116,7 @@ class LavaBackend(Emulator):
                 if previous is not None and not previous.closed:
                     with previous._lock:  # let a token in flight finish
                         previous.close()
-                self._lava = LavaLM(self.integer)
+                self._lava = LavaLM(self.integer, self.target)
                 LavaBackend._live = weakref.ref(self._lava)
         return self._lava
 
@@ -127,3 +128,13 @@ class LavaBackend(Emulator):
         if self._lava is not None:
             self._lava.close()
             self._lava = None
+
+
+class LoihiHardwareBackend(LavaBackend):
+    """The same graph on a Loihi 2 system through `Loihi2HwCfg` (needs Intel's lava-loihi and a board).
+
+    Not run by us: no Loihi 2 system was available where this was written (see the README).
+    """
+
+    name = "loihi2"
+    target = "loihi2"

@@ -25,8 +25,9 @@ When a LayerCore finishes a token it sends a readback message: the codes and cli
 every probed site, and its state h. `LavaGraph.token` collects these (a `TokenReadback`), and the
 host side (`backend.py`) turns them into the same probe calls as the emulator's.
 
-On Loihi 2 hardware LayerCore and FinalNorm would need microcode neuron models (Python process
-models only run in simulation); Dense maps to the chip's synapses.
+On Loihi 2 (`run_config("loihi2")`, untested: no system was available) Dense maps to the chip's
+synapses; LayerCore and FinalNorm would run their Python models on the host CPU until someone
+writes microcode neuron models for them.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from lava.magma.core.process.process import AbstractProcess  # noqa: E402
 from lava.magma.core.process.variable import Var  # noqa: E402
 from lava.magma.core.resources import CPU  # noqa: E402
 from lava.magma.core.run_conditions import RunSteps  # noqa: E402
-from lava.magma.core.run_configs import Loihi2SimCfg  # noqa: E402
+from lava.magma.core.run_configs import Loihi2HwCfg, Loihi2SimCfg, RunConfig  # noqa: E402
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol  # noqa: E402
 from lava.proc.dense.process import Dense  # noqa: E402
 from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel  # noqa: E402
@@ -268,6 +269,25 @@ def site_layouts(integer: IntegerLM) -> list[tuple[SiteSlot, ...]]:
     return layouts
 
 
+TARGETS = ("sim", "loihi2")
+
+
+def run_config(target: str) -> RunConfig:
+    """How Lava runs the graph: "sim" is Lava's fixed-point simulator; "loihi2" is a Loihi 2 system.
+
+    Injector and Extractor have one (untagged) Python model each, named here; they run on the host
+    in both cases. On Loihi 2, `Loihi2HwCfg` picks lava-loihi's neuro-core model for `Dense` and,
+    as it documents, falls back to the Python models of LayerCore and FinalNorm, which then run on
+    the host CPU next to the chip (microcode models would move them onto the neuro-cores).
+    """
+    io_models = {Injector: PyLoihiInjectorModel, Extractor: PyLoihiExtractorModel}
+    if target == "sim":
+        return Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=io_models)
+    if target == "loihi2":
+        return Loihi2HwCfg(exception_proc_model_map=io_models)
+    raise ValueError(f"no Lava target {target!r}; expected one of {TARGETS}")
+
+
 class LavaGraph:
     """The layers of the integer model as a Lava process graph, fed one token's codes at a time.
 
@@ -277,7 +297,7 @@ class LavaGraph:
     token take seconds.
     """
 
-    def __init__(self, integer: IntegerLM, layouts: list[tuple[SiteSlot, ...]]):
+    def __init__(self, integer: IntegerLM, layouts: list[tuple[SiteSlot, ...]], target: str = "sim"):
         self.integer = integer
         self.layouts = layouts
         layers = len(integer.params.layers)
@@ -307,11 +327,7 @@ class LavaGraph:
         upstream.connect(self.final.x_in)
         self.final_tap = Extractor(shape=(2 * hidden + 1,), buffer_size=buffer)
         self.final.readback.connect(self.final_tap.in_port)
-        # Injector and Extractor have one (untagged) model each: name them, the rest is fixed_pt.
-        self.run_cfg = Loihi2SimCfg(
-            select_tag="fixed_pt",
-            exception_proc_model_map={Injector: PyLoihiInjectorModel, Extractor: PyLoihiExtractorModel},
-        )
+        self.run_cfg = run_config(target)
         self.started = False
         self.next_reset = True
 
