@@ -75,7 +75,7 @@ def analyze(
         tick("integer", len(run.tokens), "".join(t.text for t in run.tokens))
     if on_progress is not None:
         on_progress("diff", 0, 1)
-    diff = compare(emulator, run.all_ids)
+    diff = compare(emulator, run.all_ids, integer_probe=run.probe)  # reuses the generation's integers
     if on_progress is not None:
         on_progress("diff", 1, 1)
     return Analysis(prompt, sampling, float_tokens, run, diff, run_tables(run, emulator))

@@ -80,13 +80,22 @@ def _float_sites(trace: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return sites
 
 
-def compare(emulator: Emulator, ids: list[int]) -> DiffResult:
-    """Run both models on `ids` and compute every metric."""
+def compare(emulator: Emulator, ids: list[int], integer_probe: RecordingProbe | None = None) -> DiffResult:
+    """Run both models on `ids` and compute every metric.
+
+    `integer_probe`: a probe (with tensors) that already saw the integer model read exactly `ids`,
+    such as a generation run's; its logits and tensors are used instead of running the integer
+    model again. They are the same bits either way: feeding a sequence at once or token by token
+    gives identical integers and logits (tested), so this only saves the second run.
+    """
     model = emulator.loaded.model
     trace: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         f_logits, _ = model(torch.tensor([ids]), None, trace)
-    i_logits, probe = emulator.teacher_forced(ids, record_tensors=True)
+    if integer_probe is not None and integer_probe.record_tensors and integer_probe.tokens() == len(ids):
+        i_logits, probe = integer_probe.site_values("logits"), integer_probe
+    else:
+        i_logits, probe = emulator.teacher_forced(ids, record_tensors=True)
     f_logits = f_logits[0].double()
     i_logits = i_logits.double()
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 from polars.testing import assert_frame_equal
 
+from inspector.analysis import analyze
 from inspector.checkpoint import load_checkpoint
 from inspector.cli import main as cli_main
 from inspector.diff import compare, lockstep_ids, tensor_metrics
@@ -99,6 +100,19 @@ def test_compare_lockstep(emulator):
     assert result.perplexity_float > 1 and result.perplexity_int > 1
     layers = result.per_layer()
     assert set(layers["site"]) >= {"attn_norm", "hidden", "residual_mlp", "gate", "y"}
+
+
+def test_analysis_reuses_the_generation_with_the_same_bits(emulator):
+    """The analysis compares on the generation's own integers: identical to a teacher-forced rerun."""
+    settings = SamplingSettings(7, 0.9, 20, 3)
+    analysis = analyze(emulator, "To be, or", settings)
+    rerun = compare(emulator, analysis.run.all_ids)
+    assert analysis.diff.int_probe is analysis.run.probe  # no second integer run
+    assert torch.equal(analysis.diff.int_logits, rerun.int_logits)
+    assert_frame_equal(analysis.diff.tensors, rerun.tensors)
+    assert_frame_equal(analysis.diff.tokens, rerun.tokens)
+    for key in analysis.diff.sites():
+        assert torch.equal(analysis.run.probe.site_values(key), rerun.int_probe.site_values(key)), key
 
 
 def test_cli_run_and_diff(tiny_checkpoint, tmp_path, capsys):
