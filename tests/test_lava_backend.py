@@ -128,3 +128,25 @@ def test_run_configs_per_target():
 def test_make_backend_refuses_loihi2_without_the_stack(tiny_checkpoint):
     with pytest.raises(BackendUnavailableError, match="lava-loihi"):
         make_backend("loihi2", load_checkpoint(tiny_checkpoint))
+
+
+def test_one_live_lava_graph_at_a_time(tiny_checkpoint):
+    """Starting a second Lava backend closes the first one's graph; using the first again restarts
+    it and continues from the state the host holds, with the emulator's bits."""
+    loaded = load_checkpoint(tiny_checkpoint)
+    first, second = make_backend("lava", loaded), make_backend("lava", loaded)
+    emulator = make_backend("emulator", loaded)
+    ids = torch.tensor([[3, 4, 5, 6]])
+    try:
+        step_first = first.step_fn(None)
+        _, state = step_first(ids[:, :2])
+        graph_first = first.lava()
+        second.step_fn(None)(ids[:, :1])
+        assert graph_first.closed and not second.lava().closed
+        logits, _ = step_first(ids[:, 2:], state)  # restarts the first graph, loads the state
+        expected, _ = emulator.integer(ids)
+        assert torch.equal(logits, expected[:, 2:])
+        assert second._lava.closed and not first._lava.closed
+    finally:
+        first.close()
+        second.close()

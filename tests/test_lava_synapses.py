@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from inspector.lava.synapses import lava_ternary_accumulate
@@ -21,6 +22,9 @@ def test_lava_dense_equals_emulator_accumulation():
     np.testing.assert_array_equal(lava, emulator)
 
 
+# Lava's model search imports every module beside neurons.py under a bare name, which fails for
+# graph.py (harmless: the IntRMSNorm model is found in neurons.py).
+@pytest.mark.filterwarnings("ignore:Cannot import module:UserWarning")
 def test_lava_rmsnorm_process_equals_emulator_kernel():
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg

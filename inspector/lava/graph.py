@@ -351,9 +351,12 @@ class LavaGraph:
 
     def set_state(self, states: list[np.ndarray]) -> None:
         """Load the MLGRU states of every layer (continuing a sequence the host holds the state of)."""
-        self._start()
         for core, h in zip(self.cores, states):
-            core.h.set(np.asarray(h, dtype=np.int32).reshape(core.h.shape))
+            value = np.asarray(h, dtype=np.int32).reshape(core.h.shape)
+            if self.started:  # the runtime runs (token() starts it and runs it at once)
+                core.h.set(value)
+            else:  # not compiled yet: the value the runtime will start from
+                core.h.init = value
         self.next_reset = False
 
     def token(self, codes: np.ndarray) -> TokenReadback:
