@@ -150,3 +150,20 @@ def test_one_live_lava_graph_at_a_time(tiny_checkpoint):
     finally:
         first.close()
         second.close()
+
+
+def test_cli_run_on_lava_writes_the_emulators_traces(tiny_checkpoint, tmp_path, capsys):
+    import polars as pl
+
+    from inspector.cli import main as cli_main
+
+    outputs = {}
+    for backend in ("emulator", "lava"):
+        argv = ["run", "--model", str(tiny_checkpoint), "--prompt", "To be", "--tokens", "5",
+                "--backend", backend, "--out", str(tmp_path / backend)]
+        assert cli_main(argv) == 0
+        outputs[backend] = capsys.readouterr().out
+    assert outputs["lava"] == outputs["emulator"]
+    for table in ("activity", "saturation"):
+        lava = pl.read_parquet(tmp_path / "lava" / f"{table}.parquet")
+        assert lava.equals(pl.read_parquet(tmp_path / "emulator" / f"{table}.parquet")), table
