@@ -167,3 +167,14 @@ def test_cli_run_on_lava_writes_the_emulators_traces(tiny_checkpoint, tmp_path, 
     for table in ("activity", "saturation"):
         lava = pl.read_parquet(tmp_path / "lava" / f"{table}.parquet")
         assert lava.equals(pl.read_parquet(tmp_path / "emulator" / f"{table}.parquet")), table
+
+
+def test_lava_refuses_models_too_big_for_its_graph(tiny_checkpoint, monkeypatch):
+    from inspector import backends
+
+    monkeypatch.setattr(backends, "LAVA_MAX_PARAMETERS", 1000)
+    with pytest.raises(BackendUnavailableError, match="Lava graph is limited to") as refused:
+        make_backend("lava", load_checkpoint(tiny_checkpoint))
+    assert "emulator computes the same bits" in str(refused.value)
+    assert backends.status_for_model("emulator", 10**9).available
+    assert not backends.status_for_model("lava", 10**9).available

@@ -368,6 +368,9 @@ class LavaGraph:
         steps = self.steps_per_token
         for _ in range(self.steps_per_token):
             self.source.run(condition=RunSteps(num_steps=steps))
+            final_row = None
+            # Every Extractor sent one message per step: take them all, so none is left to fill its
+            # buffer (a full Extractor blocks the graph) or to be mistaken for the next token's.
             for _ in range(steps):
                 for idx, tap in enumerate(self.taps):
                     row = tap.receive()
@@ -375,7 +378,9 @@ class LavaGraph:
                         layer_rows[idx] = row.astype(np.int64)
                 final = self.final_tap.receive()
                 if final[-1] == 1:
-                    return self._readback(layer_rows, final.astype(np.int64))
+                    final_row = final.astype(np.int64)
+            if final_row is not None:
+                return self._readback(layer_rows, final_row)
             steps = 1
         raise RuntimeError("the Lava graph did not deliver the token's output in time")
 
