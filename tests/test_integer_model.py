@@ -199,3 +199,16 @@ def test_saturation_is_detected_on_overflowing_state(tiny_tokenizer):
 def test_unrepresentable_quant_configs_are_rejected(overrides, match):
     with pytest.raises(QuantConfigError, match=match):
         QuantConfig().with_overrides(overrides)
+
+
+def test_neurons_only_copy_drops_weights_and_host_side_but_not_the_original(tiny_tokenizer):
+    from inspector.quant.integer_model import PROJECTION_NAMES
+
+    _, ilm = build(tiny_tokenizer)
+    slim = ilm.neurons_only()
+    for full_layer, slim_layer in zip(ilm.params.layers, slim.params.layers):
+        for name in PROJECTION_NAMES:
+            assert getattr(slim_layer, name).weight.numel() == 0 and getattr(slim_layer, name).weight_f.numel() == 0
+            assert getattr(full_layer, name).weight.numel() > 0
+            assert getattr(slim_layer, name).norm is getattr(full_layer, name).norm
+    assert slim.embeddings is None and slim.lm_head is None and ilm.lm_head is not None

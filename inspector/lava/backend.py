@@ -23,12 +23,13 @@ class LavaLM:
     """The integer model with its layers computed by Lava (callable like `IntegerLM`)."""
 
     def __init__(self, integer: IntegerLM, target: str = "sim"):
-        from inspector.lava.graph import site_layouts  # imports Lava (with the compatibility patch)
+        from inspector.lava.graph import site_layouts, synapse_weights  # imports Lava (with its patch)
         from inspector.lava.worker import LavaWorker
 
         self.integer = integer
         self.layouts = site_layouts(integer)
-        self.graph = LavaWorker(integer, self.layouts, target)
+        # The worker gets only what the graph needs: neurons without weights, weights as int8.
+        self.graph = LavaWorker(integer.neurons_only(), synapse_weights(integer), self.layouts, target)
         self._state: Optional[list[torch.Tensor]] = None  # what the graph holds after the last token
         # One graph, one sequence at a time: two app sessions sharing a cached backend take turns,
         # and each call loads its own state first (see _load_state).

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from inspector.lava_compat import install
-from inspector.quant.integer_model import IntegerLM
+from inspector.quant.integer_model import PROJECTION_NAMES, IntegerLM
 
 install()
 
@@ -62,7 +62,16 @@ from lava.proc.io.utils import ChannelConfig, ReceiveEmpty  # noqa: E402
 
 from inspector.lava.synapses import ternary_dense  # noqa: E402
 
-PROJECTIONS = ("i_proj", "f_proj", "g_proj", "o_proj", "gate_proj", "down_proj")
+PROJECTIONS = PROJECTION_NAMES
+SynapseWeights = list[dict[str, np.ndarray]]  # per layer, per projection: (out, in) int8 in {-1, 0, 1}
+
+
+def synapse_weights(integer: IntegerLM) -> SynapseWeights:
+    """The ternary weights of every projection, one byte each: what the Dense processes are built from."""
+    return [
+        {name: getattr(layer, name).weight.numpy().astype(np.int8) for name in PROJECTIONS}
+        for layer in integer.params.layers
+    ]
 
 
 # Every message between processes ends in control elements. Synapse messages carry one, the valid
@@ -110,14 +119,16 @@ def readback_size(layout: tuple[SiteSlot, ...], mixer: int) -> int:
 
 
 class LayerCore(AbstractProcess):
-    def __init__(self, integer: IntegerLM, idx: int, layout: tuple[SiteSlot, ...], **kwargs):
+    """The neurons of one layer. `integer` needs no synaptic weights (`IntegerLM.neurons_only`);
+    `shapes` gives each projection's (out, in) for the ports to its Dense process."""
+
+    def __init__(self, integer: IntegerLM, idx: int, layout: tuple[SiteSlot, ...], shapes: dict[str, tuple[int, int]], **kwargs):
         super().__init__(integer=integer, idx=idx, layout=layout, **kwargs)
-        layer = integer.params.layers[idx]
         hidden, mixer = integer.config.hidden_size, integer.config.mixer_size
         self.x_in = InPort(shape=(hidden + 2,))
         self.x_out = OutPort(shape=(hidden + 2,))
         for name in PROJECTIONS:
-            out_features, in_features = getattr(layer, name).weight.shape
+            out_features, in_features = shapes[name]
             setattr(self, f"s_{name}", OutPort(shape=(in_features + 1,)))
             setattr(self, f"acc_{name}", InPort(shape=(out_features + 1,)))
         self.readback = OutPort(shape=(readback_size(layout, mixer),))
@@ -239,11 +250,11 @@ class _LayoutProbe:
         pass
 
 
-def _flagged_dense(weight: torch.Tensor) -> Dense:
+def _flagged_dense(weight: np.ndarray) -> Dense:
     """Ternary synapses plus one synapse that carries the valid flag through (see synapses.py)."""
     out_features, in_features = weight.shape
     w = np.zeros((out_features + 1, in_features + 1), dtype=np.int32)
-    w[:out_features, :in_features] = weight.numpy()
+    w[:out_features, :in_features] = weight
     w[out_features, in_features] = 1
     return ternary_dense(w, message_bits=24)
 
@@ -297,7 +308,8 @@ class LavaGraph:
     token take seconds.
     """
 
-    def __init__(self, integer: IntegerLM, layouts: list[tuple[SiteSlot, ...]], target: str = "sim"):
+    def __init__(self, integer: IntegerLM, weights: SynapseWeights, layouts: list[tuple[SiteSlot, ...]], target: str = "sim"):
+        """`integer` may be `neurons_only()`: the synapses are built from `weights` (see synapse_weights)."""
         self.integer = integer
         self.layouts = layouts
         layers = len(integer.params.layers)
@@ -310,14 +322,17 @@ class LavaGraph:
             shape=(hidden + 2,), buffer_size=2,
             channel_config=ChannelConfig(receive_empty=ReceiveEmpty.NON_BLOCKING_ZEROS),
         )
-        self.cores = [LayerCore(integer, idx, layouts[idx]) for idx in range(layers)]
+        self.cores = [
+            LayerCore(integer, idx, layouts[idx], {name: w.shape for name, w in weights[idx].items()})
+            for idx in range(layers)
+        ]
         self.final = FinalNorm(integer)
         upstream = self.source.out_port
         self.taps = []
         for idx, core in enumerate(self.cores):
             upstream.connect(core.x_in)
             for name in PROJECTIONS:
-                dense = _flagged_dense(getattr(integer.params.layers[idx], name).weight)
+                dense = _flagged_dense(weights[idx][name])
                 getattr(core, f"s_{name}").connect(dense.s_in)
                 dense.a_out.connect(getattr(core, f"acc_{name}"))
             tap = Extractor(shape=(readback_size(layouts[idx], mixer),), buffer_size=buffer)

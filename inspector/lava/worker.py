@@ -45,7 +45,7 @@ class LavaBackendError(InspectorError):
         self.worker_traceback = worker_traceback
 
 
-def _serve(conn: Connection, integer: IntegerLM, layouts: list, target: str) -> None:
+def _serve(conn: Connection, integer: IntegerLM, weights: list, layouts: list, target: str) -> None:
     """Worker main loop: build the graph, then answer (method, args) messages until told to close."""
     import faulthandler
 
@@ -62,7 +62,7 @@ def _serve(conn: Connection, integer: IntegerLM, layouts: list, target: str) -> 
     try:
         from inspector.lava.graph import LavaGraph
 
-        graph = LavaGraph(integer, layouts, target)
+        graph = LavaGraph(integer, weights, layouts, target)
         conn.send(("ok", None))
         while True:
             try:
@@ -106,11 +106,12 @@ def _shutdown(conn: Connection, process: multiprocessing.process.BaseProcess) ->
 class LavaWorker:
     """The graph's interface, served by a spawned process (see the module docstring)."""
 
-    def __init__(self, integer: IntegerLM, layouts: list, target: str = "sim"):
+    def __init__(self, integer: IntegerLM, weights: list, layouts: list, target: str = "sim"):
+        """Arguments as for `LavaGraph`; they are pickled to the worker, so pass `integer.neurons_only()`."""
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
         # Not a daemon: Lava's runtime starts child processes of its own from the worker.
-        self._process = context.Process(target=_serve, args=(child, integer, layouts, target), name="lava-graph")
+        self._process = context.Process(target=_serve, args=(child, integer, weights, layouts, target), name="lava-graph")
         self._process.start()
         child.close()
         self._finalizer = weakref.finalize(self, _shutdown, self._conn, self._process)

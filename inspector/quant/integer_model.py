@@ -17,6 +17,8 @@ recorded and the run is as fast as the arithmetic allows.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass
 from typing import Generator, Optional, Protocol
 
@@ -45,6 +47,9 @@ class Probe(Protocol):
     def synapses(self, key: str, spikes: torch.Tensor, proj: IntBitLinear) -> None: ...
 
 
+PROJECTION_NAMES = ("i_proj", "f_proj", "g_proj", "o_proj", "gate_proj", "down_proj")
+
+
 class IntegerLM:
     """Callable like the float model: (input_ids, state) -> (logits, state); states are int64."""
 
@@ -54,6 +59,24 @@ class IntegerLM:
         self.embeddings = float_model.model.embeddings  # host side
         self.lm_head = float_model.lm_head  # host side
         self.config = float_model.config
+
+    def neurons_only(self) -> "IntegerLM":
+        """A copy that can run `layer_program` and the final norm and nothing else: no synaptic
+        weights (they belong to whoever answers the synapse requests) and no host-side embedding
+        or LM head. What a Lava process graph's neuron processes need; a fraction of the memory."""
+        empty = torch.empty(0)
+
+        def strip(proj: IntBitLinear) -> IntBitLinear:
+            return dataclasses.replace(proj, weight=empty.to(K.INT), weight_f=empty, _nonzero_f=None)
+
+        layers = [
+            dataclasses.replace(layer, **{name: strip(getattr(layer, name)) for name in PROJECTION_NAMES})
+            for layer in self.params.layers
+        ]
+        slim = copy.copy(self)
+        slim.params = dataclasses.replace(self.params, layers=layers)
+        slim.embeddings = slim.lm_head = None
+        return slim
 
     def init_state(self, batch: int = 1) -> list[torch.Tensor]:
         return [torch.zeros(batch, self.config.mixer_size, dtype=K.INT) for _ in self.params.layers]
