@@ -80,29 +80,56 @@ def status_of(key: str) -> BackendStatus:
     raise KeyError(key)
 
 
-# Measured: a random-weight MMfreeLM-370M graph (24 layers, about 200 Lava processes) used more
-# than 20 GB before its first token on a 24 GB machine, and was stopped; a 3.9 M-parameter sample
-# model's graph uses 0.7 GB.
-LAVA_MAX_PARAMETERS = 50_000_000
+# Memory of a Lava graph, measured: a 3.9 M-parameter sample model's graph (4 layers, 38 processes)
+# takes 0.66 GB; a random-weight MMfreeLM-370M graph (24 layers, about 200 processes) took about
+# 10 GB and ran at 43 s per token, its first token after 90 s (compile). Estimated generously:
+BYTES_PER_LAVA_PROCESS = 20 * 2**20  # a forked Python with torch and Lava loaded
+BYTES_PER_WEIGHT = 24  # Dense weights as Lava holds them, plus the copies made while compiling
 
 
-def status_for_model(key: str, parameters: int) -> BackendStatus:
-    """The backend's status for a model of this size (a Lava graph grows with the model)."""
+def lava_processes(layers: int) -> int:
+    """Per layer a LayerCore, six Dense and an Extractor; plus Injector, FinalNorm, its Extractor,
+    Lava's runtime service and shared-memory manager, and our worker."""
+    return 8 * layers + 6
+
+
+def lava_memory_estimate(parameters: int, layers: int) -> int:
+    """Bytes a Lava graph of this model needs, roughly (see the measurements above)."""
+    return lava_processes(layers) * BYTES_PER_LAVA_PROCESS + parameters * BYTES_PER_WEIGHT
+
+
+def available_memory() -> int | None:
+    """MemAvailable in bytes (Linux), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def status_for_model(key: str, parameters: int, layers: int) -> BackendStatus:
+    """The backend's status for a model of this size: a Lava graph must fit in the free memory."""
     status = status_of(key)
-    if status.available and key in ("lava", "loihi2") and parameters > LAVA_MAX_PARAMETERS:
+    if not (status.available and key in ("lava", "loihi2")):
+        return status
+    need, free = lava_memory_estimate(parameters, layers), available_memory()
+    if free is not None and need > free:
         return BackendStatus(status.key, status.label, False, (
-            f"this model has {parameters / 1e6:.0f} M parameters and the Lava graph is limited to "
-            f"{LAVA_MAX_PARAMETERS / 1e6:.0f} M here: every layer becomes seven Lava processes holding their "
-            "own copies of its state and weights, and a 370M model's graph needed more than 20 GB of memory "
-            "before its first token. The emulator computes the same bits."
+            f"the Lava graph of this model ({lava_processes(layers)} Lava processes and "
+            f"{parameters / 1e6:.0f} M weights) would need about {need / 2**30:.1f} GB of memory and "
+            f"{free / 2**30:.1f} GB is available. (A 370M model's graph took about 10 GB and 43 s per "
+            "token.) The emulator computes the same bits."
         ))
     return status
 
 
-def require_backend(key: str, parameters: int | None = None) -> BackendStatus:
-    """The backend's status if it can run here (for a model of this size); otherwise an error that
-    says what is missing."""
-    status = status_of(key) if parameters is None else status_for_model(key, parameters)
+def require_backend(key: str, size: tuple[int, int] | None = None) -> BackendStatus:
+    """The backend's status if it can run here (for a model of this (parameters, layers) size);
+    otherwise an error that says what is missing."""
+    status = status_of(key) if size is None else status_for_model(key, *size)
     if not status.available:
         raise BackendUnavailableError(f"backend {status.label!r} is unavailable: {status.reason}")
     return status

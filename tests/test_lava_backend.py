@@ -169,12 +169,19 @@ def test_cli_run_on_lava_writes_the_emulators_traces(tiny_checkpoint, tmp_path, 
         assert lava.equals(pl.read_parquet(tmp_path / "emulator" / f"{table}.parquet")), table
 
 
-def test_lava_refuses_models_too_big_for_its_graph(tiny_checkpoint, monkeypatch):
+def test_lava_refuses_models_whose_graph_does_not_fit_in_memory(tiny_checkpoint, monkeypatch):
     from inspector import backends
 
-    monkeypatch.setattr(backends, "LAVA_MAX_PARAMETERS", 1000)
-    with pytest.raises(BackendUnavailableError, match="Lava graph is limited to") as refused:
-        make_backend("lava", load_checkpoint(tiny_checkpoint))
+    loaded = load_checkpoint(tiny_checkpoint)
+    size = (loaded.model.num_parameters(), loaded.config.num_hidden_layers)
+    need = backends.lava_memory_estimate(*size)
+    monkeypatch.setattr(backends, "available_memory", lambda: need - 1)
+    with pytest.raises(BackendUnavailableError, match="would need about") as refused:
+        make_backend("lava", loaded)
     assert "emulator computes the same bits" in str(refused.value)
-    assert backends.status_for_model("emulator", 10**9).available
-    assert not backends.status_for_model("lava", 10**9).available
+    assert backends.status_for_model("emulator", *size).available
+    monkeypatch.setattr(backends, "available_memory", lambda: need)
+    assert backends.status_for_model("lava", *size).available
+    # the measured points the estimate must cover
+    assert backends.lava_memory_estimate(3_940_000, 4) >= 0.66 * 2**30
+    assert backends.lava_memory_estimate(370_000_000, 24) >= 10 * 2**30

@@ -121,7 +121,7 @@ def render_sidebar() -> Session | None:
         statuses = backend_statuses()
         labels = {s.label: s for s in statuses}
         label = _choice(st.radio, "Backend", list(labels), "backend", help="Where the integer model runs.")
-        backend = status_for_model(labels[label].key, loaded.model.num_parameters())
+        backend = status_for_model(labels[label].key, loaded.model.num_parameters(), loaded.config.num_hidden_layers)
         if not backend.available:
             st.warning(f"{backend.label} is unavailable: {backend.reason}")
 
