@@ -110,26 +110,22 @@ def available_memory() -> int | None:
     return None
 
 
-def status_for_model(key: str, parameters: int, layers: int) -> BackendStatus:
-    """The backend's status for a model of this size: a Lava graph must fit in the free memory."""
-    status = status_of(key)
-    if not (status.available and key in ("lava", "loihi2")):
-        return status
+def require_lava_memory(parameters: int, layers: int) -> None:
+    """Refuse, saying why, to start a Lava graph that would not fit in the memory available now
+    (called when the graph is about to start, after any previous graph has been closed)."""
     need, free = lava_memory_estimate(parameters, layers), available_memory()
     if free is not None and need > free:
-        return BackendStatus(status.key, status.label, False, (
+        raise BackendUnavailableError(
             f"the Lava graph of this model ({lava_processes(layers)} Lava processes and "
             f"{parameters / 1e6:.0f} M weights) would need about {need / 2**30:.1f} GB of memory and "
             f"{free / 2**30:.1f} GB is available. (A 370M model's graph took about 10 GB and 43 s per "
             "token.) The emulator computes the same bits."
-        ))
-    return status
+        )
 
 
-def require_backend(key: str, size: tuple[int, int] | None = None) -> BackendStatus:
-    """The backend's status if it can run here (for a model of this (parameters, layers) size);
-    otherwise an error that says what is missing."""
-    status = status_of(key) if size is None else status_for_model(key, *size)
+def require_backend(key: str) -> BackendStatus:
+    """The backend's status if it can run here; otherwise an error that says what is missing."""
+    status = status_of(key)
     if not status.available:
         raise BackendUnavailableError(f"backend {status.label!r} is unavailable: {status.reason}")
     return status

@@ -169,19 +169,18 @@ def test_cli_run_on_lava_writes_the_emulators_traces(tiny_checkpoint, tmp_path, 
         assert lava.equals(pl.read_parquet(tmp_path / "emulator" / f"{table}.parquet")), table
 
 
-def test_lava_refuses_models_whose_graph_does_not_fit_in_memory(tiny_checkpoint, monkeypatch):
+def test_lava_refuses_a_graph_that_does_not_fit_in_memory(tiny_checkpoint, monkeypatch):
     from inspector import backends
 
     loaded = load_checkpoint(tiny_checkpoint)
-    size = (loaded.model.num_parameters(), loaded.config.num_hidden_layers)
-    need = backends.lava_memory_estimate(*size)
+    need = backends.lava_memory_estimate(loaded.model.num_parameters(), loaded.config.num_hidden_layers)
     monkeypatch.setattr(backends, "available_memory", lambda: need - 1)
+    backend = make_backend("lava", loaded)
     with pytest.raises(BackendUnavailableError, match="would need about") as refused:
-        make_backend("lava", loaded)
+        list(backend.generate("To be", SamplingSettings(2, 0.0, 0, 0))[1])
     assert "emulator computes the same bits" in str(refused.value)
-    assert backends.status_for_model("emulator", *size).available
     monkeypatch.setattr(backends, "available_memory", lambda: need)
-    assert backends.status_for_model("lava", *size).available
+    backends.require_lava_memory(loaded.model.num_parameters(), loaded.config.num_hidden_layers)
     # the measured points the estimate must cover
     assert backends.lava_memory_estimate(3_940_000, 4) >= 0.66 * 2**30
     assert backends.lava_memory_estimate(370_000_000, 24) >= 10 * 2**30

@@ -115,7 +115,7 @@ def make_backend(key: str, loaded: LoadedModel, qc: QuantConfig | None = None) -
     if key in ("lava", "loihi2"):
         from inspector.backends import require_backend
 
-        require_backend(key, (loaded.model.num_parameters(), loaded.config.num_hidden_layers))
+        require_backend(key)
         from inspector.lava.backend import LavaBackend, LoihiHardwareBackend  # imports Lava: only when asked for
 
         return (LavaBackend if key == "lava" else LoihiHardwareBackend)(loaded, qc)

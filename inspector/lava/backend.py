@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from inspector.backends import require_lava_memory
 from inspector.emulator.engine import Emulator
 from inspector.quant.integer_model import IntegerLM, Probe
 
@@ -117,6 +118,8 @@ class LavaBackend(Emulator):
                 if previous is not None and not previous.closed:
                     with previous._lock:  # let a token in flight finish
                         previous.close()
+                # Checked now, with the previous graph's memory freed (the check reads MemAvailable).
+                require_lava_memory(self.loaded.model.num_parameters(), self.loaded.config.num_hidden_layers)
                 self._lava = LavaLM(self.integer, self.target)
                 LavaBackend._live = weakref.ref(self._lava)
         return self._lava

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from inspector.backends import BackendStatus, backend_statuses, status_for_model
+from inspector.backends import BackendStatus, backend_statuses
 from inspector.catalog import checkpoint_fingerprint, sample_models
 from inspector.checkpoint import LoadedModel, load_checkpoint
 from inspector.emulator.engine import Emulator, make_backend
@@ -121,7 +121,7 @@ def render_sidebar() -> Session | None:
         statuses = backend_statuses()
         labels = {s.label: s for s in statuses}
         label = _choice(st.radio, "Backend", list(labels), "backend", help="Where the integer model runs.")
-        backend = status_for_model(labels[label].key, loaded.model.num_parameters(), loaded.config.num_hidden_layers)
+        backend = labels[label]
         if not backend.available:
             st.warning(f"{backend.label} is unavailable: {backend.reason}")
 
