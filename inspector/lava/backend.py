@@ -17,7 +17,12 @@ import torch
 
 from inspector.backends import require_lava_memory
 from inspector.emulator.engine import Emulator
+from inspector.lava.worker import LavaBackendError, LavaWorker
 from inspector.quant.integer_model import IntegerLM, Probe
+
+
+class GraphClosedError(LavaBackendError):
+    """The graph was closed because another backend started one (one runs at a time)."""
 
 
 class LavaLM:
@@ -25,7 +30,6 @@ class LavaLM:
 
     def __init__(self, integer: IntegerLM, target: str = "sim"):
         from inspector.lava.graph import site_layouts, synapse_weights  # imports Lava (with its patch)
-        from inspector.lava.worker import LavaWorker
 
         self.integer = integer
         self.layouts = site_layouts(integer)
@@ -58,6 +62,8 @@ class LavaLM:
         if input_ids.shape[0] != 1:
             raise ValueError("the Lava backend runs batch size 1")
         with self._lock:
+            if self.closed:
+                raise GraphClosedError("this Lava graph was closed (another one started); run again")
             return self._forward(input_ids, state, probe)
 
     def _forward(self, input_ids: torch.Tensor, state: Optional[list[torch.Tensor]], probe: Optional[Probe]):
@@ -114,6 +120,8 @@ class LavaBackend(Emulator):
     def lava(self) -> LavaLM:
         if self._lava is None or self._lava.closed:
             with LavaBackend._live_lock:
+                if self._lava is not None and not self._lava.closed:  # another thread started it
+                    return self._lava
                 previous = LavaBackend._live() if LavaBackend._live is not None else None
                 if previous is not None and not previous.closed:
                     with previous._lock:  # let a token in flight finish
@@ -125,8 +133,15 @@ class LavaBackend(Emulator):
         return self._lava
 
     def step_fn(self, probe):
-        # self.lava() on every call: a graph closed for another backend restarts and reloads the state
-        return lambda ids, state=None: self.lava()(ids, state, probe)
+        def step(ids, state=None):
+            # self.lava() on every call: a graph closed for another backend restarts and reloads
+            # the state; once more if it was closed between fetching it and calling it.
+            try:
+                return self.lava()(ids, state, probe)
+            except GraphClosedError:
+                return self.lava()(ids, state, probe)
+
+        return step
 
     def close(self) -> None:
         if self._lava is not None:
