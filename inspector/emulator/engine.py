@@ -107,8 +107,9 @@ def make_backend(key: str, loaded: LoadedModel, qc: QuantConfig | None = None) -
     system through Lava (`key` = "loihi2", only where `inspector.backends` finds lava-loihi and a host).
 
     All share calibration, conversion and core map; with Lava, generated tokens and every probed
-    integer are computed by the Lava process graph (bit-exact with the emulator, tested). The
-    lockstep comparison with the float model replays the same integers on the emulator.
+    integer are computed by the Lava process graph (bit-exact with the emulator, tested). Teacher-
+    forced runs (`teacher_forced`, comparisons on a given text) use the emulator, which computes
+    the same integers.
     """
     if key == "emulator":
         return Emulator(loaded, qc)
