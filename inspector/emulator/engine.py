@@ -20,7 +20,7 @@ from inspector.generate import GeneratedToken, SamplingSettings, encode_prompt, 
 from inspector.quant.calibrate import calibrate, default_calibration_text
 from inspector.quant.config import QuantConfig
 from inspector.quant.convert import convert
-from inspector.quant.integer_model import IntegerLM
+from inspector.quant.integer_model import PROJECTION_NAMES, IntegerLM
 
 
 @dataclass
@@ -56,17 +56,7 @@ class Emulator:
         self.calibration = calibrate(loaded.model, loaded.tokenizer, text, self.qc.calibration_tokens)
         self.params = convert(loaded.model, self.calibration, self.qc)
         self.integer = IntegerLM(self.params, loaded.model)
-        weights = [
-            {
-                "i_proj": layer.i_proj.weight,
-                "f_proj": layer.f_proj.weight,
-                "g_proj": layer.g_proj.weight,
-                "o_proj": layer.o_proj.weight,
-                "gate_proj": layer.gate_proj.weight,
-                "down_proj": layer.down_proj.weight,
-            }
-            for layer in self.params.layers
-        ]
+        weights = [{name: getattr(layer, name).weight for name in PROJECTION_NAMES} for layer in self.params.layers]
         self.core_map: CoreMap = map_model(loaded.config, self.hardware, weights)
 
     def new_probe(self, record_tensors: bool = True) -> RecordingProbe:

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from inspector.lava_compat import install
+from inspector.emulator.probes import split_site_key
 from inspector.quant.integer_model import PROJECTION_NAMES, IntegerLM
 
 install()
@@ -62,14 +63,13 @@ from lava.proc.io.utils import ChannelConfig, ReceiveEmpty  # noqa: E402
 
 from inspector.lava.synapses import ternary_dense  # noqa: E402
 
-PROJECTIONS = PROJECTION_NAMES
 SynapseWeights = list[dict[str, np.ndarray]]  # per layer, per projection: (out, in) int8 in {-1, 0, 1}
 
 
 def synapse_weights(integer: IntegerLM) -> SynapseWeights:
     """The ternary weights of every projection, one byte each: what the Dense processes are built from."""
     return [
-        {name: getattr(layer, name).weight.numpy().astype(np.int8) for name in PROJECTIONS}
+        {name: getattr(layer, name).weight.numpy().astype(np.int8) for name in PROJECTION_NAMES}
         for layer in integer.params.layers
     ]
 
@@ -127,7 +127,7 @@ class LayerCore(AbstractProcess):
         hidden, mixer = integer.config.hidden_size, integer.config.mixer_size
         self.x_in = InPort(shape=(hidden + 2,))
         self.x_out = OutPort(shape=(hidden + 2,))
-        for name in PROJECTIONS:
+        for name in PROJECTION_NAMES:
             out_features, in_features = shapes[name]
             setattr(self, f"s_{name}", OutPort(shape=(in_features + 1,)))
             setattr(self, f"acc_{name}", InPort(shape=(out_features + 1,)))
@@ -139,7 +139,7 @@ def _port_types() -> dict:
     int_in = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     int_out = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     types = {"x_in": int_in, "x_out": int_out, "readback": int_out}
-    for name in PROJECTIONS:
+    for name in PROJECTION_NAMES:
         types[f"s_{name}"] = int_out
         types[f"acc_{name}"] = int_in
     return types
@@ -183,7 +183,7 @@ class PyLayerCoreModel(PyLoihiProcessModel):
 
     def run_spk(self) -> None:
         x = self.x_in.recv()
-        accumulated = {name: getattr(self, f"acc_{name}").recv() for name in PROJECTIONS}
+        accumulated = {name: getattr(self, f"acc_{name}").recv() for name in PROJECTION_NAMES}
         outgoing: dict[str, np.ndarray] = {}
         result = None
         if self.program is None and x[VALID] == 1:
@@ -198,7 +198,7 @@ class PyLayerCoreModel(PyLoihiProcessModel):
         elif self.waiting_for is not None and accumulated[self.waiting_for][-1] == 1:
             acc = torch.from_numpy(accumulated[self.waiting_for][:-1].astype(np.int64)).reshape(1, 1, -1)
             result = self._advance(acc, outgoing)
-        for name in PROJECTIONS:
+        for name in PROJECTION_NAMES:
             port = getattr(self, f"s_{name}")
             port.send(_with_flag(outgoing[name], True) if name in outgoing else np.zeros(port.shape[0], np.int32))
         if result is None:
@@ -237,14 +237,17 @@ class PyFinalNormModel(PyLoihiProcessModel):
 
 
 class _LayoutProbe:
-    def __init__(self, idx: int) -> None:
-        self.prefix = f"layers.{idx}."
-        self.slots: list[SiteSlot] = []
+    """Collects, per layer, the probed sites in the order the layer program reports them."""
+
+    def __init__(self, layers: int) -> None:
+        self.slots: list[list[SiteSlot]] = [[] for _ in range(layers)]
 
     def site(self, key, codes, scale, clipped, kind) -> None:
-        if key.startswith(self.prefix):
-            offset = sum(s.size for s in self.slots)
-            self.slots.append(SiteSlot(key, int(codes[0, 0].numel()), float(scale), kind, offset))
+        layer, _ = split_site_key(key)
+        if layer >= 0:
+            slots = self.slots[layer]
+            offset = sum(s.size for s in slots)
+            slots.append(SiteSlot(key, int(codes[0, 0].numel()), float(scale), kind, offset))
 
     def synapses(self, key, spikes, proj) -> None:
         pass
@@ -272,12 +275,9 @@ class TokenReadback:
 
 def site_layouts(integer: IntegerLM) -> list[tuple[SiteSlot, ...]]:
     """Where each probed site of each layer sits in its LayerCore's readback (one dry run on the host)."""
-    layouts = []
-    for idx in range(len(integer.params.layers)):
-        probe = _LayoutProbe(idx)
-        integer(torch.zeros(1, 1, dtype=torch.long), None, probe)
-        layouts.append(tuple(probe.slots))
-    return layouts
+    probe = _LayoutProbe(len(integer.params.layers))
+    integer(torch.zeros(1, 1, dtype=torch.long), None, probe)
+    return [tuple(slots) for slots in probe.slots]
 
 
 TARGETS = ("sim", "loihi2")
@@ -316,7 +316,7 @@ class LavaGraph:
         hidden, mixer = integer.config.hidden_size, integer.config.mixer_size
         # A layer answers its six synapse requests one time step apart; the input and the final norm
         # add a step each. Fewer steps would only mean polling; more would waste simulator time.
-        self.steps_per_token = len(PROJECTIONS) * layers + 2
+        self.steps_per_token = len(PROJECTION_NAMES) * layers + 2
         buffer = self.steps_per_token + 1
         self.source = Injector(
             shape=(hidden + 2,), buffer_size=2,
@@ -331,7 +331,7 @@ class LavaGraph:
         self.taps = []
         for idx, core in enumerate(self.cores):
             upstream.connect(core.x_in)
-            for name in PROJECTIONS:
+            for name in PROJECTION_NAMES:
                 dense = _flagged_dense(weights[idx][name])
                 getattr(core, f"s_{name}").connect(dense.s_in)
                 dense.a_out.connect(getattr(core, f"acc_{name}"))
