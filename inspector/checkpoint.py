@@ -2,7 +2,8 @@
 
 A checkpoint directory holds `config.json`, the weights (`model.safetensors`, or shards listed in
 `model.safetensors.index.json`, or a `pytorch_model.bin` read with `torch.load(weights_only=True)`)
-and `tokenizer.json`. Nothing is unpickled and nothing is fetched from the network. Every problem is
+and `tokenizer.json` (or a sentencepiece `tokenizer.model`, converted on load), with the BOS policy of
+its `tokenizer_config.json` (see `inspector.tokenizer`). Nothing is unpickled and nothing is fetched from the network. Every problem is
 raised as a `CheckpointError` that names the file and the tensor key, because "size mismatch" alone
 does not tell a researcher which of 300 tensors came from the wrong model.
 """
@@ -130,7 +131,7 @@ def load_checkpoint(directory: str | Path) -> LoadedModel:
     check_state_dict(model, tensors, source)
     model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
     model.eval()
-    tokenizer = load_tokenizer(directory)
+    tokenizer = load_tokenizer(directory, config.bos_token_id, config.eos_token_id)
     if tokenizer.get_vocab_size() > config.vocab_size:
         raise CheckpointError(
             str(directory / TOKENIZER_FILE),

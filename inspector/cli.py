@@ -31,7 +31,7 @@ from inspector.emulator.mapper import map_model
 from inspector.errors import InspectorError
 from inspector.generate import SamplingSettings, encode_prompt
 from inspector.quant.config import QuantConfig, QuantConfigError
-from inspector.tokenizer import encode
+from inspector.tokenizer import encode_document
 from inspector.train import bits_per_character, split_corpus
 from inspector.traces import write_traces
 
@@ -134,7 +134,7 @@ def cmd_quality(args) -> int:
     if not card.get("corpus") or not corpus.is_file():
         raise InspectorError(f"{loaded.directory}: quality needs a sample model whose card names a corpus in {corpus.parent}")
     _, val_text = split_corpus(corpus.read_text(encoding="utf-8"), card.get("val_fraction", 0.1))
-    ids = torch.tensor(encode(loaded.tokenizer, val_text))
+    ids = torch.tensor(encode_document(loaded.tokenizer, val_text))
     emulator = Emulator(loaded, parse_overrides(args.quant))
     float_bpc = bits_per_character(loaded.model, ids, len(val_text))
     int_bpc = bits_per_character(emulator.step_fn(None), ids, len(val_text))

@@ -19,7 +19,6 @@ import torch
 from inspector.emulator.engine import Emulator
 from inspector.emulator.probes import RecordingProbe, split_site_key
 from inspector.generate import SamplingSettings, encode_prompt, generate
-from inspector.tokenizer import encode
 
 @dataclass
 class DiffResult:
@@ -150,7 +149,7 @@ def lockstep_ids(emulator: Emulator, prompt: str, follow: str, sampling: Samplin
     else:
         raise ValueError(f"follow must be 'text', 'float' or 'integer', got {follow!r}")
     generated = [t.token_id for t in generate(step, tokenizer, prompt, **vars(sampling))]
-    return encode(tokenizer, prompt) + generated
+    return encode_prompt(tokenizer, prompt) + generated
 
 
 def sqnr_table(result: DiffResult) -> pl.DataFrame:

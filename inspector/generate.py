@@ -17,7 +17,7 @@ import torch
 from tokenizers import Tokenizer
 
 from inspector.errors import PromptError
-from inspector.tokenizer import decode, encode
+from inspector.tokenizer import IncrementalDecoder, decode, decode_continuation, encode, encode_document
 
 MAX_PROMPT_TOKENS = 4096
 MAX_NEW_TOKENS = 4096
@@ -56,12 +56,13 @@ class SamplingSettings:
 
 
 def encode_prompt(tokenizer: Tokenizer, prompt: str) -> list[int]:
-    """Tokenize a prompt, refusing empty and oversized prompts with a message that says why."""
+    """Tokenize a prompt as the model reads it (with the checkpoint's BOS, if it uses one), refusing
+    empty and oversized prompts with a message that says why."""
     if not prompt or not prompt.strip():
         raise PromptError("the prompt is empty: type some text for the model to continue")
-    ids = encode(tokenizer, prompt)
-    if not ids:
+    if not encode(tokenizer, prompt):
         raise PromptError("the prompt produced no tokens with this tokenizer")
+    ids = encode_document(tokenizer, prompt)
     if len(ids) > MAX_PROMPT_TOKENS:
         raise PromptError(
             f"the prompt is {len(ids)} tokens long; the limit is {MAX_PROMPT_TOKENS}. Shorten it and retry."
@@ -98,27 +99,23 @@ def generate(
     generator = torch.Generator().manual_seed(seed)
     logits, state = model(torch.tensor([prompt_ids]), None)
     last = logits[0, -1]
-    generated: list[int] = []
-    emitted = ""
+    # Decoded in the prompt's context, so a leading space survives; a partial UTF-8 character is held
+    # back until the token that completes it (the last token flushes whatever is left).
+    decoder = IncrementalDecoder(tokenizer, prompt_ids)
     for position in range(settings.max_new_tokens):
         token = sample_next(last, settings, generator)
-        generated.append(token)
-        text = decode(tokenizer, generated)
-        # Hold back a trailing partial UTF-8 sequence until the token that completes it arrives
-        # (or until the last token, which flushes whatever is left).
-        last_position = position == settings.max_new_tokens - 1
-        stable = text[:-1] if text.endswith("\ufffd") and not last_position else text
-        piece = stable[len(emitted) :]
-        emitted = stable if len(stable) > len(emitted) else emitted
+        piece = decoder.push(token)
+        if position == settings.max_new_tokens - 1:
+            piece += decoder.flush()
         yield GeneratedToken(position=position, token_id=token, text=piece, logits=last.clone())
         logits, state = model(torch.tensor([[token]]), state)
         last = logits[0, -1]
 
 
 def generate_text(model: RecurrentLM, tokenizer: Tokenizer, prompt: str, **settings) -> str:
-    """The whole continuation as one string (convenience for the CLI and tests)."""
+    """The whole continuation as one string, decoded after the prompt (convenience for the CLI and tests)."""
     ids = [step.token_id for step in generate(model, tokenizer, prompt, **settings)]
-    return decode(tokenizer, ids)
+    return decode_continuation(tokenizer, encode_prompt(tokenizer, prompt), ids)
 
 
 def token_table(steps: list[GeneratedToken], tokenizer: Tokenizer, top: int = 5) -> list[dict]:

@@ -10,7 +10,11 @@ Where the shared team notes and the code disagree we follow the code:
   which RMS-normalizes its *first* argument and multiplies by `swish` of its *second*:
   `o = rmsnorm(g_proj(x)) * swish(h)`;
 - the recurrence `h_t = f_t * h_{t-1} + i_t` takes the forget gate itself (not its log);
-- `lm_head` is a BitLinear (with its own RMSNorm), applied after the final `model.norm`.
+- `lm_head` is a BitLinear (with its own RMSNorm), applied after the final `model.norm`;
+- every BitLinear computes what the released checkpoints run, `FusedBitLinear`
+  (`mmfreelm/ops/fusedbitnet.py`; `modeling_hgrn_bit.py` and `layers/hgrn_bit.py` both import
+  `FusedBitLinear as BitLinear`), not the plain `BitLinear` of `ops/bitnet.py`. The two differ in two
+  conventions, both followed here (see `FUSED_BITLINEAR_EPS` and `round_half_away`).
 
 Every stage can be recorded into a `trace` dict (key `layers.{i}.{stage}`) so the integer model can
 be compared with this one tensor by tensor.
@@ -28,7 +32,12 @@ from inspector.config import HGRNBitConfig
 
 Trace = Optional[dict[str, torch.Tensor]]
 
-BITLINEAR_NORM_EPS = 1e-8  # the reference BitLinear builds its RMSNorm with eps=1e-8
+# The eps of a BitLinear's RMSNorm. `FusedBitLinear.forward` (fusedbitnet.py, `forward` of the class
+# `FusedBitLinear`) calls `layer_norm_linear_quant_fn(x, self.norm.weight, self.norm.bias, self.weight,
+# self.bias, is_rms_norm=True)` without an eps, so that function's default `eps=1e-6` applies
+# (`def layer_norm_linear_quant_fn(..., eps=1e-6, ...)` in the same file). The `RMSNorm(eps=1e-8)` that
+# BitLinear.__init__ builds contributes only its weight; 1e-8 is used only by the unfused ops/bitnet.py.
+FUSED_BITLINEAR_EPS = 1e-6
 
 
 def _record(trace: Trace, key: str, value: torch.Tensor) -> None:
@@ -50,16 +59,38 @@ class RMSNorm(nn.Module):
         return (x32 * rstd * self.weight.to(x32.dtype)).to(x.dtype)
 
 
+def round_half_away(x: torch.Tensor) -> torch.Tensor:
+    """Round to nearest, halves away from zero: the fused kernel's `tl.math.round` (CUDA `round`).
+
+    `torch.round` rounds halves to even, which differs on every exact .5 (common in 8-bit codes).
+    Computed as trunc + a carry from the exactly representable fraction `x - trunc(x)`, so values just
+    below .5 are not pushed over by an `x + 0.5` that rounds up in floating point.
+    """
+    whole = torch.trunc(x)
+    return whole + torch.sign(x) * ((x - whole).abs() >= 0.5).to(x.dtype)
+
+
 def activation_quant_int(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token absmax quantization to 8 bits: returns (integer-valued tensor, scale 127/max|x|)."""
+    """Per-token absmax quantization to 8 bits: returns (integer-valued tensor, scale 127/max|x|).
+
+    As `_layer_norm_fwd_quant_kernel` in fusedbitnet.py: `scale = 127 / max(max|y|, 1e-5)`,
+    `round(y * scale)` with halves away from zero, clamp to [-128, 127].
+    """
     scale = 127.0 / x.abs().amax(dim=-1, keepdim=True).clamp(min=1e-5)
-    return (x * scale).round().clamp(-128, 127), scale
+    return round_half_away(x * scale).clamp(-128, 127), scale
 
 
-def weight_quant_int(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-tensor absmean quantization to ternary: returns ({-1,0,1}-valued tensor, scale 1/mean|W|)."""
-    scale = 1.0 / w.abs().mean().clamp(min=1e-5)
-    return (w * scale).round().clamp(-1, 1), scale
+def ternarize(w: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Absmean ternary quantization (`weight_quant` in fusedbitnet.py): (int8 {-1,0,1}, beta = mean|W|).
+
+    The real weight is `ternary * beta`. Both the float model and the integer model use this one
+    function, so they hold the same ternary matrix. beta is summed in float64: a float32 sum depends
+    on how many threads it is split over, and a ternary value decided by it would too (the integer
+    model rounds beta further, to float32, see `inspector.quant.convert`).
+    """
+    beta = max(float(w.detach().double().abs().mean()), 1e-5)
+    ternary = torch.round(w.detach().double() / beta).clamp(-1, 1).to(torch.int8)
+    return ternary, beta
 
 
 class BitLinear(nn.Linear):
@@ -71,19 +102,20 @@ class BitLinear(nn.Linear):
 
     def __init__(self, in_features: int, out_features: int):
         super().__init__(in_features, out_features, bias=False)
-        self.norm = RMSNorm(in_features, eps=BITLINEAR_NORM_EPS)
+        self.norm = RMSNorm(in_features, eps=FUSED_BITLINEAR_EPS)
         self._frozen: Optional[tuple[tuple, torch.Tensor]] = None
 
     def quantized_weight(self) -> torch.Tensor:
         """Ternary weights (dequantized). Cached when no gradient is needed: inference re-quantizing
         every weight on every token would dominate the cost of generation."""
         if torch.is_grad_enabled() and self.weight.requires_grad:
-            w_int, w_scale = weight_quant_int(self.weight)
-            return self.weight + (w_int / w_scale - self.weight).detach()
+            scale = 1.0 / self.weight.abs().mean().clamp(min=1e-5)
+            w_q = (self.weight * scale).round().clamp(-1, 1) / scale
+            return self.weight + (w_q - self.weight).detach()
         key = (self.weight.data_ptr(), self.weight._version, self.weight.dtype)
         if self._frozen is None or self._frozen[0] != key:
-            w_int, w_scale = weight_quant_int(self.weight.detach())
-            self._frozen = (key, w_int / w_scale)
+            ternary, beta = ternarize(self.weight)
+            self._frozen = (key, ternary.to(self.weight.dtype) * beta)
         return self._frozen[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

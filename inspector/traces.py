@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 
 from inspector.emulator.engine import Emulator, EmulatorRun
-from inspector.tokenizer import decode
+from inspector.tokenizer import special_token_ids, token_texts
 
 TABLES = ("tokens", "activity", "saturation", "saturated_neurons", "states", "tensors", "cores")
 
@@ -32,13 +32,15 @@ def run_tables(run: EmulatorRun, emulator: Emulator) -> dict[str, pl.DataFrame]:
     tokenizer = emulator.loaded.tokenizer
     ids = run.all_ids
     n_prompt = len(run.prompt_ids)
+    specials = special_token_ids(tokenizer)
     tables = {
         "tokens": pl.DataFrame(
             {
                 "token": list(range(len(ids))),
                 "token_id": ids,
-                "text": [decode(tokenizer, [i]) for i in ids],
+                "text": token_texts(tokenizer, ids),
                 "is_prompt": [k < n_prompt for k in range(len(ids))],
+                "is_special": [i in specials for i in ids],
             }
         ),
         "activity": run.probe.activity(),

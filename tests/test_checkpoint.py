@@ -160,10 +160,10 @@ def test_missing_tokenizer(tiny_checkpoint):
     _expect(tiny_checkpoint, "tokenizer.json", "file not found")
 
 
-def test_sentencepiece_only_tokenizer_is_unsupported(tiny_checkpoint):
+def test_corrupt_sentencepiece_model_is_refused(tiny_checkpoint):
     (tiny_checkpoint / "tokenizer.json").unlink()
     (tiny_checkpoint / "tokenizer.model").write_bytes(b"\x0a\x0b")
-    _expect(tiny_checkpoint, "tokenizer.model", "not supported")
+    _expect(tiny_checkpoint, "tokenizer.model", "not a sentencepiece model")
 
 
 def test_malformed_tokenizer(tiny_checkpoint):

@@ -2,53 +2,100 @@
 
 Why max and not a percentile: the paper's study uses min/max observers, and a scale that covers the
 observed range keeps saturation an exception worth showing, not the norm.
+
+Why float64, one layer at a time: every integer of the integer model is derived from these maxima,
+so they must not depend on the machine. A float32 forward pass sums in an order that depends on the
+number of threads and the BLAS kernel; that moves a maximum by an ulp, which moves a 16-bit
+requantization multiplier now and then, and with it whole generations. In float64 the same
+differences are about 1e-16 relative, and each maximum is then rounded to float32, so the result is
+the same on every machine and thread count (tested with 1 and 2 threads). Only one block at a time is
+held in float64, so calibration needs one block's worth of extra memory, not a second model.
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
+import numpy as np
 import torch
 from tokenizers import Tokenizer
 
 from inspector.model import BitLinear, HGRNBitForCausalLM, RMSNorm
-from inspector.tokenizer import encode
+from inspector.tokenizer import encode_document
 
 CALIBRATION_TEXT = Path(__file__).resolve().parents[1] / "data" / "calibration.txt"
+CHUNK_TOKENS = 256  # tokens per forward call; the recurrent state carries across chunks
 
 
 def default_calibration_text() -> str:
     return CALIBRATION_TEXT.read_text(encoding="utf-8")
 
 
+class _Observer:
+    """Running max|x| per site name, stored rounded to float32 (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.maxima: dict[str, float] = {}
+
+    def __call__(self, name: str, value: torch.Tensor) -> None:
+        peak = float(np.float32(float(value.detach().abs().max())))
+        self.maxima[name] = max(self.maxima.get(name, 0.0), peak)
+
+    def observe_trace(self, trace: dict[str, torch.Tensor]) -> None:
+        for key, value in trace.items():
+            if key.endswith("gate_proj"):
+                gate, y = value.chunk(2, dim=-1)
+                self(key + ".gate", gate)
+                self(key + ".y", y)
+            else:
+                self(key, value)
+
+    def hook_modules(self, module: torch.nn.Module, prefix: str) -> list:
+        """Observe the output of every RMSNorm and BitLinear inside `module` under its model-wide name."""
+        handles = []
+        for name, sub in module.named_modules():
+            if isinstance(sub, (RMSNorm, BitLinear)):
+                full = f"{prefix}.{name}" if name else prefix
+                handles.append(sub.register_forward_hook(lambda mod, args, out, full=full: self(full, out)))
+        return handles
+
+
 @torch.no_grad()
 def calibrate(model: HGRNBitForCausalLM, tokenizer: Tokenizer, text: str, max_tokens: int) -> dict[str, float]:
-    """max|x| per site: every traced stage, every RMSNorm output and every BitLinear output."""
-    ids = encode(tokenizer, text)[:max_tokens]
+    """max|x| per site: every traced stage, every RMSNorm output and every BitLinear output.
+
+    The text is encoded as a document (with the checkpoint's BOS, if it uses one), as the model saw
+    text in training. The LM head runs on the host in float and is not calibrated.
+    """
+    ids = encode_document(tokenizer, text)[:max_tokens]
     if len(ids) < 2:
         raise ValueError("calibration text is too short for this tokenizer")
-    maxima: dict[str, float] = {}
-
-    def observe(name: str, value: torch.Tensor) -> None:
-        maxima[name] = max(maxima.get(name, 0.0), float(value.detach().abs().max()))
-
-    handles = []
-    for name, module in model.named_modules():
-        if isinstance(module, (RMSNorm, BitLinear)):
-            handles.append(module.register_forward_hook(lambda mod, args, out, name=name: observe(name, out)))
-    try:
-        state = None
-        for start in range(0, len(ids), 256):
-            trace: dict[str, torch.Tensor] = {}
-            _, state = model(torch.tensor([ids[start : start + 256]]), state, trace)
-            for key, value in trace.items():
-                if key.endswith("gate_proj"):
-                    gate, y = value.chunk(2, dim=-1)
-                    observe(key + ".gate", gate)
-                    observe(key + ".y", y)
-                else:
-                    observe(key, value)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return maxima
+    observe = _Observer()
+    x = model.model.embeddings(torch.tensor([ids])).double()
+    observe("embeddings", x)
+    bounds = None
+    if model.config.use_lower_bound:
+        probs = model.model.lower_bounds.detach().double().softmax(dim=0)
+        bounds = probs.cumsum(dim=0) - probs[0]
+    for idx, layer in enumerate(model.model.layers):
+        block = copy.deepcopy(layer).double()
+        handles = observe.hook_modules(block, f"model.layers.{idx}")
+        try:
+            state, outputs = None, []
+            for start in range(0, x.shape[1], CHUNK_TOKENS):
+                trace: dict[str, torch.Tensor] = {}
+                bound = bounds[idx] if bounds is not None else None
+                out, state = block(x[:, start : start + CHUNK_TOKENS], bound, state, trace, f"layers.{idx}.")
+                observe.observe_trace(trace)
+                outputs.append(out)
+            x = torch.cat(outputs, dim=1)
+        finally:
+            for handle in handles:
+                handle.remove()
+        del block
+    final_norm = copy.deepcopy(model.model.norm).double()
+    normed = final_norm(x)
+    observe("model.norm", normed)
+    observe("final_norm", normed)
+    return observe.maxima

@@ -27,6 +27,20 @@ still choose; our choices and their reasons:
   floor(2^F / sqrt(m)) with F = `norm_frac_bits`, and norm weights with `norm_weight_frac_bits`.
 - Requantization multiplies by an integer of at most `multiplier_bits` bits and shifts right
   with round-half-up (add half, arithmetic shift): the rounding a shift unit gives for free.
+
+Rounding. The float model rounds its per-token 8-bit activations with halves away from zero, as the
+released fused kernel does (`tl.math.round` in `mmfreelm/ops/fusedbitnet.py`). The integer model
+rounds every requantization half *up* (toward +infinity): add 2^(shift-1), then an arithmetic shift
+right, which is what a neuro-core's shift gives without a sign test. The two agree everywhere except
+on exact negative halves (-2.5 -> -3 in the float model, -2 here), a difference of one code on ties.
+
+Scale rule (`scale_rule`). "max_code" (default) maps the calibrated max|x| onto the largest code,
+max|x| / (2^(b-1) - 1), so calibrated values never clip. "study" is the paper's GPU study
+(stevenabreu7/matmulfreellm, `mmfreelm/models/hgrn_bit/quantization.py`, `calculate_qparams`):
+scale = max|x| / ((qmax - qmin) / 2), i.e. max|x| / 127.5 at 8 bits, and power-of-two scales
+rounded to the nearest power (`2 ** round(log2(scale))`); its fake quantizer clamps then rounds, so
+max|x| itself lands on the top code. The preset "paper-study" (`QUANT_PRESETS`) reproduces the
+study's configuration as far as an all-integer model can.
 """
 
 from __future__ import annotations
@@ -41,6 +55,9 @@ from inspector.overrides import replace_known
 
 class QuantConfigError(InspectorError):
     """A QuantConfig that the hardware could not represent, or an unknown override key."""
+
+
+SCALE_RULES = ("max_code", "study")
 
 
 @dataclass(frozen=True)
@@ -59,6 +76,7 @@ class QuantConfig:
     message_bits: int = 24  # graded-spike payload width
     accumulator_bits: int = 24  # synaptic input accumulator of a neuron
     pow2_scales: bool = False  # paper option: round every scale to a power of two (shift-only)
+    scale_rule: str = "max_code"  # "max_code": max|x| / (2^(b-1)-1); "study": max|x| / (2^(b-1)-0.5)
     state_headroom: float = 2.0  # h is scaled so the calibration max uses 1/headroom of its range
     calibration_tokens: int = 2048  # tokens of text used to calibrate the scales
     embedding_on_host: bool = True  # the embedding lookup runs off-chip (paper: floating point)
@@ -69,9 +87,17 @@ class QuantConfig:
 
     def validate(self) -> None:
         for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if field.type == "int" and (not isinstance(value, int) or isinstance(value, bool)):
+            value, kind = getattr(self, field.name), type(field.default)
+            if kind is int and (not isinstance(value, int) or isinstance(value, bool)):
                 raise QuantConfigError(f"QuantConfig.{field.name} must be an integer, got {value!r}")
+            if kind is bool and not isinstance(value, bool):
+                raise QuantConfigError(f"QuantConfig.{field.name} must be true or false, got {value!r}")
+            if kind is float and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+                raise QuantConfigError(f"QuantConfig.{field.name} must be a number, got {value!r}")
+        if self.scale_rule not in SCALE_RULES:
+            raise QuantConfigError(
+                f"QuantConfig.scale_rule={self.scale_rule!r}: choose one of {', '.join(SCALE_RULES)}"
+            )
         for name in ("act_bits", "residual_bits", "spike_bits", "internal_bits"):
             bits = getattr(self, name)
             if not 2 <= bits <= self.message_bits:
@@ -109,9 +135,41 @@ class QuantConfig:
                 "the embedding and LM head run on the host in this version (the paper keeps them off-chip)"
             )
 
+    @classmethod
+    def preset(cls, name: str) -> "QuantConfig":
+        """A named configuration from `QUANT_PRESETS`; an unknown name is an error listing the known ones."""
+        if name not in QUANT_PRESETS:
+            raise QuantConfigError(f"unknown QuantConfig preset {name!r}; known presets: {', '.join(QUANT_PRESETS)}")
+        return cls(**QUANT_PRESETS[name]["settings"])
+
     def with_overrides(self, overrides: dict[str, Any]) -> "QuantConfig":
         """A copy with some fields changed; unknown keys are an error that names them."""
         return replace_known(self, overrides, QuantConfigError)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# Named configurations: what each reproduces, and the settings that differ from the defaults.
+QUANT_PRESETS: dict[str, dict[str, Any]] = {
+    "default": {
+        "description": "This project's defaults: 8-bit block sites, 12 bits inside the MLGRU and GLU, "
+        "max|x| on the largest code.",
+        "settings": {},
+    },
+    "paper-study": {
+        "description": "The paper's GPU study (stevenabreu7/matmulfreellm quantization.py defaults): 8-bit "
+        "block sites, final norm and residual adds, scale = max|x| / 127.5, no power-of-two scales. The study "
+        "keeps the inside of the MLGRU and the GLU in floating point; an integer model cannot, so those sites "
+        "get the widest codes the lookup tables allow (16 bits) and the state a full 24-bit register.",
+        "settings": {
+            "act_bits": 8,
+            "residual_bits": 8,
+            "spike_bits": 8,
+            "internal_bits": 16,
+            "state_bits": 24,
+            "pow2_scales": False,
+            "scale_rule": "study",
+        },
+    },
+}

@@ -11,18 +11,30 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from inspector.model import BitLinear, HGRNBitForCausalLM, RMSNorm
+from inspector.model import BitLinear, HGRNBitForCausalLM, RMSNorm, ternarize
 from inspector.quant import kernels as K
 from inspector.quant.config import QuantConfig
 
 
-def site_scale(max_abs: float, bits: int, pow2: bool) -> float:
-    """Symmetric per-tensor scale: max|x| maps to the largest code (paper: max / (2^(b-1) - 1))."""
-    scale = (max_abs if max_abs > 0 else 1.0) / ((1 << (bits - 1)) - 1)
-    return 2.0 ** math.ceil(math.log2(scale)) if pow2 else scale
+def site_scale(max_abs: float, bits: int, qc: QuantConfig) -> float:
+    """Symmetric per-tensor scale from a calibrated max|x|, by `qc.scale_rule` (see QuantConfig).
+
+    "max_code": max|x| / (2^(b-1) - 1), max|x| lands on the largest code, nothing calibrated clips;
+    powers of two round the scale up (ceil), which keeps that property.
+    "study": max|x| / ((qmax - qmin) / 2) = max|x| / (2^(b-1) - 0.5), as `calculate_qparams` of the
+    paper's study (stevenabreu7/matmulfreellm, mmfreelm/models/hgrn_bit/quantization.py); powers of
+    two round log2(scale) to nearest, as it does. max|x| then lands on code 127.5 and saturates.
+    """
+    max_abs = max_abs if max_abs > 0 else 1.0
+    if qc.scale_rule == "study":
+        scale = max_abs / (((1 << bits) - 1) / 2)
+        return 2.0 ** round(math.log2(scale)) if qc.pow2_scales else scale
+    scale = max_abs / ((1 << (bits - 1)) - 1)
+    return 2.0 ** math.ceil(math.log2(scale)) if qc.pow2_scales else scale
 
 
 @dataclass(frozen=True)
@@ -150,11 +162,13 @@ def _norm(module: RMSNorm, in_scale: float, out_scale: float, out_bits: int, qc:
 
 
 def _bitlinear(name: str, module: BitLinear, in_scale: float, cal: dict[str, float], qc: QuantConfig) -> IntBitLinear:
-    spike_scale = site_scale(cal[name + ".norm"], qc.spike_bits, qc.pow2_scales)
+    spike_scale = site_scale(cal[name + ".norm"], qc.spike_bits, qc)
     norm = _norm(module.norm, in_scale, spike_scale, qc.spike_bits, qc)
-    w = module.weight.detach()
-    beta = float(w.abs().mean().clamp(min=1e-5))
-    ternary = torch.round(w / beta).clamp(-1, 1).to(K.INT)
+    ternary, beta = ternarize(module.weight)
+    # float64 sums still vary in their last bits with the thread count; rounded to float32 they do
+    # not, so every multiplier derived from beta is the same on every machine.
+    beta = float(np.float32(beta))
+    ternary = ternary.to(K.INT)
     return IntBitLinear(name, norm, ternary, ternary.float(), beta, spike_scale * beta)
 
 
@@ -174,21 +188,21 @@ def _silu_table(scale: float, qc: QuantConfig) -> tuple[torch.Tensor, float]:
 def convert(model: HGRNBitForCausalLM, calibration: dict[str, float], qc: QuantConfig) -> IntegerParams:
     """Build the integer model's parameters from a float model and its calibration maxima."""
     cal = calibration
-    act, res, inner, pow2 = qc.act_bits, qc.residual_bits, qc.internal_bits, qc.pow2_scales
+    act, res, inner = qc.act_bits, qc.residual_bits, qc.internal_bits
     bounds = model.model.layer_lower_bounds()
-    x_scale = input_scale = site_scale(cal["embeddings"], res, pow2)
+    x_scale = input_scale = site_scale(cal["embeddings"], res, qc)
     layers = []
     for idx, block in enumerate(model.model.layers):
         p = f"layers.{idx}."
         m = f"model.layers.{idx}."
         s: dict[str, float] = {"input": x_scale}
-        s["attn_norm"] = site_scale(cal[p + "attn_norm"], act, pow2)
+        s["attn_norm"] = site_scale(cal[p + "attn_norm"], act, qc)
         attn_norm = _norm(block.attn_norm, x_scale, s["attn_norm"], act, qc)
         i_proj = _bitlinear(m + "attn.i_proj", block.attn.i_proj, s["attn_norm"], cal, qc)
         f_proj = _bitlinear(m + "attn.f_proj", block.attn.f_proj, s["attn_norm"], cal, qc)
         g_proj = _bitlinear(m + "attn.g_proj", block.attn.g_proj, s["attn_norm"], cal, qc)
         for key in ("i_proj", "f_proj", "g_proj"):
-            s[key] = site_scale(cal[p + key], inner, pow2)
+            s[key] = site_scale(cal[p + key], inner, qc)
         one = 1 << qc.gate_frac_bits
         s["forget_gate"] = 1.0 / one
         lower = None
@@ -196,23 +210,23 @@ def convert(model: HGRNBitForCausalLM, calibration: dict[str, float], qc: QuantC
             lower = torch.round(bounds[idx].double() * one).to(K.INT)
         silu_i, s["input_gate"] = _silu_table(s["i_proj"], qc)
         max_h = cal[p + "hidden"] * qc.state_headroom
-        s["hidden"] = site_scale(max_h, qc.state_bits, pow2)
-        s["hidden_code"] = site_scale(cal[p + "hidden"], inner, pow2)
+        s["hidden"] = site_scale(max_h, qc.state_bits, qc)
+        s["hidden_code"] = site_scale(cal[p + "hidden"], inner, qc)
         silu_h, s["swish_hidden"] = _silu_table(s["hidden_code"], qc)
-        s["g_norm"] = site_scale(cal[m + "attn.g_norm"], inner, pow2)
-        s["gated_output"] = site_scale(cal[p + "gated_output"], inner, pow2)
+        s["g_norm"] = site_scale(cal[m + "attn.g_norm"], inner, qc)
+        s["gated_output"] = site_scale(cal[p + "gated_output"], inner, qc)
         o_proj = _bitlinear(m + "attn.o_proj", block.attn.o_proj, s["gated_output"], cal, qc)
-        s["o_proj"] = site_scale(cal[p + "o_proj"], act, pow2)
-        s["residual_attn"] = site_scale(cal[p + "residual_attn"], res, pow2)
-        s["mlp_norm"] = site_scale(cal[p + "mlp_norm"], act, pow2)
+        s["o_proj"] = site_scale(cal[p + "o_proj"], act, qc)
+        s["residual_attn"] = site_scale(cal[p + "residual_attn"], res, qc)
+        s["mlp_norm"] = site_scale(cal[p + "mlp_norm"], act, qc)
         gate_proj = _bitlinear(m + "mlp.gate_proj", block.mlp.gate_proj, s["mlp_norm"], cal, qc)
-        s["gate"] = site_scale(cal[p + "gate_proj.gate"], inner, pow2)
-        s["y"] = site_scale(cal[p + "gate_proj.y"], inner, pow2)
+        s["gate"] = site_scale(cal[p + "gate_proj.gate"], inner, qc)
+        s["y"] = site_scale(cal[p + "gate_proj.y"], inner, qc)
         silu_gate, s["silu_gate"] = _silu_table(s["gate"], qc)
-        s["glu"] = site_scale(cal[p + "glu"], inner, pow2)
+        s["glu"] = site_scale(cal[p + "glu"], inner, qc)
         down_proj = _bitlinear(m + "mlp.down_proj", block.mlp.down_proj, s["glu"], cal, qc)
-        s["down_proj"] = site_scale(cal[p + "down_proj"], act, pow2)
-        s["residual_mlp"] = site_scale(cal[p + "residual_mlp"], res, pow2)
+        s["down_proj"] = site_scale(cal[p + "down_proj"], act, qc)
+        s["residual_mlp"] = site_scale(cal[p + "residual_mlp"], res, qc)
         layers.append(
             IntLayer(
                 attn_norm=attn_norm,
@@ -246,7 +260,7 @@ def convert(model: HGRNBitForCausalLM, calibration: dict[str, float], qc: QuantC
             )
         )
         x_scale = s["residual_mlp"]
-    final_scale = site_scale(cal["final_norm"], act, pow2)
+    final_scale = site_scale(cal["final_norm"], act, qc)
     final_norm = _norm(model.model.norm, x_scale, final_scale, act, qc)
     return IntegerParams(qc, input_scale, layers, final_norm, dict(calibration))
 
