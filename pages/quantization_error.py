@@ -8,7 +8,7 @@ import streamlit as st
 from inspector.diff import compare
 from inspector.errors import InspectorError
 from inspector.figures import kl_agreement_figure, layer_error_figure, scatter_figure, token_error_figure
-from inspector.tokenizer import encode
+from inspector.tokenizer import encode_document
 from inspector.ui.export import chart, table_downloads
 from inspector.ui.runs import page_analysis
 from inspector.ui.sidebar import emulator_for
@@ -55,7 +55,7 @@ text = st.text_area(
     "Text (both models are teacher-forced on it)", value=analysis.prompt + analysis.int_text, key="ppl_text", height=120
 )
 if st.button("Compute perplexity", key="ppl_button"):
-    ids = encode(session.loaded.tokenizer, text)[:1024]
+    ids = encode_document(session.loaded.tokenizer, text)[:1024]
     if len(ids) < 2:
         st.error("The text needs at least two tokens.")
     else:
