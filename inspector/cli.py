@@ -30,7 +30,7 @@ from inspector.emulator.engine import Emulator, make_backend
 from inspector.emulator.mapper import map_model
 from inspector.errors import InspectorError
 from inspector.generate import SamplingSettings, encode_prompt
-from inspector.quant.config import QuantConfig, QuantConfigError
+from inspector.quant.config import QUANT_PRESETS, QuantConfig, QuantConfigError
 from inspector.tokenizer import encode_document
 from inspector.train import bits_per_character, split_corpus
 from inspector.traces import write_traces
@@ -42,8 +42,8 @@ def resolve_model(name: str) -> LoadedModel:
     return load_checkpoint(samples[name] if name in samples else Path(name))
 
 
-def parse_overrides(pairs: list[str]) -> QuantConfig:
-    """`key=value` pairs into a QuantConfig (ints, floats and true/false understood)."""
+def parse_overrides(pairs: list[str], preset: str = "default") -> QuantConfig:
+    """A named preset (`QUANT_PRESETS`) with `key=value` pairs on top (ints, floats and true/false understood)."""
     overrides = {}
     for pair in pairs:
         if "=" not in pair:
@@ -60,7 +60,7 @@ def parse_overrides(pairs: list[str]) -> QuantConfig:
                 except ValueError:
                     continue
         overrides[key.strip()] = value
-    return QuantConfig().with_overrides(overrides)
+    return QuantConfig.preset(preset).with_overrides(overrides)
 
 
 def _sampling(args) -> SamplingSettings:
@@ -72,7 +72,7 @@ def _sampling(args) -> SamplingSettings:
 def cmd_run(args) -> int:
     require_backend(args.backend)  # before loading anything: say what is missing at once
     loaded = resolve_model(args.model)
-    qc = parse_overrides(args.quant)
+    qc = parse_overrides(args.quant, args.quant_preset)
     sampling = _sampling(args)
     encode_prompt(loaded.tokenizer, args.prompt)  # reject a bad prompt before the slow set-up
     emulator = make_backend(args.backend, loaded, qc)
@@ -101,7 +101,7 @@ def cmd_run(args) -> int:
 
 def cmd_diff(args) -> int:
     loaded = resolve_model(args.model)
-    qc = parse_overrides(args.quant)
+    qc = parse_overrides(args.quant, args.quant_preset)
     emulator = Emulator(loaded, qc)
     if args.text:
         try:
@@ -135,7 +135,7 @@ def cmd_quality(args) -> int:
         raise InspectorError(f"{loaded.directory}: quality needs a sample model whose card names a corpus in {corpus.parent}")
     _, val_text = split_corpus(corpus.read_text(encoding="utf-8"), card.get("val_fraction", 0.1))
     ids = torch.tensor(encode_document(loaded.tokenizer, val_text))
-    emulator = Emulator(loaded, parse_overrides(args.quant))
+    emulator = Emulator(loaded, parse_overrides(args.quant, args.quant_preset))
     float_bpc = bits_per_character(loaded.model, ids, len(val_text))
     int_bpc = bits_per_character(emulator.step_fn(None), ids, len(val_text))
     result = compare(emulator, ids[: args.max_tokens].tolist())
@@ -173,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--top-k", type=int, default=40)
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--quant", nargs="*", default=[], metavar="KEY=VALUE", help="QuantConfig overrides")
+        p.add_argument("--quant-preset", default="default", choices=list(QUANT_PRESETS), help="QuantConfig preset the overrides apply to")
 
     run = sub.add_parser("run", help="generate with the integer model on the emulator and write Parquet traces")
     common(run)
@@ -193,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     quality = sub.add_parser("quality", help="float vs integer validation loss of a sample model, and per-layer SQNR")
     quality.add_argument("--model", default="shakespeare")
     quality.add_argument("--quant", nargs="*", default=[], metavar="KEY=VALUE")
+    quality.add_argument("--quant-preset", default="default", choices=list(QUANT_PRESETS))
     quality.add_argument("--max-tokens", type=int, default=512, help="tokens for the SQNR table")
     quality.set_defaults(func=cmd_quality)
 

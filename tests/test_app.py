@@ -179,3 +179,12 @@ def test_saturation_per_core(app):
     assert not app.exception
     app.selectbox(key="sat_layer").select(1).run()
     assert not app.exception
+
+
+def test_quant_preset_paper_study_reaches_the_integer_model(app):
+    """Choosing the paper-study preset in the sidebar runs the integer model with the study's scale rule."""
+    app.sidebar.selectbox(key="q_preset").select("paper-study").run()
+    assert not app.exception, app.exception
+    assert app.sidebar.selectbox(key="q_scale_rule.paper-study").value == "study"
+    assert app.sidebar.slider(key="q_internal_bits.paper-study").value == 16
+    assert any("study" in c.value for c in app.sidebar.caption)

@@ -18,7 +18,7 @@ from inspector.checkpoint import LoadedModel, load_checkpoint
 from inspector.emulator.engine import Emulator, make_backend
 from inspector.errors import InspectorError
 from inspector.generate import MAX_NEW_TOKENS, SamplingSettings
-from inspector.quant.config import QuantConfig
+from inspector.quant.config import QUANT_PRESETS, SCALE_RULES, QuantConfig
 
 LOCAL_CHOICE = "Local checkpoint directory…"
 DEFAULT_PROMPTS = {"shakespeare": "ROMEO:\n", "tinystories": "Once upon a time, "}
@@ -68,12 +68,17 @@ def _choice(widget, label: str, options: list, key: str, default_index: int = 0,
     return keep(key, widget(label, options, index=index, key=key, **kwargs))
 
 
-def _quant_overrides(defaults: QuantConfig) -> QuantConfig:
-    def slider(label: str, lo: int, hi: int, name: str) -> int:
-        key = f"q_{name}"
-        return keep(key, st.slider(label, lo, hi, kept(key, getattr(defaults, name)), key=key))
-
+def _quant_overrides() -> QuantConfig:
     with st.expander("QuantConfig overrides"):
+        preset = _choice(st.selectbox, "Preset", list(QUANT_PRESETS), "q_preset")
+        st.caption(QUANT_PRESETS[preset]["description"])
+        defaults = QuantConfig.preset(preset)
+
+        def slider(label: str, lo: int, hi: int, name: str) -> int:
+            key = f"q_{name}"  # per preset below: switching presets shows that preset's values
+            key = key if preset == "default" else f"{key}.{preset}"
+            return keep(key, st.slider(label, lo, hi, kept(key, getattr(defaults, name)), key=key))
+
         st.caption("Bit widths of the integer model. Changing one re-runs the analysis.")
         values = {
             "act_bits": slider("Block activation bits", 3, 12, "act_bits"),
@@ -87,6 +92,11 @@ def _quant_overrides(defaults: QuantConfig) -> QuantConfig:
                 "State headroom", [1.0, 1.5, 2.0, 4.0, 8.0], kept("q_headroom", defaults.state_headroom), key="q_headroom"
             )),
             "pow2_scales": keep("q_pow2", st.toggle("Power-of-two scales (shift-only)", kept("q_pow2", defaults.pow2_scales), key="q_pow2")),
+            "scale_rule": _choice(
+                st.selectbox, "Scale rule", list(SCALE_RULES), f"q_scale_rule.{preset}", SCALE_RULES.index(defaults.scale_rule),
+                help="max_code: max|x| / (2^(b-1) - 1), nothing calibrated clips. study: max|x| / (2^(b-1) - 0.5), "
+                "the paper's GPU study (calculate_qparams).",
+            ),
         }
     return defaults.with_overrides(values)
 
@@ -140,7 +150,7 @@ def render_sidebar() -> Session | None:
         top_k = keep("top_k", st.number_input("Top-k (0 = off)", 0, loaded.config.vocab_size, kept("top_k", 40), key="top_k"))
         seed = keep("seed", st.number_input("Seed", 0, 2**31 - 1, kept("seed", 0), key="seed"))
         try:
-            qc = _quant_overrides(QuantConfig())
+            qc = _quant_overrides()
         except InspectorError as exc:
             st.error(str(exc))
             return None
