@@ -13,16 +13,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
 from inspector.config import HGRNBitConfig, read_config
 from inspector.errors import CheckpointError
-from inspector.model import HGRNBitForCausalLM
+from inspector.memory import check_model_fits
+from inspector.model import BitLinear, HGRNBitForCausalLM
+from inspector.ternary import TernaryMatrix
 from inspector.tokenizer import TOKENIZER_FILE, load_tokenizer
 
 CONFIG_FILE = "config.json"
@@ -47,90 +50,174 @@ class LoadedModel:
         return self.directory.name
 
 
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+class WeightSource:
+    """The tensors of a checkpoint, by key, read one at a time (never a second full copy in memory).
+
+    Shapes and dtypes come from the file headers (safetensors) or a memory map (`.bin`), so they are
+    checked against the config before any tensor is read or any model memory is allocated.
+    """
+
+    def __init__(self, files: dict[str, Path], readers: dict[Path, Any]):
+        self.files = files  # key -> file that holds it
+        self._readers = readers
+
+    def keys(self) -> list[str]:
+        return list(self.files)
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        reader = self._readers[self.files[key]]
+        return tuple(reader[key].shape) if isinstance(reader, dict) else tuple(reader.get_slice(key).get_shape())
+
+    def dtype(self, key: str) -> str:
+        reader = self._readers[self.files[key]]
+        if isinstance(reader, dict):
+            return str(reader[key].dtype).replace("torch.", "")
+        return str(reader.get_slice(key).get_dtype())
+
+    def get(self, key: str) -> torch.Tensor:
+        path = self.files[key]
+        reader = self._readers[path]
+        try:
+            return reader[key] if isinstance(reader, dict) else reader.get_tensor(key)
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(str(path), key, f"cannot be read ({exc})") from None
+
+
+def _open_safetensors(path: Path):
     try:
-        return load_file(str(path))
+        return safe_open(str(path), framework="pt")
     except FileNotFoundError:
         raise CheckpointError(str(path), None, "file not found") from None
-    except (SafetensorError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(str(path), None, f"not a valid safetensors file ({exc})") from None
 
 
-def _read_sharded(index_path: Path) -> dict[str, torch.Tensor]:
+def _safetensors_source(path: Path) -> WeightSource:
+    reader = _open_safetensors(path)
+    return WeightSource({key: path for key in reader.keys()}, {path: reader})
+
+
+def _sharded_source(index_path: Path) -> WeightSource:
     try:
         index = json.loads(index_path.read_text(encoding="utf-8"))
         weight_map: dict[str, str] = index["weight_map"]
+        if not isinstance(weight_map, dict):
+            raise TypeError
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(str(index_path), None, f"not valid JSON: {exc}") from None
     except (KeyError, TypeError):
         raise CheckpointError(str(index_path), "weight_map", "missing or not an object") from None
-    tensors: dict[str, torch.Tensor] = {}
-    for shard in sorted(set(weight_map.values())):
-        shard_path = index_path.parent / shard
-        if not shard_path.exists():
-            raise CheckpointError(str(shard_path), None, f"shard listed in {INDEX_FILE} is missing")
-        for key, value in _read_safetensors(shard_path).items():
-            if weight_map.get(key) == shard:
-                tensors[key] = value
+    readers: dict[Path, Any] = {}
+    files: dict[str, Path] = {}
     for key, shard in weight_map.items():
-        if key not in tensors:
-            raise CheckpointError(str(index_path.parent / shard), key, f"tensor listed in {INDEX_FILE} is not in the shard")
-    return tensors
+        shard_path = index_path.parent / str(shard)
+        if shard_path.resolve().parent != index_path.parent.resolve():
+            raise CheckpointError(str(index_path), key, f"shard {shard!r} is outside the checkpoint directory")
+        if shard_path not in readers:
+            if not shard_path.exists():
+                raise CheckpointError(str(shard_path), None, f"shard listed in {INDEX_FILE} is missing")
+            readers[shard_path] = _open_safetensors(shard_path)
+        if key not in readers[shard_path].keys():
+            raise CheckpointError(str(shard_path), key, f"tensor listed in {INDEX_FILE} is not in the shard")
+        files[key] = shard_path
+    return WeightSource(files, readers)
 
 
-def _read_torch_bin(path: Path) -> dict[str, torch.Tensor]:
+def _torch_bin_source(path: Path) -> WeightSource:
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        try:  # memory-mapped: tensors are paged in as they are read
+            state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # the legacy (non-zip) format cannot be memory-mapped
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refuses pickled code with a generic UnpicklingError
-        raise CheckpointError(str(path), None, f"cannot be read safely with weights_only=True ({exc})") from None
+        raise CheckpointError(
+            str(path), None, f"cannot be read safely: the file holds pickled objects other than tensors ({type(exc).__name__}); "
+            "convert it to safetensors on a machine you trust"
+        ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(str(path), None, "expected a flat dict of tensors (a state_dict)")
-    return state
+    return WeightSource({key: path for key in state}, {path: state})
 
 
-def read_weights(directory: Path) -> tuple[dict[str, torch.Tensor], Path]:
-    """Find and read the weight files of a checkpoint directory; returns tensors and the file read."""
-    for name, reader in ((WEIGHTS_FILE, _read_safetensors), (INDEX_FILE, _read_sharded), (TORCH_FILE, _read_torch_bin)):
+def weight_source(directory: Path) -> WeightSource:
+    """Find the weight files of a checkpoint directory (single safetensors, sharded, or .bin)."""
+    for name, opener in ((WEIGHTS_FILE, _safetensors_source), (INDEX_FILE, _sharded_source), (TORCH_FILE, _torch_bin_source)):
         path = directory / name
         if path.exists():
-            return reader(path), path
+            return opener(path)
     raise CheckpointError(
         str(directory / WEIGHTS_FILE), None, f"no weights found (looked for {WEIGHTS_FILE}, {INDEX_FILE}, {TORCH_FILE})"
     )
 
 
-def check_state_dict(model: HGRNBitForCausalLM, tensors: dict[str, torch.Tensor], source: Path) -> None:
-    """Compare names, shapes and dtypes against the model, naming the first offending key."""
-    expected = model.state_dict()
-    for key, ref in expected.items():
-        if key not in tensors:
-            raise CheckpointError(str(source), key, "missing tensor")
-        got = tensors[key]
-        if tuple(got.shape) != tuple(ref.shape):
-            raise CheckpointError(
-                str(source), key, f"shape {tuple(got.shape)} does not match the config's {tuple(ref.shape)}"
-            )
-        if not got.dtype.is_floating_point:
-            raise CheckpointError(str(source), key, f"dtype {got.dtype} is not a floating-point type")
-        if not torch.isfinite(got).all():
-            raise CheckpointError(str(source), key, "contains NaN or infinite values")
-    unexpected = sorted(set(tensors) - set(expected))
+def expected_shapes(model: HGRNBitForCausalLM) -> dict[str, tuple[int, ...]]:
+    """Every tensor key a checkpoint of this config must hold, with its shape (BitLinear weights included)."""
+    shapes = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    for name, module in model.bitlinears():
+        shapes[f"{name}.weight"] = (module.out_features, module.in_features)
+    return shapes
+
+
+FLOAT_DTYPES = ("F64", "F32", "F16", "BF16", "float64", "float32", "float16", "bfloat16")
+
+
+def check_weight_source(shapes: dict[str, tuple[int, ...]], source: WeightSource) -> None:
+    """Compare names, shapes and dtypes against the config from the headers alone, naming the first offending key."""
+    for key, shape in shapes.items():
+        if key not in source.files:
+            raise CheckpointError(str(next(iter(source.files.values()), "")), key, "missing tensor")
+        got = source.shape(key)
+        if got != shape:
+            raise CheckpointError(str(source.files[key]), key, f"shape {got} does not match the config's {shape}")
+        if source.dtype(key) not in FLOAT_DTYPES:
+            raise CheckpointError(str(source.files[key]), key, f"dtype {source.dtype(key)} is not a floating-point type")
+    unexpected = sorted(set(source.files) - set(shapes))
     if unexpected:
         more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
-        raise CheckpointError(str(source), unexpected[0], f"unexpected tensor for this config{more}")
+        raise CheckpointError(str(source.files[unexpected[0]]), unexpected[0], f"unexpected tensor for this config{more}")
 
 
-def load_checkpoint(directory: str | Path) -> LoadedModel:
-    """Load a float model and its tokenizer from a local directory in the HF layout."""
+def _place(model: HGRNBitForCausalLM, key: str, tensor: torch.Tensor, bitlinears: dict[str, BitLinear]) -> None:
+    """Put one checkpoint tensor into the model: a BitLinear weight as its int8 ternary matrix, the rest as float32."""
+    owner, _, name = key.rpartition(".")
+    if name == "weight" and owner in bitlinears:
+        bitlinears[owner].freeze(TernaryMatrix.from_weight(tensor))
+        return
+    module = model.get_submodule(owner) if owner else model
+    setattr(module, name, torch.nn.Parameter(tensor.to(torch.float32), requires_grad=False))
+
+
+ProgressFn = Callable[[int, int, str], None]  # (tensors done, tensors total, key)
+
+
+def load_checkpoint(directory: str | Path, on_progress: Optional[ProgressFn] = None) -> LoadedModel:
+    """Load a model (frozen: int8 ternary matrices, see BitLinear) and its tokenizer from a local HF-layout directory.
+
+    Order matters for a hostile or mistaken input: config, then the memory it implies, then every
+    tensor's name, shape and dtype from the file headers, and only then any tensor data, one tensor at
+    a time (bf16 or float32 on disk, never two full copies in memory).
+    """
     directory = Path(directory).expanduser()
     if not directory.is_dir():
         raise CheckpointError(str(directory), None, "not a directory")
     config = read_config(directory / CONFIG_FILE)
-    tensors, source = read_weights(directory)
-    model = HGRNBitForCausalLM(config)
-    check_state_dict(model, tensors, source)
-    model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
-    model.eval()
+    check_model_fits(config, str(directory / CONFIG_FILE))
+    source = weight_source(directory)
+    with torch.device("meta"):
+        model = HGRNBitForCausalLM(config, initialize=False)
+    shapes = expected_shapes(model)
+    check_weight_source(shapes, source)
+    bitlinears = dict(model.bitlinears())
+    keys = list(shapes)
+    for done, key in enumerate(keys):
+        tensor = source.get(key)
+        if not torch.isfinite(tensor).all():
+            raise CheckpointError(str(source.files[key]), key, "contains NaN or infinite values")
+        _place(model, key, tensor, bitlinears)
+        del tensor
+        if on_progress is not None:
+            on_progress(done + 1, len(keys), key)
+    model.freeze()
     tokenizer = load_tokenizer(directory, config.bos_token_id, config.eos_token_id)
     if tokenizer.get_vocab_size() > config.vocab_size:
         raise CheckpointError(
@@ -151,7 +238,12 @@ def load_checkpoint(directory: str | Path) -> LoadedModel:
 def save_checkpoint(
     model: HGRNBitForCausalLM, tokenizer: Tokenizer, directory: str | Path, card: dict[str, Any] | None = None
 ) -> Path:
-    """Write config.json, model.safetensors and tokenizer.json (and card.json) in the HF layout."""
+    """Write config.json, model.safetensors and tokenizer.json (and card.json) in the HF layout.
+
+    Only a trainable model (with its latent float weights) can be saved: a frozen one has dropped them.
+    """
+    if any(module.frozen for _, module in model.bitlinears()):
+        raise ValueError("a frozen model keeps only ternary weights; save the trainable model instead")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n", encoding="utf-8")

@@ -39,7 +39,13 @@ from inspector.traces import write_traces
 def resolve_model(name: str) -> LoadedModel:
     """A sample model name (e.g. `shakespeare`) or a checkpoint directory."""
     samples = sample_models()
-    return load_checkpoint(samples[name] if name in samples else Path(name))
+    with tqdm(total=0, desc="loading tensors", unit="tensor", disable=None, leave=False) as bar:
+
+        def on_progress(done: int, total: int, key: str) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        return load_checkpoint(samples[name] if name in samples else Path(name), on_progress=on_progress)
 
 
 def parse_overrides(pairs: list[str], preset: str = "default") -> QuantConfig:

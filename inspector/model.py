@@ -29,6 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from inspector.config import HGRNBitConfig
+from inspector.ternary import TernaryMatrix, ternarize  # noqa: F401  (ternarize: the model's weight quantizer)
 
 Trace = Optional[dict[str, torch.Tensor]]
 
@@ -80,49 +81,53 @@ def activation_quant_int(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return round_half_away(x * scale).clamp(-128, 127), scale
 
 
-def ternarize(w: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """Absmean ternary quantization (`weight_quant` in fusedbitnet.py): (int8 {-1,0,1}, beta = mean|W|).
-
-    The real weight is `ternary * beta`. Both the float model and the integer model use this one
-    function, so they hold the same ternary matrix. beta is summed in float64: a float32 sum depends
-    on how many threads it is split over, and a ternary value decided by it would too (the integer
-    model rounds beta further, to float32, see `inspector.quant.convert`).
-    """
-    beta = max(float(w.detach().double().abs().mean()), 1e-5)
-    ternary = torch.round(w.detach().double() / beta).clamp(-1, 1).to(torch.int8)
-    return ternary, beta
-
-
 class BitLinear(nn.Linear):
     """RMSNorm -> 8-bit activations x ternary weights, with the straight-through estimator.
 
-    The quantize-dequantize happens in the forward pass; gradients flow as if it were the identity
-    (the `.detach()` trick of BitNet), which is how the reference trains.
+    Two forms. Trainable (as built): the float `weight` is the latent weight and the quantize-
+    dequantize happens in the forward pass; gradients flow as if it were the identity (the `.detach()`
+    trick of BitNet), which is how the reference trains. Frozen (`freeze()`, what checkpoints are
+    loaded into): only the ternary matrix is kept, as int8 in a `TernaryMatrix` that the integer model
+    shares, and the forward pass accumulates the 8-bit activation codes against it exactly in
+    integers, then scales once by beta / activation scale. That is the same number the reference
+    computes as `F.linear(codes / scale, ternary * beta)`, with the float rounding of the sum removed.
     """
 
     def __init__(self, in_features: int, out_features: int):
         super().__init__(in_features, out_features, bias=False)
         self.norm = RMSNorm(in_features, eps=FUSED_BITLINEAR_EPS)
-        self._frozen: Optional[tuple[tuple, torch.Tensor]] = None
+        self.ternary: Optional[TernaryMatrix] = None
+
+    @property
+    def frozen(self) -> bool:
+        return self.ternary is not None
+
+    def freeze(self, ternary: Optional[TernaryMatrix] = None) -> None:
+        """Keep only the ternary matrix (given, or computed from `weight`) and free the float weight."""
+        self.ternary = ternary if ternary is not None else TernaryMatrix.from_weight(self.weight)
+        del self.weight
+        self.register_parameter("weight", None)
 
     def quantized_weight(self) -> torch.Tensor:
-        """Ternary weights (dequantized). Cached when no gradient is needed: inference re-quantizing
-        every weight on every token would dominate the cost of generation."""
-        if torch.is_grad_enabled() and self.weight.requires_grad:
-            scale = 1.0 / self.weight.abs().mean().clamp(min=1e-5)
-            w_q = (self.weight * scale).round().clamp(-1, 1) / scale
-            return self.weight + (w_q - self.weight).detach()
-        key = (self.weight.data_ptr(), self.weight._version, self.weight.dtype)
-        if self._frozen is None or self._frozen[0] != key:
-            ternary, beta = ternarize(self.weight)
-            self._frozen = (key, ternary.to(self.weight.dtype) * beta)
-        return self._frozen[1]
+        """Ternary weights, dequantized (trainable form only)."""
+        scale = 1.0 / self.weight.abs().mean().clamp(min=1e-5)
+        w_q = (self.weight * scale).round().clamp(-1, 1) / scale
+        return self.weight + (w_q - self.weight).detach()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_norm = self.norm(x)
         x_int, x_scale = activation_quant_int(x_norm)
+        if self.ternary is not None:
+            acc = self.ternary.accumulate(x_int.to(torch.int64)).to(x_norm.dtype)
+            return acc * (self.ternary.beta / x_scale)
         x_q = x_norm + (x_int / x_scale - x_norm).detach()
         return F.linear(x_q, self.quantized_weight())
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        if self.frozen and prefix + "weight" in state_dict:  # a float weight loaded into a frozen layer: ternarize it
+            self.ternary = TernaryMatrix.from_weight(state_dict[prefix + "weight"])
+            state_dict = {k: v for k, v in state_dict.items() if k != prefix + "weight"}
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
 
 class MLGRU(nn.Module):
@@ -252,13 +257,26 @@ class HGRNBitModel(nn.Module):
 class HGRNBitForCausalLM(nn.Module):
     """The language model: `model` plus a BitLinear `lm_head`. Recurrent state is one vector per layer."""
 
-    def __init__(self, config: HGRNBitConfig):
+    def __init__(self, config: HGRNBitConfig, initialize: bool = True):
         super().__init__()
         config.validate()
         self.config = config
         self.model = HGRNBitModel(config)
         self.lm_head = BitLinear(config.hidden_size, config.vocab_size)
-        self.reset_parameters()
+        if initialize:  # the checkpoint loader builds on the meta device and fills every tensor itself
+            self.reset_parameters()
+
+    def bitlinears(self) -> list[tuple[str, BitLinear]]:
+        return [(name, m) for name, m in self.named_modules() if isinstance(m, BitLinear)]
+
+    def freeze(self) -> "HGRNBitForCausalLM":
+        """Inference form: every BitLinear keeps only its int8 ternary matrix (see BitLinear), and no
+        parameter needs a gradient. What checkpoints are loaded into."""
+        for _, module in self.bitlinears():
+            if not module.frozen:
+                module.freeze()
+        self.requires_grad_(False)
+        return self.eval()
 
     def reset_parameters(self, generator: Optional[torch.Generator] = None) -> None:
         """Initialization of the reference: N(0, 0.02) for projections and embeddings, rescaled
@@ -301,4 +319,6 @@ class HGRNBitForCausalLM(nn.Module):
         return logits, new_state
 
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        """Parameters of the model as trained (a frozen BitLinear counts its ternary matrix)."""
+        ternary = sum(m.ternary.values.numel() for _, m in self.bitlinears() if m.frozen)
+        return sum(p.numel() for p in self.parameters()) + ternary

@@ -10,7 +10,6 @@ import torch
 from inspector.analysis import Analysis
 from inspector.emulator.engine import Emulator
 from inspector.figures import _layout
-from inspector.quant import kernels as K
 
 
 def ternary_counts(emulator: Emulator, layer: int = 0) -> dict[str, int]:
@@ -22,9 +21,11 @@ def ternary_counts(emulator: Emulator, layer: int = 0) -> dict[str, int]:
 
 def weight_histogram(emulator: Emulator, layer: int = 0) -> go.Figure:
     """The latent float weights of f_proj and where absmean quantization cuts them into -1/0/+1."""
-    w = emulator.loaded.model.model.layers[layer].attn.f_proj.weight.detach().reshape(-1).numpy()
-    beta = float(np.abs(w).mean())
-    fig = go.Figure(go.Histogram(x=w, nbinsx=120, marker_color="#4c72b0", name="float weights"))
+    matrix = emulator.params.layers[layer].f_proj.matrix
+    beta, counts = matrix.beta, matrix.latent_histogram
+    edges = matrix.histogram_edges().numpy()
+    centers, widths = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+    fig = go.Figure(go.Bar(x=centers, y=counts.numpy(), width=widths, marker_color="#4c72b0", name="float weights"))
     for edge in (-beta / 2, beta / 2):
         fig.add_vline(x=edge, line_dash="dash", line_color="#d62728")
     return _layout(fig, f"Layer {layer} f_proj weights: |w| < mean|w|/2 become 0, the rest ±1", "weight", "count")
@@ -38,7 +39,7 @@ def worked_synapse_example(emulator: Emulator, analysis: Analysis, layer: int = 
     plus = spikes[weights == 1]
     minus = spikes[weights == -1]
     total = int(plus.sum() - minus.sum())
-    check = int(K.ternary_matmul(spikes[None], L.i_proj.weight)[0, neuron])
+    check = int(L.i_proj.accumulate(spikes[None])[0, neuron])
     return {
         "inputs": int(spikes.numel()),
         "plus_terms": int((plus != 0).sum()),

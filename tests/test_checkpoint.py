@@ -9,6 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from inspector.ternary import ternarize
+
 from inspector.checkpoint import load_checkpoint
 from inspector.errors import CheckpointError, TokenizerError
 
@@ -22,8 +24,7 @@ def test_round_trip_same_logits_and_tokenizer(tiny_checkpoint, tiny_tokenizer):
         b, _ = again.model(ids)
     assert torch.equal(a, b)
     tensors = load_file(str(tiny_checkpoint / "model.safetensors"))
-    for key, value in loaded.model.state_dict().items():
-        assert torch.equal(tensors[key], value), key
+    _assert_holds(loaded.model, tensors)
     assert loaded.tokenizer.encode("Lily liked").ids == tiny_tokenizer.encode("Lily liked").ids
     assert loaded.config.num_hidden_layers == 2
 
@@ -39,7 +40,19 @@ def test_sharded_safetensors_with_index(tiny_checkpoint):
     (tiny_checkpoint / "model.safetensors").unlink()
     (tiny_checkpoint / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
     loaded = load_checkpoint(tiny_checkpoint)
-    assert torch.equal(loaded.model.state_dict()["lm_head.weight"], tensors["lm_head.weight"])
+    _assert_holds(loaded.model, tensors)
+
+
+def _assert_holds(model, tensors):
+    """Float tensors as stored; every BitLinear weight as its ternary matrix (the frozen model's only copy)."""
+    for key, value in model.state_dict().items():
+        assert torch.equal(tensors[key], value), key
+    bitlinears = model.bitlinears()
+    assert len(bitlinears) == 6 * model.config.num_hidden_layers + 1
+    for name, module in bitlinears:
+        ternary, beta = ternarize(tensors[name + ".weight"])
+        assert torch.equal(module.ternary.values, ternary) and module.ternary.beta == beta, name
+        assert module.weight is None  # no float copy kept
 
 
 def test_torch_bin_is_read_with_weights_only(tiny_checkpoint):
@@ -56,8 +69,9 @@ def test_pickled_code_is_refused(tiny_checkpoint):
 
     (tiny_checkpoint / "model.safetensors").unlink()
     torch.save({"x": Evil()}, tiny_checkpoint / "pytorch_model.bin")
-    with pytest.raises(CheckpointError, match="weights_only"):
+    with pytest.raises(CheckpointError, match="pickled objects") as info:
         load_checkpoint(tiny_checkpoint)
+    assert "weights_only=False" not in str(info.value)  # never advise turning the safety off
 
 
 def _expect(directory, *fragments):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from inspector.quant import kernels as K
+from inspector.ternary import TernaryMatrix, exact_matmul
 
 RNG = random.Random(1234)
 EDGE = [0, 1, -1, 2, -2, 127, -128, 128, -129, 2**23 - 1, -(2**23), 2**23, 2**31 - 1, -(2**31)]
@@ -119,13 +120,20 @@ def test_lut_lookup():
     assert got == [int(table[c + 128]) for c in codes]
 
 
-@pytest.mark.parametrize("fan_in,max_code", [(64, 127), (3000, 128), (300, 2**20)])
-def test_ternary_matmul_exact(fan_in, max_code):
-    """Small and large accumulations (the last one takes the float64 path) are exact."""
+@pytest.mark.parametrize("fan_in,max_code", [(64, 127), (64, 128), (3000, 128), (300, 2**20), (5000, 2**15)])
+def test_ternary_accumulation_exact(fan_in, max_code):
+    """int8 codes (the int8 GEMM path), wider codes (float32 / float64 paths) and the extremes are exact."""
     out_features = 23
     w = [[RNG.choice([-1, 0, 0, 1]) for _ in range(fan_in)] for _ in range(out_features)]
     xs = [[RNG.randint(-max_code, max_code - 1) for _ in range(fan_in)] for _ in range(4)]
     xs[0] = [max_code - 1] * fan_in  # worst case for the accumulator
-    got = K.ternary_matmul(torch.tensor(xs), torch.tensor(w)).tolist()
+    got = exact_matmul(torch.tensor(xs), torch.tensor(w, dtype=torch.int8)).tolist()
     ref = [[sum(wi * xi for wi, xi in zip(row, x)) for row in w] for x in xs]
     assert got == ref
+
+
+def test_synaptic_ops_count_nonzero_spikes_on_existing_synapses():
+    w = [[RNG.choice([-1, 0, 0, 1]) for _ in range(50)] for _ in range(7)]
+    xs = [[RNG.choice([0, 0, RNG.randint(-128, 127)]) for _ in range(50)] for _ in range(3)]
+    got = TernaryMatrix(torch.tensor(w, dtype=torch.int8), 1.0).synaptic_ops(torch.tensor(xs)).tolist()
+    assert got == [[sum(1 for wi, xi in zip(row, x) if wi != 0 and xi != 0) for row in w] for x in xs]

@@ -8,7 +8,7 @@ float model, and leaves everything the probes saw in the returned run.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 
@@ -48,15 +48,18 @@ class Emulator:
         qc: QuantConfig | None = None,
         hardware: HardwareConfig | None = None,
         calibration_text: str | None = None,
+        on_progress: Optional[Callable[[int, int], None]] = None,
     ):
+        """Calibrate, convert and map. `on_progress(layers done, layers)` follows calibration, the
+        one step that takes long on a large model (a float64 pass over the calibration text)."""
         self.loaded = loaded
         self.qc = qc or QuantConfig()
         self.hardware = hardware or HardwareConfig()
         text = calibration_text if calibration_text is not None else default_calibration_text()
-        self.calibration = calibrate(loaded.model, loaded.tokenizer, text, self.qc.calibration_tokens)
+        self.calibration = calibrate(loaded.model, loaded.tokenizer, text, self.qc.calibration_tokens, on_progress)
         self.params = convert(loaded.model, self.calibration, self.qc)
         self.integer = IntegerLM(self.params, loaded.model)
-        weights = [{name: getattr(layer, name).weight for name in PROJECTION_NAMES} for layer in self.params.layers]
+        weights = [{name: getattr(layer, name).matrix.values for name in PROJECTION_NAMES} for layer in self.params.layers]
         self.core_map: CoreMap = map_model(loaded.config, self.hardware, weights)
 
     def new_probe(self, record_tensors: bool = True) -> RecordingProbe:

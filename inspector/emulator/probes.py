@@ -82,8 +82,7 @@ class RecordingProbe:
             record.values.append((codes.double() * scale).float() if kind != "host" else codes.float())
 
     def synapses(self, key: str, spikes: torch.Tensor, proj: IntBitLinear) -> None:
-        active = (spikes[0] != 0).float()  # (T, in)
-        self.synops[key].append(active @ proj.nonzero_f.T)  # (T, out): synaptic ops per output neuron
+        self.synops[key].append(proj.matrix.synaptic_ops(spikes[0]))  # (T, out): synaptic ops per output neuron
 
     # -- results -------------------------------------------------------------------------------
     def tokens(self) -> int:

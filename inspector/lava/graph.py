@@ -69,7 +69,7 @@ SynapseWeights = list[dict[str, np.ndarray]]  # per layer, per projection: (out,
 def synapse_weights(integer: IntegerLM) -> SynapseWeights:
     """The ternary weights of every projection, one byte each: what the Dense processes are built from."""
     return [
-        {name: getattr(layer, name).weight.numpy().astype(np.int8) for name in PROJECTION_NAMES}
+        {name: getattr(layer, name).matrix.values.numpy() for name in PROJECTION_NAMES}
         for layer in integer.params.layers
     ]
 

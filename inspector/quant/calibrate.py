@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -62,7 +63,13 @@ class _Observer:
 
 
 @torch.no_grad()
-def calibrate(model: HGRNBitForCausalLM, tokenizer: Tokenizer, text: str, max_tokens: int) -> dict[str, float]:
+def calibrate(
+    model: HGRNBitForCausalLM,
+    tokenizer: Tokenizer,
+    text: str,
+    max_tokens: int,
+    on_progress: Optional[Callable[[int, int], None]] = None,
+) -> dict[str, float]:
     """max|x| per site: every traced stage, every RMSNorm output and every BitLinear output.
 
     The text is encoded as a document (with the checkpoint's BOS, if it uses one), as the model saw
@@ -94,6 +101,8 @@ def calibrate(model: HGRNBitForCausalLM, tokenizer: Tokenizer, text: str, max_to
             for handle in handles:
                 handle.remove()
         del block
+        if on_progress is not None:
+            on_progress(idx + 1, len(model.model.layers))
     final_norm = copy.deepcopy(model.model.norm).double()
     normed = final_norm(x)
     observe("model.norm", normed)

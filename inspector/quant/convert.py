@@ -8,14 +8,15 @@ Everything that involves floating point happens here, once. The integer model th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from inspector.model import BitLinear, HGRNBitForCausalLM, RMSNorm, ternarize
+from inspector.model import BitLinear, HGRNBitForCausalLM, RMSNorm
+from inspector.ternary import TernaryMatrix
 from inspector.quant import kernels as K
 from inspector.quant.config import QuantConfig
 
@@ -97,18 +98,18 @@ class IntBitLinear:
 
     name: str
     norm: IntNorm
-    weight: torch.Tensor  # (out, in) int64 in {-1, 0, 1}
-    weight_f: torch.Tensor  # the same, float32, for exact BLAS accumulation
-    beta: float  # mean|W|: the real weight is weight * beta
+    matrix: TernaryMatrix  # the float model's own int8 ternary matrix, shared, not copied
+    beta: float  # mean|W| rounded to float32: the real weight is weight * beta
     acc_scale: float  # real value of one accumulator unit: input scale * beta
-    _nonzero_f: Optional[torch.Tensor] = field(default=None, repr=False)
 
     @property
-    def nonzero_f(self) -> torch.Tensor:
-        """1.0 where a synapse exists (nonzero ternary weight): synaptic ops are counted with it."""
-        if self._nonzero_f is None:
-            self._nonzero_f = (self.weight != 0).float()
-        return self._nonzero_f
+    def weight(self) -> torch.Tensor:
+        """The ternary matrix as int64 (out, in): a copy, for scalar references and the Learn tour."""
+        return self.matrix.values.to(K.INT)
+
+    def accumulate(self, spikes: torch.Tensor) -> torch.Tensor:
+        """The synaptic accumulation sum_j W[o, j] * spikes[j], exactly (see inspector.ternary)."""
+        return self.matrix.accumulate(spikes)
 
 
 @dataclass
@@ -164,12 +165,11 @@ def _norm(module: RMSNorm, in_scale: float, out_scale: float, out_bits: int, qc:
 def _bitlinear(name: str, module: BitLinear, in_scale: float, cal: dict[str, float], qc: QuantConfig) -> IntBitLinear:
     spike_scale = site_scale(cal[name + ".norm"], qc.spike_bits, qc)
     norm = _norm(module.norm, in_scale, spike_scale, qc.spike_bits, qc)
-    ternary, beta = ternarize(module.weight)
+    matrix = module.ternary if module.frozen else TernaryMatrix.from_weight(module.weight)
     # float64 sums still vary in their last bits with the thread count; rounded to float32 they do
     # not, so every multiplier derived from beta is the same on every machine.
-    beta = float(np.float32(beta))
-    ternary = ternary.to(K.INT)
-    return IntBitLinear(name, norm, ternary, ternary.float(), beta, spike_scale * beta)
+    beta = float(np.float32(matrix.beta))
+    return IntBitLinear(name, norm, matrix, beta, spike_scale * beta)
 
 
 def _sigmoid_table(scale: float, qc: QuantConfig) -> torch.Tensor:

@@ -27,6 +27,7 @@ import torch
 from inspector.model import HGRNBitForCausalLM
 from inspector.quant import kernels as K
 from inspector.quant.convert import IntBitLinear, IntegerParams
+from inspector.ternary import TernaryMatrix
 
 
 @dataclass
@@ -64,10 +65,8 @@ class IntegerLM:
         """A copy that can run `layer_program` and the final norm and nothing else: no synaptic
         weights (they belong to whoever answers the synapse requests) and no host-side embedding
         or LM head. What a Lava process graph's neuron processes need; a fraction of the memory."""
-        empty = torch.empty(0)
-
         def strip(proj: IntBitLinear) -> IntBitLinear:
-            return dataclasses.replace(proj, weight=empty.to(K.INT), weight_f=empty, _nonzero_f=None)
+            return dataclasses.replace(proj, matrix=TernaryMatrix.empty())
 
         layers = [
             dataclasses.replace(layer, **{name: strip(getattr(layer, name)) for name in PROJECTION_NAMES})
@@ -107,7 +106,7 @@ class IntegerLM:
         """One layer's neuron computations; every ternary accumulation is requested with `yield`.
 
         Written as a generator so that the same code runs whether the synapses are emulated here
-        (`_run_layer` answers with `ternary_matmul`) or are Lava `Dense` processes (the Lava
+        (`_run_layer` answers with the exact int8 accumulation of `inspector.ternary`) or are Lava `Dense` processes (the Lava
         backend answers with what its synapses delivered). Returns (layer output, last state).
         """
         L = self.params.layers[idx]
@@ -159,7 +158,7 @@ class IntegerLM:
             request = next(program)
             while True:
                 proj = request.proj
-                request = program.send(K.ternary_matmul(request.spikes, proj.weight, proj.weight_f))
+                request = program.send(proj.accumulate(request.spikes))
         except StopIteration as done:
             return done.value
 

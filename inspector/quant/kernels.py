@@ -1,8 +1,7 @@
 """Integer kernels of the emulated neuro-cores: every operation the integer model performs.
 
-All tensors are `torch.int64` holding integers; every function is exact and deterministic. The one
-place floating point hardware is used is `ternary_matmul`, and only as an exact integer adder: see
-its docstring. Saturation is never silent: functions that clip return how many values they clipped.
+All tensors are `torch.int64` holding integers; every function is exact and deterministic. The
+synaptic accumulation lives with the weights it reads, in `inspector.ternary`. Saturation is never silent: functions that clip return how many values they clipped.
 """
 
 from __future__ import annotations
@@ -100,23 +99,3 @@ def rmsnorm_int(
 def lut_lookup(codes: torch.Tensor, table: torch.Tensor, code_bits: int) -> torch.Tensor:
     """table[code + 2^(code_bits-1)]: one entry per possible signed input code."""
     return table[codes + (1 << (code_bits - 1))]
-
-
-def ternary_matmul(codes: torch.Tensor, weight_t: torch.Tensor, weight_f: torch.Tensor | None = None) -> torch.Tensor:
-    """Synaptic accumulation sum_j W[o, j] * x[j] for ternary W and integer x, exactly.
-
-    Why floats: with W in {-1, 0, 1}, every partial sum is an integer of magnitude at most
-    fan_in * max|x|. While that bound is below 2^24 (float32) or 2^53 (float64), every addition in
-    any order is exact, so BLAS returns the integer result bit for bit, at float speed. `weight_f`
-    is the ternary matrix already cast to float32, (out, in), cached by the caller.
-    """
-    fan_in = codes.shape[-1]
-    bound = fan_in * int(codes.abs().max().item()) if codes.numel() else 0
-    if bound < (1 << 24):
-        w = weight_f if weight_f is not None else weight_t.float()
-        out = codes.float() @ w.T
-    elif bound < (1 << 53):
-        out = codes.double() @ weight_t.double().T
-    else:  # pragma: no cover - needs a fan-in beyond any real model
-        raise OverflowError("accumulation bound exceeds exact float64 range")
-    return out.round().to(INT)

@@ -38,9 +38,22 @@ class Session:
         return (str(self.loaded.directory), self.fingerprint, self.qc, self.prompt, self.sampling, self.backend.key)
 
 
-@st.cache_resource(show_spinner="Loading model…", max_entries=4)
-def cached_checkpoint(directory: str, _fingerprint: tuple) -> LoadedModel:
-    return load_checkpoint(directory)
+@st.cache_resource(show_spinner=False, max_entries=4)
+def cached_checkpoint(directory: str, _fingerprint: tuple, _on_progress=None) -> LoadedModel:
+    return load_checkpoint(directory, on_progress=_on_progress)
+
+
+def load_with_progress(directory: Path, fingerprint: tuple) -> LoadedModel:
+    """The cached model; a first load shows a progress bar over the checkpoint's tensors."""
+    bar = st.empty()
+
+    def on_progress(done: int, total: int, key: str) -> None:
+        bar.progress(done / total, text=f"Loading tensor {done}/{total}: {key}")
+
+    try:
+        return cached_checkpoint(str(directory), fingerprint, on_progress)
+    finally:
+        bar.empty()
 
 
 @st.cache_resource(show_spinner="Calibrating and converting to integers…", max_entries=6)
@@ -122,7 +135,7 @@ def render_sidebar() -> Session | None:
             directory = samples[choice]
         fingerprint = checkpoint_fingerprint(directory)
         try:
-            loaded = cached_checkpoint(str(directory), fingerprint)
+            loaded = load_with_progress(directory, fingerprint)
         except InspectorError as exc:
             st.error(f"Cannot load this checkpoint. {exc}")
             return None

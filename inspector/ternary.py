@@ -1,0 +1,128 @@
+"""The one copy of a ternary weight matrix that every model shares, and its exact accumulation.
+
+A BitLinear weight at inference is a ternary matrix times one scale (beta = mean|W|). The float model,
+the integer model, the core mapper and the Lava synapses all use that same matrix, so it is held once,
+as int8 (one byte per weight instead of four for a float32 copy, plus another four for a float32
+"dequantized" copy, plus eight for an int64 one, as before): 370 MB for MMfreeLM-370M, 2.7 GB for 2.7B.
+
+Accumulation is integer arithmetic at hardware speed: activation codes that fit in int8 (the 8-bit
+spikes of every BitLinear) go through `torch._int_mm`, an int8 x int8 -> int32 GEMM (oneDNN on CPU),
+which is exact (|sum| <= fan_in * 128 < 2^31) and, for one token at a time, several times faster
+than a float32 GEMV over a float copy of the weights. Wider codes fall back to float BLAS used as an
+exact integer adder (every partial sum below 2^24 in float32, 2^53 in float64), with the int8 matrix
+cast for that call only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+INT8_MIN, INT8_MAX = -128, 127
+HISTOGRAM_BINS, HISTOGRAM_SPAN = 120, 4.0
+ROWS_PER_CHUNK = 4096  # ternarize works through a matrix in row blocks: no full float64 copy
+
+
+def ternarize(w: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Absmean ternary quantization (`weight_quant` in fusedbitnet.py): (int8 {-1,0,1}, beta = mean|W|).
+
+    The real weight is `ternary * beta`. Every model of the project (float, integer, mapper, Lava)
+    uses this one function and shares its result. beta is summed in float64: a float32 sum depends
+    on how many threads it is split over, and a ternary value decided by it would too (the integer
+    model rounds beta further, to float32, see `inspector.quant.convert`). Row blocks keep the
+    float64 temporaries small for the 82 M-weight LM head of a 2.7B model.
+    """
+    w = w.detach()
+    rows = w.reshape(-1, w.shape[-1]) if w.dim() > 1 else w.reshape(1, -1)
+    total = 0.0
+    for start in range(0, rows.shape[0], ROWS_PER_CHUNK):
+        total += float(rows[start : start + ROWS_PER_CHUNK].double().abs().sum())
+    beta = max(total / max(w.numel(), 1), 1e-5)
+    ternary = torch.empty(rows.shape, dtype=torch.int8)
+    for start in range(0, rows.shape[0], ROWS_PER_CHUNK):
+        block = rows[start : start + ROWS_PER_CHUNK].double() / beta
+        ternary[start : start + ROWS_PER_CHUNK] = torch.round(block).clamp(-1, 1).to(torch.int8)
+    return ternary.reshape(w.shape), beta
+
+
+def _as_2d(codes: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+    return codes.reshape(-1, codes.shape[-1]), tuple(codes.shape[:-1])
+
+
+def int8_matmul(codes: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """sum_j values[o, j] * codes[..., j] for int8-range integer codes and an int8 (out, in) matrix, as int64."""
+    flat, lead = _as_2d(codes)
+    if flat.shape[0] == 0 or flat.shape[1] == 0:
+        return torch.zeros(*lead, values.shape[0], dtype=torch.int64)
+    out = torch._int_mm(flat.to(torch.int8), values.T)
+    return out.to(torch.int64).reshape(*lead, values.shape[0])
+
+
+def exact_matmul(codes: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """The same sum for integer codes of any width (int64 result), exactly."""
+    if codes.numel() == 0:
+        return torch.zeros(*codes.shape[:-1], values.shape[0], dtype=torch.int64)
+    peak = int(codes.abs().max().item())
+    if peak <= INT8_MAX and int(codes.min().item()) >= INT8_MIN:
+        return int8_matmul(codes, values)
+    bound = codes.shape[-1] * peak
+    if bound < (1 << 24):
+        return (codes.float() @ values.float().T).round().to(torch.int64)
+    if bound < (1 << 53):
+        return (codes.double() @ values.double().T).round().to(torch.int64)
+    raise OverflowError("accumulation bound exceeds exact float64 range")  # pragma: no cover - beyond any real model
+
+
+@dataclass
+class TernaryMatrix:
+    """A ternary matrix (`values`, int8 in {-1, 0, 1}, shape (out, in)) and its scale `beta`: W = values * beta."""
+
+    values: torch.Tensor
+    beta: float
+    # counts of the latent float weights over HISTOGRAM_BINS bins spanning +-HISTOGRAM_SPAN * beta
+    # (outliers in the end bins), kept from the float weights before they are dropped: the Learn tour
+    # shows where absmean quantization cuts them.
+    latent_histogram: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    _magnitudes: torch.Tensor | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_weight(cls, weight: torch.Tensor) -> "TernaryMatrix":
+        values, beta = ternarize(weight)
+        span = HISTOGRAM_SPAN * beta
+        clipped = weight.detach().float().clamp(-span, span)
+        histogram = torch.histc(clipped, bins=HISTOGRAM_BINS, min=-span, max=span).to(torch.int64)
+        return cls(values.contiguous(), beta, histogram)
+
+    def histogram_edges(self) -> torch.Tensor:
+        """Bin edges (HISTOGRAM_BINS + 1) of `latent_histogram`, in weight units."""
+        span = HISTOGRAM_SPAN * self.beta
+        return torch.linspace(-span, span, HISTOGRAM_BINS + 1, dtype=torch.float64)
+
+    @classmethod
+    def empty(cls) -> "TernaryMatrix":
+        """A placeholder for processes that hold neurons but no synapses (see IntegerLM.neurons_only)."""
+        return cls(torch.empty(0, 0, dtype=torch.int8), 1.0)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.values.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.values.numel()
+
+    def accumulate(self, codes: torch.Tensor) -> torch.Tensor:
+        """Exact integer accumulation of integer `codes` (..., in) -> int64 (..., out)."""
+        return exact_matmul(codes, self.values)
+
+    def synaptic_ops(self, spikes: torch.Tensor) -> torch.Tensor:
+        """Per output neuron, how many of its synapses carried a nonzero spike: sum_j [x_j != 0] * [W_oj != 0]."""
+        if self._magnitudes is None:  # |W| kept once probes ask for it (one more byte per weight)
+            self._magnitudes = self.values.abs()
+        active = (spikes != 0).to(torch.int8)
+        return int8_matmul(active, self._magnitudes)
+
+    def dense(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """W = values * beta as a dense float tensor (for training code and tests, not for inference)."""
+        return self.values.to(dtype) * self.beta
