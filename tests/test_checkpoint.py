@@ -191,3 +191,39 @@ def test_missing_shard(tiny_checkpoint):
     index = {"weight_map": {k: "model-00001-of-00002.safetensors" for k in keys}}
     (tiny_checkpoint / "model.safetensors.index.json").write_text(json.dumps(index))
     _expect(tiny_checkpoint, "model-00001-of-00002.safetensors", "missing")
+
+
+def test_config_claiming_a_huge_model_is_refused_before_anything_is_built(tiny_checkpoint):
+    """hidden_size 100000 beside a tiny safetensors file: refused from config.json alone, naming the sizes."""
+    config = json.loads((tiny_checkpoint / "config.json").read_text())
+    config["hidden_size"] = 100_000
+    (tiny_checkpoint / "config.json").write_text(json.dumps(config))
+    from inspector.memory import MemoryBudgetError
+
+    with pytest.raises(MemoryBudgetError, match="GB is available"):
+        load_checkpoint(tiny_checkpoint)
+
+
+def test_shapes_are_checked_from_the_header_before_any_tensor_is_read(tiny_checkpoint, monkeypatch):
+    from inspector import checkpoint
+
+    tensors = load_file(str(tiny_checkpoint / "model.safetensors"))
+    tensors["lm_head.weight"] = torch.zeros(3, 3)
+    save_file(tensors, str(tiny_checkpoint / "model.safetensors"))
+    monkeypatch.setattr(checkpoint.WeightSource, "get", lambda self, key: pytest.fail(f"read {key} before checking"))
+    _expect(tiny_checkpoint, "[lm_head.weight]", "(3, 3)")
+
+
+def test_loading_reports_progress_per_tensor(tiny_checkpoint):
+    seen = []
+    load_checkpoint(tiny_checkpoint, on_progress=lambda done, total, key: seen.append((done, total, key)))
+    assert seen[-1][0] == seen[-1][1] == len(seen) and "lm_head.weight" in {k for _, _, k in seen}
+
+
+def test_memory_footprint_counts_every_parameter(tiny_checkpoint):
+    from inspector.memory import model_footprint
+
+    loaded = load_checkpoint(tiny_checkpoint)
+    footprint = model_footprint(loaded.config)
+    assert footprint.parameters == loaded.model.num_parameters()
+    assert footprint.ternary_weights == sum(m.ternary.values.numel() for _, m in loaded.model.bitlinears())
