@@ -38,6 +38,7 @@ install()
 
 from lava.magma.core.run_conditions import RunSteps  # noqa: E402
 from lava.magma.core.run_configs import Loihi2HwCfg, Loihi2SimCfg, RunConfig  # noqa: E402
+from lava.proc.dense.models import PyDenseModelBitAcc  # noqa: E402
 from lava.proc.dense.process import Dense  # noqa: E402
 from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel  # noqa: E402
 from lava.proc.io.injector import Injector, PyLoihiInjectorModel  # noqa: E402
@@ -102,20 +103,32 @@ class TokenReadback:
 TARGETS = ("sim", "loihi2")
 
 
-def run_config(target: str) -> RunConfig:
+def run_config(target: str, processes: tuple = ()) -> RunConfig:
     """How Lava runs the graph: "sim" is Lava's fixed-point simulator; "loihi2" is a Loihi 2 system.
 
-    Injector and Extractor have one (untagged) Python model each, named here; they run on the host
-    in both cases. On Loihi 2, `Loihi2HwCfg` picks lava-loihi's neuro-core model for `Dense` and,
-    as it documents, falls back to the Python models of our group processes, which then run on the
-    host CPU next to the chip (microcode neuron programs would move them onto the neuro-cores).
+    Every process model is named here rather than found by Lava's search, which executes every
+    module beside a process's own (and those of its parent package) once per process instance:
+    most of a minute for a sample model's graph. Lava's compiler skips that search only for
+    process *instances* named in `exception_proc_model_map`, so `processes` (the graph's) are named
+    one by one; classes are named too, for Lava's model selection.
+
+    Injector and Extractor have one (untagged) Python model each; they run on the host in both
+    cases. On Loihi 2, `Dense` is left to `Loihi2HwCfg`, which picks lava-loihi's neuro-core model,
+    and, as it documents, falls back to the Python models of our group processes, which then run
+    on the host CPU next to the chip (microcode neuron programs would move them onto the neuro-cores).
     """
-    named = {Injector: PyLoihiInjectorModel, Extractor: PyLoihiExtractorModel, **PROCESS_MODELS}
+    if target not in TARGETS:
+        raise ValueError(f"no Lava target {target!r}; expected one of {TARGETS}")
+    models_by_class = {Injector: PyLoihiInjectorModel, Extractor: PyLoihiExtractorModel, **PROCESS_MODELS}
+    if target == "sim":
+        models_by_class[Dense] = PyDenseModelBitAcc  # the fixed-point (bit-accurate) Dense model
+    named = dict(models_by_class)
+    for process in processes:
+        if type(process) in models_by_class:
+            named[process] = models_by_class[type(process)]
     if target == "sim":
         return Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=named)
-    if target == "loihi2":
-        return Loihi2HwCfg(exception_proc_model_map=named)
-    raise ValueError(f"no Lava target {target!r}; expected one of {TARGETS}")
+    return Loihi2HwCfg(exception_proc_model_map=named)
 
 
 class LayerProcesses:
@@ -195,9 +208,16 @@ class LavaGraph:
         upstream.connect(self.final.x_in)
         self.final_tap = Extractor(shape=(2 * hidden + 2,), buffer_size=self.steps_per_token + 1)
         self.final.readback.connect(self.final_tap.in_port)
-        self.run_cfg = run_config(target)
+        self.run_cfg = run_config(target, self.processes())
         self.started = False
         self.next_reset = True
+
+    def processes(self) -> tuple:
+        """Every process of the graph."""
+        found = [self.source, self.final, self.final_tap]
+        for layer in self.layers:
+            found += [*layer.groups, *layer.dense.values(), layer.tap]
+        return tuple(found)
 
     def close(self) -> None:
         if self.started:
@@ -207,8 +227,8 @@ class LavaGraph:
     def _start(self) -> None:
         if not self.started:
             with warnings.catch_warnings():
-                # Lava's model search (for Dense) executes every module beside lava.proc.dense under
-                # a bare name, and warns about those it cannot; it finds Dense's models anyway.
+                # On Loihi 2, Lava's model search (for Dense) executes every module beside
+                # lava.proc.dense under a bare name and warns about those it cannot import.
                 warnings.filterwarnings("ignore", message="Cannot import module", category=UserWarning)
                 self.source.create_runtime(run_cfg=self.run_cfg)
             self.started = True
