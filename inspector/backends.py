@@ -205,9 +205,10 @@ def status_of(key: str) -> BackendStatus:
     raise KeyError(key)
 
 
-# Memory of a Lava graph, measured: a 3.9 M-parameter sample model's graph (4 layers, 38 processes)
-# takes 0.66 GB; a random-weight MMfreeLM-370M graph (24 layers, about 200 processes) took about
-# 10 GB and ran at 43 s per token, its first token after 90 s (compile). Estimated generously:
+# Memory of a Lava graph, measured: a 3.9 M-parameter sample model's graph (4 layers, 70 processes:
+# one per neuron group) takes 1.03 GB (PSS). With the earlier graph of one process per layer, a
+# random-weight MMfreeLM-370M graph (24 layers, about 200 processes) took about 10 GB and ran at
+# 43 s per token; not re-measured with the per-group graph (390 processes). Estimated generously:
 BYTES_PER_LAVA_PROCESS = 20 * 2**20  # a forked Python with torch and Lava loaded
 BYTES_PER_WEIGHT = 24  # Dense weights as Lava holds them, plus the copies made while compiling
 

@@ -213,5 +213,5 @@ def test_lava_refuses_a_graph_that_does_not_fit_in_memory(tiny_checkpoint, monke
     monkeypatch.setattr(backends, "available_memory", lambda: need)
     backends.require_lava_memory(loaded.model.num_parameters(), loaded.config.num_hidden_layers)
     # the measured points the estimate must cover
-    assert backends.lava_memory_estimate(3_940_000, 4) >= 0.66 * 2**30
+    assert backends.lava_memory_estimate(3_940_000, 4) >= 1.03 * 2**30
     assert backends.lava_memory_estimate(370_000_000, 24) >= 10 * 2**30
