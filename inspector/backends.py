@@ -165,7 +165,7 @@ def backend_statuses() -> tuple[BackendStatus, ...]:
     lava = BackendStatus(
         "lava", "Lava simulation", ok,
         "a Lava process graph in Loihi2SimCfg(select_tag='fixed_pt'), bit-exact with the emulator; "
-        "about 10 s to start, then about 2 tokens/s on a sample model"
+        "10-40 s to start, then 1-2 tokens/s on a sample model"
         if ok else why,
     )
     hardware_ok, hardware_why = _hardware_check(ok)

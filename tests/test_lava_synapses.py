@@ -1,11 +1,12 @@
-"""Ternary synapses as Lava Dense processes compute exactly what the emulator computes."""
+"""Ternary synapses as Lava Dense processes compute exactly what the emulator computes, and the Lava
+models' own integer arithmetic agrees with the emulator's kernels."""
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import torch
 
 from inspector.lava.synapses import lava_ternary_accumulate
 from inspector.quant import kernels as K

@@ -124,10 +124,15 @@ class _GroupModel(PyLoihiProcessModel):
         self.clip_offset = layout.codes_size
         self.messages_at = layout.messages_slice(self.group)
         self.rounds_at = layout.rounds_index(self.group)
+        self._zeros: dict[tuple, np.ndarray] = {}
 
     def quiet(self, *ports) -> None:
+        """A step without data: every output port sends zeros (a receiver blocks until it gets a message)."""
         for port in (*ports, self.readback):
-            port.send(np.zeros(port.shape, np.int32))
+            zeros = self._zeros.get(port.shape)
+            if zeros is None:  # allocated once per shape: most steps of a token are quiet ones
+                zeros = self._zeros[port.shape] = np.zeros(port.shape, np.int32)
+            port.send(zeros)
 
     def report(self, sites: dict[str, tuple[Codes, Clipped | None]], messages: np.ndarray) -> None:
         out = np.zeros(self.layout.size, np.int32)
