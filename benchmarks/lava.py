@@ -14,7 +14,7 @@ import time
 
 from inspector.catalog import sample_models
 from inspector.checkpoint import load_checkpoint
-from inspector.emulator.engine import make_backend
+from inspector.backends import make_backend
 from inspector.generate import SamplingSettings
 
 

@@ -1,21 +1,149 @@
-"""Which backends can run the integer model here, and if not, exactly why.
+"""The backends that run the integer model: one interface, one registry, and which of them can run here.
 
-- `emulator`: the vectorized bit-accurate emulator in `inspector.emulator` (always available).
+- `emulator`: the vectorized bit-accurate emulator (`inspector.emulator.engine.Emulator`), always available.
 - `lava`: Lava's fixed-point simulator (`Loihi2SimCfg(select_tag="fixed_pt")`) running the model as
-  a Lava process graph.
-- `loihi2`: Loihi 2 itself through `Loihi2HwCfg`, which needs Intel's lava-loihi extension and a
-  board (or the INRC cloud).
-Detection happens once at start-up so the UI and CLI can say what is missing before a run.
+  a Lava process graph (`inspector.lava.backend.LavaBackend`).
+- `loihi2`: Loihi 2 itself through `Loihi2HwCfg` (`inspector.lava.backend.LoihiHardwareBackend`),
+  which needs Intel's lava-loihi extension and a board (or the INRC cloud).
+
+Every backend is an `IntegerBackend`: the one-time set-up they share (calibration, conversion to
+the integer model, core map) and the ways to run it (`generate`, `step_fn`, `teacher_forced`).
+They differ only in who computes a token's integers (`step_fn`) and what a probe counts from.
+
+Import order (no cycles): this module imports neither the emulator engine nor Lava; the backends
+import this module; `make_backend` imports the chosen implementation by name when it is asked for
+(Lava's import is slow, and the emulator needs none of it). Detection happens once at start-up so
+the UI and CLI can say what is missing before a run.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Optional, Protocol
 
+import torch
+
+from inspector.checkpoint import LoadedModel
+from inspector.emulator.hardware import HardwareConfig
+from inspector.emulator.mapper import CoreMap, map_model
+from inspector.emulator.probes import RecordingProbe
 from inspector.errors import BackendUnavailableError
+from inspector.generate import GeneratedToken, SamplingSettings, encode_prompt, generate
 from inspector.lava_compat import lava_available
+from inspector.quant.calibrate import calibrate, default_calibration_text
+from inspector.quant.config import QuantConfig
+from inspector.quant.convert import convert
+from inspector.quant.integer_model import PROJECTION_NAMES, IntegerLM, Probe
+
+
+@dataclass
+class EmulatorRun:
+    """A finished (or stopped) run on any backend: the prompt, generated tokens and what the probes
+    recorded. (The name predates the other backends; the lead renames it with its call sites.)"""
+
+    prompt: str
+    prompt_ids: list[int]
+    tokens: list[GeneratedToken] = field(default_factory=list)
+    probe: Optional[RecordingProbe] = None
+
+    @property
+    def all_ids(self) -> list[int]:
+        return self.prompt_ids + [t.token_id for t in self.tokens]
+
+
+StepFn = Callable[..., tuple[torch.Tensor, list[torch.Tensor]]]  # (ids, state=None) -> (logits, state)
+
+
+class Backend(Protocol):
+    """What pages, the CLI and the analysis use of a backend."""
+
+    name: str
+    loaded: LoadedModel
+    qc: QuantConfig
+    hardware: HardwareConfig
+    integer: IntegerLM
+    core_map: CoreMap
+
+    def new_probe(self, record_tensors: bool = True) -> RecordingProbe: ...
+
+    def step_fn(self, probe: Optional[Probe]) -> StepFn: ...
+
+    def generate(
+        self, prompt: str, sampling: SamplingSettings, probes: bool = True, record_tensors: bool = True
+    ) -> tuple[EmulatorRun, Iterator[GeneratedToken]]: ...
+
+    def teacher_forced(self, ids: list[int], record_tensors: bool = True) -> tuple[torch.Tensor, RecordingProbe]: ...
+
+    def close(self) -> None: ...
+
+
+class IntegerBackend:
+    """The set-up every backend shares, and the runs built on `step_fn` (which subclasses define).
+
+    Calibration, conversion and core mapping happen once, here, on the host; what a backend
+    computes per token is its own (`step_fn`).
+    """
+
+    name = ""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        qc: QuantConfig | None = None,
+        hardware: HardwareConfig | None = None,
+        calibration_text: str | None = None,
+        on_progress: Optional[Callable[[int, int], None]] = None,
+    ):
+        """Calibrate, convert and map. `on_progress(layers done, layers)` follows calibration, the
+        one step that takes long on a large model (a float64 pass over the calibration text)."""
+        self.loaded = loaded
+        self.qc = qc or QuantConfig()
+        self.hardware = hardware or HardwareConfig()
+        text = calibration_text if calibration_text is not None else default_calibration_text()
+        self.calibration = calibrate(loaded.model, loaded.tokenizer, text, self.qc.calibration_tokens, on_progress)
+        self.params = convert(loaded.model, self.calibration, self.qc)
+        self.integer = IntegerLM(self.params, loaded.model)
+        weights = [{name: getattr(layer, name).matrix.values for name in PROJECTION_NAMES} for layer in self.params.layers]
+        self.core_map: CoreMap = map_model(loaded.config, self.hardware, weights)
+
+    def new_probe(self, record_tensors: bool = True) -> RecordingProbe:
+        return RecordingProbe(self.core_map, record_tensors=record_tensors)
+
+    def step_fn(self, probe: Optional[Probe]) -> StepFn:
+        """The integer model as a RecurrentLM callable computed by this backend, feeding `probe`."""
+        raise NotImplementedError
+
+    def generate(
+        self, prompt: str, sampling: SamplingSettings, probes: bool = True, record_tensors: bool = True
+    ) -> tuple[EmulatorRun, Iterator[GeneratedToken]]:
+        """A run object and the token stream that fills it (stop iterating to stop the run)."""
+        run = EmulatorRun(prompt, encode_prompt(self.loaded.tokenizer, prompt))
+        run.probe = self.new_probe(record_tensors) if probes else None
+        stream = generate(self.step_fn(run.probe), self.loaded.tokenizer, prompt, **vars(sampling))
+
+        def tokens() -> Iterator[GeneratedToken]:
+            for token in stream:
+                run.tokens.append(token)
+                yield token
+
+        return run, tokens()
+
+    @torch.no_grad()
+    def teacher_forced(self, ids: list[int], record_tensors: bool = True) -> tuple[torch.Tensor, RecordingProbe]:
+        """The integer model over a fixed token sequence: logits (T, vocab) and the probe.
+
+        Computed by the emulator's arithmetic on every backend (all T tokens in one call; the
+        backends compute the same integers, which tests/test_lava_backend.py checks).
+        """
+        probe = RecordingProbe(self.core_map, record_tensors=record_tensors)
+        logits, _ = self.integer(torch.tensor([ids]), None, probe)
+        return logits[0], probe
+
+    def close(self) -> None:
+        """Release backend resources (a process graph, a worker); the emulator holds none."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +168,7 @@ def backend_statuses() -> tuple[BackendStatus, ...]:
     lava = BackendStatus(
         "lava", "Lava simulation", ok,
         "a Lava process graph in Loihi2SimCfg(select_tag='fixed_pt'), bit-exact with the emulator; "
-        "about 10 s to start, then about 2 tokens/s on a sample model"
+        "10-40 s to start, then 1-2 tokens/s on a sample model"
         if ok else why,
     )
     hardware_ok, hardware_why = _hardware_check(ok)
@@ -67,7 +195,7 @@ def _hardware_check(lava_ok: bool) -> tuple[bool, str]:
             f"{', '.join(HOST_VARIABLES)} is set (set up SLURM or an Ethernet host as lava.utils.loihi describes)"
         )
     return True, (
-        "the Lava process graph through Loihi2HwCfg: Dense synapses on the neuro-cores, LayerCore and FinalNorm "
+        "the Lava process graph through Loihi2HwCfg: Dense synapses on the neuro-cores, the neuron-group processes "
         "as Python models on the host CPU (they have no microcode models yet); untested by us, no Loihi 2 system "
         "was available"
     )
@@ -80,17 +208,18 @@ def status_of(key: str) -> BackendStatus:
     raise KeyError(key)
 
 
-# Memory of a Lava graph, measured: a 3.9 M-parameter sample model's graph (4 layers, 38 processes)
-# takes 0.66 GB; a random-weight MMfreeLM-370M graph (24 layers, about 200 processes) took about
-# 10 GB and ran at 43 s per token, its first token after 90 s (compile). Estimated generously:
+# Memory of a Lava graph, measured: a 3.9 M-parameter sample model's graph (4 layers, 70 processes:
+# one per neuron group) takes 1.03 GB (PSS). With the earlier graph of one process per layer, a
+# random-weight MMfreeLM-370M graph (24 layers, about 200 processes) took about 10 GB and ran at
+# 43 s per token; not re-measured with the per-group graph (390 processes). Estimated generously:
 BYTES_PER_LAVA_PROCESS = 20 * 2**20  # a forked Python with torch and Lava loaded
 BYTES_PER_WEIGHT = 24  # Dense weights as Lava holds them, plus the copies made while compiling
 
 
 def lava_processes(layers: int) -> int:
-    """Per layer a LayerCore, six Dense and an Extractor; plus Injector, FinalNorm, its Extractor,
-    Lava's runtime service and shared-memory manager, and our worker."""
-    return 8 * layers + 6
+    """Per layer nine neuron-group processes, six Dense and an Extractor; plus Injector, FinalNorm,
+    its Extractor, Lava's runtime service and shared-memory manager, and our worker."""
+    return 16 * layers + 6
 
 
 def lava_memory_estimate(parameters: int, layers: int) -> int:
@@ -129,3 +258,41 @@ def require_backend(key: str) -> BackendStatus:
     if not status.available:
         raise BackendUnavailableError(f"backend {status.label!r} is unavailable: {status.reason}")
     return status
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    """A registered backend: its key, and the class that implements it ("module:Class", imported
+    when the backend is made)."""
+
+    key: str
+    implementation: str
+
+
+REGISTRY = (
+    BackendEntry("emulator", "inspector.emulator.engine:Emulator"),
+    BackendEntry("lava", "inspector.lava.backend:LavaBackend"),
+    BackendEntry("loihi2", "inspector.lava.backend:LoihiHardwareBackend"),
+)
+
+
+def backend_class(key: str) -> type[IntegerBackend]:
+    for entry in REGISTRY:
+        if entry.key == key:
+            module, name = entry.implementation.split(":")
+            return getattr(importlib.import_module(module), name)
+    raise ValueError(f"no backend {key!r}; expected one of {[e.key for e in REGISTRY]}")
+
+
+def make_backend(key: str, loaded: LoadedModel, qc: QuantConfig | None = None) -> IntegerBackend:
+    """The emulator, the same model on Lava's fixed-point simulator (`key` = "lava"), or on a Loihi 2
+    system through Lava (`key` = "loihi2", only where start-up detection finds lava-loihi and a host).
+
+    All share calibration, conversion and core map; with Lava, generated tokens and every probed
+    integer are computed by the Lava process graph, an implementation of the neuron arithmetic of
+    its own (bit-exact with the emulator, tested). Teacher-forced runs (`teacher_forced`,
+    comparisons on a given text) use the emulator's arithmetic on every backend.
+    """
+    cls = backend_class(key)  # unknown keys fail here, before any detection
+    require_backend(key)
+    return cls(loaded, qc)

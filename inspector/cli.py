@@ -21,12 +21,12 @@ import polars as pl
 import torch
 from tqdm import tqdm
 
-from inspector.backends import require_backend
+from inspector.backends import make_backend, require_backend
 from inspector.catalog import SAMPLE_MODELS_DIR, sample_models
 from inspector.checkpoint import LoadedModel, load_checkpoint
 from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
 from inspector.diff import compare, lockstep_ids, sqnr_table
-from inspector.emulator.engine import Emulator, make_backend
+from inspector.emulator.engine import Emulator
 from inspector.emulator.mapper import map_model
 from inspector.errors import InspectorError
 from inspector.generate import SamplingSettings, encode_prompt

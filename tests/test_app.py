@@ -97,11 +97,19 @@ def test_learn_steps(app):
         assert not app.error
 
 
-def test_hardware_backend_says_why_it_is_unavailable(app):
+def test_hardware_backend_says_why_it_is_unavailable(app, monkeypatch):
+    """As on this machine, where Intel's lava-loihi is not installed (faked absent where it is)."""
+    import lava.utils.loihi
+
+    from inspector.backends import backend_statuses
+
+    monkeypatch.setattr(lava.utils.loihi, "is_installed", lambda *a, **k: False)
+    backend_statuses.cache_clear()
     app.sidebar.radio(key="backend").set_value("Loihi 2 hardware").run()
     assert not app.exception
     messages = " ".join(w.value for w in app.sidebar.warning) + " ".join(e.value for e in app.error)
     assert "lava-loihi" in messages and "not on PyPI" in messages
+    backend_statuses.cache_clear()
 
 
 def _page_values(at: AppTest) -> tuple[list[str], list[str]]:

@@ -1,10 +1,12 @@
-"""Ternary synapses as Lava Dense processes compute exactly what the emulator computes."""
+"""Ternary synapses as Lava Dense processes compute exactly what the emulator computes, and the Lava
+models' own integer arithmetic agrees with the emulator's kernels."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inspector.lava.synapses import lava_ternary_accumulate
 from inspector.quant import kernels as K
@@ -23,35 +25,48 @@ def test_lava_dense_equals_emulator_accumulation():
     np.testing.assert_array_equal(lava, emulator)
 
 
-# Lava's model search imports every module beside neurons.py under a bare name, which fails for
-# graph.py (harmless: the IntRMSNorm model is found in neurons.py).
-@pytest.mark.filterwarnings("ignore:Cannot import module:UserWarning")
-def test_lava_rmsnorm_process_equals_emulator_kernel():
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.io.sink import RingBuffer as Sink
-    from lava.proc.io.source import RingBuffer as Source
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 64),
+    code_bits=st.sampled_from([8, 12, 24]),
+    frac_bits=st.integers(4, 24),
+    eps=st.integers(0, 50),
+    out_bits=st.sampled_from([8, 12]),
+    seed=st.integers(0, 2**31),
+)
+def test_lava_models_rmsnorm_equals_emulator_kernel(n, code_bits, frac_bits, eps, out_bits, seed):
+    """The Lava models' numpy RMSNorm (one scalar integer square root) and the emulator's torch
+    kernel (a vectorized, float-estimated and corrected one) are separate implementations of one
+    equation: they must agree on every input, saturation and all-zero vectors included."""
+    from inspector.lava import models
+    from inspector.lava.params import NormConst
 
-    from inspector.lava.neurons import IntRMSNorm
+    rng = np.random.default_rng(seed)
+    low, high = -(1 << (code_bits - 1)), 1 << (code_bits - 1)
+    codes = rng.integers(low, high, size=n)
+    if seed % 5 == 0:
+        codes[:] = 0
+    gain = rng.integers(-3000, 3000, size=n)
+    multiplier, shift = K.fixed_multiplier(float(rng.uniform(1e-9, 1e-3)), 16)
+    const = NormConst(gain.astype(np.int32), eps, frac_bits, multiplier, shift, out_bits)
+    got, got_clipped = models.rms_norm(codes.astype(np.int64), const.gain, const)
+    want, want_clipped = K.rmsnorm_int(torch.tensor(codes), torch.tensor(gain), eps, frac_bits, multiplier, shift, out_bits)
+    np.testing.assert_array_equal(got, want.numpy())
+    np.testing.assert_array_equal(got_clipped, want_clipped.numpy())
 
-    rng = np.random.default_rng(3)
-    n, steps = 16, 4
-    codes = rng.integers(-128, 128, size=(n, steps))
-    codes[:, 1] = 0  # an all-zero vector normalizes to zeros
-    weight_q = rng.integers(-2000, 2000, size=n)
-    params = dict(eps_q=0, frac_bits=16, multiplier=40000, shift=30, bits=8)
-    source = Source(data=codes.astype(np.int32))
-    norm = IntRMSNorm(weight_q, **params)
-    sink = Sink(shape=(n,), buffer=steps)
-    source.s_out.connect(norm.a_in)
-    norm.s_out.connect(sink.a_in)
-    try:
-        sink.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-        received = sink.data.get().astype(np.int64)
-    finally:
-        sink.stop()
-    expected, _ = K.rmsnorm_int(
-        torch.tensor(codes.T), torch.tensor(weight_q), params["eps_q"], params["frac_bits"],
-        params["multiplier"], params["shift"], params["bits"],
-    )
-    np.testing.assert_array_equal(received, expected.numpy().T)
+
+@settings(max_examples=60, deadline=None)
+@given(shift=st.integers(-4, 30), bits=st.integers(2, 24), seed=st.integers(0, 2**31))
+def test_lava_models_requant_and_rounding_equal_emulator_kernels(shift, bits, seed):
+    from inspector.lava import models
+    from inspector.lava.params import RequantConst
+
+    rng = np.random.default_rng(seed)
+    values = rng.integers(-(1 << 30), 1 << 30, size=50)
+    values[:4] = [0, -1, 1, -(1 << max(shift - 1, 0))]  # ties round half up, also for negatives
+    multiplier = int(rng.integers(1, 1 << 16))
+    got, got_clipped = models.requant(values, RequantConst(multiplier, shift, bits))
+    want, want_clipped = K.requantize(torch.tensor(values), multiplier, shift, bits)
+    np.testing.assert_array_equal(got, want.numpy())
+    np.testing.assert_array_equal(got_clipped, want_clipped.numpy())
+    np.testing.assert_array_equal(models.shift_round(values, shift), K.round_shift(torch.tensor(values), shift).numpy())

@@ -6,10 +6,13 @@ import json
 import re
 
 import pytest
+import torch
 
 from inspector.catalog import SAMPLE_MODELS_DIR, sample_models
 from inspector.checkpoint import load_checkpoint
 from inspector.generate import generate_text
+from inspector.tokenizer import encode
+from inspector.train import bits_per_character
 
 CARD_FIELDS = {
     "parameters", "layers", "hidden_size", "corpus", "tokens_seen", "train_seconds", "val_bits_per_char", "command",
@@ -30,8 +33,23 @@ def test_sample_model_card_and_size(name):
     assert CARD_FIELDS <= set(card)
     assert card["corpus"] == EXPECTED[name]
     assert card["command"].startswith("python -m inspector.train ")
-    assert 0.5 < card["val_bits_per_char"] < 3.0
     assert (SAMPLE_MODELS_DIR / "corpora" / card["corpus"]).exists()
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_sample_model_measures_what_its_card_says(name):
+    """The card's validation bits/char, measured again on the shipped model (not just read from the
+    card): the held-out tail of the corpus, tokenized with the shipped tokenizer."""
+    torch.set_num_threads(1)
+    directory = SAMPLE_MODELS_DIR / name
+    card = json.loads((directory / "card.json").read_text())
+    text = (SAMPLE_MODELS_DIR / "corpora" / card["corpus"]).read_text(encoding="utf-8")
+    val_text = text[len(text) - card["val_characters"] :]
+    assert text[len(text) - card["val_characters"] - 1] == "\n"  # the split is at a line break
+    loaded = load_checkpoint(directory)
+    ids = torch.tensor(encode(loaded.tokenizer, val_text), dtype=torch.long)
+    assert loaded.model.num_parameters() == card["parameters"]
+    assert bits_per_character(loaded.model, ids, len(val_text)) == pytest.approx(card["val_bits_per_char"], abs=0.002)
 
 
 SPEAKER_LINE = re.compile(r"^[A-Z][A-Z ]+:$", re.MULTILINE)  # "CLAUDIO:" on a line of its own

@@ -12,11 +12,11 @@ import threading
 import weakref
 from typing import Optional
 
-import numpy as np
 import torch
 
-from inspector.backends import require_lava_memory
-from inspector.emulator.engine import Emulator
+from inspector.backends import IntegerBackend, require_lava_memory
+from inspector.lava.activity import PortActivityProbe
+from inspector.lava.params import graph_spec, site_scale, synapse_weights
 from inspector.lava.worker import LavaBackendError, LavaWorker
 from inspector.quant.integer_model import IntegerLM, Probe
 
@@ -29,12 +29,10 @@ class LavaLM:
     """The integer model with its layers computed by Lava (callable like `IntegerLM`)."""
 
     def __init__(self, integer: IntegerLM, target: str = "sim"):
-        from inspector.lava.graph import site_layouts, synapse_weights  # imports Lava (with its patch)
-
         self.integer = integer
-        self.layouts = site_layouts(integer)
-        # The worker gets only what the graph needs: neurons without weights, weights as int8.
-        self.graph = LavaWorker(integer.neurons_only(), synapse_weights(integer), self.layouts, target)
+        self.spec = graph_spec(integer.params)
+        # The worker gets only what the graph needs: the neurons' data, the weights as int8.
+        self.graph = LavaWorker(self.spec, synapse_weights(integer.params), target)
         self._state: Optional[list[torch.Tensor]] = None  # what the graph holds after the last token
         # One graph, one sequence at a time: two app sessions sharing a cached backend take turns,
         # and each call loads its own state first (see _load_state).
@@ -75,14 +73,18 @@ class LavaLM:
             if probe is not None:
                 probe.site("embeddings", codes, integer.params.input_scale, clipped, "activation")
             readback = self.graph.token(codes.reshape(-1).numpy())
-            self._state = [torch.from_numpy(h).reshape(1, -1) for h in readback.states]
+            layout = self.spec.layout
+            hidden = layout.slot("hidden")
+            self._state = [torch.from_numpy(row[hidden.offset : hidden.offset + hidden.size]).reshape(1, -1) for row in readback.layers]
             if probe is not None:
                 self._replay(readback, probe)
-            final = torch.from_numpy(readback.final_out).reshape(1, 1, -1)
-            scale = integer.params.final_norm.out_scale
+            size = self.integer.config.hidden_size
+            final = torch.from_numpy(readback.final[:size]).reshape(1, 1, -1)
             if probe is not None:
-                final_clipped = torch.from_numpy(readback.final_clipped).reshape(1, 1, -1)
-                probe.site("final_norm", final, scale, final_clipped, "activation")
+                final_clipped = torch.from_numpy(readback.final[size : 2 * size].astype(bool)).reshape(1, 1, -1)
+                probe.site("final_norm", final, integer.params.final_norm.out_scale, final_clipped, "activation")
+                if isinstance(probe, PortActivityProbe):
+                    probe.port_activity(-1, "final_norm", (final[0, 0] != 0).numpy(), int(readback.final[2 * size]))
             step_logits = integer.host_logits(final)
             if probe is not None:
                 probe.site("logits", step_logits, 1.0, None, "host")
@@ -90,20 +92,27 @@ class LavaLM:
         return torch.cat(logits, dim=1), [h.clone() for h in self._state]
 
     def _replay(self, readback, probe: Probe) -> None:
-        """Feed the probe what each LayerCore recorded, in the emulator's call order."""
-        for idx, (trace, clipped) in enumerate(zip(readback.traces, readback.clipped)):
+        """Feed the probe what each layer's group processes reported, in the emulator's call order."""
+        layout = self.spec.layout
+        for idx, row in enumerate(readback.layers):
             layer = self.integer.params.layers[idx]
-            for slot in self.layouts[idx]:
-                codes = torch.from_numpy(trace[slot.offset : slot.offset + slot.size]).reshape(1, 1, -1)
-                mask = torch.from_numpy(clipped[slot.offset : slot.offset + slot.size]).reshape(1, 1, -1)
-                probe.site(slot.key, codes, slot.scale, mask, slot.kind)
-                if slot.key.endswith(".spikes"):
-                    name = slot.key[: -len(".spikes")]
-                    probe.synapses(name, codes, getattr(layer, name.rsplit(".", 1)[-1]))
+            for slot in layout.slots:
+                span = slice(slot.offset, slot.offset + slot.size)
+                clip_span = slice(layout.codes_size + slot.offset, layout.codes_size + slot.offset + slot.size)
+                codes = torch.from_numpy(row[span]).reshape(1, 1, -1)
+                mask = torch.from_numpy(row[clip_span].astype(bool)).reshape(1, 1, -1)
+                key = f"layers.{idx}.{slot.site}"
+                probe.site(key, codes, site_scale(layer, slot.site), mask, slot.kind)
+                if slot.site.endswith(".spikes"):  # the spikes a group process sent into its Dense
+                    name = slot.site[: -len(".spikes")]
+                    probe.synapses(f"layers.{idx}.{name}", codes, getattr(layer, name))
+            if isinstance(probe, PortActivityProbe):
+                for group, _ in layout.group_neurons:
+                    probe.port_activity(idx, group, row[layout.messages_slice(group)], int(row[layout.rounds_index(group)]))
 
 
-class LavaBackend(Emulator):
-    """The emulator's set-up (calibration, conversion, core map), with tokens computed on Lava.
+class LavaBackend(IntegerBackend):
+    """The shared set-up (calibration, conversion, core map), with tokens computed by a Lava graph.
 
     Only one Lava graph runs at a time in a process: starting one closes the previous one (a
     graph is a worker plus one process per Lava process, so the app's cache of recent models and
@@ -131,6 +140,10 @@ class LavaBackend(Emulator):
                 self._lava = LavaLM(self.integer, self.target)
                 LavaBackend._live = weakref.ref(self._lava)
         return self._lava
+
+    def new_probe(self, record_tensors: bool = True) -> PortActivityProbe:
+        """A probe whose activity table counts what the graph's ports carried (see activity.py)."""
+        return PortActivityProbe(self.core_map, record_tensors=record_tensors)
 
     def step_fn(self, probe):
         def step(ids, state=None):

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from inspector.errors import InspectorError
-from inspector.quant.integer_model import IntegerLM
+from inspector.lava.params import GraphSpec, SynapseWeights
 
 # Deadlines after which a silent worker is reported as hung and stopped. Measured on 2 cores: a
 # sample model starts in 4 s and runs a token in 0.5 s (the first, which compiles the graph, in
@@ -48,7 +48,7 @@ class LavaBackendError(InspectorError):
         self.worker_traceback = worker_traceback
 
 
-def _serve(conn: Connection, integer: IntegerLM, weights: list, layouts: list, target: str) -> None:
+def _serve(conn: Connection, spec: GraphSpec, weights: SynapseWeights, target: str) -> None:
     """Worker main loop: build the graph, then answer (method, args) messages until told to close."""
     import faulthandler
 
@@ -65,7 +65,7 @@ def _serve(conn: Connection, integer: IntegerLM, weights: list, layouts: list, t
     try:
         from inspector.lava.graph import LavaGraph
 
-        graph = LavaGraph(integer, weights, layouts, target)
+        graph = LavaGraph(spec, weights, target)
         conn.send(("ok", None))
         while True:
             try:
@@ -109,12 +109,12 @@ def _shutdown(conn: Connection, process: multiprocessing.process.BaseProcess) ->
 class LavaWorker:
     """The graph's interface, served by a spawned process (see the module docstring)."""
 
-    def __init__(self, integer: IntegerLM, weights: list, layouts: list, target: str = "sim"):
-        """Arguments as for `LavaGraph`; they are pickled to the worker, so pass `integer.neurons_only()`."""
+    def __init__(self, spec: GraphSpec, weights: SynapseWeights, target: str = "sim"):
+        """Arguments as for `LavaGraph` (plain data, pickled to the worker)."""
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
         # Not a daemon: Lava's runtime starts child processes of its own from the worker.
-        self._process = context.Process(target=_serve, args=(child, integer, weights, layouts, target), name="lava-graph")
+        self._process = context.Process(target=_serve, args=(child, spec, weights, target), name="lava-graph")
         self._process.start()
         child.close()
         self._finalizer = weakref.finalize(self, _shutdown, self._conn, self._process)
