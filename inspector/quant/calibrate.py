@@ -14,11 +14,42 @@ from tokenizers import Tokenizer
 from inspector.model import BitLinear, HGRNBitForCausalLM, RMSNorm
 from inspector.tokenizer import encode
 
+CHUNK = 256  # tokens per forward pass while calibrating (the state carries over)
 CALIBRATION_TEXT = Path(__file__).resolve().parents[1] / "data" / "calibration.txt"
 
 
 def default_calibration_text() -> str:
     return CALIBRATION_TEXT.read_text(encoding="utf-8")
+
+
+def observe(maxima: dict[str, float], name: str, value: torch.Tensor) -> None:
+    """Keep the running max|x| of one site."""
+    maxima[name] = max(maxima.get(name, 0.0), float(value.detach().abs().max()))
+
+
+def observe_trace(maxima: dict[str, float], trace: dict[str, torch.Tensor]) -> None:
+    """Every traced stage of a forward pass; the GLU's gate_proj output is two sites (gate, y)."""
+    for key, value in trace.items():
+        if key.endswith("gate_proj"):
+            gate, y = value.chunk(2, dim=-1)
+            observe(maxima, key + ".gate", gate)
+            observe(maxima, key + ".y", y)
+        else:
+            observe(maxima, key, value)
+
+
+def observe_modules(root: torch.nn.Module, prefix: str, maxima: dict[str, float]) -> list:
+    """Hooks that observe every RMSNorm and BitLinear output under `root` (names get `prefix`).
+
+    Returns the hook handles; the caller removes them. Separate from `calibrate` so that one layer
+    can be calibrated on its own under the names the whole model would give it.
+    """
+    handles = []
+    for name, module in root.named_modules():
+        if isinstance(module, (RMSNorm, BitLinear)):
+            key = prefix + name
+            handles.append(module.register_forward_hook(lambda mod, args, out, key=key: observe(maxima, key, out)))
+    return handles
 
 
 @torch.no_grad()
@@ -28,26 +59,13 @@ def calibrate(model: HGRNBitForCausalLM, tokenizer: Tokenizer, text: str, max_to
     if len(ids) < 2:
         raise ValueError("calibration text is too short for this tokenizer")
     maxima: dict[str, float] = {}
-
-    def observe(name: str, value: torch.Tensor) -> None:
-        maxima[name] = max(maxima.get(name, 0.0), float(value.detach().abs().max()))
-
-    handles = []
-    for name, module in model.named_modules():
-        if isinstance(module, (RMSNorm, BitLinear)):
-            handles.append(module.register_forward_hook(lambda mod, args, out, name=name: observe(name, out)))
+    handles = observe_modules(model, "", maxima)
     try:
         state = None
-        for start in range(0, len(ids), 256):
+        for start in range(0, len(ids), CHUNK):
             trace: dict[str, torch.Tensor] = {}
-            _, state = model(torch.tensor([ids[start : start + 256]]), state, trace)
-            for key, value in trace.items():
-                if key.endswith("gate_proj"):
-                    gate, y = value.chunk(2, dim=-1)
-                    observe(key + ".gate", gate)
-                    observe(key + ".y", y)
-                else:
-                    observe(key, value)
+            _, state = model(torch.tensor([ids[start : start + CHUNK]]), state, trace)
+            observe_trace(maxima, trace)
     finally:
         for handle in handles:
             handle.remove()
