@@ -162,6 +162,29 @@ def cmd_map(args) -> int:
     return 0
 
 
+def cmd_measure(args) -> int:
+    """Fill the activity cache of published sizes (the Hardware page reads it), with a progress bar."""
+    from inspector.published_activity import cache_dir, published_activity
+
+    names = list(PUBLISHED_CONFIGS) if args.config == "all" else [args.config]
+    qc = parse_overrides(args.quant)
+    for name in names:
+        bar = tqdm(total=1, desc=f"{name} (random weights, one layer at a time)", unit="layer")
+
+        def progress(done: int, total: int, what: str) -> None:
+            bar.total = total
+            bar.n = done
+            bar.set_postfix_str(what)
+            bar.refresh()
+
+        measured = published_activity(name, qc, on_progress=progress)
+        bar.close()
+        meta = measured.meta
+        print(f"{name}: {measured.weights}; {measured.tokens} tokens measured; cached in {cache_dir()}"
+              + (f"; {meta['seconds']} s, peak RSS {meta['peak_rss_bytes'] / 2**30:.2f} GiB" if "seconds" in meta else " (was cached)"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m inspector", description="Loihi LM Inspector command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -200,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     mapper.add_argument("--model", default="shakespeare")
     mapper.add_argument("--config", help=f"one of {', '.join(PUBLISHED_CONFIGS)}")
     mapper.set_defaults(func=cmd_map)
+
+    measure = sub.add_parser("measure", help="measure (once, cached) the activity of a published size with random weights")
+    measure.add_argument("--config", default="MMfreeLM-370M", help=f"one of {', '.join(PUBLISHED_CONFIGS)}, or all")
+    measure.add_argument("--quant", nargs="*", default=[], metavar="KEY=VALUE", help="QuantConfig overrides")
+    measure.set_defaults(func=cmd_measure)
     return parser
 
 
