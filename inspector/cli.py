@@ -164,7 +164,7 @@ def cmd_map(args) -> int:
 
 def cmd_measure(args) -> int:
     """Fill the activity cache of published sizes (the Hardware page reads it), with a progress bar."""
-    from inspector.published_activity import cache_dir, published_activity
+    from inspector.activity_cache import cache_dir, published_activity
 
     names = list(PUBLISHED_CONFIGS) if args.config == "all" else [args.config]
     qc = parse_overrides(args.quant)

@@ -14,20 +14,17 @@ published configuration is really run, with random weights, one layer at a time:
    integer layers produced, keep its per-neuron activity and its synapse counts, and free it;
 3. the final norm likewise.
 
-At most one layer is alive at a time, so the peak memory is one layer's float and integer weights
-(about 2 GB for 2.7B). With the same weights this is bit for bit what the whole-model emulator
-measures (tested on a small model). Results are cached on disk, keyed by the configuration, the
-QuantConfig, the measurement settings and a hash of the code that computes them, and labeled with
-the weights that produced them ("random weights (reference initialization), seed S").
+At most one layer is alive at a time, so the peak memory is about one layer's float and integer
+weights. With the same weights this is bit for bit what the whole-model emulator measures (tested
+on a small model). Results are labeled with the weights that produced them ("random weights
+(reference initialization, seed S)") and cached by `inspector.activity_cache`, keyed by a hash of
+`MEASUREMENT_SOURCES` among other things.
 """
 
 from __future__ import annotations
 
 import gc
 import hashlib
-import json
-import math
-import os
 import resource
 import time
 from dataclasses import asdict, dataclass, field
@@ -40,7 +37,7 @@ import polars as pl
 import torch
 import torch.nn as nn
 
-from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
+from inspector.config import HGRNBitConfig
 from inspector.emulator.activity import GroupActivity, core_activity
 from inspector.emulator.hardware import HardwareConfig
 from inspector.emulator.mapper import CoreMap, NeuronGroup, layer_groups, map_groups
@@ -53,10 +50,10 @@ from inspector.quant.convert import IntegerParams, convert_final_norm, convert_l
 from inspector.quant.integer_model import PROJECTION_NAMES, IntegerLM
 
 MEASURE_TOKENS = 32  # tokens whose activity is recorded (the first tokens of the calibration sequence)
-CACHE_ENV = "LOIHI_INSPECTOR_CACHE"
-_CODE_FILES = (
+# the sources whose code decides a measurement's numbers: a change to any of them invalidates cached ones
+MEASUREMENT_SOURCES = (
     "published_activity.py", "model.py", "quant/calibrate.py", "quant/convert.py", "quant/integer_model.py",
-    "quant/kernels.py", "emulator/probes.py", "emulator/mapper.py", "emulator/activity.py",
+    "quant/kernels.py", "quant/config.py", "emulator/probes.py", "emulator/mapper.py",
 )
 ProgressFn = Callable[[int, int, str], None]  # (done, total, what)
 
@@ -86,16 +83,11 @@ class MeasuredActivity:
         return core_activity(self.activity, core_map)
 
 
-def cache_dir() -> Path:
-    """Where measurements are kept: $LOIHI_INSPECTOR_CACHE, else ~/.cache/loihi-lm-inspector."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "loihi-lm-inspector")
-
-
 def code_version() -> str:
-    """A hash of the sources that compute a measurement: a code change invalidates old caches."""
+    """A hash of `MEASUREMENT_SOURCES`: a code change that could change the numbers invalidates old caches."""
     root = Path(__file__).resolve().parent
     digest = hashlib.sha256()
-    for name in _CODE_FILES:
+    for name in MEASUREMENT_SOURCES:
         digest.update((root / name).read_bytes())
     return digest.hexdigest()[:16]
 
@@ -188,7 +180,8 @@ def measure_layerwise(
         runner.params.layers[:] = [int_layer]
         x_int, _ = runner._run_layer(0, x_int, torch.zeros(1, config.mixer_size, dtype=x_int.dtype), probe)
         for (_, name), (messages, synops) in probe.group_activity().items():
-            activity[(k, name)] = (messages.astype(np.uint8), np.rint(synops).astype(np.int32))
+            synops = np.rint(synops)
+            activity[(k, name)] = (messages.astype(np.uint8), synops.astype(np.uint16 if synops.max(initial=0) < 2**16 else np.int32))
         groups.extend(NeuronGroup(k, g.name, g.synapses, g.fan_in) for g in local)
         runner.params.layers.clear()
         del int_layer, weights, probe, local
@@ -198,58 +191,15 @@ def measure_layerwise(
     observe(cal, "final_norm", final_norm(x_float))
     codes, _ = convert_final_norm(final_norm, x_scale, cal, qc)(x_int)
     messages = (codes[0] != 0).numpy().astype(np.uint8)
-    activity[(-1, "final_norm")] = (messages, np.zeros_like(messages, dtype=np.int32))
+    activity[(-1, "final_norm")] = (messages, np.zeros_like(messages, dtype=np.uint16))
     groups.append(NeuronGroup(-1, "final_norm", np.ones(config.hidden_size, dtype=np.int64), config.hidden_size))
     if on_progress is not None:
         on_progress(layers_total + 1, layers_total + 1, "done")
     return groups, activity
 
 
-# -- the published sizes, measured once and cached -------------------------------------------------
 def random_weights_label(seed: int) -> str:
     return f"random weights (reference initialization, seed {seed})"
-
-
-def measurement_key(config: HGRNBitConfig, qc: QuantConfig, tokens: int, calibration_tokens: int, seed: int) -> str:
-    spec = {
-        "config": config.to_dict(), "qc": asdict(qc), "tokens": tokens, "calibration_tokens": calibration_tokens,
-        "seed": seed, "code": code_version(),
-    }
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-def _paths(name: str, key: str, directory: Path) -> tuple[Path, Path]:
-    base = directory / "activity" / f"{name}-{key}"
-    return base.with_suffix(".npz"), base.with_suffix(".json")
-
-
-def save_measurement(measured: MeasuredActivity, key: str, directory: Path) -> Path:
-    npz, meta = _paths(measured.model, key, directory)
-    npz.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {}
-    for i, group in enumerate(measured.groups):
-        messages, synops = measured.activity[(group.layer, group.name)]
-        arrays[f"m{i}"], arrays[f"s{i}"], arrays[f"n{i}"] = messages, synops, group.synapses.astype(np.int32)
-    tmp = npz.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(npz)  # a half-written file never looks like a cache entry
-    record = {"model": measured.model, "weights": measured.weights, "meta": measured.meta,
-              "groups": [[g.layer, g.name, g.fan_in] for g in measured.groups]}
-    meta.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-    return npz
-
-
-def load_measurement(name: str, key: str, directory: Path) -> Optional[MeasuredActivity]:
-    npz, meta = _paths(name, key, directory)
-    if not (npz.exists() and meta.exists()):
-        return None
-    record = json.loads(meta.read_text(encoding="utf-8"))
-    groups, activity = [], {}
-    with np.load(npz) as arrays:
-        for i, (layer, group_name, fan_in) in enumerate(record["groups"]):
-            groups.append(NeuronGroup(layer, group_name, arrays[f"n{i}"].astype(np.int64), fan_in))
-            activity[(layer, group_name)] = (arrays[f"m{i}"], arrays[f"s{i}"])
-    return MeasuredActivity(record["model"], record["weights"], groups, activity, record["meta"])
 
 
 def peak_rss_bytes() -> int:
@@ -287,28 +237,3 @@ def measure_random(
         "qc": asdict(qc),
     }
     return MeasuredActivity(name, random_weights_label(seed), groups, activity, meta)
-
-
-def published_activity(
-    name: str, qc: QuantConfig | None = None, directory: Path | None = None, measure: bool = True,
-    on_progress: Optional[ProgressFn] = None, tokens: int = MEASURE_TOKENS, seed: int = 0,
-) -> Optional[MeasuredActivity]:
-    """The cached measurement of a published size; measured (and cached) first if `measure`, else None."""
-    if name not in PUBLISHED_CONFIGS:
-        raise MeasurementError(f"no published configuration {name!r}; choose one of {', '.join(PUBLISHED_CONFIGS)}")
-    qc = qc or QuantConfig()
-    directory = directory or cache_dir()
-    config = HGRNBitConfig(**PUBLISHED_CONFIGS[name])
-    key = measurement_key(config, qc, tokens, qc.calibration_tokens, seed)
-    cached = load_measurement(name, key, directory)
-    if cached is not None or not measure:
-        return cached
-    measured = measure_random(name, config, qc, tokens, qc.calibration_tokens, seed, on_progress)
-    save_measurement(measured, key, directory)
-    return measured
-
-
-def estimated_layer_seconds(config: HGRNBitConfig) -> float:
-    """A rough duration hint for the UI: proportional to a layer's weights (about 4 s per 10 M on one core)."""
-    per_layer = 4 * config.hidden_size * config.mixer_size + 3 * config.hidden_size * config.mlp_intermediate_size
-    return math.ceil(config.num_hidden_layers * per_layer / 10e6 * 4)

@@ -13,7 +13,7 @@ from inspector.estimate import DEFAULT_PROMPT_TOKENS
 from inspector.figures import core_map_figure, energy_breakdown_figure, estimate_figure, stage_time_figure
 from inspector.hardware_report import density_summary, evaluate, matching_published, results_table
 from inspector.paper import JETSON_ORIN_NANO_WATTS, JETSON_SOURCE, PAPER, PAPER_NOTE, GpuBaseline, ratios
-from inspector.published_activity import cache_dir, estimated_layer_seconds
+from inspector.activity_cache import cache_dir, estimated_measure_seconds
 from inspector.ui.export import chart, table_downloads
 from inspector.ui.hardware import cached_published, cost_preset, measure_published, what_if_hardware
 from inspector.ui.runs import page_analysis
@@ -105,7 +105,7 @@ results = results_table(evaluations)
 st.dataframe(results, hide_index=True, width="stretch")
 table_downloads(results, "estimates")
 for name in missing:
-    seconds = estimated_layer_seconds(HGRNBitConfig(**PUBLISHED_CONFIGS[name]))
+    seconds = estimated_measure_seconds(HGRNBitConfig(**PUBLISHED_CONFIGS[name]))
     left, right = st.columns([3, 1])
     try:
         density = density_summary(name, hw, share)

@@ -14,13 +14,8 @@ from inspector.costs import OpCosts
 from inspector.emulator.engine import Emulator
 from inspector.emulator.hardware import HardwareConfig
 from inspector.hardware_report import evaluate, matching_published
-from inspector.published_activity import (
-    MeasuredActivity,
-    MeasurementError,
-    measure_layerwise,
-    published_activity,
-    random_block,
-)
+from inspector.activity_cache import published_activity
+from inspector.published_activity import MeasuredActivity, MeasurementError, measure_layerwise, random_block
 from inspector.quant.calibrate import default_calibration_text
 from inspector.quant.config import QuantConfig
 from inspector.tokenizer import encode

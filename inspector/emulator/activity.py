@@ -19,33 +19,48 @@ GroupActivity = dict[tuple[int, str], tuple[np.ndarray, np.ndarray]]
 ACTIVITY_COLUMNS = ("token", "core", "chip", "layer", "group", "messages", "active_neurons", "synops", "neuron_updates", "neurons")
 
 
+def _segment_sums(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """(tokens, segments): sums of `values` (tokens, neurons) over each [start, end) neuron range.
+
+    The segments of one group tile [0, neurons) in order (the mapper packs contiguously), so one
+    `np.add.reduceat` gives all sums, exactly, in integers.
+    """
+    if starts[0] != 0 or ends[-1] != values.shape[1] or not np.array_equal(starts[1:], ends[:-1]):
+        raise ValueError("the core map's segments of a group must cover its neurons contiguously and in order")
+    return np.add.reduceat(values, starts, axis=1, dtype=np.int64)
+
+
 def core_activity(groups: GroupActivity, core_map: CoreMap) -> pl.DataFrame:
     """token x core (x group, when groups share cores): messages, neurons that sent any, synaptic
     ops, neuron updates. Every neuron of a group updates once per token."""
-    frames = []
-    for (layer, group), cores in core_map.table.group_by(["layer", "group"], maintain_order=True):
+    table = core_map.table
+    rows: dict[tuple[int, str], list[int]] = {}
+    for index, key in enumerate(zip(table["layer"].to_list(), table["group"].to_list())):
+        rows.setdefault(key, []).append(index)
+    core_col, chip_col, start_col, end_col = (table[c].to_numpy() for c in ("core", "chip", "start", "end"))
+    parts: dict[str, list[np.ndarray]] = {c: [] for c in ACTIVITY_COLUMNS if c != "group"}
+    group_names: list[str] = []
+    group_lengths: list[int] = []
+    for (layer, group), index in rows.items():
+        index = np.asarray(index)
         messages, synops = groups[(int(layer), str(group))]
         tokens = messages.shape[0]
-        starts, ends = cores["start"].to_numpy(), cores["end"].to_numpy()
-        zero = np.zeros((tokens, 1))
-        msg_cum = np.concatenate([zero, np.cumsum(messages, axis=1, dtype=np.float64)], axis=1)
-        act_cum = np.concatenate([zero, np.cumsum(messages > 0, axis=1, dtype=np.float64)], axis=1)
-        syn_cum = np.concatenate([zero, np.cumsum(synops, axis=1, dtype=np.float64)], axis=1)
-        n_cores = len(starts)
-        frames.append(
-            pl.DataFrame(
-                {
-                    "token": np.repeat(np.arange(tokens), n_cores),
-                    "core": np.tile(cores["core"].to_numpy(), tokens),
-                    "chip": np.tile(cores["chip"].to_numpy(), tokens),
-                    "layer": np.full(tokens * n_cores, layer),
-                    "group": [group] * (tokens * n_cores),
-                    "messages": (msg_cum[:, ends] - msg_cum[:, starts]).reshape(-1).round().astype(np.int64),
-                    "active_neurons": (act_cum[:, ends] - act_cum[:, starts]).reshape(-1).round().astype(np.int64),
-                    "synops": (syn_cum[:, ends] - syn_cum[:, starts]).reshape(-1).round().astype(np.int64),
-                    "neuron_updates": np.tile(ends - starts, tokens).astype(np.int64),
-                    "neurons": np.tile(ends - starts, tokens).astype(np.int64),
-                }
-            )
-        )
-    return pl.concat(frames).sort(["token", "core"], maintain_order=True)
+        starts, ends = start_col[index], end_col[index]
+        n = tokens * len(index)
+        sizes = (ends - starts).astype(np.int64)
+        parts["token"].append(np.repeat(np.arange(tokens, dtype=np.int64), len(index)))
+        parts["core"].append(np.tile(core_col[index], tokens))
+        parts["chip"].append(np.tile(chip_col[index], tokens))
+        parts["layer"].append(np.full(n, layer, dtype=np.int64))
+        parts["messages"].append(_segment_sums(messages, starts, ends).reshape(-1))
+        parts["active_neurons"].append(_segment_sums(messages > 0, starts, ends).reshape(-1))
+        parts["synops"].append(_segment_sums(synops, starts, ends).reshape(-1))
+        parts["neuron_updates"].append(np.tile(sizes, tokens))
+        parts["neurons"].append(np.tile(sizes, tokens))
+        group_names.append(str(group))
+        group_lengths.append(n)
+    data = {c: np.concatenate(v).astype(np.int64) for c, v in parts.items()}
+    data["group"] = np.repeat(np.asarray(group_names, dtype=object), group_lengths)
+    return pl.DataFrame({c: pl.Series(data[c], dtype=pl.Utf8) if c == "group" else data[c] for c in ACTIVITY_COLUMNS}).sort(
+        ["token", "core"], maintain_order=True
+    )

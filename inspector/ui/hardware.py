@@ -8,7 +8,8 @@ import streamlit as st
 
 from inspector.costs import CUSTOM, PRESETS, CostPreset, OpCosts, custom_preset
 from inspector.emulator.hardware import HardwareConfig
-from inspector.published_activity import MeasuredActivity, published_activity
+from inspector.activity_cache import published_activity
+from inspector.published_activity import MeasuredActivity
 from inspector.quant.config import QuantConfig
 from inspector.ui.sidebar import keep, kept
 
