@@ -132,10 +132,11 @@ def estimate(activity: pl.DataFrame, chips: int, costs: OpCosts | None = None, p
         .sort("token")
     )
     per_group = (
-        work.group_by(["layer", "group"], maintain_order=True)
-        .agg((pl.col("synops_uj", "neuron_uj", "message_uj").sum() / tokens))
+        work.group_by(["layer", "group"])
+        .agg((pl.col("synops_uj", "neuron_uj", "message_uj").sum() / tokens), pl.col("core").min().alias("first_core"))
         .join(stage.group_by(["layer", "group"]).agg(pl.col("stage_ns").mean()), on=["layer", "group"])
         .with_columns((static_w * pl.col("stage_ns") * 1e-3).alias("static_uj"))
+        .sort("first_core")  # data-flow order, as the core map lays the groups out
         .select("layer", "group", "stage_ns", "static_uj", "synops_uj", "neuron_uj", "message_uj")
     )
     latency_s = float(per_token["latency_ns"].mean()) * 1e-9

@@ -230,7 +230,8 @@ def test_hardware_page_measures_a_published_size(app, monkeypatch, tmp_path):
     from inspector.config import PUBLISHED_CONFIGS
 
     monkeypatch.setenv("LOIHI_INSPECTOR_CACHE", str(tmp_path))
-    monkeypatch.setitem(PUBLISHED_CONFIGS, "tiny-published", {"hidden_size": 32, "num_hidden_layers": 2, "vocab_size": 300, "intermediate_size": 48})
+    # one layer: not the loaded checkpoint's shape (that one would be recognized as its published size)
+    monkeypatch.setitem(PUBLISHED_CONFIGS, "tiny-published", {"hidden_size": 32, "num_hidden_layers": 1, "vocab_size": 300, "intermediate_size": 48})
     app.switch_page("pages/hardware.py").run()
     labels = [b.label for b in app.button]
     assert "Measure MMfreeLM-370M" in labels and "Measure tiny-published" in labels
@@ -242,3 +243,15 @@ def test_hardware_page_measures_a_published_size(app, monkeypatch, tmp_path):
     assert len(row) == 1 and "random weights" in row["activity from"].iloc[0]
     assert "Measure tiny-published" not in [b.label for b in app.button]
     assert any(tmp_path.rglob("tiny-published-*.npz"))
+
+
+def test_hardware_page_uses_the_loaded_checkpoint_for_its_published_size(app, monkeypatch):
+    from inspector.config import PUBLISHED_CONFIGS
+
+    monkeypatch.setitem(PUBLISHED_CONFIGS, "tiny-published", {"hidden_size": 32, "num_hidden_layers": 2, "vocab_size": 300, "intermediate_size": 48})
+    app.switch_page("pages/hardware.py").run()
+    assert not app.exception, app.exception
+    table = next(d.value for d in app.dataframe if "activity from" in d.value.columns)
+    row = table[table["model"] == "tiny-published"]
+    assert row["activity from"].iloc[0].startswith("the loaded checkpoint (real weights)")
+    assert "Measure tiny-published" not in [b.label for b in app.button]
