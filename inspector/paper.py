@@ -62,6 +62,21 @@ class GpuBaseline:
             if value is not None and not value > 0:
                 raise BaselineError(f"the baseline's {name} must be a positive number (or left empty), got {value!r}")
 
+    def table(self) -> pl.DataFrame:
+        """The baseline's figures with where each comes from."""
+        watts_source = JETSON_SOURCE if self.watts == JETSON_ORIN_NANO_WATTS else "entered by you"
+        return pl.DataFrame(
+            {
+                "figure": ["tokens/s (generation)", "power (W)", "time to first token (s)"],
+                "value": pl.Series([self.tokens_per_s, self.watts, self.ttft_s], dtype=pl.Float64),
+                "source": [
+                    "entered by you" if self.tokens_per_s is not None else "not given (no verifiable default)",
+                    watts_source,
+                    "entered by you" if self.ttft_s is not None else "not given (no verifiable default)",
+                ],
+            }
+        )
+
     @property
     def energy_per_token_mj(self) -> Optional[float]:
         return None if self.tokens_per_s is None else self.watts / self.tokens_per_s * 1e3

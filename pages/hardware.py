@@ -30,6 +30,7 @@ with st.expander("Mapping what-ifs: synapse bits, shared cores, per-core limits"
     except HardwareConfigError as exc:
         st.error(f"These limits are not a valid core: {exc}")
         st.stop()
+    st.dataframe(hw.table(), hide_index=True, width="stretch")
 with st.expander("Per-operation costs (every number with its source)", expanded=False):
     preset = cost_preset()
     st.dataframe(preset.table(), hide_index=True, width="stretch")
@@ -135,12 +136,12 @@ b1, b2, b3 = st.columns(3)
 base_tps = b1.number_input("Baseline tokens/s (generation)", min_value=0.0, value=0.0, key="base_tps", help="0 = not given")
 base_w = b2.number_input("Baseline power (W)", min_value=0.1, value=JETSON_ORIN_NANO_WATTS, key="base_w", help=JETSON_SOURCE)
 base_ttft = b3.number_input(f"Baseline time to first token (s, {prompt_tokens}-token prompt)", min_value=0.0, value=0.0, key="base_ttft", help="0 = not given")
-st.caption(f"Default power: {JETSON_SOURCE}.")
 try:
     baseline = GpuBaseline(base_tps or None, float(base_w), base_ttft or None)
 except InspectorError as exc:
     st.error(str(exc))
     st.stop()
+st.dataframe(baseline.table(), hide_index=True, width="stretch")
 table = ratios(row.estimate, baseline)
 st.dataframe(table, hide_index=True, width="stretch")
 if prompt_tokens != DEFAULT_PROMPT_TOKENS:

@@ -211,7 +211,10 @@ def test_hardware_what_ifs_and_presets_update_live(app, monkeypatch, tmp_path):
     app.number_input(key="cost_Loihi (2018 measurements)_static_w_per_chip").set_value(0.0).run()
     assert not app.exception
     assert _metrics(app)["Static share of generation energy"] == "0.0%"
-    assert "set by you" in app.dataframe[0].value["source"].to_list()
+    costs = next(d.value for d in app.dataframe if "quantity" in d.value.columns)
+    assert "set by you" in costs["source"].to_list()
+    limits = next(d.value for d in app.dataframe if "limit" in d.value.columns)
+    assert "set by you (what-if)" in limits["source"].to_list()
 
 
 def test_hardware_page_beside_the_paper(app, monkeypatch, tmp_path):

@@ -134,7 +134,19 @@ def test_paper_ratios_by_hand():
     assert ours[1] == pytest.approx((10 / 100_000 * 1e3) / (2750e-6 + 324e-9))  # baseline mJ/token over ours
     assert ours[2] == pytest.approx(1e-3 / (2750e-9 + 2 * 1425e-9))
     assert table["paper (ratio vs GPU)"].to_list() == [r for _, r, _ in PAPER_CLAIMS] == [3.0, 2.0, 6.6]
+    sources = GpuBaseline().table()["source"].to_list()
+    assert "NVIDIA" in sources[1] and sources[0].startswith("not given")
+    assert GpuBaseline(tokens_per_s=5, watts=7).table()["source"].to_list()[:2] == ["entered by you", "entered by you"]
     missing = ratios(est, GpuBaseline())
     assert missing["our estimate (ratio vs your baseline)"].null_count() == 3
     with pytest.raises(BaselineError, match="watts"):
         GpuBaseline(watts=0)
+
+
+def test_hardware_limits_table_has_a_source_for_every_limit():
+    from inspector.emulator.hardware import HardwareConfig
+
+    table = HardwareConfig().table()
+    assert table.height == len(dataclasses.fields(HardwareConfig)) and all(table["source"].to_list())
+    changed = HardwareConfig(bits_per_synapse=2).table()
+    assert changed.filter(pl.col("limit") == "bits_per_synapse")["source"].item() == "set by you (what-if)"
