@@ -167,6 +167,8 @@ def cmd_measure(args) -> int:
     from inspector.activity_cache import cache_dir, published_activity
 
     names = list(PUBLISHED_CONFIGS) if args.config == "all" else [args.config]
+    if not set(names) <= set(PUBLISHED_CONFIGS):
+        raise InspectorError(f"unknown --config {args.config!r}; choose from {', '.join(PUBLISHED_CONFIGS)} or all")
     qc = parse_overrides(args.quant)
     for name in names:
         bar = tqdm(total=1, desc=f"{name} (random weights, one layer at a time)", unit="layer")
