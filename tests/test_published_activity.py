@@ -87,3 +87,16 @@ def test_unknown_published_name_and_bad_settings(monkeypatch, tmp_path):
 def test_matching_published():
     assert matching_published(HGRNBitConfig(**PUBLISHED_CONFIGS["MMfreeLM-370M"])) == "MMfreeLM-370M"
     assert matching_published(HGRNBitConfig(**TINY)) is None
+
+
+def test_measure_command_fills_the_cache(monkeypatch, tmp_path, capsys):
+    from inspector.cli import main
+
+    monkeypatch.setitem(PUBLISHED_CONFIGS, "tiny", TINY)
+    monkeypatch.setenv("LOIHI_INSPECTOR_CACHE", str(tmp_path))
+    assert main(["measure", "--config", "tiny", "--quant", "calibration_tokens=64"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny: random weights" in out and "peak RSS" in out
+    assert published_activity("tiny", QuantConfig(calibration_tokens=64), measure=False) is not None
+    assert main(["measure", "--config", "tiny", "--quant", "calibration_tokens=64"]) == 0
+    assert "(was cached)" in capsys.readouterr().out
