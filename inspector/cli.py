@@ -172,8 +172,10 @@ def cmd_measure(args) -> int:
     qc = parse_overrides(args.quant)
     for name in names:
         bar = tqdm(total=1, desc=f"{name} (random weights, one layer at a time)", unit="layer")
+        ran: list[int] = []
 
         def progress(done: int, total: int, what: str) -> None:
+            ran.append(done)
             bar.total = total
             bar.n = done
             bar.set_postfix_str(what)
@@ -182,8 +184,9 @@ def cmd_measure(args) -> int:
         measured = published_activity(name, qc, on_progress=progress)
         bar.close()
         meta = measured.meta
-        print(f"{name}: {measured.weights}; {measured.tokens} tokens measured; cached in {cache_dir()}"
-              + (f"; {meta['seconds']} s, peak RSS {meta['peak_rss_bytes'] / 2**30:.2f} GiB" if "seconds" in meta else " (was cached)"))
+        print(f"{name}: {measured.weights}; {measured.tokens} tokens measured; cached in {cache_dir()}; "
+              f"measured in {meta['seconds']} s, peak RSS {meta['peak_rss_bytes'] / 2**30:.2f} GiB"
+              + ("" if ran else " (was cached)"))
     return 0
 
 
