@@ -47,8 +47,9 @@ def measurement_key(config: HGRNBitConfig, qc: QuantConfig, tokens: int, calibra
 
 
 def _paths(name: str, key: str, directory: Path) -> tuple[Path, Path]:
-    base = directory / "activity" / f"{name}-{key}"
-    return base.with_suffix(".npz"), base.with_suffix(".json")
+    # names like "MMfreeLM-1.3B" contain a dot: append suffixes, never replace them
+    folder, stem = directory / "activity", f"{name}-{key}"
+    return folder / f"{stem}.npz", folder / f"{stem}.json"
 
 
 def save_measurement(measured: MeasuredActivity, key: str, directory: Path) -> Path:
@@ -58,7 +59,7 @@ def save_measurement(measured: MeasuredActivity, key: str, directory: Path) -> P
     for i, group in enumerate(measured.groups):
         messages, synops = measured.activity[(group.layer, group.name)]
         arrays[f"m{i}"], arrays[f"s{i}"], arrays[f"n{i}"] = messages, synops, group.synapses.astype(np.int32)
-    tmp = npz.with_suffix(".tmp.npz")
+    tmp = npz.parent / (npz.name + ".tmp.npz")
     np.savez_compressed(tmp, **arrays)
     tmp.replace(npz)  # a half-written file never looks like a cache entry
     record = {"model": measured.model, "weights": measured.weights, "meta": measured.meta,

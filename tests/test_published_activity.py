@@ -44,23 +44,26 @@ def test_layerwise_run_is_the_emulator_bit_for_bit(tiny_checkpoint):
 
 
 def test_random_measurement_is_cached_and_keyed(monkeypatch, tmp_path):
-    monkeypatch.setitem(PUBLISHED_CONFIGS, "tiny", TINY)
+    monkeypatch.setitem(PUBLISHED_CONFIGS, "tiny-0.1B", TINY)  # a dot in the name, like MMfreeLM-1.3B
     monkeypatch.setenv("LOIHI_INSPECTOR_CACHE", str(tmp_path))
     qc = QuantConfig(calibration_tokens=64)
-    assert published_activity("tiny", qc, measure=False) is None
+    assert published_activity("tiny-0.1B", qc, measure=False) is None
     calls = []
-    first = published_activity("tiny", qc, on_progress=lambda *a: calls.append(a), tokens=8)
+    first = published_activity("tiny-0.1B", qc, on_progress=lambda *a: calls.append(a), tokens=8)
     assert calls and first.tokens == 8 and "random weights" in first.weights
     assert first.meta["peak_rss_bytes"] > 0 and first.meta["calibration_tokens"] == 64
-    again = published_activity("tiny", qc, measure=False, tokens=8)
+    again = published_activity("tiny-0.1B", qc, measure=False, tokens=8)
     assert again is not None and again.weights == first.weights
     for key, (messages, synops) in first.activity.items():
         assert np.array_equal(again.activity[key][0], messages) and np.array_equal(again.activity[key][1], synops)
     assert [g.synapses.tolist() for g in again.groups] == [g.synapses.tolist() for g in first.groups]
     # another QuantConfig is another measurement
-    assert published_activity("tiny", QuantConfig(calibration_tokens=64, act_bits=6), measure=False, tokens=8) is None
+    assert published_activity("tiny-0.1B", QuantConfig(calibration_tokens=64, act_bits=6), measure=False, tokens=8) is None
+    files = sorted(p.name for p in (tmp_path / "activity").iterdir())
+    assert len(files) == 2 and all(f.startswith("tiny-0.1B-") for f in files)  # the key survives the dot in the name
+    assert files[0].endswith(".json") and files[1].endswith(".npz")
     # and the cached activity drives a real estimate, with activity where there should be some
-    result = evaluate("tiny", again.weights, again.groups, again.activity, HardwareConfig(), False, OpCosts(), 500)
+    result = evaluate("tiny-0.1B", again.weights, again.groups, again.activity, HardwareConfig(), False, OpCosts(), 500)
     assert result.estimate.generation.synops_mj > 0 and result.core_map.cores > 0
 
 
