@@ -15,7 +15,7 @@ from inspector.hardware_report import density_summary, evaluate, matching_publis
 from inspector.paper import JETSON_ORIN_NANO_WATTS, JETSON_SOURCE, PAPER, PAPER_NOTE, GpuBaseline, ratios
 from inspector.activity_cache import cache_dir, estimated_measure_seconds
 from inspector.ui.export import chart, table_downloads
-from inspector.ui.hardware import cached_published, cost_preset, measure_published, what_if_hardware
+from inspector.ui.hardware import cached_published_evaluation, cost_preset, measure_published, what_if_hardware
 from inspector.ui.runs import page_analysis
 from inspector.ui.sidebar import emulator_for
 
@@ -94,14 +94,15 @@ for name in PUBLISHED_CONFIGS:
     if name == real:
         evaluations.append(evaluate(name, "the loaded checkpoint (real weights): " + weights_label, core_map.groups, analysis.run.probe.group_activity(), hw, share, preset.costs, prompt_tokens))
         continue
-    measured = cached_published(name, session.qc)
-    if measured is None:
-        missing.append(name)
-        continue
     try:
-        evaluations.append(evaluate(name, measured.weights, measured.groups, measured.activity, hw, share, preset.costs, prompt_tokens))
+        evaluation = cached_published_evaluation(name, session.qc, hw, share, preset.costs, prompt_tokens)
     except MappingError as exc:
         st.error(f"{name} does not map with these limits: {exc}")
+        continue
+    if evaluation is None:
+        missing.append(name)
+    else:
+        evaluations.append(evaluation)
 results = results_table(evaluations)
 st.dataframe(results, hide_index=True, width="stretch")
 table_downloads(results, "estimates")

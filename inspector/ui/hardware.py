@@ -8,6 +8,7 @@ import streamlit as st
 
 from inspector.costs import CUSTOM, PRESETS, CostPreset, OpCosts, custom_preset
 from inspector.emulator.hardware import HardwareConfig
+from inspector.hardware_report import Evaluation, evaluate
 from inspector.activity_cache import published_activity
 from inspector.published_activity import MeasuredActivity
 from inspector.quant.config import QuantConfig
@@ -61,9 +62,21 @@ def cost_preset() -> CostPreset:
 
 
 @st.cache_resource(show_spinner=False, max_entries=6)
-def cached_published(name: str, qc: QuantConfig, _generation: int = 0) -> MeasuredActivity | None:
+def cached_published(name: str, qc: QuantConfig) -> MeasuredActivity | None:
     """A published size's cached measurement, or None when it has not been measured for this QuantConfig."""
     return published_activity(name, qc, measure=False)
+
+
+@st.cache_resource(show_spinner="Re-mapping and estimating the published sizes…", max_entries=24)
+def cached_published_evaluation(
+    name: str, qc: QuantConfig, hw: HardwareConfig, share: bool, costs: OpCosts, prompt_tokens: int
+) -> Evaluation | None:
+    """A published size's estimate under these settings (2.7B takes seconds: widgets that do not
+    change the settings, like the paper's baseline, must not pay for it again)."""
+    measured = cached_published(name, qc)
+    if measured is None:
+        return None
+    return evaluate(name, measured.weights, measured.groups, measured.activity, hw, share, costs, prompt_tokens)
 
 
 def measure_published(name: str, qc: QuantConfig) -> None:
@@ -75,4 +88,5 @@ def measure_published(name: str, qc: QuantConfig) -> None:
 
     published_activity(name, qc, on_progress=on_progress)
     cached_published.clear()
+    cached_published_evaluation.clear()
     progress.empty()
