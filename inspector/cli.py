@@ -168,6 +168,34 @@ def cmd_map(args) -> int:
     return 0
 
 
+def cmd_measure(args) -> int:
+    """Fill the activity cache of published sizes (the Hardware page reads it), with a progress bar."""
+    from inspector.activity_cache import cache_dir, published_activity
+
+    names = list(PUBLISHED_CONFIGS) if args.config == "all" else [args.config]
+    if not set(names) <= set(PUBLISHED_CONFIGS):
+        raise InspectorError(f"unknown --config {args.config!r}; choose from {', '.join(PUBLISHED_CONFIGS)} or all")
+    qc = parse_overrides(args.quant)
+    for name in names:
+        bar = tqdm(total=1, desc=f"{name} (random weights, one layer at a time)", unit="layer")
+        ran: list[int] = []
+
+        def progress(done: int, total: int, what: str) -> None:
+            ran.append(done)
+            bar.total = total
+            bar.n = done
+            bar.set_postfix_str(what)
+            bar.refresh()
+
+        measured = published_activity(name, qc, on_progress=progress)
+        bar.close()
+        meta = measured.meta
+        print(f"{name}: {measured.weights}; {measured.tokens} tokens measured; cached in {cache_dir()}; "
+              f"measured in {meta['seconds']} s, peak RSS {meta['peak_rss_bytes'] / 2**30:.2f} GiB"
+              + ("" if ran else " (was cached)"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m inspector", description="Loihi LM Inspector command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -208,6 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     mapper.add_argument("--model", default="shakespeare")
     mapper.add_argument("--config", help=f"one of {', '.join(PUBLISHED_CONFIGS)}")
     mapper.set_defaults(func=cmd_map)
+
+    measure = sub.add_parser("measure", help="measure (once, cached) the activity of a published size with random weights")
+    measure.add_argument("--config", default="MMfreeLM-370M", help=f"one of {', '.join(PUBLISHED_CONFIGS)}, or all")
+    measure.add_argument("--quant", nargs="*", default=[], metavar="KEY=VALUE", help="QuantConfig overrides")
+    measure.set_defaults(func=cmd_measure)
     return parser
 
 

@@ -6,6 +6,7 @@ import html
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 import polars as pl
 import torch
 from tokenizers import Tokenizer
@@ -218,9 +219,46 @@ def core_map_figure(cores: pl.DataFrame, sram_bytes: int) -> go.Figure:
     return _layout(fig, "Memory per neuro-core (KiB), by neuron group", "core", "KiB", height=420)
 
 
+ENERGY_PARTS = (("static_uj", "static (idle power x time)", "#bbbbbb"), ("synops_uj", "synaptic ops", "#1f77b4"),
+                ("neuron_uj", "neuron updates", "#ff7f0e"), ("message_uj", "messages", "#2ca02c"))
+
+
 def estimate_figure(per_token: pl.DataFrame) -> go.Figure:
+    """Energy (top) and latency (bottom) per generated token, each on its own axes.
+
+    Why two panels: static energy is idle power times latency, so with two y axes on one plot the
+    energy line lands exactly on the latency line and hides it.
+    """
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, subplot_titles=("energy per token (µJ)", "latency per token (µs)"))
+    fig.add_scatter(x=per_token["token"].to_list(), y=per_token["energy_uj"].to_list(), mode="lines+markers", name="energy (µJ)", line_color="#d62728", row=1, col=1)
+    fig.add_scatter(x=per_token["token"].to_list(), y=per_token["latency_us"].to_list(), mode="lines+markers", name="latency (µs)", line_color="#1f77b4", row=2, col=1)
+    _layout(fig, "Estimated energy and latency per token (generation)", "", "", height=480)
+    fig.update_yaxes(title_text="µJ", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title_text="µs", rangemode="tozero", row=2, col=1)
+    fig.update_xaxes(title_text="token", row=2, col=1)
+    return fig
+
+
+def energy_breakdown_figure(per_group: pl.DataFrame, by: str = "layer") -> go.Figure:
+    """Energy per generated token, stacked by kind (static, synaptic ops, neuron updates, messages),
+    per layer or per neuron group (summed over layers)."""
+    key = "layer" if by == "layer" else "group"
+    agg = per_group.group_by(key, maintain_order=True).agg(pl.col(c for c, _, _ in ENERGY_PARTS).sum())
+    if key == "layer":
+        agg = agg.sort("layer")
+        labels = ["final" if v == -1 else f"layer {v}" for v in agg["layer"].to_list()]
+    else:
+        labels = agg["group"].to_list()
+    fig = go.Figure([go.Bar(x=labels, y=agg[column].to_list(), name=name, marker_color=color) for column, name, color in ENERGY_PARTS])
+    fig.update_layout(barmode="stack")
+    return _layout(fig, f"Energy per generated token by {key} (µJ)", key, "µJ")
+
+
+def stage_time_figure(per_group: pl.DataFrame) -> go.Figure:
+    """Mean stage time of every (layer, group): the busiest core of a stage sets its time."""
     fig = go.Figure()
-    fig.add_scatter(x=per_token["token"].to_list(), y=per_token["energy_uj"].to_list(), mode="lines+markers", name="energy (µJ)")
-    fig.add_scatter(x=per_token["token"].to_list(), y=per_token["latency_us"].to_list(), mode="lines+markers", name="latency (µs)", yaxis="y2")
-    fig.update_layout(yaxis2=dict(title="latency (µs)", overlaying="y", side="right"))
-    return _layout(fig, "Estimated energy and latency per token", "token", "energy (µJ)")
+    for group in per_group["group"].unique(maintain_order=True).to_list():
+        part = per_group.filter(pl.col("group") == group).sort("layer")
+        fig.add_bar(x=part["layer"].to_list(), y=(part["stage_ns"] * 1e-3).to_list(), name=group, marker_color=GROUP_COLORS.get(group))
+    fig.update_layout(barmode="stack")
+    return _layout(fig, "Time per token in each stage (µs), stacked per layer", "layer (-1: final norm)", "µs")

@@ -49,3 +49,9 @@ def tiny_checkpoint(tmp_path, tiny_tokenizer) -> Path:
     torch.manual_seed(0)
     model = randomize(HGRNBitForCausalLM(tiny_config(vocab_size=tiny_tokenizer.get_vocab_size())))
     return save_checkpoint(model, tiny_tokenizer, tmp_path / "tiny")
+
+
+@pytest.fixture(autouse=True)
+def isolated_activity_cache(tmp_path_factory, monkeypatch):
+    """Tests never read or fill the user's cache of published-size measurements."""
+    monkeypatch.setenv("LOIHI_INSPECTOR_CACHE", str(tmp_path_factory.mktemp("activity_cache")))

@@ -196,3 +196,82 @@ def test_quant_preset_paper_study_reaches_the_integer_model(app):
     assert app.sidebar.selectbox(key="q_scale_rule.paper-study").value == "study"
     assert app.sidebar.slider(key="q_internal_bits.paper-study").value == 16
     assert any("study" in c.value for c in app.sidebar.caption)
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def _number(value: str) -> float:
+    return float(value.split()[0].replace(",", "").rstrip("%"))
+
+
+def test_hardware_what_ifs_and_presets_update_live(app, monkeypatch, tmp_path):
+    monkeypatch.setenv("LOIHI_INSPECTOR_CACHE", str(tmp_path))
+    app.switch_page("pages/hardware.py").run()
+    assert not app.exception, app.exception
+    before = _metrics(app)
+    app.number_input(key="hw_max_neurons_per_core").set_value(10).run()
+    assert not app.exception and not app.error
+    small = _metrics(app)
+    assert _number(small["Neuro-cores"]) > _number(before["Neuro-cores"])
+    assert _number(small["Generation, tokens/s"]) > _number(before["Generation, tokens/s"])  # fewer neurons per core: shorter stages
+    app.toggle(key="hw_share").set_value(True).run()
+    assert _number(_metrics(app)["Neuro-cores"]) < _number(small["Neuro-cores"])
+    app.number_input(key="hw_core_sram_bytes").set_value(1).run()  # 1 KiB of SRAM cannot hold 128 KiB of synapse memory
+    assert not app.exception and "not a valid core" in app.error[0].value
+    app.number_input(key="hw_core_sram_bytes").set_value(192).run()
+    app.radio(key="cost_preset").set_value("Loihi 2 (Intel's public statements)").run()
+    faster = _metrics(app)
+    assert _number(faster["Generation, tokens/s"]) > 5 * _number(small["Generation, tokens/s"])
+    app.radio(key="cost_preset").set_value("custom").run()
+    app.number_input(key="cost_Loihi (2018 measurements)_static_w_per_chip").set_value(0.0).run()
+    assert not app.exception
+    assert _metrics(app)["Static share of generation energy"] == "0.0%"
+    costs = next(d.value for d in app.dataframe if "quantity" in d.value.columns)
+    assert "set by you" in costs["source"].to_list()
+    limits = next(d.value for d in app.dataframe if "limit" in d.value.columns)
+    assert "set by you (what-if)" in limits["source"].to_list()
+
+
+def test_hardware_page_beside_the_paper(app, monkeypatch, tmp_path):
+    monkeypatch.setenv("LOIHI_INSPECTOR_CACHE", str(tmp_path))
+    app.switch_page("pages/hardware.py").run()
+    assert "preliminary, per the paper" in app.warning[0].value.lower()
+    app.number_input(key="base_tps").set_value(20.0).run()
+    app.number_input(key="base_ttft").set_value(0.5).run()
+    assert not app.exception
+    ratios = app.dataframe[-1].value
+    assert list(ratios["paper (ratio vs GPU)"]) == [3.0, 2.0, 6.6]
+    assert ratios["our estimate (ratio vs your baseline)"].notna().all()
+
+
+def test_hardware_page_measures_a_published_size(app, monkeypatch, tmp_path):
+    from inspector.config import PUBLISHED_CONFIGS
+
+    monkeypatch.setenv("LOIHI_INSPECTOR_CACHE", str(tmp_path))
+    # one layer: not the loaded checkpoint's shape (that one would be recognized as its published size)
+    monkeypatch.setitem(PUBLISHED_CONFIGS, "tiny-published", {"hidden_size": 32, "num_hidden_layers": 1, "vocab_size": 300, "intermediate_size": 48})
+    app.switch_page("pages/hardware.py").run()
+    labels = [b.label for b in app.button]
+    assert "Measure MMfreeLM-370M" in labels and "Measure tiny-published" in labels
+    app.button(key="measure_tiny-published").click().run()
+    assert not app.exception, app.exception
+    assert not app.error, [e.value for e in app.error]
+    table = next(d.value for d in app.dataframe if "activity from" in d.value.columns)
+    row = table[table["model"] == "tiny-published"]
+    assert len(row) == 1 and "random weights" in row["activity from"].iloc[0]
+    assert "Measure tiny-published" not in [b.label for b in app.button]
+    assert any(tmp_path.rglob("tiny-published-*.npz"))
+
+
+def test_hardware_page_uses_the_loaded_checkpoint_for_its_published_size(app, monkeypatch):
+    from inspector.config import PUBLISHED_CONFIGS
+
+    monkeypatch.setitem(PUBLISHED_CONFIGS, "tiny-published", {"hidden_size": 32, "num_hidden_layers": 2, "vocab_size": 300, "intermediate_size": 48})
+    app.switch_page("pages/hardware.py").run()
+    assert not app.exception, app.exception
+    table = next(d.value for d in app.dataframe if "activity from" in d.value.columns)
+    row = table[table["model"] == "tiny-published"]
+    assert row["activity from"].iloc[0].startswith("the loaded checkpoint (real weights)")
+    assert "Measure tiny-published" not in [b.label for b in app.button]

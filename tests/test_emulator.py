@@ -142,12 +142,13 @@ def test_cli_run_and_diff(tiny_checkpoint, tmp_path, capsys):
         (["run", "--prompt", "x", "--out", "o", "--quant", "state_bits=40"], "register"),
         (["run", "--prompt", "x", "--out", "o", "--tokens", "0"], "between 1 and"),
         (["map", "--config", "GPT-5"], "unknown --config"),
+        (["measure", "--config", "GPT-5"], "unknown --config"),
         (["run", "--prompt", "x", "--out", "o", "--backend", "loihi2"], "lava-loihi"),
     ],
 )
 def test_cli_errors_are_one_line(tiny_checkpoint, argv, message, capsys, tmp_path):
     argv = [a if a != "o" else str(tmp_path / "o") for a in argv]
-    if "--model" not in argv and argv[0] != "map":
+    if "--model" not in argv and argv[0] not in ("map", "measure"):
         argv += ["--model", str(tiny_checkpoint)]
     assert cli_main(argv) == 2
     err = capsys.readouterr().err

@@ -118,3 +118,25 @@ def test_teaching_facts(analysis):
     assert example["matches_chip"]
     s = sparsity_summary(a)
     assert 0 <= s["silent_share"] <= 1 and s["synops_per_token"] <= s["dense_synops_per_token"]
+
+
+def test_estimate_figure_draws_energy_and_latency_on_their_own_axes(analysis):
+    emulator, a = analysis
+    est = estimate(a.tables["activity"], emulator.core_map.chips)
+    fig = F.estimate_figure(est.per_token)
+    energy, latency = fig.data
+    assert energy.yaxis != latency.yaxis  # separate panels: the energy line can no longer hide under the latency line
+    assert list(energy.y) == est.per_token["energy_uj"].to_list() and list(latency.y) == est.per_token["latency_us"].to_list()
+    assert fig.layout[energy.yaxis.replace("y", "yaxis")].domain != fig.layout[latency.yaxis.replace("y", "yaxis")].domain
+
+
+@pytest.mark.parametrize("by", ["layer", "group"])
+def test_energy_breakdown_adds_up_to_the_generation_energy(analysis, by):
+    emulator, a = analysis
+    est = estimate(a.tables["activity"], emulator.core_map.chips)
+    fig = F.energy_breakdown_figure(est.per_group, by)
+    assert [t.name for t in fig.data][0].startswith("static")
+    total_uj = sum(sum(t.y) for t in fig.data)
+    assert total_uj * 1e-3 == pytest.approx(est.generation.energy_per_token_mj)
+    stages = F.stage_time_figure(est.per_group)
+    assert sum(sum(t.y) for t in stages.data) * 1e-6 == pytest.approx(est.generation.seconds_per_token)

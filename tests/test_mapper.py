@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -126,3 +127,33 @@ def test_sample_model_core_map_matches_the_readme(name):
     summary = Emulator(load_checkpoint(SAMPLE_MODELS_DIR / name)).core_map.summary()
     assert (summary["cores"], summary["chips"]) == (53, 1)
     assert round(summary["synapses"] / 1e5) / 10 == 2.3
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hidden=st.integers(8, 300), neurons=st.integers(16, 3000), synapse_kib=st.integers(2, 64), bits=st.sampled_from([1, 2, 8]))
+def test_shared_cores_respect_limits_and_never_need_more_cores(hidden, neurons, synapse_kib, bits):
+    hw = HardwareConfig(
+        max_neurons_per_core=neurons, synapse_memory_bytes=synapse_kib * 1024,
+        core_sram_bytes=max(synapse_kib * 1024, neurons * 12) + 64, bits_per_synapse=bits,
+    )
+    config = HGRNBitConfig(hidden_size=hidden, num_hidden_layers=2, vocab_size=64)
+    try:
+        separate = map_model(config, hw)
+    except MappingError:
+        return
+    shared = map_model(config, hw, share_cores=True)
+    t = shared.table
+    per_core = t.group_by("core").agg(pl.col("neurons").sum(), pl.col("synapses").sum(), pl.col("memory_bytes").sum(), pl.col("layer").n_unique())
+    assert (per_core["neurons"] <= hw.max_neurons_per_core).all()
+    assert ((per_core["synapses"] * bits / 8).floor() <= hw.synapse_memory_bytes).all()
+    assert (per_core["layer"] == 1).all()  # only groups of one layer share a core
+    for group in shared.groups:  # every neuron placed exactly once
+        rows = shared.cores_of(group.layer, group.name).sort("start")
+        assert rows["start"][0] == 0 and rows["end"][-1] == group.neurons and rows["start"].to_list()[1:] == rows["end"].to_list()[:-1]
+    assert shared.cores <= separate.cores
+
+
+def test_packed_synapses_need_fewer_cores():
+    config = HGRNBitConfig(**PUBLISHED_CONFIGS["MMfreeLM-370M"])
+    eight, two = map_model(config, HardwareConfig()), map_model(config, HardwareConfig(bits_per_synapse=2))
+    assert two.cores < eight.cores and two.summary()["synapses"] == eight.summary()["synapses"]

@@ -20,12 +20,27 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import polars as pl
+
 from inspector.errors import InspectorError
 from inspector.overrides import replace_known
 
 
 class HardwareConfigError(InspectorError):
     pass
+
+
+BRIEF = "Intel, 'Taking Neuromorphic Computing to the Next Level with Loihi 2', technology brief, 2021"
+HARDWARE_SOURCES = {
+    "cores_per_chip": BRIEF + ": 128 neuro-cores per chip",
+    "max_neurons_per_core": "assumption: up to 1 million neurons per chip (" + BRIEF + ") / 128 cores",
+    "core_sram_bytes": BRIEF + ": 192 KB of SRAM per neuro-core",
+    "synapse_memory_bytes": "assumption: 128 KiB of the 192 KB for synapses, the rest for state and programs",
+    "bits_per_synapse": "Abreu et al., arXiv 2503.18002: weights stored as 8 bits; zero ternary weights are not stored",
+    "bytes_per_neuron": "assumption: four 24-bit state variables per fused neuron program",
+    "max_fan_in_per_core": "assumption: a generous routing bound (checked, never reached by these models)",
+    "max_fan_out_per_neuron": "assumption: a generous routing bound (checked, never reached by these models)",
+}
 
 
 @dataclass(frozen=True)
@@ -51,3 +66,15 @@ class HardwareConfig:
 
     def with_overrides(self, overrides: dict[str, Any]) -> "HardwareConfig":
         return replace_known(self, overrides, HardwareConfigError)
+
+    def table(self) -> pl.DataFrame:
+        """Every limit with its source; a value that differs from the default says so."""
+        default = HardwareConfig()
+        names = [f.name for f in dataclasses.fields(self)]
+        return pl.DataFrame(
+            {
+                "limit": names,
+                "value": [getattr(self, n) for n in names],
+                "source": [HARDWARE_SOURCES[n] if getattr(self, n) == getattr(default, n) else "set by you (what-if)" for n in names],
+            }
+        )

@@ -14,7 +14,11 @@ the paper), in data-flow order:
     residual   (D)   residual add (the next layer's input)
 
 and `final_norm` (D) after the last layer. A group's neurons are packed greedily, in order, onto as
-few cores as the per-core limits allow; groups never share a core, so every core runs one program.
+few cores as the per-core limits allow. By default groups never share a core, so every core runs
+one program (what the emulator and the Lava graph assume). `share_cores=True` is a what-if for the
+Hardware page: the groups of one layer are packed one after the other onto the same run of cores,
+so a core may hold the tail of one group and the head of the next (two neuron programs on one core);
+the table then has one row per (core, group) segment.
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ class CoreMap:
 
     @property
     def cores(self) -> int:
-        return self.table.height
+        return self.table["core"].n_unique() if self.table.height else 0
 
     @property
     def chips(self) -> int:
@@ -74,13 +78,14 @@ class CoreMap:
 
     def summary(self) -> dict[str, float]:
         t = self.table
+        per_core = t.group_by("core").agg(pl.col("memory_bytes").sum())["memory_bytes"]  # segments of a shared core add up
         return {
             "cores": self.cores,
             "chips": self.chips,
             "neurons": int(t["neurons"].sum()),
             "synapses": int(t["synapses"].sum()),
-            "max_memory_bytes_per_core": int(t["memory_bytes"].max()),
-            "mean_memory_bytes_per_core": float(t["memory_bytes"].mean()),
+            "max_memory_bytes_per_core": int(per_core.max()),
+            "mean_memory_bytes_per_core": float(per_core.mean()),
         }
 
 
@@ -143,24 +148,43 @@ def _pack(group: NeuronGroup, hw: HardwareConfig) -> list[tuple[int, int, int]]:
     return cores
 
 
-def map_groups(groups: list[NeuronGroup], hw: HardwareConfig) -> CoreMap:
-    layers, names, starts, ends, synapses = [], [], [], [], []
+def _segments(groups: list[NeuronGroup], hw: HardwareConfig, share_cores: bool) -> list[tuple[NeuronGroup, int, int, int, int]]:
+    """(group, core, start, end, synapses) for every piece of every group, cores numbered from 0."""
+    pieces: list[tuple[NeuronGroup, int, int, int, int]] = []
+    next_core = 0
+    if not share_cores:
+        for group in groups:
+            for start, end, count in _pack(group, hw):
+                pieces.append((group, next_core, start, end, count))
+                next_core += 1
+        return pieces
+    layers: dict[int, list[NeuronGroup]] = {}
     for group in groups:
-        for start, end, count in _pack(group, hw):
-            layers.append(group.layer)
-            names.append(group.name)
-            starts.append(start)
-            ends.append(end)
-            synapses.append(count)
-    core = np.arange(len(starts), dtype=np.int64)
-    start_a, end_a, syn_a = (np.asarray(v, dtype=np.int64) for v in (starts, ends, synapses))
+        layers.setdefault(group.layer, []).append(group)
+    for members in layers.values():
+        for group in members:
+            _pack(group, hw)  # the per-group checks (fan-in, one neuron per core) still apply
+        joined = NeuronGroup(members[0].layer, "+".join(g.name for g in members), np.concatenate([g.synapses for g in members]), 0)
+        offsets = np.cumsum([0] + [g.neurons for g in members])
+        for start, end, _ in _pack(joined, hw):
+            for group, lo, hi in zip(members, offsets[:-1], offsets[1:]):
+                a, b = max(start, lo), min(end, hi)
+                if a < b:
+                    pieces.append((group, next_core, int(a - lo), int(b - lo), int(group.synapses[a - lo : b - lo].sum())))
+            next_core += 1
+    return pieces
+
+
+def map_groups(groups: list[NeuronGroup], hw: HardwareConfig, share_cores: bool = False) -> CoreMap:
+    pieces = _segments(groups, hw, share_cores)
+    core, start_a, end_a, syn_a = (np.asarray([p[k] for p in pieces], dtype=np.int64) for k in (1, 2, 3, 4))
     neurons = end_a - start_a
     table = pl.DataFrame(
         {
             "core": core,
             "chip": core // hw.cores_per_chip,
-            "layer": np.asarray(layers, dtype=np.int64),
-            "group": pl.Series(names, dtype=pl.Utf8),
+            "layer": np.asarray([p[0].layer for p in pieces], dtype=np.int64),
+            "group": pl.Series([p[0].name for p in pieces], dtype=pl.Utf8),
             "start": start_a,
             "end": end_a,
             "neurons": neurons,
@@ -181,10 +205,13 @@ def model_groups(config: HGRNBitConfig, weights_by_layer: list[dict[str, torch.T
 
 
 def map_model(
-    config: HGRNBitConfig, hw: HardwareConfig | None = None, weights_by_layer: list[dict[str, torch.Tensor]] | None = None
+    config: HGRNBitConfig,
+    hw: HardwareConfig | None = None,
+    weights_by_layer: list[dict[str, torch.Tensor]] | None = None,
+    share_cores: bool = False,
 ) -> CoreMap:
     """Map a whole model; without weights, synapse counts assume the typical ternary density."""
-    return map_groups(model_groups(config, weights_by_layer), hw or HardwareConfig())
+    return map_groups(model_groups(config, weights_by_layer), hw or HardwareConfig(), share_cores)
 
 
 @functools.lru_cache(maxsize=8)

@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from inspector.emulator.activity import GroupActivity, core_activity
 from inspector.emulator.mapper import CoreMap
 from inspector.quant.convert import IntBitLinear
 
@@ -120,40 +121,18 @@ class RecordingProbe:
         messages = self._group_messages(row["layer"], row["group"]).numpy()
         return messages[:, row["start"] : row["end"]]
 
+    def group_activity(self) -> GroupActivity:
+        """Per neuron and token, for every neuron group of the core map: (messages, synaptic ops)."""
+        tokens = self.tokens()
+        out: GroupActivity = {}
+        for layer, group in self.core_map.table.select("layer", "group").unique(maintain_order=True).iter_rows():
+            messages = self._group_messages(layer, group).numpy()
+            out[(layer, group)] = (messages, self._group_synops(layer, group, tokens, messages.shape[1]).numpy())
+        return out
+
     def activity(self) -> pl.DataFrame:
         """token x core: messages, neurons that sent any, synaptic ops, neuron updates (one row per token and core)."""
-        table = self.core_map.table
-        tokens = self.tokens()
-        frames = []
-        for (layer, group), cores in table.group_by(["layer", "group"], maintain_order=True):
-            messages = self._group_messages(layer, group).numpy()
-            neurons = messages.shape[1]
-            synops = self._group_synops(layer, group, tokens, neurons).numpy()
-            starts, ends = cores["start"].to_numpy(), cores["end"].to_numpy()
-            msg_cum = np.concatenate([np.zeros((tokens, 1)), np.cumsum(messages, axis=1)], axis=1)
-            act_cum = np.concatenate([np.zeros((tokens, 1)), np.cumsum(messages > 0, axis=1)], axis=1)
-            syn_cum = np.concatenate([np.zeros((tokens, 1)), np.cumsum(synops, axis=1)], axis=1)
-            per_core_msg = msg_cum[:, ends] - msg_cum[:, starts]
-            per_core_active = act_cum[:, ends] - act_cum[:, starts]
-            per_core_syn = syn_cum[:, ends] - syn_cum[:, starts]
-            n_cores = len(starts)
-            frames.append(
-                pl.DataFrame(
-                    {
-                        "token": np.repeat(np.arange(tokens), n_cores),
-                        "core": np.tile(cores["core"].to_numpy(), tokens),
-                        "chip": np.tile(cores["chip"].to_numpy(), tokens),
-                        "layer": np.full(tokens * n_cores, layer),
-                        "group": [group] * (tokens * n_cores),
-                        "messages": per_core_msg.reshape(-1).round().astype(np.int64),
-                        "active_neurons": per_core_active.reshape(-1).round().astype(np.int64),
-                        "synops": per_core_syn.reshape(-1).round().astype(np.int64),
-                        "neuron_updates": np.tile(ends - starts, tokens).astype(np.int64),
-                        "neurons": np.tile(ends - starts, tokens).astype(np.int64),
-                    }
-                )
-            )
-        return pl.concat(frames).sort(["token", "core"])
+        return core_activity(self.group_activity(), self.core_map)
 
     def saturation(self) -> pl.DataFrame:
         """token x site: how many values were clipped, out of how many."""

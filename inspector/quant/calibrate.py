@@ -26,40 +26,42 @@ from inspector.model import BitLinear, HGRNBitForCausalLM, RMSNorm
 from inspector.tokenizer import encode_document
 
 CALIBRATION_TEXT = Path(__file__).resolve().parents[1] / "data" / "calibration.txt"
-CHUNK_TOKENS = 256  # tokens per forward call; the recurrent state carries across chunks
+CHUNK = 256  # tokens per forward call; the recurrent state carries across chunks
 
 
 def default_calibration_text() -> str:
     return CALIBRATION_TEXT.read_text(encoding="utf-8")
 
 
-class _Observer:
-    """Running max|x| per site name, stored rounded to float32 (see the module docstring)."""
+def observe(maxima: dict[str, float], name: str, value: torch.Tensor) -> None:
+    """Keep the running max|x| of one site, rounded to float32 (see the module docstring)."""
+    peak = float(np.float32(float(value.detach().abs().max())))
+    maxima[name] = max(maxima.get(name, 0.0), peak)
 
-    def __init__(self) -> None:
-        self.maxima: dict[str, float] = {}
 
-    def __call__(self, name: str, value: torch.Tensor) -> None:
-        peak = float(np.float32(float(value.detach().abs().max())))
-        self.maxima[name] = max(self.maxima.get(name, 0.0), peak)
+def observe_trace(maxima: dict[str, float], trace: dict[str, torch.Tensor]) -> None:
+    """Every traced stage of a forward pass; the GLU's gate_proj output is two sites (gate, y)."""
+    for key, value in trace.items():
+        if key.endswith("gate_proj"):
+            gate, y = value.chunk(2, dim=-1)
+            observe(maxima, key + ".gate", gate)
+            observe(maxima, key + ".y", y)
+        else:
+            observe(maxima, key, value)
 
-    def observe_trace(self, trace: dict[str, torch.Tensor]) -> None:
-        for key, value in trace.items():
-            if key.endswith("gate_proj"):
-                gate, y = value.chunk(2, dim=-1)
-                self(key + ".gate", gate)
-                self(key + ".y", y)
-            else:
-                self(key, value)
 
-    def hook_modules(self, module: torch.nn.Module, prefix: str) -> list:
-        """Observe the output of every RMSNorm and BitLinear inside `module` under its model-wide name."""
-        handles = []
-        for name, sub in module.named_modules():
-            if isinstance(sub, (RMSNorm, BitLinear)):
-                full = f"{prefix}.{name}" if name else prefix
-                handles.append(sub.register_forward_hook(lambda mod, args, out, full=full: self(full, out)))
-        return handles
+def observe_modules(root: torch.nn.Module, prefix: str, maxima: dict[str, float]) -> list:
+    """Hooks that observe every RMSNorm and BitLinear output under `root` (names get `prefix`).
+
+    Returns the hook handles; the caller removes them. Separate from `calibrate` so that one layer
+    can be calibrated on its own under the names the whole model would give it.
+    """
+    handles = []
+    for name, module in root.named_modules():
+        if isinstance(module, (RMSNorm, BitLinear)):
+            key = (prefix + name).rstrip(".")
+            handles.append(module.register_forward_hook(lambda mod, args, out, key=key: observe(maxima, key, out)))
+    return handles
 
 
 @torch.no_grad()
@@ -78,23 +80,23 @@ def calibrate(
     ids = encode_document(tokenizer, text)[:max_tokens]
     if len(ids) < 2:
         raise ValueError("calibration text is too short for this tokenizer")
-    observe = _Observer()
+    maxima: dict[str, float] = {}
     x = model.model.embeddings(torch.tensor([ids])).double()
-    observe("embeddings", x)
+    observe(maxima, "embeddings", x)
     bounds = None
     if model.config.use_lower_bound:
         probs = model.model.lower_bounds.detach().double().softmax(dim=0)
         bounds = probs.cumsum(dim=0) - probs[0]
     for idx, layer in enumerate(model.model.layers):
         block = copy.deepcopy(layer).double()
-        handles = observe.hook_modules(block, f"model.layers.{idx}")
+        handles = observe_modules(block, f"model.layers.{idx}.", maxima)
         try:
             state, outputs = None, []
-            for start in range(0, x.shape[1], CHUNK_TOKENS):
+            for start in range(0, x.shape[1], CHUNK):
                 trace: dict[str, torch.Tensor] = {}
                 bound = bounds[idx] if bounds is not None else None
-                out, state = block(x[:, start : start + CHUNK_TOKENS], bound, state, trace, f"layers.{idx}.")
-                observe.observe_trace(trace)
+                out, state = block(x[:, start : start + CHUNK], bound, state, trace, f"layers.{idx}.")
+                observe_trace(maxima, trace)
                 outputs.append(out)
             x = torch.cat(outputs, dim=1)
         finally:
@@ -105,6 +107,6 @@ def calibrate(
             on_progress(idx + 1, len(model.model.layers))
     final_norm = copy.deepcopy(model.model.norm).double()
     normed = final_norm(x)
-    observe("model.norm", normed)
-    observe("final_norm", normed)
-    return observe.maxima
+    observe(maxima, "model.norm", normed)
+    observe(maxima, "final_norm", normed)
+    return maxima

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from inspector.model import BitLinear, HGRNBitForCausalLM, RMSNorm
+from inspector.model import BitLinear, Block, HGRNBitForCausalLM, RMSNorm
 from inspector.ternary import TernaryMatrix
 from inspector.quant import kernels as K
 from inspector.quant.config import QuantConfig
@@ -185,82 +185,95 @@ def _silu_table(scale: float, qc: QuantConfig) -> tuple[torch.Tensor, float]:
 
 
 @torch.no_grad()
+def convert_layer(
+    idx: int, block: Block, lower_bound: Optional[torch.Tensor], x_scale: float, cal: dict[str, float], qc: QuantConfig
+) -> IntLayer:
+    """One layer's integer parameters, from its float block, its input scale and the calibration maxima.
+
+    A function of one layer so that a model too large to convert whole can be converted (and run)
+    one layer at a time (`inspector.published_activity`). `lower_bound` is the layer's row of
+    `layer_lower_bounds()` (ignored for layer 0, as in the float model).
+    """
+    act, res, inner = qc.act_bits, qc.residual_bits, qc.internal_bits
+    p = f"layers.{idx}."
+    m = f"model.layers.{idx}."
+    s: dict[str, float] = {"input": x_scale}
+    s["attn_norm"] = site_scale(cal[p + "attn_norm"], act, qc)
+    attn_norm = _norm(block.attn_norm, x_scale, s["attn_norm"], act, qc)
+    i_proj = _bitlinear(m + "attn.i_proj", block.attn.i_proj, s["attn_norm"], cal, qc)
+    f_proj = _bitlinear(m + "attn.f_proj", block.attn.f_proj, s["attn_norm"], cal, qc)
+    g_proj = _bitlinear(m + "attn.g_proj", block.attn.g_proj, s["attn_norm"], cal, qc)
+    for key in ("i_proj", "f_proj", "g_proj"):
+        s[key] = site_scale(cal[p + key], inner, qc)
+    one = 1 << qc.gate_frac_bits
+    s["forget_gate"] = 1.0 / one
+    lower = None
+    if lower_bound is not None and idx > 0:
+        lower = torch.round(lower_bound.double() * one).to(K.INT)
+    silu_i, s["input_gate"] = _silu_table(s["i_proj"], qc)
+    max_h = cal[p + "hidden"] * qc.state_headroom
+    s["hidden"] = site_scale(max_h, qc.state_bits, qc)
+    s["hidden_code"] = site_scale(cal[p + "hidden"], inner, qc)
+    silu_h, s["swish_hidden"] = _silu_table(s["hidden_code"], qc)
+    s["g_norm"] = site_scale(cal[m + "attn.g_norm"], inner, qc)
+    s["gated_output"] = site_scale(cal[p + "gated_output"], inner, qc)
+    o_proj = _bitlinear(m + "attn.o_proj", block.attn.o_proj, s["gated_output"], cal, qc)
+    s["o_proj"] = site_scale(cal[p + "o_proj"], act, qc)
+    s["residual_attn"] = site_scale(cal[p + "residual_attn"], res, qc)
+    s["mlp_norm"] = site_scale(cal[p + "mlp_norm"], act, qc)
+    gate_proj = _bitlinear(m + "mlp.gate_proj", block.mlp.gate_proj, s["mlp_norm"], cal, qc)
+    s["gate"] = site_scale(cal[p + "gate_proj.gate"], inner, qc)
+    s["y"] = site_scale(cal[p + "gate_proj.y"], inner, qc)
+    silu_gate, s["silu_gate"] = _silu_table(s["gate"], qc)
+    s["glu"] = site_scale(cal[p + "glu"], inner, qc)
+    down_proj = _bitlinear(m + "mlp.down_proj", block.mlp.down_proj, s["glu"], cal, qc)
+    s["down_proj"] = site_scale(cal[p + "down_proj"], act, qc)
+    s["residual_mlp"] = site_scale(cal[p + "residual_mlp"], res, qc)
+    return IntLayer(
+        attn_norm=attn_norm,
+        i_proj=i_proj,
+        f_proj=f_proj,
+        g_proj=g_proj,
+        i_out=Requant.for_ratio(i_proj.acc_scale / s["i_proj"], inner, qc),
+        f_out=Requant.for_ratio(f_proj.acc_scale / s["f_proj"], inner, qc),
+        g_out=Requant.for_ratio(g_proj.acc_scale / s["g_proj"], inner, qc),
+        sigmoid_f=_sigmoid_table(s["f_proj"], qc),
+        lower_bound_q=lower,
+        silu_i=silu_i,
+        input_to_state=Requant.for_ratio(s["input_gate"] / s["hidden"], qc.state_bits, qc),
+        g_norm=_norm(block.attn.g_norm, s["g_proj"], s["g_norm"], inner, qc),
+        state_to_code=Requant.for_ratio(s["hidden"] / s["hidden_code"], inner, qc),
+        silu_h=silu_h,
+        gated_out=Requant.for_ratio(s["g_norm"] * s["swish_hidden"] / s["gated_output"], inner, qc),
+        o_proj=o_proj,
+        o_out=Requant.for_ratio(o_proj.acc_scale / s["o_proj"], act, qc),
+        residual_attn=ResidualAdd.for_scales(x_scale, s["o_proj"], s["residual_attn"], res, qc),
+        mlp_norm=_norm(block.mlp_norm, s["residual_attn"], s["mlp_norm"], act, qc),
+        gate_proj=gate_proj,
+        gate_out=Requant.for_ratio(gate_proj.acc_scale / s["gate"], inner, qc),
+        y_out=Requant.for_ratio(gate_proj.acc_scale / s["y"], inner, qc),
+        silu_gate=silu_gate,
+        glu_out=Requant.for_ratio(s["silu_gate"] * s["y"] / s["glu"], inner, qc),
+        down_proj=down_proj,
+        down_out=Requant.for_ratio(down_proj.acc_scale / s["down_proj"], act, qc),
+        residual_mlp=ResidualAdd.for_scales(s["residual_attn"], s["down_proj"], s["residual_mlp"], res, qc),
+        scales=s,
+    )
+
+
+def convert_final_norm(norm: RMSNorm, x_scale: float, cal: dict[str, float], qc: QuantConfig) -> IntNorm:
+    """The final RMSNorm in integers, reading the last layer's residual codes."""
+    return _norm(norm, x_scale, site_scale(cal["final_norm"], qc.act_bits, qc), qc.act_bits, qc)
+
+
+@torch.no_grad()
 def convert(model: HGRNBitForCausalLM, calibration: dict[str, float], qc: QuantConfig) -> IntegerParams:
     """Build the integer model's parameters from a float model and its calibration maxima."""
-    cal = calibration
-    act, res, inner = qc.act_bits, qc.residual_bits, qc.internal_bits
     bounds = model.model.layer_lower_bounds()
-    x_scale = input_scale = site_scale(cal["embeddings"], res, qc)
+    x_scale = input_scale = site_scale(calibration["embeddings"], qc.residual_bits, qc)
     layers = []
     for idx, block in enumerate(model.model.layers):
-        p = f"layers.{idx}."
-        m = f"model.layers.{idx}."
-        s: dict[str, float] = {"input": x_scale}
-        s["attn_norm"] = site_scale(cal[p + "attn_norm"], act, qc)
-        attn_norm = _norm(block.attn_norm, x_scale, s["attn_norm"], act, qc)
-        i_proj = _bitlinear(m + "attn.i_proj", block.attn.i_proj, s["attn_norm"], cal, qc)
-        f_proj = _bitlinear(m + "attn.f_proj", block.attn.f_proj, s["attn_norm"], cal, qc)
-        g_proj = _bitlinear(m + "attn.g_proj", block.attn.g_proj, s["attn_norm"], cal, qc)
-        for key in ("i_proj", "f_proj", "g_proj"):
-            s[key] = site_scale(cal[p + key], inner, qc)
-        one = 1 << qc.gate_frac_bits
-        s["forget_gate"] = 1.0 / one
-        lower = None
-        if bounds is not None and idx > 0:
-            lower = torch.round(bounds[idx].double() * one).to(K.INT)
-        silu_i, s["input_gate"] = _silu_table(s["i_proj"], qc)
-        max_h = cal[p + "hidden"] * qc.state_headroom
-        s["hidden"] = site_scale(max_h, qc.state_bits, qc)
-        s["hidden_code"] = site_scale(cal[p + "hidden"], inner, qc)
-        silu_h, s["swish_hidden"] = _silu_table(s["hidden_code"], qc)
-        s["g_norm"] = site_scale(cal[m + "attn.g_norm"], inner, qc)
-        s["gated_output"] = site_scale(cal[p + "gated_output"], inner, qc)
-        o_proj = _bitlinear(m + "attn.o_proj", block.attn.o_proj, s["gated_output"], cal, qc)
-        s["o_proj"] = site_scale(cal[p + "o_proj"], act, qc)
-        s["residual_attn"] = site_scale(cal[p + "residual_attn"], res, qc)
-        s["mlp_norm"] = site_scale(cal[p + "mlp_norm"], act, qc)
-        gate_proj = _bitlinear(m + "mlp.gate_proj", block.mlp.gate_proj, s["mlp_norm"], cal, qc)
-        s["gate"] = site_scale(cal[p + "gate_proj.gate"], inner, qc)
-        s["y"] = site_scale(cal[p + "gate_proj.y"], inner, qc)
-        silu_gate, s["silu_gate"] = _silu_table(s["gate"], qc)
-        s["glu"] = site_scale(cal[p + "glu"], inner, qc)
-        down_proj = _bitlinear(m + "mlp.down_proj", block.mlp.down_proj, s["glu"], cal, qc)
-        s["down_proj"] = site_scale(cal[p + "down_proj"], act, qc)
-        s["residual_mlp"] = site_scale(cal[p + "residual_mlp"], res, qc)
-        layers.append(
-            IntLayer(
-                attn_norm=attn_norm,
-                i_proj=i_proj,
-                f_proj=f_proj,
-                g_proj=g_proj,
-                i_out=Requant.for_ratio(i_proj.acc_scale / s["i_proj"], inner, qc),
-                f_out=Requant.for_ratio(f_proj.acc_scale / s["f_proj"], inner, qc),
-                g_out=Requant.for_ratio(g_proj.acc_scale / s["g_proj"], inner, qc),
-                sigmoid_f=_sigmoid_table(s["f_proj"], qc),
-                lower_bound_q=lower,
-                silu_i=silu_i,
-                input_to_state=Requant.for_ratio(s["input_gate"] / s["hidden"], qc.state_bits, qc),
-                g_norm=_norm(block.attn.g_norm, s["g_proj"], s["g_norm"], inner, qc),
-                state_to_code=Requant.for_ratio(s["hidden"] / s["hidden_code"], inner, qc),
-                silu_h=silu_h,
-                gated_out=Requant.for_ratio(s["g_norm"] * s["swish_hidden"] / s["gated_output"], inner, qc),
-                o_proj=o_proj,
-                o_out=Requant.for_ratio(o_proj.acc_scale / s["o_proj"], act, qc),
-                residual_attn=ResidualAdd.for_scales(x_scale, s["o_proj"], s["residual_attn"], res, qc),
-                mlp_norm=_norm(block.mlp_norm, s["residual_attn"], s["mlp_norm"], act, qc),
-                gate_proj=gate_proj,
-                gate_out=Requant.for_ratio(gate_proj.acc_scale / s["gate"], inner, qc),
-                y_out=Requant.for_ratio(gate_proj.acc_scale / s["y"], inner, qc),
-                silu_gate=silu_gate,
-                glu_out=Requant.for_ratio(s["silu_gate"] * s["y"] / s["glu"], inner, qc),
-                down_proj=down_proj,
-                down_out=Requant.for_ratio(down_proj.acc_scale / s["down_proj"], act, qc),
-                residual_mlp=ResidualAdd.for_scales(s["residual_attn"], s["down_proj"], s["residual_mlp"], res, qc),
-                scales=s,
-            )
-        )
-        x_scale = s["residual_mlp"]
-    final_scale = site_scale(cal["final_norm"], act, qc)
-    final_norm = _norm(model.model.norm, x_scale, final_scale, act, qc)
+        layers.append(convert_layer(idx, block, bounds[idx] if bounds is not None else None, x_scale, calibration, qc))
+        x_scale = layers[-1].scales["residual_mlp"]
+    final_norm = convert_final_norm(model.model.norm, x_scale, calibration, qc)
     return IntegerParams(qc, input_scale, layers, final_norm, dict(calibration))
-
