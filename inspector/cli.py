@@ -39,7 +39,7 @@ from inspector.traces import write_traces
 def resolve_model(name: str) -> LoadedModel:
     """A sample model name (e.g. `shakespeare`) or a checkpoint directory."""
     samples = sample_models()
-    return load_checkpoint(samples[name] if name in samples else Path(name))
+    return load_checkpoint(samples[name] if name in samples else name)  # load_checkpoint validates the path
 
 
 def parse_overrides(pairs: list[str]) -> QuantConfig:

@@ -179,3 +179,33 @@ def test_saturation_per_core(app):
     assert not app.exception
     app.selectbox(key="sat_layer").select(1).run()
     assert not app.exception
+
+
+def _type_path(path: str) -> AppTest:
+    at = _app()
+    at.run()
+    at.sidebar.selectbox(key="model_choice").select("Local checkpoint directory…").run()
+    at.sidebar.text_input(key="checkpoint_dir").input(path).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_path_box_refuses_bad_paths_without_a_traceback(tiny_checkpoint):
+    assert "no user 'nosuchuser'" in _type_path("~nosuchuser/models").sidebar.error[0].value
+    assert "path too long" in _type_path("/" + "x" * 4999).sidebar.error[0].value
+    assert "a file is at this path" in _type_path(str(tiny_checkpoint / "config.json")).sidebar.error[0].value
+
+
+def test_huge_config_beside_tiny_weights_is_refused(tiny_checkpoint):
+    import json
+
+    cfg = json.loads((tiny_checkpoint / "config.json").read_text())
+    cfg["hidden_size"] = 100000
+    (tiny_checkpoint / "config.json").write_text(json.dumps(cfg))
+    message = _type_path(str(tiny_checkpoint)).sidebar.error[0].value
+    assert "does not match the config's" in message
+
+
+def test_model_roots_limit_the_path_box(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("INSPECTOR_MODEL_ROOTS", str(tmp_path / "models"))
+    assert "outside the allowed model directories" in _type_path(str(tiny_checkpoint)).sidebar.error[0].value

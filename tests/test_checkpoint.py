@@ -56,8 +56,69 @@ def test_pickled_code_is_refused(tiny_checkpoint):
 
     (tiny_checkpoint / "model.safetensors").unlink()
     torch.save({"x": Evil()}, tiny_checkpoint / "pytorch_model.bin")
-    with pytest.raises(CheckpointError, match="weights_only"):
+    with pytest.raises(CheckpointError, match="refused") as info:
         load_checkpoint(tiny_checkpoint)
+    assert "weights_only=False" not in str(info.value)  # never pass on PyTorch's advice to unpickle code
+
+
+def test_unexpandable_home_directory_is_refused():
+    _expect("~nosuchuser/models", "~nosuchuser", "no user 'nosuchuser'")
+
+
+def test_overlong_path_is_refused(tmp_path):
+    message = _expect("/" + "a" * 4999, "path too long")
+    assert len(message) < 300  # the path is shortened in the message, not quoted in full
+    _expect(str(tmp_path / ("b" * 300)), "longer than 255 characters")
+
+
+def test_file_instead_of_directory(tiny_checkpoint):
+    _expect(tiny_checkpoint / "config.json", "not a directory", "a file is at this path")
+
+
+def test_huge_config_beside_tiny_weights_is_refused_before_building(tiny_checkpoint, monkeypatch):
+    cfg = json.loads((tiny_checkpoint / "config.json").read_text())
+    cfg["hidden_size"] = 100000
+    (tiny_checkpoint / "config.json").write_text(json.dumps(cfg))
+
+    from inspector.model import HGRNBitForCausalLM
+
+    real_init = HGRNBitForCausalLM.__init__
+
+    def meta_only(self, *args, **kwargs):  # shapes on the meta device are fine; real tensors are not
+        assert torch.get_default_device().type == "meta", "the model must not be built"
+        real_init(self, *args, **kwargs)
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("the weights must not be read")
+
+    monkeypatch.setattr(HGRNBitForCausalLM, "__init__", meta_only)
+    monkeypatch.setattr("inspector.checkpoint.read_weights", no_weights)
+    _expect(tiny_checkpoint, "model.safetensors", "does not match the config's")
+
+
+def test_memory_estimate_refuses_a_model_that_does_not_fit(tiny_checkpoint):
+    from inspector.checkpoint import expected_shapes, require_memory
+    from inspector.config import HGRNBitConfig
+
+    config = HGRNBitConfig(hidden_size=100000, num_hidden_layers=24, vocab_size=32000)
+    shapes = expected_shapes(config)  # meta tensors: nothing allocated
+    with pytest.raises(CheckpointError, match="would need about .* GB to load"):
+        require_memory(config, shapes, tiny_checkpoint / "config.json")
+
+
+def test_model_roots_restrict_checkpoint_paths(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("INSPECTOR_MODEL_ROOTS", str(tmp_path / "elsewhere"))
+    _expect(tiny_checkpoint, "outside the allowed model directories", "INSPECTOR_MODEL_ROOTS")
+    monkeypatch.setenv("INSPECTOR_MODEL_ROOTS", str(tiny_checkpoint.parent))
+    assert load_checkpoint(tiny_checkpoint).config.hidden_size == 32
+
+
+def test_shared_server_without_roots_accepts_no_paths(tiny_checkpoint, monkeypatch):
+    from inspector.paths import checkpoint_directory
+
+    monkeypatch.delenv("INSPECTOR_MODEL_ROOTS", raising=False)
+    with pytest.raises(CheckpointError, match="this server is shared"):
+        checkpoint_directory(str(tiny_checkpoint), shared=True)
 
 
 def _expect(directory, *fragments):
@@ -177,3 +238,12 @@ def test_missing_shard(tiny_checkpoint):
     index = {"weight_map": {k: "model-00001-of-00002.safetensors" for k in keys}}
     (tiny_checkpoint / "model.safetensors.index.json").write_text(json.dumps(index))
     _expect(tiny_checkpoint, "model-00001-of-00002.safetensors", "missing")
+
+
+@pytest.mark.parametrize("model", ["~nosuchuser/models", "/" + "a" * 4999])
+def test_cli_refuses_bad_paths_with_one_line(model, capsys):
+    from inspector.cli import main
+
+    assert main(["map", "--model", model]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err

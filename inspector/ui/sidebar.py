@@ -16,8 +16,9 @@ from inspector.backends import BackendStatus, backend_statuses
 from inspector.catalog import checkpoint_fingerprint, sample_models
 from inspector.checkpoint import LoadedModel, load_checkpoint
 from inspector.emulator.engine import Emulator, make_backend
-from inspector.errors import InspectorError
+from inspector.errors import CheckpointError, InspectorError
 from inspector.generate import MAX_NEW_TOKENS, SamplingSettings
+from inspector.paths import checkpoint_directory
 from inspector.quant.config import QuantConfig
 
 LOCAL_CHOICE = "Local checkpoint directory…"
@@ -46,6 +47,16 @@ def cached_checkpoint(directory: str, _fingerprint: tuple) -> LoadedModel:
 @st.cache_resource(show_spinner="Calibrating and converting to integers…", max_entries=6)
 def cached_emulator(directory: str, fingerprint: tuple, qc: QuantConfig, backend: str = "emulator") -> Emulator:
     return make_backend(backend, cached_checkpoint(directory, fingerprint), qc)
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def server_is_shared() -> bool:
+    """Whether the app listens beyond this machine (`make run HOST=0.0.0.0`): then local checkpoint
+    paths need INSPECTOR_MODEL_ROOTS (see inspector.paths)."""
+    address = st.get_option("server.address")  # None: Streamlit's default, every interface
+    return address not in LOOPBACK
 
 
 def emulator_for(session: Session) -> Emulator:
@@ -107,7 +118,11 @@ def render_sidebar() -> Session | None:
             if not typed.strip():
                 st.info("Type the path of a local checkpoint directory.")
                 return None
-            directory = Path(typed.strip()).expanduser()
+            try:
+                directory = checkpoint_directory(typed, shared=server_is_shared())
+            except CheckpointError as exc:
+                st.error(f"Cannot load this checkpoint. {exc}")
+                return None
         else:
             directory = samples[choice]
         fingerprint = checkpoint_fingerprint(directory)
