@@ -59,19 +59,23 @@ class Emulator:
         weights = [{name: getattr(layer, name).weight for name in PROJECTION_NAMES} for layer in self.params.layers]
         self.core_map: CoreMap = map_model(loaded.config, self.hardware, weights)
 
-    def new_probe(self, record_tensors: bool = True) -> RecordingProbe:
-        return RecordingProbe(self.core_map, record_tensors=record_tensors)
+    def new_probe(self, record_tensors: bool = True, keep_from: int = 0) -> RecordingProbe:
+        """A probe for this model; per-neuron data is kept from token `keep_from` on (see probes.py)."""
+        return RecordingProbe(self.core_map, record_tensors=record_tensors, keep_from=keep_from, qc=self.qc)
 
     def step_fn(self, probe: Optional[RecordingProbe]):
         """The integer model as a RecurrentLM callable, feeding `probe` on every call."""
         return lambda ids, state=None: self.integer(ids, state, probe)
 
     def generate(
-        self, prompt: str, sampling: SamplingSettings, probes: bool = True, record_tensors: bool = True
+        self, prompt: str, sampling: SamplingSettings, probes: bool = True, record_tensors: bool = True, keep_from: int = 0
     ) -> tuple[EmulatorRun, Iterator[GeneratedToken]]:
-        """A run object and the token stream that fills it (stop iterating to stop the run)."""
+        """A run object and the token stream that fills it (stop iterating to stop the run).
+
+        `keep_from`: the first token whose per-neuron data the probe keeps (0: all of them).
+        """
         run = EmulatorRun(prompt, encode_prompt(self.loaded.tokenizer, prompt))
-        run.probe = self.new_probe(record_tensors) if probes else None
+        run.probe = self.new_probe(record_tensors, keep_from) if probes else None
         stream = generate(self.step_fn(run.probe), self.loaded.tokenizer, prompt, **vars(sampling))
 
         def tokens() -> Iterator[GeneratedToken]:
@@ -85,9 +89,9 @@ class Emulator:
         """Release backend resources (the emulator holds none)."""
 
     @torch.no_grad()
-    def teacher_forced(self, ids: list[int], record_tensors: bool = True) -> tuple[torch.Tensor, RecordingProbe]:
+    def teacher_forced(self, ids: list[int], record_tensors: bool = True, keep_from: int = 0) -> tuple[torch.Tensor, RecordingProbe]:
         """Run the integer model over a fixed token sequence; logits (T, vocab) and the probe."""
-        probe = self.new_probe(record_tensors)
+        probe = self.new_probe(record_tensors, keep_from)
         logits, _ = self.integer(torch.tensor([ids]), None, probe)
         return logits[0], probe
 
