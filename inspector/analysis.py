@@ -36,7 +36,8 @@ def keep_from_for(window: Window, prompt_tokens: int, max_new_tokens: int) -> in
         raise ValueError(f"window must be {GENERATED_WINDOW!r} or a positive number of tokens, got {window!r}")
     return max(total - window, 0)
 
-# on_progress(phase, done, total): phase is "float", "integer" or "diff"
+# on_progress(phase, done, total): phase is "float", "integer" or "diff"; or "wait" with done = the
+# position in the queue for a shared simulator (Lava), 1 being next
 ProgressFn = Callable[[str, int, int], None]
 # on_token(phase, text so far): the continuation as it streams, for "float" and "integer"
 TokenFn = Callable[[str, str], None]
@@ -100,11 +101,18 @@ def analyze(
     for token in generate(emulator.loaded.model, tokenizer, prompt, **vars(sampling)):
         float_tokens.append(token)
         tick("float", len(float_tokens), "".join(t.text for t in float_tokens))
+    def waiting(position: int) -> None:
+        if on_progress is not None:
+            on_progress("wait", position, total)
+
     if on_progress is not None:
         on_progress("integer", 0, total)  # the backend may take a while to start (Lava: seconds)
-    run, stream = emulator.generate(prompt, sampling, probes=True, record_tensors=True, keep_from=keep_from)
-    for token in stream:
-        tick("integer", len(run.tokens), "".join(t.text for t in run.tokens))
+    run, stream = emulator.generate(prompt, sampling, probes=True, record_tensors=True, keep_from=keep_from, on_wait=waiting)
+    try:
+        for token in stream:
+            tick("integer", len(run.tokens), "".join(t.text for t in run.tokens))
+    finally:
+        stream.close()  # a stopped run hands a shared simulator to the next one at once
     if on_progress is not None:
         on_progress("diff", 0, 1)
     diff = compare(emulator, run.all_ids, integer_probe=run.probe, keep_from=keep_from)  # reuses the generation's integers if it kept them all

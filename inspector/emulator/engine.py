@@ -8,7 +8,7 @@ float model, and leaves everything the probes saw in the returned run.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 
@@ -68,11 +68,13 @@ class Emulator:
         return lambda ids, state=None: self.integer(ids, state, probe)
 
     def generate(
-        self, prompt: str, sampling: SamplingSettings, probes: bool = True, record_tensors: bool = True, keep_from: int = 0
+        self, prompt: str, sampling: SamplingSettings, probes: bool = True, record_tensors: bool = True,
+        keep_from: int = 0, on_wait: Optional[Callable[[int], None]] = None,
     ) -> tuple[EmulatorRun, Iterator[GeneratedToken]]:
-        """A run object and the token stream that fills it (stop iterating to stop the run).
+        """A run object and the token stream that fills it (stop iterating, or close it, to stop the run).
 
         `keep_from`: the first token whose per-neuron data the probe keeps (0: all of them).
+        `on_wait(position)`: called while the run waits for a shared simulator (Lava); the emulator never waits.
         """
         run = EmulatorRun(prompt, encode_prompt(self.loaded.tokenizer, prompt))
         run.probe = self.new_probe(record_tensors, keep_from) if probes else None
@@ -87,6 +89,12 @@ class Emulator:
 
     def close(self) -> None:
         """Release backend resources (the emulator holds none)."""
+
+    def attach(self, user) -> None:
+        """A user (an app session) starts using this backend (only Lava backends keep count)."""
+
+    def detach(self, user) -> None:
+        """A user stops using this backend; a Lava backend closes its graph when none is left."""
 
     @torch.no_grad()
     def teacher_forced(self, ids: list[int], record_tensors: bool = True, keep_from: int = 0) -> tuple[torch.Tensor, RecordingProbe]:

@@ -20,6 +20,18 @@ from inspector.ui.lifecycle import on_session_end, session_id
 from inspector.ui.sidebar import Session, emulator_for, render_sidebar
 
 AUTO_RUN_MAX_PARAMETERS = 50_000_000
+
+
+class LavaBackendRegistry:
+    """`LavaBackend.detach_everywhere` without importing Lava in sessions that never use it."""
+
+    @staticmethod
+    def detach_everywhere(owner, keep=None) -> None:
+        import sys
+
+        backend = sys.modules.get("inspector.lava.backend")
+        if backend is not None:  # imported only once some session chose Lava
+            backend.LavaBackend.detach_everywhere(owner, keep=keep)
 PHASES = {"float": "float model generating", "integer": "integer model generating", "diff": "comparing in lockstep"}
 
 
@@ -39,6 +51,9 @@ def ensure_analysis(session: Session) -> Analysis | None:
         return None
     owner = session_id()
     on_session_end("runs", lambda: RUNS.release(owner))
+    on_session_end("lava", lambda: LavaBackendRegistry.detach_everywhere(owner))
+    if session.backend.key == "emulator":  # a Lava graph this session used before may be closed now
+        LavaBackendRegistry.detach_everywhere(owner)
     key = session.run_key
     cached = RUNS.get(key, owner)
     if cached is not None:
@@ -55,8 +70,17 @@ def ensure_analysis(session: Session) -> Analysis | None:
     progress = st.progress(0.0, text="Preparing the integer model…")
     try:
         emulator = emulator_for(session)
+        # This session now uses this backend only: a Lava graph no session uses any more is closed.
+        LavaBackendRegistry.detach_everywhere(owner, keep=emulator)
+        emulator.attach(owner)
 
         def on_progress(phase: str, done: int, total: int) -> None:
+            if phase == "wait":
+                progress.progress(0.45, text=(
+                    f"Waiting for the {session.backend.label} (position {done}): another session is generating on it. "
+                    "Lava runs one generation at a time; the Emulator backend computes the same bits without waiting."
+                ))
+                return
             share = {"float": 0.0, "integer": 0.45, "diff": 0.9}[phase] + (0.45 if phase != "diff" else 0.1) * done / max(total, 1)
             where = f" on {session.backend.label}" if phase == "integer" else ""
             text = f"{PHASES[phase]}{where}: {done}/{total}"
