@@ -147,7 +147,7 @@ def compare(
     probe = integer_probe if reuse else emulator.new_probe(record_tensors=True, keep_from=keep_from)
     # Tokens before the window: a reused probe kept no values there, so the integer model reads
     # them again, through a probe that keeps nothing but the current chunk.
-    forced = emulator.new_probe(record_tensors=False, keep_from=len(ids)) if reuse else probe
+    forced = RecordingProbe(emulator.core_map, record_tensors=False, keep_from=len(ids), summaries=False) if reuse else probe
     f_state = i_state = None
     frames: list[pl.DataFrame] = []
     kept_float: dict[str, list[torch.Tensor]] = {}
@@ -177,8 +177,8 @@ def compare(
                     kept_float.setdefault(key, []).append(value[skip:].clone())
         f_chunk, i_chunk = f_logits[0].double(), i_values["logits"].double()
         if skip < stop - start:
-            kept_logits[0].append(f_chunk[skip:])
-            kept_logits[1].append(i_chunk[skip:])
+            kept_logits[0].append(f_chunk[skip:].clone())  # copies: views would keep whole chunks alive
+            kept_logits[1].append(i_chunk[skip:].clone())
         log_pf, log_pi = torch.log_softmax(f_chunk, -1), torch.log_softmax(i_chunk, -1)
         top_f, top_i = f_chunk.argmax(-1), i_chunk.argmax(-1)
         targets = torch.cat([all_ids[start + 1 : stop + 1], torch.full((max(stop + 1 - len(ids), 0),), -1)])[: stop - start]

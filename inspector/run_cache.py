@@ -71,9 +71,8 @@ class RunCache:
             self._entries[key] = entry
             self._entries.move_to_end(key)
             self._own(key, entry, owner)
-            freed = self._evict(keep=key)
-        if freed:
-            _release_to_os()
+            self._evict(keep=key)
+        _release_to_os()  # what computing the value allocated and freed, and anything evicted
 
     @contextmanager
     def computing(self, key: Hashable) -> Iterator[None]:

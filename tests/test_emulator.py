@@ -169,3 +169,21 @@ def test_cli_errors_are_one_line(tiny_checkpoint, argv, message, capsys, tmp_pat
     err = capsys.readouterr().err
     assert err.startswith("error:") and message in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_traces_count_underflow_and_effective_bits(tiny_checkpoint, tmp_path):
+    """With the narrowest widths the MLGRU states underflow: the traces say so (not "nothing clipped"),
+    with the bits used beside the bits available; --window keeps per-neuron tables for the last tokens."""
+    out = tmp_path / "narrow"
+    narrow = ["state_bits=6", "internal_bits=6", "act_bits=3", "spike_bits=3", "residual_bits=3"]
+    argv = ["run", "--model", str(tiny_checkpoint), "--prompt", "To be, or not", "--tokens", "3", "--out", str(out), "--window", "2", "--quant", *narrow]
+    assert cli_main(argv) == 0
+    saturation = pl.read_parquet(out / "saturation.parquet")
+    hidden = saturation.filter(pl.col("site") == "hidden")
+    assert hidden["underflow"].sum() > 0
+    assert (hidden["bits"] == 6).all()
+    assert (saturation["effective_bits"] <= saturation["bits"]).all() and (saturation["effective_bits"] >= 1).all()
+    assert saturation.filter(pl.col("site").str.ends_with(".accumulator"))["underflow"].is_null().all()  # no float counterpart
+    tokens = pl.read_parquet(out / "tokens.parquet").height
+    assert pl.read_parquet(out / "states.parquet")["token"].unique().sort().to_list() == [tokens - 2, tokens - 1]
+    assert saturation["token"].n_unique() == tokens  # summaries for every token

@@ -115,8 +115,11 @@ class RecordingProbe:
     by chunk and clears it).
     """
 
-    def __init__(self, core_map: CoreMap, record_tensors: bool = True, keep_from: int = 0, qc: QuantConfig | None = None):
+    def __init__(
+        self, core_map: CoreMap, record_tensors: bool = True, keep_from: int = 0, qc: QuantConfig | None = None, summaries: bool = True
+    ):
         self.core_map = core_map
+        self.summaries = summaries  # False: only fill chunk_values (a pass that re-reads tokens already counted)
         self.record_tensors = record_tensors
         self.keep_from = max(int(keep_from), 0)
         self.qc = qc
@@ -141,11 +144,13 @@ class RecordingProbe:
             if self.chunk_values is not None:
                 self.chunk_values[key] = values
             if skip < tokens:
-                record.values.append(values[skip:])
+                record.values.append(values[skip:].clone())  # a copy: a view would keep the whole chunk alive
             return
         values = (codes.double() * scale).float() if (self.record_tensors or self.chunk_values is not None) and kind != "accumulator" else None
         if self.chunk_values is not None and values is not None:
             self.chunk_values[key] = values
+        if not self.summaries:
+            return
         mask = clipped[0] if clipped is not None else torch.zeros_like(codes, dtype=torch.bool)
         summary = np.stack(
             [
@@ -166,9 +171,11 @@ class RecordingProbe:
             if kind in ("state", "activation", "gate"):
                 record.codes.append(codes[skip:].to(torch.int32))
             if self.record_tensors and values is not None:
-                record.values.append(values[skip:])
+                record.values.append(values[skip:].clone())
 
     def synapses(self, key: str, spikes: torch.Tensor, proj: IntBitLinear) -> None:
+        if not self.summaries:
+            return
         active = (spikes[0] != 0).float()  # (T, in)
         layer, name = split_site_key(key)
         group = _SYNAPSE_OF.get(name)
@@ -213,13 +220,17 @@ class RecordingProbe:
             return
         starts, ends = cores["start"].to_numpy(), cores["end"].to_numpy()
 
+        contiguous = starts.size and starts[0] == 0 and ends[-1] == neurons and np.array_equal(starts[1:], ends[:-1])
+
         def per_core(values: np.ndarray) -> np.ndarray:
+            if contiguous:  # cores tile the group in order (the mapper's packing): one reduceat
+                return np.round(np.add.reduceat(values, starts, axis=1)).astype(np.int64)
             cum = np.concatenate([np.zeros((tokens, 1)), np.cumsum(values, axis=1, dtype=np.float64)], axis=1)
             return np.round(cum[:, ends] - cum[:, starts]).astype(np.int64)
 
-        msg = messages.numpy()
+        msg = messages.to(torch.int32).numpy()
         syn = per_core(synops) if synops is not None else np.zeros((tokens, len(starts)), dtype=np.int64)
-        self._activity.setdefault(group_key, []).append((start, per_core(msg), per_core(msg > 0), syn))
+        self._activity.setdefault(group_key, []).append((start, per_core(msg), per_core((msg > 0).astype(np.int32)), syn))
         skip = min(max(self.keep_from - start, 0), tokens)
         if skip < tokens:
             self._rasters.setdefault(group_key, []).append(messages[skip:].to(torch.int8))
@@ -290,8 +301,11 @@ class RecordingProbe:
             tokens = summary.shape[0]
             columns = {"token": np.arange(tokens), "layer": np.full(tokens, layer), "site": [site] * tokens, "kind": [record.kind] * tokens}
             columns |= {name: summary[:, i] for i, name in enumerate(SUMMARY_COLUMNS)}
-            columns["effective_bits"] = effective_bits(summary[:, 3], signed=record.kind != "gate")
-            columns["bits"] = pl.Series([site_bits(site, self.qc) if self.qc is not None else None] * tokens, dtype=pl.Int64)
+            bits = site_bits(site, self.qc) if self.qc is not None else None
+            needed = effective_bits(summary[:, 3], signed=record.kind != "gate")
+            # A code at the negative end, -2^(b-1), has |code| = 2^(b-1) yet fits b bits: clamp.
+            columns["effective_bits"] = np.minimum(needed, bits) if bits is not None else needed
+            columns["bits"] = pl.Series([bits] * tokens, dtype=pl.Int64)
             frames.append(pl.DataFrame(columns))
         return pl.concat(frames)
 
