@@ -8,7 +8,8 @@ the server open any directory it can read. `checkpoint_directory` turns each of 
 
 Roots: when `INSPECTOR_MODEL_ROOTS` is set (directories separated by `os.pathsep`), checkpoint
 paths are accepted only inside them. A shared server (`make run HOST=0.0.0.0`) that has no roots
-set accepts no local checkpoint paths at all: only the shipped sample models.
+set accepts no local checkpoint paths at all: only the shipped sample models (which are always
+accepted, roots or not).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from inspector.catalog import SAMPLE_MODELS_DIR
 from inspector.errors import CheckpointError
 
 ROOTS_VARIABLE = "INSPECTOR_MODEL_ROOTS"
@@ -65,7 +67,8 @@ def checkpoint_directory(typed: str | Path, roots: list[Path] | None = None, sha
         raise CheckpointError(_shown(text), None, f"no user {user[1:]!r} to expand {user!r} for") from None
     try:
         resolved = path.resolve()
-        if roots is not None and not any(resolved.is_relative_to(root) for root in roots):
+        allowed = [*roots, SAMPLE_MODELS_DIR.resolve()] if roots is not None else None  # the shipped models always load
+        if allowed is not None and not any(resolved.is_relative_to(root) for root in allowed):
             allowed = ", ".join(str(r) for r in roots)
             raise CheckpointError(_shown(text), None, f"outside the allowed model directories ({allowed}; set by {ROOTS_VARIABLE})")
         if not resolved.exists():

@@ -247,3 +247,13 @@ def test_cli_refuses_bad_paths_with_one_line(model, capsys):
     assert main(["map", "--model", model]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_sample_models_load_whatever_the_roots(tmp_path, monkeypatch):
+    from inspector.catalog import sample_models
+
+    samples = sample_models()
+    if not samples:
+        pytest.skip("no sample model trained yet")
+    monkeypatch.setenv("INSPECTOR_MODEL_ROOTS", str(tmp_path))
+    assert load_checkpoint(next(iter(samples.values()))).config.vocab_size > 0
