@@ -232,3 +232,44 @@ def test_lava_runs_take_turns_and_graphs_close_when_unused(tiny_checkpoint):
     second.detach("tab-2")
     assert graph.closed and not graph.graph._process.is_alive() and not _group_alive(pgid)
     assert LavaBackend.live_graphs() == 0
+
+
+def test_analysis_reports_its_place_in_the_lava_queue(tiny_checkpoint):
+    """While another run holds the simulator, an analysis on Lava reports ("wait", position) to its
+    progress callback (the app shows "Waiting for the Lava simulator (position N)"), then runs."""
+    import threading
+    import time
+
+    from inspector.analysis import analyze
+    from inspector.lava.backend import SIMULATOR
+
+    backend = make_backend("lava", load_checkpoint(tiny_checkpoint))
+    held, release = threading.Event(), threading.Event()
+
+    def other_session() -> None:
+        with SIMULATOR.hold():
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=other_session)
+    holder.start()
+    assert held.wait(10)
+    phases: list[tuple[str, int]] = []
+
+    def on_progress(phase: str, done: int, total: int) -> None:
+        phases.append((phase, done))
+        if phase == "wait" and len([p for p in phases if p[0] == "wait"]) >= 2:
+            release.set()  # the other run finishes once we have been told our place twice
+
+    try:
+        timer = threading.Timer(30, release.set)  # never hang the suite
+        timer.start()
+        analysis = analyze(backend, "To be", SamplingSettings(2, 0.0, 0, 0), on_progress)
+        timer.cancel()
+    finally:
+        release.set()
+        holder.join()
+        backend.close()
+    assert ("wait", 1) in phases
+    assert phases.index(("wait", 1)) < phases.index(("integer", 1))  # waited first, then generated
+    assert len(analysis.run.tokens) == 2

@@ -76,9 +76,10 @@ def ensure_analysis(session: Session) -> Analysis | None:
 
         def on_progress(phase: str, done: int, total: int) -> None:
             if phase == "wait":
+                what = "the Lava simulator" if session.backend.key == "lava" else "the Loihi 2 system"
                 progress.progress(0.45, text=(
-                    f"Waiting for the {session.backend.label} (position {done}): another session is generating on it. "
-                    "Lava runs one generation at a time; the Emulator backend computes the same bits without waiting."
+                    f"Waiting for {what} (position {done}): another session is generating on it. It runs one "
+                    "generation at a time; the Emulator backend computes the same bits without waiting."
                 ))
                 return
             share = {"float": 0.0, "integer": 0.45, "diff": 0.9}[phase] + (0.45 if phase != "diff" else 0.1) * done / max(total, 1)
