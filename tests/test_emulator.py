@@ -88,7 +88,7 @@ def test_window_keeps_per_token_summaries_for_every_token(emulator):
     full = compare(emulator, ids)
     windowed = compare(emulator, ids, keep_from=len(ids) - 4, chunk_tokens=5)
     assert_frame_equal(full.tokens, windowed.tokens)
-    assert_frame_equal(full.tensors, windowed.tensors, check_exact=False, rtol=1e-3, atol=1e-4)  # float model: chunked vs whole
+    assert_frame_equal(full.tensors, windowed.tensors, check_exact=False, rel_tol=1e-3, abs_tol=1e-4)  # float model: chunked vs whole
     assert windowed.int_probe.window_start == len(ids) - 4
     assert windowed.float_logits.shape[0] == 4 and torch.equal(windowed.int_logits, full.int_logits[-4:])
     key = "layers.1.hidden"
@@ -134,8 +134,8 @@ def test_analysis_reuses_the_generation_with_the_same_bits(emulator):
     assert rerun.int_probe is not analysis.run.probe
     assert torch.equal(analysis.diff.int_logits, rerun.int_logits)
     # the float model read in chunks of 3 here: the same up to float rounding
-    assert_frame_equal(analysis.diff.tensors, rerun.tensors, check_exact=False, rtol=1e-3, atol=1e-4)
-    assert_frame_equal(analysis.diff.tokens, rerun.tokens, check_exact=False, rtol=1e-3, atol=1e-4)
+    assert_frame_equal(analysis.diff.tensors, rerun.tensors, check_exact=False, rel_tol=1e-3, abs_tol=1e-4)
+    assert_frame_equal(analysis.diff.tokens, rerun.tokens, check_exact=False, rel_tol=1e-3, abs_tol=1e-4)
     for key in analysis.diff.sites():
         assert torch.equal(analysis.run.probe.site_values(key), rerun.int_probe.site_values(key)), key
 
