@@ -112,8 +112,9 @@ elif step == STEPS[4]:
         st.markdown(
             f"With the squeezed state range, {squeezed['states_clipped']:.1%} of state values clipped and the integer model "
             f"agreed with the float model's top-1 token {squeezed['top1_agreement']:.0%} of the time. With every width at "
-            f"its minimum, {narrow['states_underflowed']:.0%} of state values underflowed, and {narrow['values_clipped']:,} "
-            "values clipped: the damage is done at the bottom of the range."
+            f"its minimum, {narrow['states_underflowed']:.0%} of state values underflowed"
+            + (", while no value clipped: the damage is done at the bottom of the range." if narrow["values_clipped"] == 0
+               else f", and {narrow['values_clipped']:,} values clipped.")
         )
 else:
     d = analysis.diff

@@ -246,7 +246,7 @@ def test_learn_saturation_experiment_really_saturates(app):
     squeezed, narrow = table.iloc[1], table.iloc[2]
     assert squeezed["states_clipped"] > 0  # headroom 0.25 clips MLGRU states
     assert narrow["states_underflowed"] > 0.5  # minimum widths round most states to zero
-    assert "values clipped" in _texts(app)
+    assert "With the squeezed state range" in _texts(app)
 
 
 def test_saturation_page_counts_underflow(app):

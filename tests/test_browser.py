@@ -160,7 +160,7 @@ def test_bad_checkpoint_path_in_chromium(page, app_url):
     sidebar.locator('[data-testid="stSelectbox"]').first.click()
     page.get_by_text("Local checkpoint directory…").click()
     _settle(page)
-    box = sidebar.get_by_label("Checkpoint directory")
+    box = sidebar.get_by_role("textbox", name="Checkpoint directory")
     box.fill("~nosuchuser/models")
     box.press("Enter")
     _settle(page)
