@@ -64,7 +64,7 @@ def checkpoint_directory(typed: str | Path, roots: list[Path] | None = None, sha
         path = Path(text).expanduser()
     except RuntimeError:  # "~user" for a user that does not exist
         user = text.split(os.sep, 1)[0]
-        raise CheckpointError(_shown(text), None, f"no user {user[1:]!r} to expand {user!r} for") from None
+        raise CheckpointError(_shown(text), None, f"no user {user[1:]!r} on this machine, so {user!r} has no home directory to expand to") from None
     try:
         resolved = path.resolve()
         allowed = [*roots, SAMPLE_MODELS_DIR.resolve()] if roots is not None else None  # the shipped models always load
