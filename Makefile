@@ -5,6 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8501
+# 127.0.0.1: only this machine can reach the app. `make run HOST=0.0.0.0` shares it on the network;
+# a shared app accepts local checkpoint paths only under INSPECTOR_MODEL_ROOTS (dir1:dir2).
+HOST ?= 127.0.0.1
 
 .PHONY: install run test bench clean
 
@@ -19,7 +22,7 @@ $(STAMP): requirements.txt
 install: $(STAMP)
 
 run: install
-	$(PY) -m streamlit run app.py --server.port $(PORT)
+	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT)
 
 test: install
 	$(PY) -m pytest

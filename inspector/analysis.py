@@ -4,6 +4,9 @@ The float model and the integer model each continue the prompt with the same sam
 (same seed). The integer model runs on the chosen backend with probes on. Both models are then
 compared in lockstep on the integer model's sequence (prompt + its continuation), which is the text
 the chip actually produced. Computing it once and caching it is what makes page switches instant.
+
+Memory: per-neuron data is kept for a window of tokens only (`window`: the generated part by
+default, see `keep_from_for`), every other token as per-token summaries; see probes.py.
 """
 
 from __future__ import annotations
@@ -16,9 +19,25 @@ import polars as pl
 from inspector.diff import DiffResult, compare
 from inspector.emulator.engine import Emulator, EmulatorRun
 from inspector.generate import GeneratedToken, SamplingSettings, encode_prompt, generate
-from inspector.traces import run_tables
+from inspector.traces import run_tables, with_underflow
 
-# on_progress(phase, done, total): phase is "float", "integer" or "diff"
+# The window of tokens whose per-neuron data an analysis keeps: "generated" (the continuation and
+# the last prompt token, whose distribution chose the first generated token), or the last N tokens.
+GENERATED_WINDOW = "generated"
+Window = str | int
+
+
+def keep_from_for(window: Window, prompt_tokens: int, max_new_tokens: int) -> int:
+    """The first token (counted from the start of the prompt) whose per-neuron data is kept."""
+    total = prompt_tokens + max_new_tokens
+    if window == GENERATED_WINDOW:
+        return max(prompt_tokens - 1, 0)
+    if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+        raise ValueError(f"window must be {GENERATED_WINDOW!r} or a positive number of tokens, got {window!r}")
+    return max(total - window, 0)
+
+# on_progress(phase, done, total): phase is "float", "integer" or "diff"; or "wait" with done = the
+# position in the queue for a shared simulator (Lava), 1 being next
 ProgressFn = Callable[[str, int, int], None]
 # on_token(phase, text so far): the continuation as it streams, for "float" and "integer"
 TokenFn = Callable[[str, str], None]
@@ -32,6 +51,19 @@ class Analysis:
     run: EmulatorRun
     diff: DiffResult
     tables: dict[str, pl.DataFrame]
+    window: Window = GENERATED_WINDOW
+
+    @property
+    def window_start(self) -> int:
+        """The first token with per-neuron data (tensors, rasters, state histograms, logits)."""
+        return self.diff.window_start
+
+    def nbytes(self) -> int:
+        """Memory this analysis holds, roughly: what the run cache counts against its budget."""
+        tables = sum(int(t.estimated_size()) for t in self.tables.values())
+        probe = self.run.probe.nbytes() if self.run.probe is not None else 0
+        second = self.diff.int_probe.nbytes() if self.diff.int_probe is not self.run.probe else 0
+        return tables + probe + second + self.diff.nbytes()
 
     @property
     def float_text(self) -> str:
@@ -52,10 +84,11 @@ def analyze(
     sampling: SamplingSettings,
     on_progress: Optional[ProgressFn] = None,
     on_token: Optional[TokenFn] = None,
+    window: Window = GENERATED_WINDOW,
 ) -> Analysis:
     sampling.validate()
     tokenizer = emulator.loaded.tokenizer
-    encode_prompt(tokenizer, prompt)
+    keep_from = keep_from_for(window, len(encode_prompt(tokenizer, prompt)), sampling.max_new_tokens)
     total = sampling.max_new_tokens
 
     def tick(phase: str, done: int, text: str) -> None:
@@ -68,14 +101,23 @@ def analyze(
     for token in generate(emulator.loaded.model, tokenizer, prompt, **vars(sampling)):
         float_tokens.append(token)
         tick("float", len(float_tokens), "".join(t.text for t in float_tokens))
+    def waiting(position: int) -> None:
+        if on_progress is not None:
+            on_progress("wait", position, total)
+
     if on_progress is not None:
         on_progress("integer", 0, total)  # the backend may take a while to start (Lava: seconds)
-    run, stream = emulator.generate(prompt, sampling, probes=True, record_tensors=True)
-    for token in stream:
-        tick("integer", len(run.tokens), "".join(t.text for t in run.tokens))
+    run, stream = emulator.generate(prompt, sampling, probes=True, record_tensors=True, keep_from=keep_from, on_wait=waiting)
+    try:
+        for token in stream:
+            tick("integer", len(run.tokens), "".join(t.text for t in run.tokens))
+    finally:
+        stream.close()  # a stopped run hands a shared simulator to the next one at once
     if on_progress is not None:
         on_progress("diff", 0, 1)
-    diff = compare(emulator, run.all_ids, integer_probe=run.probe)  # reuses the generation's integers
+    diff = compare(emulator, run.all_ids, integer_probe=run.probe, keep_from=keep_from)  # reuses the generation's integers if it kept them all
     if on_progress is not None:
         on_progress("diff", 1, 1)
-    return Analysis(prompt, sampling, float_tokens, run, diff, run_tables(run, emulator))
+    tables = run_tables(run, emulator, tensors=False)  # the long tensor table is built on export only
+    tables["saturation"] = with_underflow(tables["saturation"], diff.tensors)
+    return Analysis(prompt, sampling, float_tokens, run, diff, tables, window)

@@ -67,17 +67,22 @@ class Backend(Protocol):
     integer: IntegerLM
     core_map: CoreMap
 
-    def new_probe(self, record_tensors: bool = True) -> RecordingProbe: ...
+    def new_probe(self, record_tensors: bool = True, keep_from: int = 0) -> RecordingProbe: ...
 
     def step_fn(self, probe: Optional[Probe]) -> StepFn: ...
 
     def generate(
-        self, prompt: str, sampling: SamplingSettings, probes: bool = True, record_tensors: bool = True
+        self, prompt: str, sampling: SamplingSettings, probes: bool = True, record_tensors: bool = True,
+        keep_from: int = 0, on_wait: Optional[Callable[[int], None]] = None,
     ) -> tuple[EmulatorRun, Iterator[GeneratedToken]]: ...
 
-    def teacher_forced(self, ids: list[int], record_tensors: bool = True) -> tuple[torch.Tensor, RecordingProbe]: ...
+    def teacher_forced(self, ids: list[int], record_tensors: bool = True, keep_from: int = 0) -> tuple[torch.Tensor, RecordingProbe]: ...
 
     def close(self) -> None: ...
+
+    def attach(self, user) -> None: ...
+
+    def detach(self, user) -> None: ...
 
 
 class IntegerBackend:
@@ -109,19 +114,25 @@ class IntegerBackend:
         weights = [{name: getattr(layer, name).matrix.values for name in PROJECTION_NAMES} for layer in self.params.layers]
         self.core_map: CoreMap = map_model(loaded.config, self.hardware, weights)
 
-    def new_probe(self, record_tensors: bool = True) -> RecordingProbe:
-        return RecordingProbe(self.core_map, record_tensors=record_tensors)
+    def new_probe(self, record_tensors: bool = True, keep_from: int = 0) -> RecordingProbe:
+        """A probe for this model; per-neuron data is kept from token `keep_from` on (see probes.py)."""
+        return RecordingProbe(self.core_map, record_tensors=record_tensors, keep_from=keep_from, qc=self.qc)
 
     def step_fn(self, probe: Optional[Probe]) -> StepFn:
         """The integer model as a RecurrentLM callable computed by this backend, feeding `probe`."""
         raise NotImplementedError
 
     def generate(
-        self, prompt: str, sampling: SamplingSettings, probes: bool = True, record_tensors: bool = True
+        self, prompt: str, sampling: SamplingSettings, probes: bool = True, record_tensors: bool = True,
+        keep_from: int = 0, on_wait: Optional[Callable[[int], None]] = None,
     ) -> tuple[EmulatorRun, Iterator[GeneratedToken]]:
-        """A run object and the token stream that fills it (stop iterating to stop the run)."""
+        """A run object and the token stream that fills it (stop iterating, or close it, to stop the run).
+
+        `keep_from`: the first token whose per-neuron data the probe keeps (0: all of them).
+        `on_wait(position)`: called while the run waits for a shared simulator (Lava); the emulator never waits.
+        """
         run = EmulatorRun(prompt, encode_prompt(self.loaded.tokenizer, prompt))
-        run.probe = self.new_probe(record_tensors) if probes else None
+        run.probe = self.new_probe(record_tensors, keep_from) if probes else None
         stream = generate(self.step_fn(run.probe), self.loaded.tokenizer, prompt, **vars(sampling))
 
         def tokens() -> Iterator[GeneratedToken]:
@@ -132,18 +143,24 @@ class IntegerBackend:
         return run, tokens()
 
     @torch.no_grad()
-    def teacher_forced(self, ids: list[int], record_tensors: bool = True) -> tuple[torch.Tensor, RecordingProbe]:
+    def teacher_forced(self, ids: list[int], record_tensors: bool = True, keep_from: int = 0) -> tuple[torch.Tensor, RecordingProbe]:
         """The integer model over a fixed token sequence: logits (T, vocab) and the probe.
 
         Computed by the emulator's arithmetic on every backend (all T tokens in one call; the
         backends compute the same integers, which tests/test_lava_backend.py checks).
         """
-        probe = RecordingProbe(self.core_map, record_tensors=record_tensors)
+        probe = self.new_probe(record_tensors, keep_from)
         logits, _ = self.integer(torch.tensor([ids]), None, probe)
         return logits[0], probe
 
     def close(self) -> None:
         """Release backend resources (a process graph, a worker); the emulator holds none."""
+
+    def attach(self, user) -> None:
+        """A user (an app session) starts using this backend (only Lava backends keep count)."""
+
+    def detach(self, user) -> None:
+        """A user stops using this backend; a Lava backend closes its graph when none is left."""
 
 
 @dataclass(frozen=True)

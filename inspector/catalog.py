@@ -18,7 +18,10 @@ def sample_models() -> dict[str, Path]:
 
 def checkpoint_fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...]:
     """Names, sizes and mtimes of a directory's files: a cache key that changes when the files do."""
-    directory = Path(directory).expanduser()
-    if not directory.is_dir():
+    try:
+        directory = Path(directory).expanduser()
+        if not directory.is_dir():
+            return ()
+        return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in directory.iterdir() if p.is_file()))
+    except (OSError, RuntimeError):  # unreadable, too long, ~unknownuser: the loader says why
         return ()
-    return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in directory.iterdir() if p.is_file()))

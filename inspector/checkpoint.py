@@ -11,6 +11,8 @@ does not tell a researcher which of 300 tensors came from the wrong model.
 from __future__ import annotations
 
 import json
+import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -25,6 +27,7 @@ from inspector.config import HGRNBitConfig, read_config
 from inspector.errors import CheckpointError
 from inspector.memory import check_model_fits
 from inspector.model import BitLinear, HGRNBitForCausalLM
+from inspector.paths import checkpoint_directory
 from inspector.ternary import TernaryMatrix
 from inspector.tokenizer import TOKENIZER_FILE, load_tokenizer
 
@@ -129,11 +132,18 @@ def _torch_bin_source(path: Path) -> WeightSource:
             state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError:  # the legacy (non-zip) format cannot be memory-mapped
             state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # weights_only refuses pickled code with a generic UnpicklingError
+    except pickle.UnpicklingError as exc:
+        # PyTorch's own message advises re-running with weights_only=False, which would execute
+        # whatever code the file carries: we name what was refused and never pass that advice on.
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" ({found.group(1)})" if found else ""
         raise CheckpointError(
-            str(path), None, f"cannot be read safely: the file holds pickled objects other than tensors ({type(exc).__name__}); "
-            "convert it to safetensors on a machine you trust"
+            str(path), None,
+            f"refused: the file holds pickled Python objects{what} besides tensors, and unpickling them could run code. "
+            "Only plain tensors are read from pytorch_model.bin; convert it to model.safetensors on a machine you trust.",
         ) from None
+    except Exception as exc:
+        raise CheckpointError(str(path), None, f"not a readable PyTorch weights file ({type(exc).__name__})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(str(path), None, "expected a flat dict of tensors (a state_dict)")
     return WeightSource({key: path for key in state}, {path: state})
@@ -193,13 +203,11 @@ ProgressFn = Callable[[int, int, str], None]  # (tensors done, tensors total, ke
 def load_checkpoint(directory: str | Path, on_progress: Optional[ProgressFn] = None) -> LoadedModel:
     """Load a model (frozen: int8 ternary matrices, see BitLinear) and its tokenizer from a local HF-layout directory.
 
-    Order matters for a hostile or mistaken input: config, then the memory it implies, then every
+    Order matters for a hostile or mistaken input: the path (`inspector.paths`), the config, then the memory it implies, then every
     tensor's name, shape and dtype from the file headers, and only then any tensor data, one tensor at
     a time (bf16 or float32 on disk, never two full copies in memory).
     """
-    directory = Path(directory).expanduser()
-    if not directory.is_dir():
-        raise CheckpointError(str(directory), None, "not a directory")
+    directory = checkpoint_directory(directory)  # validated, and within INSPECTOR_MODEL_ROOTS if set
     config = read_config(directory / CONFIG_FILE)
     check_model_fits(config, str(directory / CONFIG_FILE))
     source = weight_source(directory)

@@ -21,6 +21,7 @@ import polars as pl
 import torch
 from tqdm import tqdm
 
+from inspector.analysis import keep_from_for
 from inspector.backends import make_backend, require_backend
 from inspector.catalog import SAMPLE_MODELS_DIR, sample_models
 from inspector.checkpoint import LoadedModel, load_checkpoint
@@ -45,7 +46,7 @@ def resolve_model(name: str) -> LoadedModel:
             bar.total = total
             bar.update(done - bar.n)
 
-        return load_checkpoint(samples[name] if name in samples else Path(name), on_progress=on_progress)
+        return load_checkpoint(samples[name] if name in samples else name, on_progress=on_progress)
 
 
 def parse_overrides(pairs: list[str], preset: str = "default") -> QuantConfig:
@@ -81,13 +82,20 @@ def cmd_run(args) -> int:
     qc = parse_overrides(args.quant, args.quant_preset)
     sampling = _sampling(args)
     encode_prompt(loaded.tokenizer, args.prompt)  # reject a bad prompt before the slow set-up
+    if args.window is not None and args.window < 1:
+        raise InspectorError(f"--window must be a positive number of tokens, got {args.window}")
+    prompt_tokens = len(encode_prompt(loaded.tokenizer, args.prompt))
+    keep_from = 0 if args.window is None else keep_from_for(args.window, prompt_tokens, sampling.max_new_tokens)
     emulator = make_backend(args.backend, loaded, qc)
     try:
-        run, stream = emulator.generate(args.prompt, sampling, probes=True, record_tensors=not args.no_tensors)
+        run, stream = emulator.generate(args.prompt, sampling, probes=True, record_tensors=not args.no_tensors, keep_from=keep_from)
         for token in tqdm(stream, total=sampling.max_new_tokens, desc=f"running on {args.backend}", unit="tok"):
             pass
     finally:
         emulator.close()
+    # Underflow needs the float model's values on the same tokens: one lockstep pass (emulator
+    # integers, identical to any backend's), keeping no per-neuron data.
+    lockstep = compare(emulator, run.all_ids, keep_from=len(run.all_ids) - 1)
     text = "".join(t.text for t in run.tokens)
     metadata = {
         "model": str(loaded.directory),
@@ -98,8 +106,9 @@ def cmd_run(args) -> int:
         "quant_config": qc.to_dict(),
         "hardware": dataclasses.asdict(emulator.hardware),
         "core_map": emulator.core_map.summary(),
+        "keep_from": keep_from,
     }
-    out = write_traces(run, emulator, args.out, metadata)
+    out = write_traces(run, emulator, args.out, metadata, underflow=lockstep.tensors)
     print(args.prompt + text)
     print(f"traces written to {out}", file=sys.stderr)
     return 0
@@ -214,6 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--prompt", required=True)
     run.add_argument("--out", required=True, help="directory for the Parquet traces")
     run.add_argument("--no-tensors", action="store_true", help="skip the (large) per-site tensor table")
+    run.add_argument(
+        "--window", type=int, default=None, metavar="N",
+        help="keep per-neuron tables (tensors, states, saturated_neurons) for the last N tokens only (default: every token)",
+    )
     run.add_argument("--backend", choices=["emulator", "lava", "loihi2"], default="emulator", help="where the integer model runs")
     run.set_defaults(func=cmd_run)
 

@@ -20,21 +20,38 @@ from inspector.emulator.engine import Emulator
 from inspector.emulator.probes import RecordingProbe, split_site_key
 from inspector.generate import SamplingSettings, encode_prompt, generate
 
+# Tokens per forward call of the comparison: bounds the float trace and the logits held at once.
+CHUNK_TOKENS = 256
+
+
 @dataclass
 class DiffResult:
+    """Both models on the same tokens. Per-token tables cover every token; per-neuron data
+    (float_values, the integer probe's values, logits) covers the window from `window_start` on."""
+
     ids: list[int]
-    tensors: pl.DataFrame  # token, layer, site, sqnr_db, cosine, max_abs_error, rel_error
+    tensors: pl.DataFrame  # token, layer, site, sqnr_db, cosine, max_abs_error, rel_error, underflow, values
     tokens: pl.DataFrame  # token, token_id, kl, top1_float, top1_int, agree, float_top1_rank_in_int, nll_float, nll_int
     perplexity_float: float
     perplexity_int: float
-    float_values: dict[str, torch.Tensor]  # site -> (T, N) float model values
+    float_values: dict[str, torch.Tensor]  # site -> (T_window, N) float model values
     int_probe: RecordingProbe  # the integer run's probe (dequantized values via site_values)
-    float_logits: torch.Tensor  # (T, vocab)
-    int_logits: torch.Tensor  # (T, vocab)
+    float_logits: torch.Tensor  # (T_window, vocab)
+    int_logits: torch.Tensor  # (T_window, vocab)
+    window_start: int = 0
 
     def sites(self) -> list[str]:
         """Sites present in both models, in data-flow order."""
         return [k for k in self.float_values if k in self.int_probe.sites and self.int_probe.sites[k].values]
+
+    def in_window(self, token: int) -> bool:
+        return self.window_start <= token < self.window_start + self.float_logits.shape[0]
+
+    def logits_at(self, token: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both models' logits at `token` (counted from the start of the prompt); must be in the window."""
+        if not self.in_window(token):
+            raise IndexError(f"token {token} is outside the per-neuron window (tokens {self.window_start}..{len(self.ids) - 1})")
+        return self.float_logits[token - self.window_start], self.int_logits[token - self.window_start]
 
     def per_layer(self) -> pl.DataFrame:
         """Mean over tokens of each metric, per layer and site (the table the CLI prints)."""
@@ -45,13 +62,22 @@ class DiffResult:
                 pl.col("cosine").mean(),
                 pl.col("max_abs_error").max(),
                 pl.col("rel_error").mean(),
+                (pl.col("underflow").sum() / pl.col("values").sum()).alias("underflow_rate"),
             )
             .sort(["layer"], maintain_order=True)
         )
 
+    def nbytes(self) -> int:
+        held = sum(v.nbytes for v in self.float_values.values()) + self.float_logits.nbytes + self.int_logits.nbytes
+        return held + int(self.tensors.estimated_size() + self.tokens.estimated_size())
+
 
 def tensor_metrics(reference: torch.Tensor, test: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Row-wise metrics for (T, N) tensors: one value per token."""
+    """Row-wise metrics for (T, N) tensors: one value per token.
+
+    `underflow` counts values the float model has nonzero and the integer model rounds to 0: the
+    register's resolution is too coarse for them (the opposite end of the range from clipping).
+    """
     f, q = reference.double(), test.double()
     err = f - q
     signal, noise = (f * f).sum(-1), (err * err).sum(-1)
@@ -63,6 +89,7 @@ def tensor_metrics(reference: torch.Tensor, test: torch.Tensor) -> dict[str, tor
         "cosine": cos,
         "max_abs_error": err.abs().amax(-1),
         "rel_error": noise.sqrt() / signal.sqrt().clamp(min=1e-30),
+        "underflow": ((f != 0) & (q == 0)).sum(-1),
     }
 
 
@@ -79,62 +106,110 @@ def _float_sites(trace: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return sites
 
 
-def compare(emulator: Emulator, ids: list[int], integer_probe: RecordingProbe | None = None) -> DiffResult:
+def _metric_frame(key: str, f_value: torch.Tensor, i_value: torch.Tensor, first_token: int) -> pl.DataFrame:
+    metrics = tensor_metrics(f_value, i_value)
+    layer, site = split_site_key(key)
+    tokens = f_value.shape[0]
+    return pl.DataFrame(
+        {"token": list(range(first_token, first_token + tokens)), "layer": [layer] * tokens, "site": [site] * tokens}
+        | {name: value.tolist() for name, value in metrics.items()}
+        | {"values": [f_value.shape[1]] * tokens}
+    ).with_columns(pl.col("underflow").cast(pl.Int64), pl.col("values").cast(pl.Int64))
+
+
+@torch.no_grad()
+def compare(
+    emulator: Emulator,
+    ids: list[int],
+    integer_probe: RecordingProbe | None = None,
+    keep_from: int = 0,
+    chunk_tokens: int = CHUNK_TOKENS,
+) -> DiffResult:
     """Run both models on `ids` and compute every metric.
 
-    `integer_probe`: a probe (with tensors) that already saw the integer model read exactly `ids`,
-    such as a generation run's; its logits and tensors are used instead of running the integer
-    model again. They are the same bits either way: feeding a sequence at once or token by token
-    gives identical integers and logits (tested), so this only saves the second run.
+    Both models read the sequence in chunks of `chunk_tokens`, carrying their recurrent state, so
+    the float trace and the logits of a long text are never held all at once; per-token metrics
+    are kept for every token, per-neuron values and logits only from `keep_from` on.
+
+    `integer_probe`: a probe that already saw the integer model read exactly `ids` and kept values
+    from `keep_from` on (a generation run with the same window); its values are used instead of
+    running the integer model again over the window, and it becomes the result's `int_probe`. They
+    are the same bits either way: feeding a sequence at once or token by token gives identical
+    integers and logits (tested). Tokens before the window are read again, chunk by chunk.
     """
     model = emulator.loaded.model
-    trace: dict[str, torch.Tensor] = {}
-    with torch.no_grad():
-        f_logits, _ = model(torch.tensor([ids]), None, trace)
-    if integer_probe is not None and integer_probe.record_tensors and integer_probe.tokens() == len(ids):
-        i_logits, probe = integer_probe.site_values("logits"), integer_probe
-    else:
-        i_logits, probe = emulator.teacher_forced(ids, record_tensors=True)
-    f_logits = f_logits[0].double()
-    i_logits = i_logits.double()
-
-    float_values = _float_sites(trace)
-    rows = []
-    for key, f_value in float_values.items():
-        if key not in probe.sites or not probe.sites[key].values:
-            continue
-        metrics = tensor_metrics(f_value, probe.site_values(key))
-        layer, site = split_site_key(key)
-        for token in range(len(ids)):
-            rows.append({"token": token, "layer": layer, "site": site} | {k: float(v[token]) for k, v in metrics.items()})
-    tensors = pl.DataFrame(rows)
-
-    log_pf = torch.log_softmax(f_logits, -1)
-    log_pi = torch.log_softmax(i_logits, -1)
-    kl = (log_pf.exp() * (log_pf - log_pi)).sum(-1)
-    top_f, top_i = f_logits.argmax(-1), i_logits.argmax(-1)
-    rank = (i_logits > i_logits.gather(1, top_f[:, None])).sum(-1) + 1
-    targets = torch.tensor(ids[1:] + [-1])
-    valid = targets >= 0
-    nll_f = torch.where(valid, -log_pf.gather(1, targets.clamp(min=0)[:, None])[:, 0], torch.nan)
-    nll_i = torch.where(valid, -log_pi.gather(1, targets.clamp(min=0)[:, None])[:, 0], torch.nan)
+    keep_from = min(max(keep_from, 0), max(len(ids) - 1, 0))
+    reuse = (
+        integer_probe is not None and integer_probe.record_tensors and integer_probe.tokens() == len(ids)
+        and integer_probe.window_start == keep_from
+    )
+    probe = integer_probe if reuse else emulator.new_probe(record_tensors=True, keep_from=keep_from)
+    # Tokens before the window: a reused probe kept no values there, so the integer model reads
+    # them again, through a probe that keeps nothing but the current chunk.
+    forced = RecordingProbe(emulator.core_map, record_tensors=False, keep_from=len(ids), summaries=False) if reuse else probe
+    f_state = i_state = None
+    frames: list[pl.DataFrame] = []
+    kept_float: dict[str, list[torch.Tensor]] = {}
+    kept_logits: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+    per_token: dict[str, list[torch.Tensor]] = {name: [] for name in ("kl", "top_f", "top_i", "rank", "nll_f", "nll_i")}
+    all_ids = torch.tensor(ids)
+    starts = [*range(0, keep_from, chunk_tokens), *range(keep_from, len(ids), chunk_tokens)]  # no chunk straddles the window's start
+    for start, stop in zip(starts, [*starts[1:], len(ids)]):
+        chunk = all_ids[start:stop][None]
+        trace: dict[str, torch.Tensor] = {}
+        f_logits, f_state = model(chunk, f_state, trace)
+        if reuse and start >= keep_from:
+            i_values = {key: probe.site_values(key)[start - keep_from : stop - keep_from] for key, r in probe.sites.items() if r.values}
+        else:
+            forced.chunk_values = {}
+            _, i_state = emulator.integer(chunk, i_state, forced)
+            i_values, forced.chunk_values = forced.chunk_values, None
+        float_values = _float_sites(trace)
+        del trace
+        for key, f_value in float_values.items():
+            if key in i_values and key != "logits":
+                frames.append(_metric_frame(key, f_value, i_values[key], start))
+        skip = min(max(keep_from - start, 0), stop - start)
+        if skip < stop - start:
+            for key, value in float_values.items():
+                if key != "logits" and key in i_values:
+                    kept_float.setdefault(key, []).append(value[skip:].clone())
+        f_chunk, i_chunk = f_logits[0].double(), i_values["logits"].double()
+        if skip < stop - start:
+            kept_logits[0].append(f_chunk[skip:].clone())  # copies: views would keep whole chunks alive
+            kept_logits[1].append(i_chunk[skip:].clone())
+        log_pf, log_pi = torch.log_softmax(f_chunk, -1), torch.log_softmax(i_chunk, -1)
+        top_f, top_i = f_chunk.argmax(-1), i_chunk.argmax(-1)
+        targets = torch.cat([all_ids[start + 1 : stop + 1], torch.full((max(stop + 1 - len(ids), 0),), -1)])[: stop - start]
+        valid = targets >= 0
+        per_token["kl"].append((log_pf.exp() * (log_pf - log_pi)).sum(-1))
+        per_token["top_f"].append(top_f)
+        per_token["top_i"].append(top_i)
+        per_token["rank"].append((i_chunk > i_chunk.gather(1, top_f[:, None])).sum(-1) + 1)
+        per_token["nll_f"].append(torch.where(valid, -log_pf.gather(1, targets.clamp(min=0)[:, None])[:, 0], torch.nan))
+        per_token["nll_i"].append(torch.where(valid, -log_pi.gather(1, targets.clamp(min=0)[:, None])[:, 0], torch.nan))
+    cat = {name: torch.cat(parts) for name, parts in per_token.items()}
+    tensors = pl.concat(frames).sort(["token"], maintain_order=True) if frames else pl.DataFrame()
     tokens = pl.DataFrame(
         {
             "token": list(range(len(ids))),
             "token_id": ids,
-            "kl": kl.tolist(),
-            "top1_float": top_f.tolist(),
-            "top1_int": top_i.tolist(),
-            "agree": (top_f == top_i).tolist(),
-            "float_top1_rank_in_int": rank.tolist(),
-            "nll_float": nll_f.tolist(),
-            "nll_int": nll_i.tolist(),
+            "kl": cat["kl"].tolist(),
+            "top1_float": cat["top_f"].tolist(),
+            "top1_int": cat["top_i"].tolist(),
+            "agree": (cat["top_f"] == cat["top_i"]).tolist(),
+            "float_top1_rank_in_int": cat["rank"].tolist(),
+            "nll_float": cat["nll_f"].tolist(),
+            "nll_int": cat["nll_i"].tolist(),
         }
     )
+    valid = ~torch.isnan(cat["nll_f"])
     n = int(valid.sum())
-    ppl_f = math.exp(float(nll_f[valid].sum()) / n) if n else float("nan")
-    ppl_i = math.exp(float(nll_i[valid].sum()) / n) if n else float("nan")
-    return DiffResult(ids, tensors, tokens, ppl_f, ppl_i, float_values, probe, f_logits, i_logits)
+    ppl_f = math.exp(float(cat["nll_f"][valid].sum()) / n) if n else float("nan")
+    ppl_i = math.exp(float(cat["nll_i"][valid].sum()) / n) if n else float("nan")
+    float_values = {key: torch.cat(parts) for key, parts in kept_float.items()}
+    f_logits, i_logits = (torch.cat(parts) if parts else torch.empty(0, 0, dtype=torch.float64) for parts in kept_logits)
+    return DiffResult(ids, tensors, tokens, ppl_f, ppl_i, float_values, probe, f_logits, i_logits, keep_from)
 
 
 def lockstep_ids(emulator: Emulator, prompt: str, follow: str, sampling: SamplingSettings) -> list[int]:

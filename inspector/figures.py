@@ -135,19 +135,32 @@ def kl_agreement_figure(tokens: pl.DataFrame, prompt_tokens: int = 0) -> go.Figu
     return _layout(fig, "KL(float || integer) of the next-token distribution", "token", "KL (nats)")
 
 
-def activity_heatmap(activity: pl.DataFrame, by: str = "core", value: str = "messages") -> go.Figure:
-    """Messages (or synaptic ops) per core x token, or per layer x token."""
+HEATMAP_MAX_COLUMNS = 400
+
+
+def activity_heatmap(activity: pl.DataFrame, by: str = "core", value: str = "messages", max_columns: int = HEATMAP_MAX_COLUMNS) -> go.Figure:
+    """Messages (or synaptic ops) per core x token, or per layer x token.
+
+    Beyond `max_columns` tokens, tokens are averaged in bins of equal width: a 2,400-token prompt
+    would otherwise draw more columns than the chart has pixels (solid blocks) and take seconds.
+    """
     key = "core" if by == "core" else "layer"
-    agg = activity.group_by([key, "token"]).agg(pl.col(value).sum()).sort([key, "token"])
-    tokens = sorted(agg["token"].unique().to_list())
-    rows = agg[key].unique().sort().to_list()
-    grid = np.zeros((len(rows), len(tokens)))
-    row_index = {r: i for i, r in enumerate(rows)}
-    for r, t, v in agg.select(key, "token", value).iter_rows():
-        grid[row_index[r], t] = v
+    n_tokens = int(activity["token"].max()) + 1 if activity.height else 0
+    width = max(1, -(-n_tokens // max_columns))  # ceil
+    agg = (
+        activity.group_by([key, "token"]).agg(pl.col(value).sum())
+        .with_columns((pl.col("token") // width).alias("bin"))
+        .group_by([key, "bin"]).agg(pl.col(value).mean())
+    )
+    grid_frame = agg.pivot(on="bin", index=key, values=value).sort(key)
+    bins = sorted(int(c) for c in grid_frame.columns if c != key)
+    rows = grid_frame[key].to_list()
+    grid = grid_frame.select([str(b) for b in bins]).fill_null(0).to_numpy().astype(float)
+    x = [b * width + (width - 1) / 2 for b in bins] if width > 1 else bins
     labels = [("final" if r == -1 else f"layer {r}") if key == "layer" else str(r) for r in rows]
-    fig = go.Figure(go.Heatmap(z=grid, x=tokens, y=labels, colorscale="Viridis", colorbar=dict(title=value)))
-    return _layout(fig, f"{value} per {key} and token", "token", key, height=max(320, min(900, 14 * len(rows) + 160)))
+    fig = go.Figure(go.Heatmap(z=grid, x=x, y=labels, colorscale="Viridis", colorbar=dict(title=value)))
+    binned = f" (mean per token over bins of {width} tokens)" if width > 1 else ""
+    return _layout(fig, f"{value} per {key} and token{binned}", "token", key, height=max(320, min(900, 14 * len(rows) + 160)))
 
 
 def sparsity_figure(activity: pl.DataFrame) -> go.Figure:
@@ -160,11 +173,11 @@ def sparsity_figure(activity: pl.DataFrame) -> go.Figure:
     return _layout(fig, "Event sparsity per layer (silent neurons cost nothing)", "layer", "silent neurons")
 
 
-def raster_figure(messages: np.ndarray, core: int, start: int, group: str, layer: int) -> go.Figure:
-    """Which neurons of one core sent a message at which token."""
+def raster_figure(messages: np.ndarray, core: int, start: int, group: str, layer: int, first_token: int = 0) -> go.Figure:
+    """Which neurons of one core sent a message at which token (`first_token`: the row 0's token)."""
     tokens, neurons = np.nonzero(messages)
-    fig = go.Figure(go.Scattergl(x=tokens, y=neurons + start, mode="markers", marker=dict(size=4, symbol="line-ns-open", color="#222"), name="message"))
-    fig.update_xaxes(range=[-0.5, messages.shape[0] - 0.5])
+    fig = go.Figure(go.Scattergl(x=tokens + first_token, y=neurons + start, mode="markers", marker=dict(size=4, symbol="line-ns-open", color="#222"), name="message"))
+    fig.update_xaxes(range=[first_token - 0.5, first_token + messages.shape[0] - 0.5])
     return _layout(fig, f"Raster of core {core} (layer {layer}, {group}, neurons {start}-{start + messages.shape[1] - 1})", "token", "neuron", height=420)
 
 
@@ -187,18 +200,45 @@ def state_histogram_figure(codes: np.ndarray, state_bits: int, title: str) -> go
 
 
 def saturation_rate_figure(saturation: pl.DataFrame) -> go.Figure:
-    """Share of clipped values per token, per kind of site (state, activation, gate, accumulator)."""
-    agg = (
-        saturation.group_by(["token", "kind"]).agg(pl.col("clipped").sum(), pl.col("values").sum())
-        .with_columns((pl.col("clipped") / pl.col("values")).alias("rate"))
-        .sort("token")
-    )
+    """Share of clipped values per token, per kind of site (state, activation, gate, accumulator),
+    and, dashed, the share that underflowed (nonzero in the float model, code 0) where known."""
+    has_underflow = "underflow" in saturation.columns
+    aggs = [pl.col("clipped").sum(), pl.col("values").sum()]
+    if has_underflow:
+        aggs += [pl.col("underflow").sum(), pl.col("values").filter(pl.col("underflow").is_not_null()).sum().alias("compared")]
+    agg = saturation.group_by(["token", "kind"]).agg(aggs).with_columns((pl.col("clipped") / pl.col("values")).alias("rate")).sort("token")
     fig = go.Figure()
+    palette = {"state": "#d62728", "activation": "#1f77b4", "gate": "#2ca02c", "accumulator": "#9467bd"}
     for kind in agg["kind"].unique().sort().to_list():
         part = agg.filter(pl.col("kind") == kind)
-        fig.add_scatter(x=part["token"].to_list(), y=part["rate"].to_list(), mode="lines+markers", name=kind)
+        color = palette.get(kind, "#7f7f7f")
+        fig.add_scatter(x=part["token"].to_list(), y=part["rate"].to_list(), mode="lines", name=f"{kind}: clipped", line=dict(color=color))
+        if has_underflow and part["compared"].sum() > 0:
+            part = part.filter(pl.col("compared") > 0).with_columns((pl.col("underflow") / pl.col("compared")).alias("under"))
+            fig.add_scatter(x=part["token"].to_list(), y=part["under"].to_list(), mode="lines", name=f"{kind}: underflow", line=dict(color=color, dash="dash"))
     fig.update_yaxes(tickformat=".3~%", rangemode="tozero")
-    return _layout(fig, "Saturation rate per token", "token", "clipped share")
+    title = "Clipped (solid) and underflowed (dashed) share per token" if has_underflow else "Saturation rate per token"
+    return _layout(fig, title, "token", "share of values")
+
+
+def range_use_table(saturation: pl.DataFrame) -> pl.DataFrame:
+    """Per layer and site over every token: clipped, underflowed and zero values, and the bits the
+    largest |code| needed out of the register's bits (how much of the range is used)."""
+    aggs = [
+        pl.col("clipped").sum(), pl.col("values").sum(), pl.col("zero").sum(),
+        pl.col("max_abs_code").max(), pl.col("effective_bits").max(), pl.col("bits").first(),
+    ]
+    if "underflow" in saturation.columns:
+        aggs.append(pl.col("underflow").sum().alias("underflow"))
+        aggs.append(pl.col("underflow").is_null().all().alias("no_float"))
+    table = saturation.group_by(["layer", "site", "kind"], maintain_order=True).agg(aggs)
+    if "underflow" in table.columns:
+        table = table.with_columns(pl.when(pl.col("no_float")).then(None).otherwise(pl.col("underflow")).alias("underflow")).drop("no_float")
+        table = table.with_columns((pl.col("underflow") / pl.col("values")).alias("underflow_rate"))
+    return table.with_columns(
+        (pl.col("clipped") / pl.col("values")).alias("clipped_rate"),
+        (pl.col("zero") / pl.col("values")).alias("zero_rate"),
+    ).sort(["layer"], maintain_order=True)
 
 
 def core_map_figure(cores: pl.DataFrame, sram_bytes: int) -> go.Figure:

@@ -70,6 +70,11 @@ def encode_prompt(tokenizer: Tokenizer, prompt: str) -> list[int]:
     return ids
 
 
+# Prompt tokens per forward call while reading the prompt. The models are recurrent, so reading it in
+# chunks gives the same result (bit for bit for the integer model) with a bounded peak of memory.
+PREFILL_CHUNK = 256
+
+
 def sample_next(logits: torch.Tensor, settings: SamplingSettings, generator: torch.Generator) -> int:
     """Greedy at temperature 0; otherwise softmax(logits / T) restricted to the top-k, drawn with `generator`."""
     if settings.temperature == 0:
@@ -97,7 +102,9 @@ def generate(
     settings.validate()
     prompt_ids = encode_prompt(tokenizer, prompt)
     generator = torch.Generator().manual_seed(seed)
-    logits, state = model(torch.tensor([prompt_ids]), None)
+    state = None
+    for start in range(0, len(prompt_ids), PREFILL_CHUNK):  # in chunks: a long prompt's intermediates stay small
+        logits, state = model(torch.tensor([prompt_ids[start : start + PREFILL_CHUNK]]), state)
     last = logits[0, -1]
     # Decoded in the prompt's context, so a leading space survives; a partial UTF-8 character is held
     # back until the token that completes it (the last token flushes whatever is left).

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import plotly.graph_objects as go
 import polars as pl
 import torch
 
 from inspector.analysis import Analysis
+from inspector.diff import compare
 from inspector.emulator.engine import Emulator
 from inspector.figures import _layout
+from inspector.quant.config import QuantConfig
+from inspector.traces import with_underflow
 
 
 def ternary_counts(emulator: Emulator, layer: int = 0) -> dict[str, int]:
@@ -63,11 +68,12 @@ def state_traces_figure(analysis: Analysis, layer: int = 0, neurons: int = 4) ->
     key = f"layers.{layer}.hidden"
     f = analysis.diff.float_values[key].numpy()
     q = analysis.diff.int_probe.site_values(key).numpy()
+    x = np.arange(analysis.window_start, analysis.window_start + f.shape[0])  # tokens from the start of the prompt
     order = np.argsort(-np.abs(f).mean(axis=0))[:neurons]
     fig = go.Figure()
     for n in order:
-        fig.add_scatter(y=f[:, n], mode="lines", name=f"neuron {n} float")
-        fig.add_scatter(y=q[:, n], mode="markers", name=f"neuron {n} integer", marker=dict(size=5))
+        fig.add_scatter(x=x, y=f[:, n], mode="lines", name=f"neuron {n} float")
+        fig.add_scatter(x=x, y=q[:, n], mode="markers", name=f"neuron {n} integer", marker=dict(size=5))
     return _layout(fig, f"MLGRU state h of layer {layer}: the neuron remembers, decaying by f each token", "token", "h", height=420)
 
 
@@ -80,3 +86,43 @@ def sparsity_summary(analysis: Analysis) -> dict[str, float]:
         "dense_synops_per_token": float(dense_ops),
         "silent_share": 1 - float(per_token["active_neurons"].sum()) / float(per_token["neurons"].sum()),
     }
+
+
+# The saturation step's experiment: the user's settings beside two that lose values at either end
+# of the register's range. Widths: the smallest the sidebar offers.
+NARROWEST = {"act_bits": 3, "spike_bits": 3, "internal_bits": 6, "residual_bits": 3, "state_bits": 6, "gate_frac_bits": 4, "lut_bits": 6}
+CLIPPING_HEADROOM = 0.25
+
+
+def saturation_settings(qc: QuantConfig) -> dict[str, QuantConfig]:
+    """The experiment's settings, by label: the user's, a state range 4x too small (clips), and
+    every width at its minimum (values round to zero: underflow)."""
+    return {
+        "your settings": qc,
+        f"state headroom {CLIPPING_HEADROOM} (the calibrated maximum is {1 / CLIPPING_HEADROOM:.0f}x beyond the state register)":
+            qc.with_overrides({"state_headroom": CLIPPING_HEADROOM}),
+        "every width at its minimum (" + ", ".join(f"{k}={v}" for k, v in NARROWEST.items()) + ")": qc.with_overrides(NARROWEST),
+    }
+
+
+def saturation_experiment(ids: list[int], settings: dict[str, QuantConfig], emulator_for: Callable[[QuantConfig], Emulator]) -> pl.DataFrame:
+    """Each setting's integer model on the same tokens, against the float model: how many MLGRU
+    states clipped and underflowed, all values likewise, and what it did to the next-token choice."""
+    rows = []
+    for label, qc in settings.items():
+        result = compare(emulator_for(qc), ids, keep_from=len(ids) - 1)  # per-token counts only
+        saturation = with_underflow(result.int_probe.saturation(), result.tensors)
+        states = saturation.filter(pl.col("kind") == "state")
+        rows.append({
+            "setting": label,
+            "state_bits": qc.state_bits,
+            "state_headroom": qc.state_headroom,
+            "states_clipped": float(states["clipped"].sum() / states["values"].sum()),
+            "states_underflowed": float(states["underflow"].sum() / states["values"].sum()),
+            "states_at_zero": float(states["zero"].sum() / states["values"].sum()),
+            "values_clipped": int(saturation["clipped"].sum()),
+            "values_underflowed": int(saturation["underflow"].sum()),
+            "top1_agreement": float(result.tokens["agree"].mean()),
+            "perplexity_int": result.perplexity_int,
+        })
+    return pl.DataFrame(rows)

@@ -3,12 +3,18 @@
 Schema (all integer columns Int64; `token` counts prompt and generated tokens from 0):
 - tokens.parquet: token, token_id, text, is_prompt
 - activity.parquet: token, core, chip, layer, group, messages, active_neurons, synops, neuron_updates, neurons
-- saturation.parquet: token, layer, site, kind, clipped, values
-- saturated_neurons.parquet: token, layer, site, neuron, code
-- states.parquet: token, layer, neuron, code  (MLGRU state registers)
-- tensors.parquet: token, layer, site, neuron, value (Float32, dequantized; only with tensors on)
+- saturation.parquet: token, layer, site, kind, clipped, values, zero, max_abs_code, effective_bits, bits,
+  underflow. `clipped`: values beyond the register's range; `zero`: codes equal to 0; `underflow`: values
+  the float model (run in lockstep on the same tokens) has nonzero and the integer code rounds to 0
+  (null for sites without a float counterpart, such as accumulators); `effective_bits`: bits needed
+  for the largest |code| of that token (sign included), out of `bits` in the register.
+- neuron_clips.parquet: layer, site, neuron, times_clipped (every token)
+- saturated_neurons.parquet: token, layer, site, neuron, code (tokens of the window)
+- states.parquet: token, layer, neuron, code  (MLGRU state registers; tokens of the window)
+- tensors.parquet: token, layer, site, neuron, value (Float32, dequantized; tokens of the window; only with tensors on)
 - cores.parquet: core, chip, layer, group, start, end, neurons, synapses, memory_bytes
-`layer` is -1 for sites outside the layer stack (embeddings, final_norm).
+`layer` is -1 for sites outside the layer stack (embeddings, final_norm). The window (per-neuron
+tables) is the tokens from `keep_from` in run.json on; per-token tables cover every token.
 """
 
 from __future__ import annotations
@@ -22,10 +28,20 @@ import polars as pl
 from inspector.emulator.engine import Emulator, EmulatorRun
 from inspector.tokenizer import special_token_ids, token_texts
 
-TABLES = ("tokens", "activity", "saturation", "saturated_neurons", "states", "tensors", "cores")
+TABLES = ("tokens", "activity", "saturation", "neuron_clips", "saturated_neurons", "states", "tensors", "cores")
 
 
-def run_tables(run: EmulatorRun, emulator: Emulator) -> dict[str, pl.DataFrame]:
+def with_underflow(saturation: pl.DataFrame, metrics: pl.DataFrame) -> pl.DataFrame:
+    """The saturation table with an `underflow` column from a lockstep comparison's per-site metrics
+    (`DiffResult.tensors`): nonzero float values whose integer code is 0, per token and site."""
+    if "underflow" in saturation.columns:
+        saturation = saturation.drop("underflow")
+    if metrics.is_empty():
+        return saturation.with_columns(pl.lit(None, dtype=pl.Int64).alias("underflow"))
+    return saturation.join(metrics.select("token", "layer", "site", "underflow"), on=["token", "layer", "site"], how="left")
+
+
+def run_tables(run: EmulatorRun, emulator: Emulator, tensors: bool = True) -> dict[str, pl.DataFrame]:
     """Every table of a probed run, in memory (the app shows these; the CLI writes them)."""
     if run.probe is None:
         raise ValueError("this run was made without probes")
@@ -45,19 +61,26 @@ def run_tables(run: EmulatorRun, emulator: Emulator) -> dict[str, pl.DataFrame]:
         ),
         "activity": run.probe.activity(),
         "saturation": run.probe.saturation(),
+        "neuron_clips": run.probe.neuron_clips(),
         "saturated_neurons": run.probe.saturated_neurons(),
         "states": run.probe.states(),
         "cores": emulator.core_map.table,
     }
-    if run.probe.record_tensors:
+    if tensors and run.probe.record_tensors:
         tables["tensors"] = run.probe.tensors()
     return tables
 
 
-def write_traces(run: EmulatorRun, emulator: Emulator, out_dir: str | Path, metadata: dict[str, Any]) -> Path:
+def write_traces(
+    run: EmulatorRun, emulator: Emulator, out_dir: str | Path, metadata: dict[str, Any], underflow: pl.DataFrame | None = None
+) -> Path:
+    """Write every table and run.json. `underflow`: a lockstep comparison's `DiffResult.tensors`, whose
+    underflow counts join the saturation table (without it the column is null)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name, table in run_tables(run, emulator).items():
+    tables = run_tables(run, emulator)
+    tables["saturation"] = with_underflow(tables["saturation"], underflow if underflow is not None else pl.DataFrame())
+    for name, table in tables.items():
         table.write_parquet(out / f"{name}.parquet")
     (out / "run.json").write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
     return out

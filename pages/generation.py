@@ -53,7 +53,13 @@ pick = 0 if pick is None else pick
 position = n_prompt - 1 + pick
 a, b = st.columns(2)
 with a:
-    chart(distribution_figure(diff.float_logits[position], diff.int_logits[position], tokenizer), "distribution")
+    if diff.in_window(position):
+        chart(distribution_figure(*diff.logits_at(position), tokenizer), "distribution")
+    else:
+        st.info(
+            f"Next-token distributions are kept for tokens {diff.window_start} on (the sidebar's 'Per-neuron detail'); "
+            "choose a later token or a wider window."
+        )
 with b:
     chart(
         layer_error_figure(diff.tensors, token=position, sites=["attn_norm", "hidden", "o_proj", "residual_attn", "glu", "residual_mlp"]),

@@ -6,6 +6,8 @@ import streamlit as st
 
 from inspector.figures import kl_agreement_figure, layer_error_figure, saturation_rate_figure
 from inspector.teaching import (
+    saturation_experiment,
+    saturation_settings,
     spike_code_figure,
     sparsity_summary,
     state_traces_figure,
@@ -15,7 +17,7 @@ from inspector.teaching import (
 )
 from inspector.ui.export import chart
 from inspector.ui.runs import page_analysis
-from inspector.ui.sidebar import emulator_for
+from inspector.ui.sidebar import cached_emulator, emulator_for
 
 STEPS = [
     "1. Ternary weights",
@@ -73,13 +75,47 @@ elif step == STEPS[3]:
         f"would need ({s['synops_per_token'] / max(s['dense_synops_per_token'], 1):.0%}). The Spike activity page shows where."
     )
 elif step == STEPS[4]:
-    clipped = int(analysis.tables["saturation"]["clipped"].sum())
+    saturation = analysis.tables["saturation"]
+    clipped = int(saturation["clipped"].sum())
+    underflow = int(saturation["underflow"].sum())
+    states = saturation.filter(saturation["kind"] == "state")
     st.markdown(
-        "A fixed-point register holds a limited range. A value beyond it is **saturated** (clipped to the largest "
-        f"representable value) rather than wrapped around. This run clipped {clipped:,} values. Lower the state bits "
-        "or the state headroom in the sidebar's QuantConfig overrides and watch this chart and the State saturation page."
+        "A fixed-point register holds a limited range, and loses values at **both ends**. A value beyond the range is "
+        "**saturated** (clipped to the largest representable value) rather than wrapped around. A value smaller than "
+        "half a step of the register rounds to code 0: it **underflows**, and the information is gone just the same. "
+        f"This run clipped {clipped:,} values and {underflow:,} values underflowed (nonzero in the float model, 0 in "
+        f"the integer one); {int(states['zero'].sum()) / max(int(states['values'].sum()), 1):.1%} of MLGRU state codes were 0. "
+        "Calibration sets each scale from the largest value seen on a calibration text, so clipping is rare by "
+        "construction; too few bits show up as underflow instead."
     )
-    chart(saturation_rate_figure(analysis.tables["saturation"]), "tour_saturation")
+    chart(saturation_rate_figure(saturation), "tour_saturation")
+    st.markdown(
+        "**Experiment.** The same tokens through the integer model under three settings: yours; a state range four "
+        "times too small (state headroom 0.25: the calibrated maximum lies beyond the register, so states clip); and "
+        "every bit width at its minimum (states round to zero: underflow)."
+    )
+    experiments = st.session_state.setdefault("saturation_experiments", {})
+    key = (session.run_key, "saturation_experiment")
+    if st.button("Run the experiment", key="sat_experiment_button") and key not in experiments:
+        with st.spinner("Calibrating and running two more integer models on the same tokens…"):
+            experiments.clear()  # one at a time: each holds only a small table
+            experiments[key] = saturation_experiment(
+                analysis.run.all_ids, saturation_settings(session.qc),
+                lambda qc: cached_emulator(str(session.loaded.directory), session.fingerprint, qc, "emulator"),
+            )
+    if key in experiments:
+        table = experiments[key]
+        st.dataframe(table, hide_index=True, width="stretch", column_config={
+            name: st.column_config.NumberColumn(format="percent") for name in ("states_clipped", "states_underflowed", "states_at_zero", "top1_agreement")
+        })
+        squeezed, narrow = table.row(1, named=True), table.row(2, named=True)
+        st.markdown(
+            f"With the squeezed state range, {squeezed['states_clipped']:.1%} of state values clipped and the integer model "
+            f"agreed with the float model's top-1 token {squeezed['top1_agreement']:.0%} of the time. With every width at "
+            f"its minimum, {narrow['states_underflowed']:.0%} of state values underflowed"
+            + (", while no value clipped: the damage is done at the bottom of the range." if narrow["values_clipped"] == 0
+               else f", and {narrow['values_clipped']:,} values clipped.")
+        )
 else:
     d = analysis.diff
     st.markdown(

@@ -61,7 +61,7 @@ if st.button("Compute perplexity", key="ppl_button"):
     else:
         try:
             with st.spinner(f"Running both models on {len(ids)} tokens…"):
-                result = compare(emulator_for(session), ids)
+                result = compare(emulator_for(session), ids, keep_from=len(ids) - 1)  # per-token figures only
         except InspectorError as exc:
             st.error(str(exc))
         else:

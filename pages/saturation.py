@@ -1,11 +1,12 @@
-"""State saturation: fixed-point values against the range their registers can hold."""
+"""State saturation: fixed-point values against the range their registers can hold, at both ends:
+values clipped at the top, values that round to zero (underflow) at the bottom."""
 
 from __future__ import annotations
 
 import polars as pl
 import streamlit as st
 
-from inspector.figures import saturation_rate_figure, state_histogram_figure
+from inspector.figures import range_use_table, saturation_rate_figure, state_histogram_figure
 from inspector.ui.export import chart, table_downloads
 from inspector.ui.runs import page_analysis
 
@@ -14,21 +15,30 @@ session, analysis = page_analysis()
 qc = session.qc
 saturation = analysis.tables["saturation"]
 states = analysis.tables["states"]
-saturated = analysis.tables["saturated_neurons"]
+clips = analysis.tables["neuron_clips"]
 st.caption(
     f"Every value on the chip lives in a fixed-width register: the MLGRU state in {qc.state_bits} bits, "
     f"block activations in {qc.act_bits} bits, values inside the mixers in {qc.internal_bits} bits, the residual "
-    f"stream in {qc.residual_bits} bits. A value beyond the "
-    "range is clipped (saturated), never wrapped, and counted here. Change a bit width under "
-    "'QuantConfig overrides' in the sidebar to see the effect."
+    f"stream in {qc.residual_bits} bits. A value beyond the range is clipped (saturated), never wrapped. At the other "
+    "end, a value smaller than half a step of its register rounds to code 0: it **underflows**, and is lost as surely "
+    "as a clipped one (counted where the float model, run on the same tokens, has a nonzero value). "
+    "Change a bit width or the state headroom under 'QuantConfig overrides' in the sidebar to see the effect."
 )
 total_clipped = int(saturation["clipped"].sum())
 total_values = int(saturation["values"].sum())
-c1, c2, c3 = st.columns(3)
-c1.metric("Clipped values", f"{total_clipped:,}")
-c2.metric("Of all values", f"{total_clipped / max(total_values, 1):.4%}")
+compared = saturation.filter(pl.col("underflow").is_not_null())
+total_underflow = int(compared["underflow"].sum())
 state_rows = saturation.filter(pl.col("kind") == "state")
+state_compared = state_rows.filter(pl.col("underflow").is_not_null())
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Clipped values", f"{total_clipped:,}", help=f"{total_clipped / max(total_values, 1):.4%} of all {total_values:,} values")
+c2.metric("Underflowed values", f"{total_underflow:,}", help=f"{total_underflow / max(int(compared['values'].sum()), 1):.4%} of the values with a float counterpart")
 c3.metric("Clipped MLGRU states", f"{int(state_rows['clipped'].sum()):,}")
+c4.metric(
+    "MLGRU states at code 0",
+    f"{int(state_rows['zero'].sum()) / max(int(state_rows['values'].sum()), 1):.1%}",
+    help=f"{int(state_compared['underflow'].sum()):,} of them nonzero in the float model (underflow)",
+)
 
 layers = sorted(states["layer"].unique().to_list())
 c1, c2 = st.columns(2)
@@ -44,24 +54,34 @@ if core != "all":
     row = mlgru_cores.filter(pl.col("core") == int(core)).row(0, named=True)
     layer_states = layer_states.filter(pl.col("neuron").is_between(row["start"], row["end"] - 1))
     where += f", core {core}"
+first, last = analysis.window_start, analysis.run.probe.tokens() - 1
 a, b = st.columns(2)
 with a:
     codes = layer_states["code"].to_numpy()
-    chart(state_histogram_figure(codes, qc.state_bits, f"MLGRU state codes ({where}) vs the {qc.state_bits}-bit range"), "state_hist")
+    chart(state_histogram_figure(codes, qc.state_bits, f"MLGRU state codes ({where}, tokens {first}-{last}) vs the {qc.state_bits}-bit range"), "state_hist")
 with b:
     chart(saturation_rate_figure(saturation), "saturation_rate")
 
-st.subheader("Per layer and site")
-per_site = (
-    saturation.group_by(["layer", "site", "kind"]).agg(pl.col("clipped").sum(), pl.col("values").sum())
-    .with_columns((pl.col("clipped") / pl.col("values")).alias("rate"))
-    .sort(["clipped", "layer"], descending=[True, False])
+st.subheader("Range used, per layer and site")
+st.caption(
+    "Over every token: how many values clipped and underflowed, and how many bits the largest |code| needed "
+    "(sign included) out of the register's bits. A site that needs far fewer bits than it has wastes range; "
+    "one with underflow needs a finer scale (more bits or less headroom)."
 )
+per_site = range_use_table(saturation).select(
+    "layer", "site", "kind", "bits", "effective_bits", "clipped", "clipped_rate", "underflow", "underflow_rate", "zero_rate", "values"
+).sort(["clipped", "underflow", "layer"], descending=[True, True, False], nulls_last=True)
 st.dataframe(per_site, hide_index=True, width="stretch")
+table_downloads(per_site, "range_use")
 st.subheader("Neurons that saturate most")
-if saturated.height:
-    top = saturated.group_by(["layer", "site", "neuron"]).agg(pl.len().alias("times clipped"), pl.col("code").first()).sort("times clipped", descending=True).head(50)
+if clips.height:
+    top = clips.sort("times_clipped", descending=True).head(50)
     st.dataframe(top, hide_index=True, width="stretch")
-    table_downloads(saturated, "saturated_neurons")
+    table_downloads(clips, "neuron_clips")
+elif total_underflow:
+    st.warning(
+        f"No value was clipped in this run, but {total_underflow:,} values underflowed (rounded to 0 although the "
+        "float model's value was not): see the table above for where."
+    )
 else:
-    st.success("No value was clipped in this run.")
+    st.success("No value was clipped and none underflowed in this run.")

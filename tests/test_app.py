@@ -275,3 +275,81 @@ def test_hardware_page_uses_the_loaded_checkpoint_for_its_published_size(app, mo
     row = table[table["model"] == "tiny-published"]
     assert row["activity from"].iloc[0].startswith("the loaded checkpoint (real weights)")
     assert "Measure tiny-published" not in [b.label for b in app.button]
+
+
+def _type_path(path: str) -> AppTest:
+    at = _app()
+    at.run()
+    at.sidebar.selectbox(key="model_choice").select("Local checkpoint directory…").run()
+    at.sidebar.text_input(key="checkpoint_dir").input(path).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_path_box_refuses_bad_paths_without_a_traceback(tiny_checkpoint):
+    assert "no user 'nosuchuser'" in _type_path("~nosuchuser/models").sidebar.error[0].value
+    assert "path too long" in _type_path("/" + "x" * 4999).sidebar.error[0].value
+    assert "a file is at this path" in _type_path(str(tiny_checkpoint / "config.json")).sidebar.error[0].value
+
+
+def test_huge_config_beside_tiny_weights_is_refused(tiny_checkpoint):
+    import json
+
+    cfg = json.loads((tiny_checkpoint / "config.json").read_text())
+    cfg["hidden_size"] = 100000
+    (tiny_checkpoint / "config.json").write_text(json.dumps(cfg))
+    message = _type_path(str(tiny_checkpoint)).sidebar.error[0].value
+    assert "does not match the config's" in message
+
+
+def test_model_roots_limit_the_path_box(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("INSPECTOR_MODEL_ROOTS", str(tmp_path / "models"))
+    assert "outside the allowed model directories" in _type_path(str(tiny_checkpoint)).sidebar.error[0].value
+
+
+def test_sessions_with_the_same_settings_share_one_run_and_free_it_when_they_end(tiny_checkpoint, monkeypatch):
+    from inspector.run_cache import RUNS
+    from inspector.ui import lifecycle
+
+    for owner in list(RUNS.owners()):  # start from an empty cache (AppTest sessions all share one id)
+        RUNS.release(owner)
+    tab = {"id": "tab-1"}  # AppTest gives every session the same id: name them as browsers would
+    monkeypatch.setattr(lifecycle, "session_id", lambda: tab["id"])
+    monkeypatch.setattr("inspector.ui.runs.session_id", lambda: tab["id"])
+    before = len(RUNS)
+    first = _open_local(_app(), str(tiny_checkpoint))
+    after_first = len(RUNS)
+    tab["id"] = "tab-2"
+    second = _open_local(_app(), str(tiny_checkpoint))  # the same settings, step by step
+    assert not first.exception and not second.exception
+    assert [c.value for c in first.code] == [c.value for c in second.code]
+    assert len(RUNS) == after_first > before  # the second session computed nothing: it shares every run
+    owners = {o for e in RUNS._entries.values() for o in e.owners}
+    assert len(owners) == 2 and all(len(e.owners) == 2 for e in RUNS._entries.values())
+    lifecycle.end_session("tab-1")
+    assert len(RUNS) == after_first  # the other session still shows them
+    lifecycle.end_session("tab-2")
+    assert len(RUNS) == before == 0
+
+
+def test_learn_saturation_experiment_really_saturates(app):
+    app.switch_page("pages/learn.py").run()
+    app.radio(key="tour_step").set_value("5. Saturation").run()
+    assert "underflows" in _texts(app)
+    app.button(key="sat_experiment_button").click().run()
+    assert not app.exception, app.exception
+    table = app.dataframe[0].value
+    squeezed, narrow = table.iloc[1], table.iloc[2]
+    assert squeezed["states_clipped"] > 0  # headroom 0.25 clips MLGRU states
+    assert narrow["states_underflowed"] > 0.5  # minimum widths round most states to zero
+    assert "With the squeezed state range" in _texts(app)
+
+
+def test_saturation_page_counts_underflow(app):
+    app.switch_page("pages/saturation.py").run()
+    for name, value in [("q_state_bits", 6), ("q_internal_bits", 6), ("q_act_bits", 3), ("q_residual_bits", 3), ("q_spike_bits", 3)]:
+        app.slider(key=name).set_value(value).run()
+    assert not app.exception, app.exception
+    metrics = {m.label: m.value for m in app.metric}
+    assert int(metrics["Underflowed values"].replace(",", "")) > 0
+    assert "underflow" in app.dataframe[0].value.columns and "effective_bits" in app.dataframe[0].value.columns

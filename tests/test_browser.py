@@ -134,3 +134,36 @@ def test_lava_backend_in_chromium(page, app_url):
     page.screenshot(path=str(SHOTS / "spike_activity_lava.png"), full_page=True)
     assert "Traceback" not in page.inner_text("body")
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_learn_saturation_experiment_in_chromium(page, app_url):
+    """The Learn tour's saturation step with its experiment run: the squeezed state range clips."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.goto(f"{app_url}/learn", wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Learn").first.wait_for(timeout=180_000)
+    _settle(page)
+    page.get_by_text("5. Saturation").click()
+    _settle(page)
+    page.get_by_role("button", name="Run the experiment").click()
+    page.get_by_text("With the squeezed state range").wait_for(timeout=300_000)
+    _settle(page)
+    page.screenshot(path=str(SHOTS / "learn_saturation.png"), full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_bad_checkpoint_path_in_chromium(page, app_url):
+    """A path whose ~user does not exist: a message in the sidebar, no traceback."""
+    page.goto(app_url, wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Generation").first.wait_for(timeout=180_000)
+    _settle(page)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.locator('[data-testid="stSelectbox"]').first.click()
+    page.get_by_text("Local checkpoint directory…").click()
+    _settle(page)
+    box = sidebar.get_by_role("textbox", name="Checkpoint directory")
+    box.fill("~nosuchuser/models")
+    box.press("Enter")
+    _settle(page)
+    page.screenshot(path=str(SHOTS / "bad_path.png"), full_page=True)
+    assert "no user 'nosuchuser'" in page.inner_text("body")
+    assert "Traceback" not in page.inner_text("body")

@@ -69,9 +69,38 @@ def test_pickled_code_is_refused(tiny_checkpoint):
 
     (tiny_checkpoint / "model.safetensors").unlink()
     torch.save({"x": Evil()}, tiny_checkpoint / "pytorch_model.bin")
-    with pytest.raises(CheckpointError, match="pickled objects") as info:
+    with pytest.raises(CheckpointError, match="refused") as info:
         load_checkpoint(tiny_checkpoint)
-    assert "weights_only=False" not in str(info.value)  # never advise turning the safety off
+    assert "weights_only=False" not in str(info.value)  # never pass on PyTorch's advice to unpickle code
+
+
+def test_unexpandable_home_directory_is_refused():
+    _expect("~nosuchuser/models", "~nosuchuser", "no user 'nosuchuser'")
+
+
+def test_overlong_path_is_refused(tmp_path):
+    message = _expect("/" + "a" * 4999, "path too long")
+    assert len(message) < 300  # the path is shortened in the message, not quoted in full
+    _expect(str(tmp_path / ("b" * 300)), "longer than 255 characters")
+
+
+def test_file_instead_of_directory(tiny_checkpoint):
+    _expect(tiny_checkpoint / "config.json", "not a directory", "a file is at this path")
+
+
+def test_model_roots_restrict_checkpoint_paths(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("INSPECTOR_MODEL_ROOTS", str(tmp_path / "elsewhere"))
+    _expect(tiny_checkpoint, "outside the allowed model directories", "INSPECTOR_MODEL_ROOTS")
+    monkeypatch.setenv("INSPECTOR_MODEL_ROOTS", str(tiny_checkpoint.parent))
+    assert load_checkpoint(tiny_checkpoint).config.hidden_size == 32
+
+
+def test_shared_server_without_roots_accepts_no_paths(tiny_checkpoint, monkeypatch):
+    from inspector.paths import checkpoint_directory
+
+    monkeypatch.delenv("INSPECTOR_MODEL_ROOTS", raising=False)
+    with pytest.raises(CheckpointError, match="this server is shared"):
+        checkpoint_directory(str(tiny_checkpoint), shared=True)
 
 
 def _expect(directory, *fragments):
@@ -227,3 +256,22 @@ def test_memory_footprint_counts_every_parameter(tiny_checkpoint):
     footprint = model_footprint(loaded.config)
     assert footprint.parameters == loaded.model.num_parameters()
     assert footprint.ternary_weights == sum(m.ternary.values.numel() for _, m in loaded.model.bitlinears())
+
+
+@pytest.mark.parametrize("model", ["~nosuchuser/models", "/" + "a" * 4999])
+def test_cli_refuses_bad_paths_with_one_line(model, capsys):
+    from inspector.cli import main
+
+    assert main(["map", "--model", model]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_sample_models_load_whatever_the_roots(tmp_path, monkeypatch):
+    from inspector.catalog import sample_models
+
+    samples = sample_models()
+    if not samples:
+        pytest.skip("no sample model trained yet")
+    monkeypatch.setenv("INSPECTOR_MODEL_ROOTS", str(tmp_path))
+    assert load_checkpoint(next(iter(samples.values()))).config.vocab_size > 0

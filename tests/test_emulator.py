@@ -13,6 +13,7 @@ from polars.testing import assert_frame_equal
 from inspector.analysis import analyze
 from inspector.checkpoint import load_checkpoint
 from inspector.cli import main as cli_main
+from inspector.tokenizer import encode
 from inspector.diff import compare, lockstep_ids, tensor_metrics
 from inspector.emulator.engine import Emulator
 from inspector.generate import SamplingSettings
@@ -83,7 +84,28 @@ def test_traces_round_trip_through_parquet(emulator, tmp_path):
     tables = run_tables(run, emulator)
     assert set(back) == set(tables)
     for name, table in tables.items():
+        if name == "saturation":  # written with an underflow column (null: no comparison given)
+            assert back[name]["underflow"].is_null().all()
+            back[name] = back[name].drop("underflow")
         assert_frame_equal(back[name], table)
+
+
+def test_window_keeps_per_token_summaries_for_every_token(emulator):
+    """Per-neuron data only for the window; per-token tables and metrics for every token, equal to a
+    run that kept everything."""
+    ids = encode(emulator.loaded.tokenizer, "To be, or not to be, that is the question: whether 'tis nobler")
+    full = compare(emulator, ids)
+    windowed = compare(emulator, ids, keep_from=len(ids) - 4, chunk_tokens=5)
+    assert_frame_equal(full.tokens, windowed.tokens)
+    assert_frame_equal(full.tensors, windowed.tensors, check_exact=False, rel_tol=1e-3, abs_tol=1e-4)  # float model: chunked vs whole
+    assert windowed.int_probe.window_start == len(ids) - 4
+    assert windowed.float_logits.shape[0] == 4 and torch.equal(windowed.int_logits, full.int_logits[-4:])
+    key = "layers.1.hidden"
+    assert torch.equal(windowed.int_probe.site_values(key), full.int_probe.site_values(key)[-4:])
+    assert_frame_equal(windowed.int_probe.activity(), full.int_probe.activity())
+    assert_frame_equal(windowed.int_probe.saturation(), full.int_probe.saturation())
+    assert windowed.int_probe.states()["token"].min() == len(ids) - 4
+    assert windowed.int_probe.nbytes() < full.int_probe.nbytes() / 2
 
 
 def test_tensor_metrics_known_values():
@@ -115,11 +137,14 @@ def test_analysis_reuses_the_generation_with_the_same_bits(emulator):
     """The analysis compares on the generation's own integers: identical to a teacher-forced rerun."""
     settings = SamplingSettings(7, 0.9, 20, 3)
     analysis = analyze(emulator, "To be, or", settings)
-    rerun = compare(emulator, analysis.run.all_ids)
-    assert analysis.diff.int_probe is analysis.run.probe  # no second integer run
+    assert analysis.window_start == len(analysis.run.prompt_ids) - 1  # default window: the generated part
+    rerun = compare(emulator, analysis.run.all_ids, keep_from=analysis.window_start, chunk_tokens=3)
+    assert analysis.diff.int_probe is analysis.run.probe  # no second integer run over the window
+    assert rerun.int_probe is not analysis.run.probe
     assert torch.equal(analysis.diff.int_logits, rerun.int_logits)
-    assert_frame_equal(analysis.diff.tensors, rerun.tensors)
-    assert_frame_equal(analysis.diff.tokens, rerun.tokens)
+    # the float model read in chunks of 3 here: the same up to float rounding
+    assert_frame_equal(analysis.diff.tensors, rerun.tensors, check_exact=False, rel_tol=1e-3, abs_tol=1e-4)
+    assert_frame_equal(analysis.diff.tokens, rerun.tokens, check_exact=False, rel_tol=1e-3, abs_tol=1e-4)
     for key in analysis.diff.sites():
         assert torch.equal(analysis.run.probe.site_values(key), rerun.int_probe.site_values(key)), key
 
@@ -154,3 +179,21 @@ def test_cli_errors_are_one_line(tiny_checkpoint, argv, message, capsys, tmp_pat
     err = capsys.readouterr().err
     assert err.startswith("error:") and message in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_traces_count_underflow_and_effective_bits(tiny_checkpoint, tmp_path):
+    """With the narrowest widths the MLGRU states underflow: the traces say so (not "nothing clipped"),
+    with the bits used beside the bits available; --window keeps per-neuron tables for the last tokens."""
+    out = tmp_path / "narrow"
+    narrow = ["state_bits=6", "internal_bits=6", "act_bits=3", "spike_bits=3", "residual_bits=3"]
+    argv = ["run", "--model", str(tiny_checkpoint), "--prompt", "To be, or not", "--tokens", "3", "--out", str(out), "--window", "2", "--quant", *narrow]
+    assert cli_main(argv) == 0
+    saturation = pl.read_parquet(out / "saturation.parquet")
+    hidden = saturation.filter(pl.col("site") == "hidden")
+    assert hidden["underflow"].sum() > 0
+    assert (hidden["bits"] == 6).all()
+    assert (saturation["effective_bits"] <= saturation["bits"]).all() and (saturation["effective_bits"] >= 1).all()
+    assert saturation.filter(pl.col("site").str.ends_with(".accumulator"))["underflow"].is_null().all()  # no float counterpart
+    tokens = pl.read_parquet(out / "tokens.parquet").height
+    assert pl.read_parquet(out / "states.parquet")["token"].unique().sort().to_list() == [tokens - 2, tokens - 1]
+    assert saturation["token"].n_unique() == tokens  # summaries for every token

@@ -39,6 +39,33 @@ def test_activity_heatmap_sums_match(analysis):
     assert np.array(fig.data[0].z).sum() == activity["synops"].sum()
 
 
+def test_long_runs_are_binned_in_the_heatmap(analysis):
+    """Beyond max_columns tokens the heatmap draws bins of equal width holding per-token means."""
+    _, a = analysis
+    activity = a.tables["activity"]
+    tokens = a.run.probe.tokens()
+    fig = F.activity_heatmap(activity, by="layer", max_columns=3)
+    z = np.array(fig.data[0].z)
+    width = -(-tokens // 3)
+    assert z.shape[1] == -(-tokens // width) <= 3
+    per_token = activity.group_by(["layer", "token"]).agg(pl.col("messages").sum()).filter(pl.col("token") < width)
+    first_bin = per_token.group_by("layer").agg(pl.col("messages").mean()).sort("layer")["messages"].to_numpy()
+    assert np.allclose(z[:, 0], first_bin)
+    assert "bins of" in fig.layout.title.text
+
+
+def test_range_use_table_counts_both_ends(analysis):
+    _, a = analysis
+    table = F.range_use_table(a.tables["saturation"])
+    assert {"clipped", "underflow", "effective_bits", "bits", "underflow_rate"} <= set(table.columns)
+    assert (table["effective_bits"] <= table["bits"]).all()
+    hidden = table.filter(pl.col("site") == "hidden")
+    assert hidden["underflow"].is_not_null().all()
+    assert table.filter(pl.col("site").str.ends_with(".accumulator"))["underflow"].is_null().all()
+    fig = F.saturation_rate_figure(a.tables["saturation"])
+    assert any("underflow" in trace.name for trace in fig.data)
+
+
 def test_sparsity_is_a_share(analysis):
     _, a = analysis
     fig = F.sparsity_figure(a.tables["activity"])

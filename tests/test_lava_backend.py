@@ -215,3 +215,92 @@ def test_lava_refuses_a_graph_that_does_not_fit_in_memory(tiny_checkpoint, monke
     # the measured points the estimate must cover
     assert backends.lava_memory_estimate(3_940_000, 4) >= 1.03 * 2**30
     assert backends.lava_memory_estimate(370_000_000, 24) >= 10 * 2**30
+
+
+def test_lava_runs_take_turns_and_graphs_close_when_unused(tiny_checkpoint):
+    """Two runs on two Lava backends at once: the second waits (told its position) while the first
+    holds the simulator for its whole generation, so no graph restarts per token; both give the
+    emulator's tokens; when their users detach, no Lava process is left."""
+    import threading
+    import time
+
+    from inspector.lava.backend import SIMULATOR, LavaBackend
+
+    loaded = load_checkpoint(tiny_checkpoint)
+    settings = SamplingSettings(4, 0.9, 20, 5)
+    first, second = make_backend("lava", loaded), make_backend("lava", loaded)
+    expected = [t.token_id for t in make_backend("emulator", loaded).generate("To be", settings)[1]]
+    first.attach("tab-1")
+    second.attach("tab-2")
+    waits: dict[str, list[int]] = {"first": [], "second": []}
+    tokens: dict[str, list[int]] = {}
+    holding = threading.Event()
+
+    def run(name: str, backend) -> None:
+        _, stream = backend.generate("To be", settings, on_wait=waits[name].append)
+        out = []
+        for token in stream:
+            holding.set()
+            out.append(token.token_id)
+            time.sleep(0.3)  # slow enough that the other run must wait for the simulator
+        tokens[name] = out
+
+    one = threading.Thread(target=run, args=("first", first))
+    one.start()
+    assert holding.wait(120)
+    two = threading.Thread(target=run, args=("second", second))
+    two.start()
+    one.join(300)
+    two.join(300)
+    assert tokens == {"first": expected, "second": expected}
+    assert waits["first"] == [] and waits["second"] and set(waits["second"]) == {1}  # "position 1"
+    assert not SIMULATOR.busy and SIMULATOR.waiting == 0
+    graph = second._lava
+    pgid = graph.graph._process.pid
+    assert _group_alive(pgid) and first._lava.closed  # one graph at a time: the first was closed for the second
+    first.detach("tab-1")
+    assert _group_alive(pgid)  # still used by tab-2
+    second.detach("tab-2")
+    assert graph.closed and not graph.graph._process.is_alive() and not _group_alive(pgid)
+    assert LavaBackend.live_graphs() == 0
+
+
+def test_analysis_reports_its_place_in_the_lava_queue(tiny_checkpoint):
+    """While another run holds the simulator, an analysis on Lava reports ("wait", position) to its
+    progress callback (the app shows "Waiting for the Lava simulator (position N)"), then runs."""
+    import threading
+    import time
+
+    from inspector.analysis import analyze
+    from inspector.lava.backend import SIMULATOR
+
+    backend = make_backend("lava", load_checkpoint(tiny_checkpoint))
+    held, release = threading.Event(), threading.Event()
+
+    def other_session() -> None:
+        with SIMULATOR.hold():
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=other_session)
+    holder.start()
+    assert held.wait(10)
+    phases: list[tuple[str, int]] = []
+
+    def on_progress(phase: str, done: int, total: int) -> None:
+        phases.append((phase, done))
+        if phase == "wait" and len([p for p in phases if p[0] == "wait"]) >= 2:
+            release.set()  # the other run finishes once we have been told our place twice
+
+    try:
+        timer = threading.Timer(30, release.set)  # never hang the suite
+        timer.start()
+        analysis = analyze(backend, "To be", SamplingSettings(2, 0.0, 0, 0), on_progress)
+        timer.cancel()
+    finally:
+        release.set()
+        holder.join()
+        backend.close()
+    assert ("wait", 1) in phases
+    assert phases.index(("wait", 1)) < phases.index(("integer", 1))  # waited first, then generated
+    assert len(analysis.run.tokens) == 2

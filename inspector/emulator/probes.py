@@ -3,16 +3,22 @@
 - Activity: a neuron that outputs a nonzero code sends one message (a graded spike); zeros are
   free (event-driven). A nonzero input spike costs one synaptic operation per stored (nonzero)
   synapse it reaches. Every neuron of a group updates once per token.
-- Saturation: every site reports which values were clipped to their register range.
+- Saturation: every site reports which values were clipped to their register range, how many
+  codes were 0 and the largest |code| (from which the bits actually used follow).
 - Tensors: every site's integer values, dequantized to real units for diffing with the float model.
 
+Memory is bounded by design. Per-neuron data (values, codes, clipped masks, message rasters) is
+kept only for the tokens from `keep_from` on (the *window*: by default the generated part); every
+token gets per-token summaries, reduced as it is recorded: per-core activity counts and per-site
+clip/zero/max counts, plus how often each neuron clipped. A 2,000-token prompt then costs a few
+kilobytes per token instead of megabytes.
+
 Per-core figures come from the core map: a group's per-neuron counts are summed over each core's
-neuron range. Recording tensors is optional (`record_tensors`), since they dominate the memory.
+neuron range. Recording dequantized values is optional (`record_tensors`).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -20,8 +26,9 @@ import numpy as np
 import polars as pl
 import torch
 
-from inspector.emulator.activity import GroupActivity, core_activity
+from inspector.emulator.activity import GroupActivity
 from inspector.emulator.mapper import CoreMap
+from inspector.quant.config import QuantConfig
 from inspector.quant.convert import IntBitLinear
 
 # Which probed sites carry each group's outgoing messages, and which projections its synapses serve.
@@ -38,6 +45,10 @@ GROUP_MESSAGES = {
 }
 GROUP_SYNAPSES = {"proj_ifg": ("i_proj", "f_proj", "g_proj"), "proj_o": ("o_proj",), "proj_gate": ("gate_proj",), "proj_down": ("down_proj",)}
 MESSAGE_LAYOUT = {"norm_attn": "stack", "proj_gate": "concat", "proj_ifg": "concat"}
+FINAL_GROUP = (-1, "final_norm")
+_MESSAGE_OF = {site: group for group, sites in GROUP_MESSAGES.items() for site in sites}
+_SYNAPSE_OF = {name: group for group, names in GROUP_SYNAPSES.items() for name in names}
+SUMMARY_COLUMNS = ("clipped", "values", "zero", "max_abs_code")
 
 
 def split_site_key(key: str) -> tuple[int, str]:
@@ -48,108 +59,293 @@ def split_site_key(key: str) -> tuple[int, str]:
     return -1, key
 
 
+def site_bits(site: str, qc: QuantConfig) -> int:
+    """The register width a site's codes live in (as `inspector.quant.convert` assigns them)."""
+    if site.endswith(".spikes"):
+        return qc.spike_bits
+    if site.endswith(".accumulator"):
+        return qc.accumulator_bits
+    if site == "hidden":
+        return qc.state_bits
+    if site == "forget_gate":
+        return qc.gate_frac_bits + 1  # unsigned fixed point in [0, 1]: one integer bit above the fraction
+    if site == "input_gate":
+        return qc.lut_bits
+    if site in ("embeddings", "residual_attn", "residual_mlp"):
+        return qc.residual_bits
+    if site in ("i_proj", "f_proj", "g_proj", "g_norm", "gated_output", "gate", "y", "glu"):
+        return qc.internal_bits
+    return qc.act_bits  # attn_norm, o_proj, mlp_norm, down_proj, final_norm
+
+
+def effective_bits(max_abs_code: np.ndarray | int, signed: bool = True) -> np.ndarray:
+    """Bits a register needs to hold codes up to max|code| (sign bit included): 0 needs 1 bit."""
+    magnitude = np.asarray(max_abs_code, dtype=np.int64)
+    length = np.where(magnitude > 0, np.floor(np.log2(np.maximum(magnitude, 1))).astype(np.int64) + 1, 0)
+    return length + 1 if signed else np.maximum(length, 1)
+
+
 @dataclass
 class SiteRecord:
-    """One site over the tokens seen so far: values (T, N) dequantized, clipped mask (T, N)."""
+    """One site: per-token summaries for every token, per-neuron data for the window's tokens."""
 
     kind: str
     scale: float
-    values: list[torch.Tensor] = field(default_factory=list)
-    codes: list[torch.Tensor] = field(default_factory=list)
-    clipped: list[torch.Tensor] = field(default_factory=list)
+    seen: int = 0  # tokens recorded so far
+    values: list[torch.Tensor] = field(default_factory=list)  # (T, N) dequantized, window only
+    codes: list[torch.Tensor] = field(default_factory=list)  # (T, N) int32, window only
+    clipped: list[torch.Tensor] = field(default_factory=list)  # (T, N) bool, window only
+    summary: list[np.ndarray] = field(default_factory=list)  # (T, 4): SUMMARY_COLUMNS, every token
+    neuron_clips: Optional[np.ndarray] = None  # (N,) times each neuron clipped, every token
+
+
+@dataclass
+class _GroupChunk:
+    """The parts of one group's messages and synapses for one forward call, until all have arrived."""
+
+    messages: dict[str, torch.Tensor] = field(default_factory=dict)
+    synops: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class RecordingProbe:
-    """Collects activity, saturation and (optionally) tensors for batch size 1 runs."""
+    """Collects activity, saturation and (optionally) tensors for batch size 1 runs.
 
-    def __init__(self, core_map: CoreMap, record_tensors: bool = True):
+    `keep_from`: the first token (counted from the start of the prompt) whose per-neuron data is
+    kept; 0 keeps every token. `chunk_values`: when a dict, every site's dequantized values of the
+    next forward call are put there whatever the window (the lockstep comparison reads them chunk
+    by chunk and clears it).
+    """
+
+    def __init__(
+        self, core_map: CoreMap, record_tensors: bool = True, keep_from: int = 0, qc: QuantConfig | None = None, summaries: bool = True
+    ):
         self.core_map = core_map
+        self.summaries = summaries  # False: only fill chunk_values (a pass that re-reads tokens already counted)
         self.record_tensors = record_tensors
+        self.keep_from = max(int(keep_from), 0)
+        self.qc = qc
         self.sites: dict[str, SiteRecord] = {}
-        self.synops: dict[str, list[torch.Tensor]] = defaultdict(list)
-        self.nonzero: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self.chunk_values: Optional[dict[str, torch.Tensor]] = None
+        self._cores = {key: frame for key, frame in core_map.table.group_by(["layer", "group"], maintain_order=True)}
+        self._pending: dict[tuple[int, str], _GroupChunk] = {}
+        self._group_tokens: dict[tuple[int, str], int] = {}
+        # per group: (first token, messages (T, cores), active (T, cores), synops (T, cores)) chunks
+        self._activity: dict[tuple[int, str], list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]] = {}
+        self._rasters: dict[tuple[int, str], list[torch.Tensor]] = {}  # window tokens' per-neuron messages
+        self._window_synops: dict[tuple[int, str], list[np.ndarray]] = {}  # window tokens' per-neuron synaptic ops
 
     # -- the Probe protocol used by IntegerLM ------------------------------------------------
     def site(self, key: str, codes: torch.Tensor, scale: float, clipped: Optional[torch.Tensor], kind: str) -> None:
         codes = codes[0]  # batch 1
         record = self.sites.setdefault(key, SiteRecord(kind, scale))
-        if kind != "host":
-            self.nonzero[key].append(codes != 0)
-            mask = clipped[0] if clipped is not None else torch.zeros_like(codes, dtype=torch.bool)
-            record.clipped.append(mask)
+        tokens = codes.shape[0]
+        start, record.seen = record.seen, record.seen + tokens
+        skip = min(max(self.keep_from - start, 0), tokens)  # rows before the window
+        if kind == "host":
+            values = codes.float()
+            if self.chunk_values is not None:
+                self.chunk_values[key] = values
+            if skip < tokens:
+                record.values.append(values[skip:].clone())  # a copy: a view would keep the whole chunk alive
+            return
+        values = (codes.double() * scale).float() if (self.record_tensors or self.chunk_values is not None) and kind != "accumulator" else None
+        if self.chunk_values is not None and values is not None:
+            self.chunk_values[key] = values
+        if not self.summaries:
+            return
+        mask = clipped[0] if clipped is not None else torch.zeros_like(codes, dtype=torch.bool)
+        summary = np.stack(
+            [
+                mask.sum(dim=1).numpy(),
+                np.full(tokens, codes.shape[1]),
+                (codes == 0).sum(dim=1).numpy(),
+                codes.abs().amax(dim=1).numpy() if codes.numel() else np.zeros(tokens, dtype=np.int64),
+            ],
+            axis=1,
+        ).astype(np.int64)
+        record.summary.append(summary)
+        if summary[:, 0].any():
+            counts = mask.sum(dim=0).numpy().astype(np.int64)
+            record.neuron_clips = counts if record.neuron_clips is None else record.neuron_clips + counts
+        self._message_part(key, codes != 0)
+        if skip < tokens:
+            record.clipped.append(mask[skip:].clone())
             if kind in ("state", "activation", "gate"):
-                record.codes.append(codes)
-        if (self.record_tensors and kind != "accumulator") or kind == "host":
-            record.values.append((codes.double() * scale).float() if kind != "host" else codes.float())
+                record.codes.append(codes[skip:].to(torch.int32))
+            if self.record_tensors and values is not None:
+                record.values.append(values[skip:].clone())
 
     def synapses(self, key: str, spikes: torch.Tensor, proj: IntBitLinear) -> None:
-        self.synops[key].append(proj.matrix.synaptic_ops(spikes[0]))  # (T, out): synaptic ops per output neuron
+        if not self.summaries:
+            return
+        layer, name = split_site_key(key)
+        group = _SYNAPSE_OF.get(name)
+        if group is not None:  # (T, out) synaptic ops, counted on the shared int8 ternary matrix
+            self._add_part((layer, group), "synops", name, proj.matrix.synaptic_ops(spikes[0]))
+
+    # -- activity, reduced per core as soon as a group's parts are all there --------------------
+    def _message_part(self, key: str, nonzero: torch.Tensor) -> None:
+        if key == "final_norm":
+            self._add_part(FINAL_GROUP, "messages", key, nonzero)
+            return
+        layer, site = split_site_key(key)
+        group = _MESSAGE_OF.get(site)
+        if layer >= 0 and group is not None:
+            self._add_part((layer, group), "messages", site, nonzero)
+
+    def _add_part(self, group_key: tuple[int, str], kind: str, name: str, value: torch.Tensor) -> None:
+        chunk = self._pending.setdefault(group_key, _GroupChunk())
+        parts = getattr(chunk, kind)
+        if name in parts:
+            raise RuntimeError(f"probe: {group_key} received {name} twice before its other parts")
+        parts[name] = value
+        _, group = group_key
+        needed_messages = (FINAL_GROUP[1],) if group_key == FINAL_GROUP else GROUP_MESSAGES[group]
+        if len(chunk.messages) == len(needed_messages) and len(chunk.synops) == len(GROUP_SYNAPSES.get(group, ())):
+            del self._pending[group_key]
+            self._reduce(group_key, chunk, needed_messages)
+
+    def _reduce(self, group_key: tuple[int, str], chunk: _GroupChunk, names: tuple[str, ...]) -> None:
+        parts = [chunk.messages[name].long() for name in names]
+        if MESSAGE_LAYOUT.get(group_key[1]) == "stack":
+            messages = torch.stack(parts).sum(dim=0)
+        else:
+            messages = torch.cat(parts, dim=-1)
+        tokens, neurons = messages.shape
+        synapse_names = GROUP_SYNAPSES.get(group_key[1], ())
+        synops = torch.cat([chunk.synops[n] for n in synapse_names], dim=-1).double().numpy() if synapse_names else None
+        start = self._group_tokens.get(group_key, 0)
+        self._group_tokens[group_key] = start + tokens
+        cores = self._cores.get(group_key)
+        if cores is None:
+            return
+        starts, ends = cores["start"].to_numpy(), cores["end"].to_numpy()
+
+        contiguous = starts.size and starts[0] == 0 and ends[-1] == neurons and np.array_equal(starts[1:], ends[:-1])
+
+        def per_core(values: np.ndarray) -> np.ndarray:
+            if contiguous:  # cores tile the group in order (the mapper's packing): one reduceat
+                return np.round(np.add.reduceat(values, starts, axis=1)).astype(np.int64)
+            cum = np.concatenate([np.zeros((tokens, 1)), np.cumsum(values, axis=1, dtype=np.float64)], axis=1)
+            return np.round(cum[:, ends] - cum[:, starts]).astype(np.int64)
+
+        msg = messages.to(torch.int32).numpy()
+        syn = per_core(synops) if synops is not None else np.zeros((tokens, len(starts)), dtype=np.int64)
+        self._activity.setdefault(group_key, []).append((start, per_core(msg), per_core((msg > 0).astype(np.int32)), syn))
+        skip = min(max(self.keep_from - start, 0), tokens)
+        if skip < tokens:
+            self._rasters.setdefault(group_key, []).append(messages[skip:].to(torch.int8))
+            if synops is not None:
+                self._window_synops.setdefault(group_key, []).append(synops[skip:].astype(np.int32))
 
     # -- results -------------------------------------------------------------------------------
     def tokens(self) -> int:
         first = self.sites.get("embeddings")
-        return sum(v.shape[0] for v in first.clipped) if first else 0
+        return first.seen if first else 0
+
+    @property
+    def window_start(self) -> int:
+        """The first token with per-neuron data (site_values, site_codes, states, rasters, ...)."""
+        return min(self.keep_from, self.tokens())
 
     def _cat(self, parts: list[torch.Tensor]) -> torch.Tensor:
         return torch.cat(parts, dim=0)
 
     def site_values(self, key: str) -> torch.Tensor:
-        """(T, N) dequantized values of a site (requires record_tensors, except for logits)."""
+        """(T, N) dequantized values of a site for the window's tokens (requires record_tensors, except for logits)."""
         return self._cat(self.sites[key].values)
 
     def site_codes(self, key: str) -> torch.Tensor:
+        """(T, N) codes of a site for the window's tokens."""
         return self._cat(self.sites[key].codes)
 
-    def _group_messages(self, layer: int, group: str) -> torch.Tensor:
-        """(T, neurons) messages each neuron of the group sent per token."""
-        if layer < 0:
-            return self._cat(self.nonzero["final_norm"]).long()
-        parts = [self._cat(self.nonzero[f"layers.{layer}.{site}"]).long() for site in GROUP_MESSAGES[group]]
-        if MESSAGE_LAYOUT.get(group) == "stack":
-            return torch.stack(parts).sum(dim=0)
-        return torch.cat(parts, dim=-1)
-
-    def _group_synops(self, layer: int, group: str, tokens: int, neurons: int) -> torch.Tensor:
-        names = GROUP_SYNAPSES.get(group)
-        if layer < 0 or names is None:
-            return torch.zeros(tokens, neurons)
-        return torch.cat([self._cat(self.synops[f"layers.{layer}.{name}"]) for name in names], dim=-1)
-
     def core_messages(self, core: int) -> np.ndarray:
-        """(T, neurons of the core): messages each neuron of one core sent per token (a raster)."""
+        """(T, neurons of the core): messages each neuron of one core sent per token of the window (a raster)."""
         row = self.core_map.table.filter(pl.col("core") == core).row(0, named=True)
-        messages = self._group_messages(row["layer"], row["group"]).numpy()
-        return messages[:, row["start"] : row["end"]]
+        messages = self._cat(self._rasters[(row["layer"], row["group"])]).numpy()
+        return messages[:, row["start"] : row["end"]].astype(np.int64)
 
     def group_activity(self) -> GroupActivity:
-        """Per neuron and token, for every neuron group of the core map: (messages, synaptic ops)."""
-        tokens = self.tokens()
+        """Per neuron and token of the window, for every neuron group of the core map: (messages, synaptic ops).
+
+        What the Hardware page re-maps without running the model again (`inspector.emulator.activity`);
+        the window's tokens only, like every per-neuron table.
+        """
         out: GroupActivity = {}
         for layer, group in self.core_map.table.select("layer", "group").unique(maintain_order=True).iter_rows():
-            messages = self._group_messages(layer, group).numpy()
-            out[(layer, group)] = (messages, self._group_synops(layer, group, tokens, messages.shape[1]).numpy())
+            key = (layer, group)
+            rasters = self._rasters.get(key)
+            messages = self._cat(rasters).numpy().astype(np.int64) if rasters else np.zeros((0, 0), dtype=np.int64)
+            synops = self._window_synops.get(key)
+            out[key] = (messages, np.concatenate(synops).astype(np.int64) if synops else np.zeros_like(messages))
         return out
 
     def activity(self) -> pl.DataFrame:
         """token x core: messages, neurons that sent any, synaptic ops, neuron updates (one row per token and core)."""
-        return core_activity(self.group_activity(), self.core_map)
+        frames = []
+        for group_key, chunks in self._activity.items():
+            layer, group = group_key
+            cores = self._cores[group_key]
+            n_cores = cores.height
+            first = np.concatenate([np.arange(start, start + m.shape[0]) for start, m, _, _ in chunks])
+            tokens = len(first)
+            sizes = (cores["end"] - cores["start"]).to_numpy().astype(np.int64)
+            frames.append(
+                pl.DataFrame(
+                    {
+                        "token": np.repeat(first, n_cores),
+                        "core": np.tile(cores["core"].to_numpy(), tokens),
+                        "chip": np.tile(cores["chip"].to_numpy(), tokens),
+                        "layer": np.full(tokens * n_cores, layer),
+                        "group": [group] * (tokens * n_cores),
+                        "messages": np.concatenate([c[1] for c in chunks]).reshape(-1),
+                        "active_neurons": np.concatenate([c[2] for c in chunks]).reshape(-1),
+                        "synops": np.concatenate([c[3] for c in chunks]).reshape(-1),
+                        "neuron_updates": np.tile(sizes, tokens),
+                        "neurons": np.tile(sizes, tokens),
+                    }
+                )
+            )
+        return pl.concat(frames).sort(["token", "core"])
 
     def saturation(self) -> pl.DataFrame:
-        """token x site: how many values were clipped, out of how many."""
-        rows = []
+        """token x site: clipped values, of how many, zero codes, max |code|, and the bits used and available."""
+        frames = []
         for key, record in self.sites.items():
-            if record.kind == "host":
+            if record.kind == "host" or not record.summary:
                 continue
-            clipped = self._cat(record.clipped)
-            counts = clipped.sum(dim=1).tolist()
+            summary = np.concatenate(record.summary)
             layer, site = split_site_key(key)
-            for token, count in enumerate(counts):
-                rows.append({"token": token, "layer": layer, "site": site, "kind": record.kind, "clipped": int(count), "values": int(clipped.shape[1])})
-        return pl.DataFrame(rows)
+            tokens = summary.shape[0]
+            columns = {"token": np.arange(tokens), "layer": np.full(tokens, layer), "site": [site] * tokens, "kind": [record.kind] * tokens}
+            columns |= {name: summary[:, i] for i, name in enumerate(SUMMARY_COLUMNS)}
+            bits = site_bits(site, self.qc) if self.qc is not None else None
+            needed = effective_bits(summary[:, 3], signed=record.kind != "gate")
+            # A code at the negative end, -2^(b-1), has |code| = 2^(b-1) yet fits b bits: clamp.
+            columns["effective_bits"] = np.minimum(needed, bits) if bits is not None else needed
+            columns["bits"] = pl.Series([bits] * tokens, dtype=pl.Int64)
+            frames.append(pl.DataFrame(columns))
+        return pl.concat(frames)
+
+    def neuron_clips(self) -> pl.DataFrame:
+        """layer, site, neuron, times_clipped: every neuron that clipped at least once, over every token."""
+        frames = []
+        for key, record in self.sites.items():
+            if record.neuron_clips is None:
+                continue
+            neurons = np.flatnonzero(record.neuron_clips)
+            layer, site = split_site_key(key)
+            frames.append(pl.DataFrame({
+                "layer": np.full(len(neurons), layer), "site": [site] * len(neurons),
+                "neuron": neurons, "times_clipped": record.neuron_clips[neurons],
+            }))
+        schema = {"layer": pl.Int64, "site": pl.Utf8, "neuron": pl.Int64, "times_clipped": pl.Int64}
+        return pl.concat(frames).cast(schema) if frames else pl.DataFrame(schema=schema)
 
     def saturated_neurons(self) -> pl.DataFrame:
-        """One row per clipped value: token, site, neuron index, the (clipped) code."""
-        rows = []
+        """One row per clipped value of the window's tokens: token, site, neuron index, the (clipped) code."""
+        frames = []
+        first = self.window_start
         for key, record in self.sites.items():
             if record.kind == "host" or not record.codes:
                 continue
@@ -158,23 +354,27 @@ class RecordingProbe:
                 continue
             codes = self._cat(record.codes)
             layer, site = split_site_key(key)
-            for token, neuron in clipped.nonzero().tolist():
-                rows.append({"token": token, "layer": layer, "site": site, "neuron": neuron, "code": int(codes[token, neuron])})
+            where = clipped.nonzero().numpy()
+            frames.append(pl.DataFrame({
+                "token": where[:, 0] + first, "layer": np.full(len(where), layer), "site": [site] * len(where),
+                "neuron": where[:, 1], "code": codes[clipped].numpy().astype(np.int64),
+            }))
         schema = {"token": pl.Int64, "layer": pl.Int64, "site": pl.Utf8, "neuron": pl.Int64, "code": pl.Int64}
-        return pl.DataFrame(rows, schema=schema)
+        return pl.concat(frames).cast(schema) if frames else pl.DataFrame(schema=schema)
 
     def states(self) -> pl.DataFrame:
-        """The MLGRU state codes of every layer and neuron per token (long format)."""
+        """The MLGRU state codes of every layer and neuron per token of the window (long format)."""
         frames = []
+        first = self.window_start
         for key, record in self.sites.items():
-            if record.kind != "state":
+            if record.kind != "state" or not record.codes:
                 continue
-            codes = self._cat(record.codes).numpy()
+            codes = self._cat(record.codes).numpy().astype(np.int64)
             tokens, neurons = codes.shape
             frames.append(
                 pl.DataFrame(
                     {
-                        "token": np.repeat(np.arange(tokens), neurons),
+                        "token": np.repeat(np.arange(first, first + tokens), neurons),
                         "layer": np.full(tokens * neurons, split_site_key(key)[0]),
                         "neuron": np.tile(np.arange(neurons), tokens),
                         "code": codes.reshape(-1),
@@ -184,10 +384,11 @@ class RecordingProbe:
         return pl.concat(frames) if frames else pl.DataFrame()
 
     def tensors(self) -> pl.DataFrame:
-        """Every recorded site's dequantized values, long format (token, site, neuron, value)."""
+        """Every recorded site's dequantized values for the window's tokens, long format (token, site, neuron, value)."""
         if not self.record_tensors:
             raise ValueError("this run was recorded without tensors (record_tensors=False)")
         frames = []
+        first = self.window_start
         for key, record in self.sites.items():
             if record.kind == "host" or not record.values:
                 continue
@@ -197,7 +398,7 @@ class RecordingProbe:
             frames.append(
                 pl.DataFrame(
                     {
-                        "token": np.repeat(np.arange(tokens), neurons),
+                        "token": np.repeat(np.arange(first, first + tokens), neurons),
                         "layer": np.full(tokens * neurons, layer),
                         "site": [site] * (tokens * neurons),
                         "neuron": np.tile(np.arange(neurons), tokens),
@@ -206,3 +407,13 @@ class RecordingProbe:
                 )
             )
         return pl.concat(frames)
+
+    def nbytes(self) -> int:
+        """Memory held by the per-neuron data and summaries (for the run cache's budget)."""
+        total = 0
+        for record in self.sites.values():
+            total += sum(t.nbytes for t in record.values + record.codes + record.clipped)
+            total += sum(s.nbytes for s in record.summary)
+        total += sum(t.nbytes for parts in self._rasters.values() for t in parts)
+        total += sum(a.nbytes * 3 for chunks in self._activity.values() for _, a, _, _ in chunks)
+        return total

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Optional
+from collections import deque
+from contextlib import contextmanager
+from typing import Callable, Hashable, Iterator, Optional
 
 import torch
 
-from inspector.backends import IntegerBackend, require_lava_memory
+from inspector.backends import EmulatorRun, IntegerBackend, require_lava_memory
+from inspector.generate import GeneratedToken, SamplingSettings
 from inspector.lava.activity import PortActivityProbe
 from inspector.lava.params import graph_spec, site_scale, synapse_weights
 from inspector.lava.worker import LavaBackendError, LavaWorker
@@ -111,13 +114,80 @@ class LavaLM:
                     probe.port_activity(idx, group, row[layout.messages_slice(group)], int(row[layout.rounds_index(group)]))
 
 
+# on_wait(position): called while a run waits for the simulator; position 1 is next in line.
+WaitFn = Callable[[int], None]
+WAIT_POLL_S = 0.5
+
+
+class SimulatorQueue:
+    """First come, first served use of the one Lava graph a process runs at a time.
+
+    Why: generating token by token on two graphs that close each other's worker made two users
+    on Lava take 15x longer each (each token restarted a graph). A run now holds the simulator for
+    its whole generation; others wait in order and are told their position.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._waiting: deque[object] = deque()
+        self._holder: object | None = None
+
+    @contextmanager
+    def hold(self, on_wait: Optional[WaitFn] = None) -> Iterator[None]:
+        ticket = object()
+        with self._cond:
+            self._waiting.append(ticket)
+        try:
+            while True:
+                with self._cond:
+                    if self._holder is None and self._waiting[0] is ticket:
+                        self._waiting.popleft()
+                        self._holder = ticket
+                        break
+                    position = self._waiting.index(ticket) + 1
+                if on_wait is not None:
+                    on_wait(position)  # outside the lock: it may draw on a page, or be interrupted
+                with self._cond:
+                    if self._holder is not None or self._waiting[0] is not ticket:
+                        self._cond.wait(WAIT_POLL_S)
+        except BaseException:  # interrupted while waiting (a Stop click): leave the line
+            with self._cond:
+                if ticket in self._waiting:
+                    self._waiting.remove(ticket)
+                self._cond.notify_all()
+            raise
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._holder = None
+                self._cond.notify_all()
+
+    @property
+    def waiting(self) -> int:
+        with self._cond:
+            return len(self._waiting)
+
+    @property
+    def busy(self) -> bool:
+        with self._cond:
+            return self._holder is not None
+
+
+SIMULATOR = SimulatorQueue()
+
+
 class LavaBackend(IntegerBackend):
     """The shared set-up (calibration, conversion, core map), with tokens computed by a Lava graph.
 
     Only one Lava graph runs at a time in a process: starting one closes the previous one (a
     graph is a worker plus one process per Lava process, so the app's cache of recent models and
     QuantConfigs must not keep one alive for each). A backend whose graph was closed this way
-    starts it again when it is next used.
+    starts it again when it is next used. Generations take turns through `SIMULATOR`: one holds
+    the graph from its first token to its last, so graphs switch between runs, never per token.
+
+    Users (app sessions) `attach` to a backend; when the last one `detach`es, the graph closes,
+    so no Lava process outlives the sessions that used it.
     """
 
     name = "lava"
@@ -125,6 +195,57 @@ class LavaBackend(IntegerBackend):
     _lava: Optional[LavaLM] = None
     _live: "weakref.ReferenceType[LavaLM] | None" = None
     _live_lock = threading.Lock()
+    _instances: "weakref.WeakSet[LavaBackend]" = weakref.WeakSet()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._users: set[Hashable] = set()
+        self._users_lock = threading.Lock()
+        LavaBackend._instances.add(self)
+
+    def attach(self, user: Hashable) -> None:
+        """`user` (an app session) uses this backend; see `detach`."""
+        with self._users_lock:
+            self._users.add(user)
+
+    def detach(self, user: Hashable) -> None:
+        """`user` no longer uses this backend; the graph closes when no user is left."""
+        with self._users_lock:
+            self._users.discard(user)
+            unused = not self._users
+        if unused:
+            with SIMULATOR.hold():  # not in the middle of someone's generation
+                self.close()
+
+    @classmethod
+    def detach_everywhere(cls, user: Hashable, keep: "LavaBackend | None" = None) -> None:
+        """Detach `user` from every Lava backend but `keep` (a session switched model or backend)."""
+        for backend in list(cls._instances):
+            if backend is not keep and user in backend._users:
+                backend.detach(user)
+
+    @classmethod
+    def live_graphs(cls) -> int:
+        """Lava graphs running now (0 or 1)."""
+        live = cls._live() if cls._live is not None else None
+        return int(live is not None and not live.closed)
+
+    def generate(
+        self, prompt: str, sampling: SamplingSettings, probes: bool = True, record_tensors: bool = True,
+        keep_from: int = 0, on_wait: Optional[WaitFn] = None,
+    ) -> tuple[EmulatorRun, Iterator[GeneratedToken]]:
+        """As `IntegerBackend.generate`, holding the simulator from the first token to the last (or until
+        the stream is closed); `on_wait(position)` is called while waiting for it."""
+        run, inner = super().generate(prompt, sampling, probes, record_tensors, keep_from)
+
+        def tokens() -> Iterator[GeneratedToken]:
+            with SIMULATOR.hold(on_wait):
+                try:
+                    yield from inner
+                finally:
+                    inner.close()
+
+        return run, tokens()
 
     def lava(self) -> LavaLM:
         if self._lava is None or self._lava.closed:

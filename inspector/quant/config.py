@@ -77,7 +77,7 @@ class QuantConfig:
     accumulator_bits: int = 24  # synaptic input accumulator of a neuron
     pow2_scales: bool = False  # paper option: round every scale to a power of two (shift-only)
     scale_rule: str = "max_code"  # "max_code": max|x| / (2^(b-1)-1); "study": max|x| / (2^(b-1)-0.5)
-    state_headroom: float = 2.0  # h is scaled so the calibration max uses 1/headroom of its range
+    state_headroom: float = 2.0  # h is scaled so the calibration max uses 1/headroom of its range (< 1: clips)
     calibration_tokens: int = 2048  # tokens of text used to calibrate the scales
     embedding_on_host: bool = True  # the embedding lookup runs off-chip (paper: floating point)
     lm_head_on_host: bool = True  # the LM head runs off-chip in floating point (paper)
@@ -126,8 +126,10 @@ class QuantConfig:
             raise QuantConfigError("QuantConfig.norm_weight_frac_bits must be in 2..16")
         if not 4 <= self.multiplier_bits <= 24:
             raise QuantConfigError("QuantConfig.multiplier_bits must be in 4..24")
-        if not self.state_headroom >= 1.0:
-            raise QuantConfigError("QuantConfig.state_headroom must be >= 1")
+        if not 0.0625 <= self.state_headroom <= 64:
+            # Below 1 the calibrated maximum lies beyond the register: states clip on purpose (the
+            # Learn tour's saturation experiment); 1/16 is as far as that is worth pushing.
+            raise QuantConfigError("QuantConfig.state_headroom must be in 0.0625..64 (below 1, states beyond the calibrated range clip)")
         if self.calibration_tokens < 16:
             raise QuantConfigError("QuantConfig.calibration_tokens must be at least 16")
         if not (self.embedding_on_host and self.lm_head_on_host):

@@ -1,4 +1,8 @@
-"""Running an analysis from a page: cached per settings in `st.session_state`, with progress and Stop.
+"""Running an analysis from a page: cached per settings, with progress and Stop.
+
+Finished analyses live in the process-wide `inspector.run_cache.RUNS`, shared by every session
+with the same settings and under one memory budget; a session owns at most four, and they are
+released when the session ends (`inspector.ui.lifecycle`).
 
 Small models (the sample models) run automatically whenever a setting changes, so that changing a
 bit width immediately shows its effect; larger checkpoints wait for the Run button. Clicking Stop
@@ -11,10 +15,23 @@ import streamlit as st
 
 from inspector.analysis import Analysis, analyze
 from inspector.errors import InspectorError
+from inspector.run_cache import RUNS
+from inspector.ui.lifecycle import on_session_end, session_id
 from inspector.ui.sidebar import Session, emulator_for, render_sidebar
 
 AUTO_RUN_MAX_PARAMETERS = 50_000_000
-KEEP_ANALYSES = 4
+
+
+class LavaBackendRegistry:
+    """`LavaBackend.detach_everywhere` without importing Lava in sessions that never use it."""
+
+    @staticmethod
+    def detach_everywhere(owner, keep=None) -> None:
+        import sys
+
+        backend = sys.modules.get("inspector.lava.backend")
+        if backend is not None:  # imported only once some session chose Lava
+            backend.LavaBackend.detach_everywhere(owner, keep=keep)
 PHASES = {"float": "float model generating", "integer": "integer model generating", "diff": "comparing in lockstep"}
 
 
@@ -32,10 +49,15 @@ def ensure_analysis(session: Session) -> Analysis | None:
         st.error(f"{session.backend.label} cannot run here: {session.backend.reason}")
         st.info("Choose the Emulator backend in the sidebar to run the integer model.")
         return None
-    analyses: dict = st.session_state.setdefault("analyses", {})
+    owner = session_id()
+    on_session_end("runs", lambda: RUNS.release(owner))
+    on_session_end("lava", lambda: LavaBackendRegistry.detach_everywhere(owner))
+    if session.backend.key == "emulator":  # a Lava graph this session used before may be closed now
+        LavaBackendRegistry.detach_everywhere(owner)
     key = session.run_key
-    if key in analyses:
-        return analyses[key]
+    cached = RUNS.get(key, owner)
+    if cached is not None:
+        return cached
     small = session.loaded.model.num_parameters() <= AUTO_RUN_MAX_PARAMETERS
     requested = st.session_state.get("requested_key") == key
     if st.session_state.get("stopped_key") == key or not (small or requested):
@@ -48,8 +70,18 @@ def ensure_analysis(session: Session) -> Analysis | None:
     progress = st.progress(0.0, text="Preparing the integer model…")
     try:
         emulator = emulator_for(session)
+        # This session now uses this backend only: a Lava graph no session uses any more is closed.
+        LavaBackendRegistry.detach_everywhere(owner, keep=emulator)
+        emulator.attach(owner)
 
         def on_progress(phase: str, done: int, total: int) -> None:
+            if phase == "wait":
+                what = "the Lava simulator" if session.backend.key == "lava" else "the Loihi 2 system"
+                progress.progress(0.45, text=(
+                    f"Waiting for {what} (position {done}): another session is generating on it. It runs one "
+                    "generation at a time; the Emulator backend computes the same bits without waiting."
+                ))
+                return
             share = {"float": 0.0, "integer": 0.45, "diff": 0.9}[phase] + (0.45 if phase != "diff" else 0.1) * done / max(total, 1)
             where = f" on {session.backend.label}" if phase == "integer" else ""
             text = f"{PHASES[phase]}{where}: {done}/{total}"
@@ -65,16 +97,16 @@ def ensure_analysis(session: Session) -> Analysis | None:
         def on_token(phase: str, text: str) -> None:
             streams[phase].code(session.prompt + text, language=None, wrap_lines=True)
 
-        with st.spinner("Running the float and the integer model…"):
-            analysis = analyze(emulator, session.prompt, session.sampling, on_progress, on_token=on_token)
+        with st.spinner("Running the float and the integer model…"), RUNS.computing(key):
+            analysis = RUNS.get(key, owner)  # another session with the same settings may have just finished it
+            if analysis is None:
+                analysis = analyze(emulator, session.prompt, session.sampling, on_progress, on_token=on_token, window=session.window)
+                RUNS.put(key, analysis, analysis.nbytes(), owner)
     except InspectorError as exc:
         progress.empty()
         st.error(str(exc))
         return None
     progress.empty()
-    analyses[key] = analysis
-    while len(analyses) > KEEP_ANALYSES:
-        analyses.pop(next(iter(analyses)))
     st.rerun()  # redraw from the cache, without the Stop button and the progress bar
 
 

@@ -12,15 +12,26 @@ from pathlib import Path
 
 import streamlit as st
 
+from inspector.analysis import GENERATED_WINDOW, Window
 from inspector.backends import BackendStatus, backend_statuses
 from inspector.catalog import checkpoint_fingerprint, sample_models
 from inspector.checkpoint import LoadedModel, load_checkpoint
 from inspector.emulator.engine import Emulator, make_backend
-from inspector.errors import InspectorError
+from inspector.errors import CheckpointError, InspectorError
 from inspector.generate import MAX_NEW_TOKENS, SamplingSettings
+from inspector.paths import checkpoint_directory
 from inspector.quant.config import QUANT_PRESETS, SCALE_RULES, QuantConfig
 
 LOCAL_CHOICE = "Local checkpoint directory…"
+# Which tokens keep per-neuron detail (tensors, rasters, state histograms): the rest keep per-token
+# summaries only, which is what bounds a long prompt's memory.
+WINDOWS: dict[Window, str] = {
+    GENERATED_WINDOW: "the generated tokens",
+    64: "the last 64 tokens",
+    256: "the last 256 tokens",
+    1024: "the last 1,024 tokens",
+    4352: "every token",
+}
 DEFAULT_PROMPTS = {"shakespeare": "ROMEO:\n", "tinystories": "Once upon a time, "}
 
 
@@ -32,10 +43,11 @@ class Session:
     sampling: SamplingSettings
     qc: QuantConfig
     backend: BackendStatus
+    window: Window = GENERATED_WINDOW
 
     @property
     def run_key(self) -> tuple:
-        return (str(self.loaded.directory), self.fingerprint, self.qc, self.prompt, self.sampling, self.backend.key)
+        return (str(self.loaded.directory), self.fingerprint, self.qc, self.prompt, self.sampling, self.backend.key, self.window)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -59,6 +71,16 @@ def load_with_progress(directory: Path, fingerprint: tuple) -> LoadedModel:
 @st.cache_resource(show_spinner="Calibrating and converting to integers…", max_entries=6)
 def cached_emulator(directory: str, fingerprint: tuple, qc: QuantConfig, backend: str = "emulator") -> Emulator:
     return make_backend(backend, cached_checkpoint(directory, fingerprint), qc)
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def server_is_shared() -> bool:
+    """Whether the app listens beyond this machine (`make run HOST=0.0.0.0`): then local checkpoint
+    paths need INSPECTOR_MODEL_ROOTS (see inspector.paths)."""
+    address = st.get_option("server.address")  # None: Streamlit's default, every interface
+    return address not in LOOPBACK
 
 
 def emulator_for(session: Session) -> Emulator:
@@ -102,7 +124,9 @@ def _quant_overrides() -> QuantConfig:
             "gate_frac_bits": slider("Gate fraction bits", 4, 16, "gate_frac_bits"),
             "lut_bits": slider("SiLU table output bits", 6, 24, "lut_bits"),
             "state_headroom": keep("q_headroom", st.select_slider(
-                "State headroom", [1.0, 1.5, 2.0, 4.0, 8.0], kept("q_headroom", defaults.state_headroom), key="q_headroom"
+                "State headroom", [0.25, 0.5, 1.0, 1.5, 2.0, 4.0, 8.0], kept("q_headroom", defaults.state_headroom), key="q_headroom",
+                help="The MLGRU state's scale puts the calibrated maximum at 1/headroom of the register's range. "
+                "Below 1 the calibrated maximum lies beyond the range, so states clip.",
             )),
             "pow2_scales": keep("q_pow2", st.toggle("Power-of-two scales (shift-only)", kept("q_pow2", defaults.pow2_scales), key="q_pow2")),
             "scale_rule": _choice(
@@ -130,7 +154,11 @@ def render_sidebar() -> Session | None:
             if not typed.strip():
                 st.info("Type the path of a local checkpoint directory.")
                 return None
-            directory = Path(typed.strip()).expanduser()
+            try:
+                directory = checkpoint_directory(typed, shared=server_is_shared())
+            except CheckpointError as exc:
+                st.error(f"Cannot load this checkpoint. {exc}")
+                return None
         else:
             directory = samples[choice]
         fingerprint = checkpoint_fingerprint(directory)
@@ -162,13 +190,18 @@ def render_sidebar() -> Session | None:
         ))
         top_k = keep("top_k", st.number_input("Top-k (0 = off)", 0, loaded.config.vocab_size, kept("top_k", 40), key="top_k"))
         seed = keep("seed", st.number_input("Seed", 0, 2**31 - 1, kept("seed", 0), key="seed"))
+        window = _choice(
+            st.selectbox, "Per-neuron detail for", list(WINDOWS), "window", format_func=WINDOWS.get,
+            help="Tensors, spike rasters and state histograms are kept for these tokens; every other token keeps "
+            "per-token counts (activity, clipping, underflow, error metrics). Long prompts need far less memory this way.",
+        )
         try:
             qc = _quant_overrides()
         except InspectorError as exc:
             st.error(str(exc))
             return None
     sampling = SamplingSettings(int(tokens), float(temperature), int(top_k), int(seed))
-    return Session(loaded, fingerprint, prompt, sampling, qc, backend)
+    return Session(loaded, fingerprint, prompt, sampling, qc, backend, window)
 
 
 def model_caption(loaded: LoadedModel) -> str:
