@@ -16,6 +16,7 @@ import polars as pl
 from inspector.diff import DiffResult, compare
 from inspector.emulator.engine import Emulator, EmulatorRun
 from inspector.generate import GeneratedToken, SamplingSettings, encode_prompt, generate
+from inspector.perplexity import Perplexities, run_perplexities
 from inspector.traces import run_tables
 
 # on_progress(phase, done, total): phase is "float", "integer" or "diff"
@@ -44,6 +45,12 @@ class Analysis:
     @property
     def prompt_tokens(self) -> int:
         return len(self.run.prompt_ids)
+
+    @property
+    def perplexities(self) -> Perplexities:
+        """Each model on its own continuation, and both on the integer model's (see inspector.perplexity)."""
+        t = self.diff.tokens
+        return run_perplexities(self.float_tokens, self.run.tokens, t["nll_float"].to_list(), t["nll_int"].to_list(), self.prompt_tokens)
 
 
 def analyze(

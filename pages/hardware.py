@@ -10,7 +10,7 @@ import streamlit as st
 from inspector.emulator.mapper import published_summaries
 from inspector.estimate import PAPER_FIGURES, OpCosts, estimate
 from inspector.figures import core_map_figure, estimate_figure
-from inspector.ui.export import chart, table_downloads
+from inspector.ui.export import chart, table_downloads, thousands
 from inspector.ui.runs import page_analysis
 from inspector.ui.sidebar import emulator_for
 
@@ -31,12 +31,12 @@ c3.metric("Synapses (nonzero ternary)", f"{summary['synapses']:,}")
 c4.metric("Max memory per core", f"{summary['max_memory_bytes_per_core'] / 1024:.1f} KiB")
 chart(core_map_figure(core_map.table, core_map.hardware.core_sram_bytes), "core_map")
 with st.expander("Core map table"):
-    st.dataframe(core_map.table, hide_index=True, width="stretch")
+    st.dataframe(core_map.table, hide_index=True, width="stretch", column_config=thousands(core_map.table))
     table_downloads(core_map.table, "cores")
 
 st.subheader("Published model sizes on the same mapper")
 published = pl.DataFrame(list(published_summaries(core_map.hardware))).select("model", "cores", "chips", "synapses")
-st.dataframe(published, hide_index=True, width="stretch")
+st.dataframe(published, hide_index=True, width="stretch", column_config=thousands(published))
 st.caption("Published configurations use random weights' typical ternary density (69% nonzero).")
 
 st.subheader("Estimated throughput and energy")

@@ -60,7 +60,7 @@ per_site = (
 st.dataframe(per_site, hide_index=True, width="stretch")
 st.subheader("Neurons that saturate most")
 if saturated.height:
-    top = saturated.group_by(["layer", "site", "neuron"]).agg(pl.len().alias("times clipped"), pl.col("code").first()).sort("times clipped", descending=True).head(50)
+    top = saturated.group_by(["layer", "site", "neuron"]).agg(pl.len().alias("times_clipped"), pl.col("code").first()).sort("times_clipped", descending=True).head(50)
     st.dataframe(top, hide_index=True, width="stretch")
     table_downloads(saturated, "saturated_neurons")
 else:
