@@ -123,7 +123,7 @@ def test_lava_backend_in_chromium(page, app_url):
     page.get_by_role("heading", name="Generation").first.wait_for(timeout=180_000)
     _settle(page)
     page.locator('[data-testid="stSidebar"]').get_by_text("Lava simulation").click()
-    page.get_by_role("heading", name="Integer model (Lava simulation)").wait_for(timeout=300_000)
+    page.get_by_role("heading", name="Integer model · Lava simulation").wait_for(timeout=300_000)
     _settle(page)
     page.screenshot(path=str(SHOTS / "generation_lava.png"), full_page=True)
     assert page.locator('[data-testid="stException"]').count() == 0
@@ -134,3 +134,52 @@ def test_lava_backend_in_chromium(page, app_url):
     page.screenshot(path=str(SHOTS / "spike_activity_lava.png"), full_page=True)
     assert "Traceback" not in page.inner_text("body")
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_settings_from_the_url_in_chromium(page, app_url):
+    """A shared link restores the sidebar's settings (issue 11.16); a hostile value is named, not obeyed."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.goto(f"{app_url}/?seed=5&tokens=12&state_bits=16&top_k=abc", wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Generation").first.wait_for(timeout=180_000)
+    _settle(page)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=180_000)
+    _settle(page)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    assert sidebar.get_by_label("Seed (0 to 2,147,483,647)").input_value() == "5"
+    assert "`top_k` from the link was ignored" in sidebar.inner_text()
+    assert "seed=5" in page.url and "tokens=12" in page.url
+    page.screenshot(path=str(SHOTS / "generation_from_link.png"), full_page=True)
+
+
+def test_out_of_range_seed_in_chromium(page, app_url):
+    """Issue 11.15: typing a seed out of range says so at the top and draws no stale chart."""
+    page.goto(app_url, wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Generation").first.wait_for(timeout=180_000)
+    _settle(page)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=180_000)
+    box = page.locator('[data-testid="stSidebar"]').get_by_label("Seed (0 to 2,147,483,647)")
+    box.fill("99999999999")
+    box.press("Enter")
+    page.get_by_text("Nothing was run").first.wait_for(timeout=60_000)
+    _settle(page)
+    page.screenshot(path=str(SHOTS / "generation_bad_seed.png"), full_page=True)
+    assert page.locator(".js-plotly-plot").count() == 0
+
+
+def test_exported_figure_draws_offline(page, tmp_path):
+    """Issue 11.5: an exported HTML figure draws with every network request refused."""
+    import plotly.graph_objects as go
+
+    from inspector.exports import figures_html
+
+    path = tmp_path / "figure.html"
+    path.write_text(figures_html({"test": go.Figure(go.Bar(x=[1, 2, 3], y=[3, 1, 2]))}, {"prompt": "x"}), encoding="utf-8")
+    blocked = []
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:") else (blocked.append(route.request.url), route.abort()))
+    try:
+        page.goto(path.as_uri(), wait_until="load")
+        page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
+        assert page.locator(".js-plotly-plot .bars path").count() == 3
+    finally:
+        page.unroute("**/*")
+    assert blocked == []  # it did not even try to fetch anything
