@@ -137,3 +137,11 @@ def layer_op_counts(emulator: Emulator, layer: int = 0) -> dict[str, int]:
         "norm_multiplies": 2 * 2 * hidden,  # two norms: a square and a gain per neuron
         "state_multiplies": int(L.f_proj.weight.shape[0]),  # f * h, one per MLGRU neuron
     }
+
+
+def host_share(emulator: Emulator) -> dict[str, float]:
+    """How big the LM head (kept on the host) is next to a layer's stored ternary synapses."""
+    cfg = emulator.loaded.config
+    lm_head = int(cfg.vocab_size) * int(cfg.hidden_size)
+    per_layer = layer_op_counts(emulator)["synapse_additions"]
+    return {"lm_head_weights": lm_head, "lm_head_in_layers": lm_head / max(per_layer, 1)}

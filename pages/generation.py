@@ -31,7 +31,7 @@ c1.metric("Top-1 agreement", f"{sum(agree) / max(len(agree), 1):.0%}", help="Sha
 c2.metric("Mean KL (nats)", f"{sum(kl) / max(len(kl), 1):.4f}")
 c3.metric("Perplexity, float (own text)", f"{ppl.float_own:.2f}", help="The float model on the tokens it generated itself (the left text).")
 c4.metric("Perplexity, integer (own text)", f"{ppl.int_own:.2f}", help="The integer model on the tokens it generated itself (the right text).")
-c1, c2, c3, c4 = st.columns(4)
+c1, c3, c4 = st.columns([2, 1, 1])
 c3.metric("Perplexity, float (integer's text)", f"{ppl.float_on_int_text:.2f}", help="The float model teacher-forced on the integer model's continuation.")
 c4.metric("Perplexity, integer (integer's text)", f"{ppl.int_on_int_text:.2f}", help="The integer model on its own continuation, computed in the lockstep comparison.")
 c1.caption(
@@ -79,10 +79,14 @@ with b:
     chart(
         layer_error_figure(
             diff.tensors, token=step, sites=["attn_norm", "hidden", "o_proj", "residual_attn", "glu", "residual_mlp"],
-            where=f" at token {step} (the step that produced token {picked})",
+            where=f" at token {step} (it produced token {picked})",
         ),
         "layer_error_at_token",
     )
+st.caption(
+    "SQNR (signal-to-quantization-noise ratio) = 10·log10 of the float values' power over the power of their "
+    "difference from the integer model's dequantized values, in dB: higher is better, about 6 dB per bit."
+)
 st.subheader("Token by token (integer model)")
 st.caption(
     "`piece` is the tokenizer's raw vocabulary entry (a leading Ġ is a space, Ċ a newline), `text` the decoded "

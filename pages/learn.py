@@ -6,6 +6,7 @@ import streamlit as st
 
 from inspector.figures import kl_agreement_figure, layer_error_figure, saturation_rate_figure
 from inspector.teaching import (
+    host_share,
     layer_op_counts,
     spike_nonzero_table,
     spike_sparsity_figure,
@@ -32,6 +33,7 @@ STEPS = [
 st.title("Learn")
 session, analysis = page_analysis()
 emulator = emulator_for(session)
+host = host_share(emulator)
 with st.expander("Words used in this tour", expanded=False):
     st.markdown(
         "- **Neuro-core**: one of the 128 small processors of a Loihi 2 chip. It holds up to a few thousand neurons, "
@@ -44,10 +46,12 @@ with st.expander("Words used in this tour", expanded=False):
         "once and delivers their messages. A token passes the neuron groups of the layer stack one after the other, "
         "a time step each; the pages count everything per token.\n"
         "- **Host**: the ordinary CPU next to the chip. The embedding (a table lookup from token id to a vector) "
-        "and the LM head (a dense, non-ternary matrix from the last hidden vector to one score per vocabulary word) "
-        "stay on the host, in floating point, as in the paper: the LM head alone is about as large as several "
-        "layers of ternary synapses and would need full-precision weights, and a lookup table is no work for "
-        "neurons. The chip receives the embedded vector and returns the final normalized hidden vector."
+        "and the LM head (a dense matrix from the last hidden vector to one score per vocabulary word) stay on the "
+        "host, in floating point, as in the paper. A lookup is no work for neurons, and the LM head is dense and full "
+        f"precision: here {host['lm_head_weights']:,} weights, {host['lm_head_in_layers']:.1f} times the stored ternary "
+        "synapses of one layer; on chip each would need 8 or more bits of synapse memory, and the whole vocabulary's "
+        "scores must be computed for every token, so nothing is saved by event-driven sparsity. The chip receives "
+        "the embedded vector and returns the final normalized hidden vector."
     )
 step = st.radio("Step", STEPS, horizontal=True, key="tour_step")
 

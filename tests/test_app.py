@@ -187,6 +187,7 @@ def test_generation_numbers_tokens_from_the_prompt(app):
     assert len(app.get("pills")) == 0 and len(app.button) <= 2
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in app.get("plotly_chart")]
     assert any(f"produced token {first}" in t and f"token {first - 1}" in t for t in titles), titles
+    assert all(f"produced token {first}" in t for t in titles), titles
     picker.set_value(picker.options[3]).run()
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in app.get("plotly_chart")]
     assert any(f"after token {first + 2}: they produced token {first + 3}" in t for t in titles), titles

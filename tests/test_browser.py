@@ -146,7 +146,7 @@ def test_settings_from_the_url_in_chromium(page, app_url):
     _settle(page)
     sidebar = page.locator('[data-testid="stSidebar"]')
     assert sidebar.get_by_label("Seed (0 to 2,147,483,647)").input_value() == "5"
-    assert "`top_k` from the link was ignored" in sidebar.inner_text()
+    assert "top_k from the link was ignored" in sidebar.inner_text()  # markdown renders the backticks as code
     assert "seed=5" in page.url and "tokens=12" in page.url
     page.screenshot(path=str(SHOTS / "generation_from_link.png"), full_page=True)
 
@@ -183,3 +183,19 @@ def test_exported_figure_draws_offline(page, tmp_path):
     finally:
         page.unroute("**/*")
     assert blocked == []  # it did not even try to fetch anything
+
+
+def test_learn_steps_in_chromium(page, app_url):
+    """Screenshots of the tour steps changed by issue 11 (MLGRU colors, the sparsity chart, drift)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.goto(f"{app_url}/learn", wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Learn").first.wait_for(timeout=180_000)
+    _settle(page)
+    page.get_by_text("Words used in this tour").click()
+    for label, slug in (("3. The MLGRU neuron", "learn_mlgru"), ("4. Event-driven sparsity", "learn_sparsity"), ("6. Drift between float and integer", "learn_drift")):
+        page.get_by_text(label).click()
+        _settle(page)
+        page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+        page.screenshot(path=str(SHOTS / f"{slug}.png"), full_page=True)
+        assert page.locator('[data-testid="stException"]').count() == 0
+    assert "Synaptic operation" in page.inner_text("body")

@@ -20,7 +20,7 @@ from inspector.errors import PromptError
 from inspector.generate import MAX_SEED, SamplingSettings
 from inspector.perplexity import MAX_PERPLEXITY_TOKENS, own_continuation_perplexity, perplexity_text_ids
 from inspector.quant.config import QuantConfig
-from inspector.teaching import spike_nonzero_table, sparsity_summary, state_traces_figure
+from inspector.teaching import host_share, layer_op_counts, spike_nonzero_table, sparsity_summary, state_traces_figure
 from inspector.url_settings import QUANT_SLIDERS, fields, parse_query, to_query
 
 PROMPT = "To be, or not"
@@ -238,3 +238,15 @@ def test_url_settings_refuse_hostile_values(param, raw):
 def test_url_quant_ranges_match_quant_config():
     for name, (_, lo, hi) in QUANT_SLIDERS.items():
         assert lo <= getattr(QuantConfig(), name) <= hi
+
+
+def test_tour_op_counts_and_host_share(run):
+    emulator, _, _ = run
+    ops = layer_op_counts(emulator)
+    L = emulator.params.layers[0]
+    assert ops["synapse_additions"] == sum(int((p.weight != 0).sum()) for p in (L.i_proj, L.f_proj, L.g_proj, L.o_proj, L.gate_proj, L.down_proj))
+    assert 0 < ops["requantize_multiplies"] < ops["synapse_additions"]
+    cfg = emulator.loaded.config
+    share = host_share(emulator)
+    assert share["lm_head_weights"] == cfg.vocab_size * cfg.hidden_size
+    assert share["lm_head_in_layers"] == pytest.approx(share["lm_head_weights"] / ops["synapse_additions"])
