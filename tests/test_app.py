@@ -51,6 +51,8 @@ def test_every_page_renders(app, page):
     assert not app.error, [e.value for e in app.error]
     assert app.title[0].value
     assert len(app.get("plotly_chart")) >= 1  # the page drew real data, it did not stop early
+    downloads = [b.proto.label for b in app.sidebar.get("download_button")]
+    assert downloads == ["Download everything (zip)"]  # the one-click bundle, on every page
 
 
 def test_generation_shows_both_models_and_token_details(app):

@@ -199,3 +199,20 @@ def test_learn_steps_in_chromium(page, app_url):
         page.screenshot(path=str(SHOTS / f"{slug}.png"), full_page=True)
         assert page.locator('[data-testid="stException"]').count() == 0
     assert "Synaptic operation" in page.inner_text("body")
+
+
+def test_bundle_downloads_in_chromium(page, app_url, tmp_path):
+    """The sidebar's one-click bundle (issue 11.7) downloads a zip with every part, built on click."""
+    import json
+    import zipfile
+
+    page.goto(f"{app_url}/spike_activity", wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Spike activity").first.wait_for(timeout=180_000)
+    _settle(page)
+    with page.expect_download(timeout=120_000) as info:
+        page.locator('[data-testid="stSidebar"]').get_by_text("Download everything (zip)").click()
+    path = tmp_path / "bundle.zip"
+    info.value.save_as(path)
+    names = set(zipfile.ZipFile(path).namelist())
+    assert {"run.json", "columns.csv", "figures.html", "tables/tokens.csv", "tables/token_metrics.parquet"} <= names
+    assert json.loads(zipfile.ZipFile(path).read("run.json"))["model"]
