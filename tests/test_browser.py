@@ -210,7 +210,7 @@ def test_bundle_downloads_in_chromium(page, app_url, tmp_path):
     page.get_by_role("heading", name="Spike activity").first.wait_for(timeout=180_000)
     _settle(page)
     with page.expect_download(timeout=120_000) as info:
-        page.locator('[data-testid="stSidebar"]').get_by_text("Download everything (zip)").click()
+        page.locator('[data-testid="stSidebar"]').get_by_role("button", name="Download everything (zip)").click()
     path = tmp_path / "bundle.zip"
     info.value.save_as(path)
     names = set(zipfile.ZipFile(path).namelist())
