@@ -31,12 +31,12 @@ c1.metric("Top-1 agreement", f"{sum(agree) / max(len(agree), 1):.0%}", help="Sha
 c2.metric("Mean KL (nats)", f"{sum(kl) / max(len(kl), 1):.4f}")
 c3.metric("Perplexity, float (own text)", f"{ppl.float_own:.2f}", help="The float model on the tokens it generated itself (the left text).")
 c4.metric("Perplexity, integer (own text)", f"{ppl.int_own:.2f}", help="The integer model on the tokens it generated itself (the right text).")
-c1, c3, c4 = st.columns([2, 1, 1])
+_, _, c3, c4 = st.columns(4)
 c3.metric("Perplexity, float (integer's text)", f"{ppl.float_on_int_text:.2f}", help="The float model teacher-forced on the integer model's continuation.")
 c4.metric("Perplexity, integer (integer's text)", f"{ppl.int_on_int_text:.2f}", help="The integer model on its own continuation, computed in the lockstep comparison.")
-c1.caption(
-    f"Each model on its own continuation ({ppl.float_tokens} and {ppl.int_tokens} generated tokens): two different texts. "
-    "Both models on the same text, the integer model's continuation: the fair comparison. Perplexity uses the "
+st.caption(
+    f"Perplexity, first row: each model on its own continuation ({ppl.float_tokens} and {ppl.int_tokens} generated tokens): two different texts. "
+    "Second row: both models on the same text, the integer model's continuation: the fair comparison. Perplexity uses the "
     "untempered distribution, so sampling at a temperature can pick tokens the model finds unlikely."
 )
 
