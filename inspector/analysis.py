@@ -19,6 +19,7 @@ import polars as pl
 from inspector.diff import DiffResult, compare
 from inspector.emulator.engine import Emulator, EmulatorRun
 from inspector.generate import GeneratedToken, SamplingSettings, encode_prompt, generate
+from inspector.perplexity import Perplexities, run_perplexities
 from inspector.traces import run_tables, with_underflow
 
 # The window of tokens whose per-neuron data an analysis keeps: "generated" (the continuation and
@@ -77,6 +78,12 @@ class Analysis:
     def prompt_tokens(self) -> int:
         return len(self.run.prompt_ids)
 
+    @property
+    def perplexities(self) -> Perplexities:
+        """Each model on its own continuation, and both on the integer model's (see inspector.perplexity)."""
+        t = self.diff.tokens
+        return run_perplexities(self.float_tokens, self.run.tokens, t["nll_float"].to_list(), t["nll_int"].to_list(), self.prompt_tokens)
+
 
 def analyze(
     emulator: Emulator,
@@ -101,6 +108,7 @@ def analyze(
     for token in generate(emulator.loaded.model, tokenizer, prompt, **vars(sampling)):
         float_tokens.append(token)
         tick("float", len(float_tokens), "".join(t.text for t in float_tokens))
+
     def waiting(position: int) -> None:
         if on_progress is not None:
             on_progress("wait", position, total)

@@ -126,7 +126,10 @@ def cmd_diff(args) -> int:
         follow, prompt = "text", text
     else:
         follow, prompt = args.follow, args.prompt
-    ids = lockstep_ids(emulator, prompt, follow, _sampling(args))[: args.max_tokens]
+    ids = lockstep_ids(emulator, prompt, follow, _sampling(args))
+    if len(ids) > args.max_tokens:
+        print(f"note: the sequence is {len(ids)} tokens; only the first {args.max_tokens} are compared (--max-tokens)")
+        ids = ids[: args.max_tokens]
     result = compare(emulator, ids)
     pl.Config.set_tbl_rows(-1)
     pl.Config.set_tbl_cols(-1)
@@ -136,7 +139,8 @@ def cmd_diff(args) -> int:
     tok = result.tokens
     print(
         f"tokens {len(ids)}  top-1 agreement {tok['agree'].mean():.3f}  mean KL {tok['kl'].mean():.5f} nats  "
-        f"perplexity float {result.perplexity_float:.3f}  integer {result.perplexity_int:.3f}"
+        f"perplexity of both models on the same tokens ({'the text' if follow == 'text' else f'prompt + the {follow} model continuation'}): "
+        f"float {result.perplexity_float:.3f}  integer {result.perplexity_int:.3f}"
     )
     return 0
 

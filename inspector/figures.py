@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 
 import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 import polars as pl
@@ -19,6 +20,14 @@ GROUP_COLORS = {
     "norm_attn": "#8da0cb", "proj_ifg": "#1f77b4", "mlgru": "#d62728", "proj_o": "#17becf", "norm_mlp": "#b5cf6b",
     "proj_gate": "#2ca02c", "glu": "#ff7f0e", "proj_down": "#9467bd", "residual": "#7f7f7f", "final_norm": "#e377c2",
 }
+
+# 48 distinct colors (Plotly's default cycle has ten, so an eleventh series repeated the first)
+SERIES_COLORS = plotly.colors.qualitative.Dark24 + plotly.colors.qualitative.Light24
+
+
+def series_color(index: int) -> str:
+    """The color of the index-th series of a chart; distinct for the first 48."""
+    return SERIES_COLORS[index % len(SERIES_COLORS)]
 
 
 def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 380) -> go.Figure:
@@ -46,10 +55,16 @@ def agreement_color(agree: bool, kl: float) -> str:
     return "#ffd08a"
 
 
-def colored_tokens_html(pieces: list[str], agree: list[bool], kl: list[float], selected: int | None = None) -> str:
-    """The generated text as spans colored by float/integer agreement (hover shows KL)."""
+def colored_tokens_html(
+    pieces: list[str], agree: list[bool], kl: list[float], selected: int | None = None, first_token: int = 0
+) -> str:
+    """The generated text as spans colored by float/integer agreement (hover shows KL).
+
+    Tokens are numbered from the start of the sequence (`first_token` is the index of the first
+    generated token, i.e. the number of prompt tokens), as everywhere else; `selected` uses that index.
+    """
     spans = []
-    for k, (piece, a, d) in enumerate(zip(pieces, agree, kl)):
+    for k, (piece, a, d) in enumerate(zip(pieces, agree, kl), start=first_token):
         border = "outline: 2px solid #333;" if k == selected else ""
         text = html.escape(piece).replace("\n", "↵<br>") or "∅"
         spans.append(
@@ -59,7 +74,9 @@ def colored_tokens_html(pieces: list[str], agree: list[bool], kl: list[float], s
     return '<div style="font-family:monospace;line-height:1.9;white-space:pre-wrap">' + "".join(spans) + "</div>"
 
 
-def distribution_figure(float_logits: torch.Tensor, int_logits: torch.Tensor, tokenizer: Tokenizer, k: int = 10) -> go.Figure:
+def distribution_figure(
+    float_logits: torch.Tensor, int_logits: torch.Tensor, tokenizer: Tokenizer, k: int = 10, title: str = "Next-token distribution"
+) -> go.Figure:
     """Top-k next-token probabilities of both models (union of both top-k sets)."""
     pf = torch.softmax(float_logits.double(), -1)
     pi = torch.softmax(int_logits.double(), -1)
@@ -73,24 +90,35 @@ def distribution_figure(float_logits: torch.Tensor, int_logits: torch.Tensor, to
         ]
     )
     fig.update_layout(barmode="group")
-    return _layout(fig, "Next-token distribution", "token", "probability")
+    return _layout(fig, title, "token", "probability")
 
 
-def layer_error_figure(tensors: pl.DataFrame, metric: str = "sqnr_db", token: int | None = None, sites: list[str] | None = None) -> go.Figure:
-    """A metric along depth, one line per site (mean over tokens, or at one token)."""
+def layer_error_figure(
+    tensors: pl.DataFrame, metric: str = "sqnr_db", token: int | None = None, sites: list[str] | None = None, where: str | None = None
+) -> go.Figure:
+    """A metric along depth, one line per site (mean over tokens, or at one token).
+
+    `sites=None` draws every site; an empty list draws none (the page says to pick one). `where`
+    replaces the title's default " at token t" / " (mean over tokens)".
+    """
     data = tensors.filter(pl.col("layer") >= 0)
     if token is not None:
         data = data.filter(pl.col("token") == token)
-    if sites:
+    if sites is not None:
         data = data.filter(pl.col("site").is_in(sites))
     data = data.filter(pl.col(metric).is_finite())
     agg = data.group_by(["site", "layer"]).agg(pl.col(metric).mean()).sort("layer")
     fig = go.Figure()
-    for site in (sites or agg["site"].unique(maintain_order=True).to_list()):
+    order = sites if sites is not None else data["site"].unique(maintain_order=True).to_list()
+    for index, site in enumerate(order):
         part = agg.filter(pl.col("site") == site)
         if part.height:
-            fig.add_scatter(x=part["layer"].to_list(), y=part[metric].to_list(), mode="lines+markers", name=site)
-    where = f" at token {token}" if token is not None else " (mean over tokens)"
+            fig.add_scatter(
+                x=part["layer"].to_list(), y=part[metric].to_list(), mode="lines+markers", name=site,
+                line_color=series_color(index), marker_color=series_color(index),
+            )
+    if where is None:
+        where = f" at token {token}" if token is not None else " (mean over tokens)"
     fig.update_xaxes(dtick=1)
     label = METRIC_LABELS.get(metric, metric)
     return _layout(fig, f"{label} along depth{where}", "layer", label)
@@ -208,10 +236,9 @@ def saturation_rate_figure(saturation: pl.DataFrame) -> go.Figure:
         aggs += [pl.col("underflow").sum(), pl.col("values").filter(pl.col("underflow").is_not_null()).sum().alias("compared")]
     agg = saturation.group_by(["token", "kind"]).agg(aggs).with_columns((pl.col("clipped") / pl.col("values")).alias("rate")).sort("token")
     fig = go.Figure()
-    palette = {"state": "#d62728", "activation": "#1f77b4", "gate": "#2ca02c", "accumulator": "#9467bd"}
-    for kind in agg["kind"].unique().sort().to_list():
+    for index, kind in enumerate(agg["kind"].unique().sort().to_list()):
         part = agg.filter(pl.col("kind") == kind)
-        color = palette.get(kind, "#7f7f7f")
+        color = series_color(index)
         fig.add_scatter(x=part["token"].to_list(), y=part["rate"].to_list(), mode="lines", name=f"{kind}: clipped", line=dict(color=color))
         if has_underflow and part["compared"].sum() > 0:
             part = part.filter(pl.col("compared") > 0).with_columns((pl.col("underflow") / pl.col("compared")).alias("under"))

@@ -21,6 +21,7 @@ from inspector.tokenizer import IncrementalDecoder, decode, decode_continuation,
 
 MAX_PROMPT_TOKENS = 4096
 MAX_NEW_TOKENS = 4096
+MAX_SEED = 2**31 - 1  # the seed range the app and the CLI accept (torch takes more; a range keeps links portable)
 
 
 class RecurrentLM(Protocol):
@@ -46,13 +47,18 @@ class SamplingSettings:
     top_k: int = 40  # 0 disables top-k
     seed: int = 0
 
-    def validate(self) -> None:
+    def validate(self, vocab_size: int | None = None) -> None:
+        """Refuse settings no run can use, saying which and why (`vocab_size` bounds top-k when known)."""
         if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS:
             raise PromptError(f"tokens to generate must be between 1 and {MAX_NEW_TOKENS}, got {self.max_new_tokens}")
         if not self.temperature >= 0:
             raise PromptError(f"temperature must be >= 0 (0 means greedy), got {self.temperature}")
         if self.top_k < 0:
             raise PromptError(f"top-k must be >= 0 (0 disables it), got {self.top_k}")
+        if vocab_size is not None and self.top_k > vocab_size:
+            raise PromptError(f"top-k must be at most the vocabulary size, {vocab_size:,} (0 disables it), got {self.top_k:,}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise PromptError(f"the seed must be between 0 and {MAX_SEED:,}, got {self.seed:,}")
 
 
 def encode_prompt(tokenizer: Tokenizer, prompt: str) -> list[int]:
@@ -125,8 +131,13 @@ def generate_text(model: RecurrentLM, tokenizer: Tokenizer, prompt: str, **setti
     return decode_continuation(tokenizer, encode_prompt(tokenizer, prompt), ids)
 
 
-def token_table(steps: list[GeneratedToken], tokenizer: Tokenizer, top: int = 5) -> list[dict]:
+def token_table(steps: list[GeneratedToken], tokenizer: Tokenizer, top: int = 5, first_token: int = 0) -> list[dict]:
     """One row per generated token: its text, its probability, and the model's top alternatives.
+
+    `token` is the token's index counted from the start of the sequence the model read (pass the
+    number of prompt tokens as `first_token`), the join key shared with every other table. `piece`
+    is the tokenizer's raw vocabulary entry (byte-level BPE shows a space as "Ġ"), `text` the
+    characters the token added to the decoded text.
 
     Probabilities are those of the untempered distribution (softmax of the logits), which is what
     the model believes, independent of the sampling settings.
@@ -137,12 +148,13 @@ def token_table(steps: list[GeneratedToken], tokenizer: Tokenizer, top: int = 5)
         values, ids = torch.topk(probs, min(top, probs.numel()))
         rows.append(
             {
-                "position": step.position,
-                "token": tokenizer.id_to_token(step.token_id),
+                "token": first_token + step.position,
+                "token_id": step.token_id,
+                "piece": tokenizer.id_to_token(step.token_id),
                 "text": step.text,
                 "probability": float(probs[step.token_id]),
                 "rank": int((probs > probs[step.token_id]).sum()) + 1,
-                "top alternatives": ", ".join(
+                "top_alternatives": ", ".join(
                     f"{decode(tokenizer, [int(i)])!r} {float(v):.2f}" for v, i in zip(values, ids)
                 ),
             }

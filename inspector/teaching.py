@@ -12,7 +12,7 @@ import torch
 from inspector.analysis import Analysis
 from inspector.diff import compare
 from inspector.emulator.engine import Emulator
-from inspector.figures import _layout
+from inspector.figures import _layout, series_color
 from inspector.quant.config import QuantConfig
 from inspector.traces import with_underflow
 
@@ -71,13 +71,15 @@ def state_traces_figure(analysis: Analysis, layer: int = 0, neurons: int = 4) ->
     x = np.arange(analysis.window_start, analysis.window_start + f.shape[0])  # tokens from the start of the prompt
     order = np.argsort(-np.abs(f).mean(axis=0))[:neurons]
     fig = go.Figure()
-    for n in order:
-        fig.add_scatter(x=x, y=f[:, n], mode="lines", name=f"neuron {n} float")
-        fig.add_scatter(x=x, y=q[:, n], mode="markers", name=f"neuron {n} integer", marker=dict(size=5))
+    for index, n in enumerate(order):  # one color per neuron: its float line and its integer dots
+        color = series_color(index)
+        fig.add_scatter(x=x, y=f[:, n], mode="lines", name=f"neuron {n} float", line_color=color, legendgroup=str(n))
+        fig.add_scatter(x=x, y=q[:, n], mode="markers", name=f"neuron {n} integer", marker=dict(size=6, color=color), legendgroup=str(n))
     return _layout(fig, f"MLGRU state h of layer {layer}: the neuron remembers, decaying by f each token", "token", "h", height=420)
 
 
 def sparsity_summary(analysis: Analysis) -> dict[str, float]:
+    """Event sparsity of a run: silent neurons, synaptic ops against a dense evaluation, nonzero spikes."""
     activity = analysis.tables["activity"]
     dense_ops = int(analysis.tables["cores"]["synapses"].sum())  # every stored synapse, every token
     per_token = activity.group_by("token").agg(pl.col("synops").sum(), pl.col("active_neurons").sum(), pl.col("neurons").sum())
@@ -85,6 +87,7 @@ def sparsity_summary(analysis: Analysis) -> dict[str, float]:
         "synops_per_token": float(per_token["synops"].mean()),
         "dense_synops_per_token": float(dense_ops),
         "silent_share": 1 - float(per_token["active_neurons"].sum()) / float(per_token["neurons"].sum()),
+        "spike_nonzero_share": _nonzero_share(analysis),
     }
 
 
@@ -126,3 +129,64 @@ def saturation_experiment(ids: list[int], settings: dict[str, QuantConfig], emul
             "perplexity_int": result.perplexity_int,
         })
     return pl.DataFrame(rows)
+
+
+def _nonzero_share(analysis: Analysis) -> float:
+    table = spike_nonzero_table(analysis)
+    return float(table["nonzero"].sum()) / max(float(table["spikes"].sum()), 1.0)
+
+
+SPIKE_INPUTS = ("i_proj", "f_proj", "g_proj", "o_proj", "gate_proj", "down_proj")
+
+
+def spike_nonzero_table(analysis: Analysis) -> pl.DataFrame:
+    """Per layer and projection: how many graded spikes into its synapses were nonzero (sent).
+
+    Measured on the run's own integer values: each BitLinear input is quantized to `spike_bits`
+    and only nonzero codes become messages.
+    """
+    spikes = analysis.run.probe.saturation().filter(pl.col("site").str.ends_with(".spikes") & (pl.col("layer") >= 0))
+    table = (
+        spikes.group_by(["layer", "site"], maintain_order=True)
+        .agg(pl.col("values").sum().alias("spikes"), (pl.col("values") - pl.col("zero")).sum().alias("nonzero"))
+        .with_columns(pl.col("site").str.replace(r"\.spikes$", "").alias("projection"))
+        .select(pl.col("layer").cast(pl.Int64), "projection", pl.col("spikes").cast(pl.Int64), pl.col("nonzero").cast(pl.Int64))
+    )
+    return table.with_columns((pl.col("nonzero") / pl.col("spikes")).alias("nonzero_share")).sort("layer")
+
+
+def spike_sparsity_figure(table: pl.DataFrame) -> go.Figure:
+    """Share of graded spikes that were nonzero, per projection input and layer (0% would be free)."""
+    fig = go.Figure()
+    for index, projection in enumerate(p for p in SPIKE_INPUTS if p in set(table["projection"].to_list())):
+        part = table.filter(pl.col("projection") == projection)
+        fig.add_bar(x=[f"layer {l}" for l in part["layer"].to_list()], y=part["nonzero_share"].to_list(), name=projection, marker_color=series_color(index))
+    fig.update_yaxes(range=[0, 1], tickformat=".0%")
+    fig.update_layout(barmode="group")
+    return _layout(fig, "Graded spikes that were nonzero (each one is a message and costs synaptic ops)", "layer", "nonzero spikes")
+
+
+def layer_op_counts(emulator: Emulator, layer: int = 0) -> dict[str, int]:
+    """Per token in one layer: additions through ternary synapses vs the multiplies that remain.
+
+    Synapses add or subtract (one per nonzero weight, when every input is nonzero). Multiplies are
+    left per *neuron*: each projection output is requantized (an integer multiply and a shift),
+    each RMSNorm squares its inputs and scales by its gain, and the MLGRU computes f*h.
+    """
+    L = emulator.params.layers[layer]
+    projections = (L.i_proj, L.f_proj, L.g_proj, L.o_proj, L.gate_proj, L.down_proj)
+    hidden = int(L.i_proj.weight.shape[1])
+    return {
+        "synapse_additions": sum(int((p.weight != 0).sum()) for p in projections),
+        "requantize_multiplies": sum(int(p.weight.shape[0]) for p in projections),
+        "norm_multiplies": 2 * 2 * hidden,  # two norms: a square and a gain per neuron
+        "state_multiplies": int(L.f_proj.weight.shape[0]),  # f * h, one per MLGRU neuron
+    }
+
+
+def host_share(emulator: Emulator) -> dict[str, float]:
+    """How big the LM head (kept on the host) is next to a layer's stored ternary synapses."""
+    cfg = emulator.loaded.config
+    lm_head = int(cfg.vocab_size) * int(cfg.hidden_size)
+    per_layer = layer_op_counts(emulator)["synapse_additions"]
+    return {"lm_head_weights": lm_head, "lm_head_in_layers": lm_head / max(per_layer, 1)}

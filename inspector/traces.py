@@ -1,7 +1,7 @@
 """Traces on disk: one Parquet table per probe kind, plus `run.json` with what produced them.
 
 Schema (all integer columns Int64; `token` counts prompt and generated tokens from 0):
-- tokens.parquet: token, token_id, text, is_prompt
+- tokens.parquet: token, token_id, piece (raw vocabulary entry), text (decoded), is_prompt, is_special
 - activity.parquet: token, core, chip, layer, group, messages, active_neurons, synops, neuron_updates, neurons
 - saturation.parquet: token, layer, site, kind, clipped, values, zero, max_abs_code, effective_bits, bits,
   underflow. `clipped`: values beyond the register's range; `zero`: codes equal to 0; `underflow`: values
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from tokenizers import Tokenizer
 
 from inspector.emulator.engine import Emulator, EmulatorRun
 from inspector.tokenizer import special_token_ids, token_texts
@@ -41,24 +42,33 @@ def with_underflow(saturation: pl.DataFrame, metrics: pl.DataFrame) -> pl.DataFr
     return saturation.join(metrics.select("token", "layer", "site", "underflow"), on=["token", "layer", "site"], how="left")
 
 
+def token_frame(tokenizer: Tokenizer, ids: list[int], prompt_tokens: int) -> pl.DataFrame:
+    """One row per token of a sequence, keyed by `token` (its index from the start of the sequence).
+
+    Nothing here assumes what token 0 is: a special token the tokenizer added (a BOS, say) is a row
+    like any other, flagged `is_special`. `text` is what the token adds to the decoded text in
+    context (a leading space kept; "" inside a multi-byte character, which its last token carries).
+    """
+    special = special_token_ids(tokenizer)
+    return pl.DataFrame(
+        {
+            "token": list(range(len(ids))),
+            "token_id": ids,
+            "piece": [tokenizer.id_to_token(i) for i in ids],
+            "text": token_texts(tokenizer, ids),
+            "is_prompt": [k < prompt_tokens for k in range(len(ids))],
+            "is_special": [i in special for i in ids],
+        },
+        schema_overrides={"token": pl.Int64, "token_id": pl.Int64, "piece": pl.String, "text": pl.String},
+    )
+
+
 def run_tables(run: EmulatorRun, emulator: Emulator, tensors: bool = True) -> dict[str, pl.DataFrame]:
     """Every table of a probed run, in memory (the app shows these; the CLI writes them)."""
     if run.probe is None:
         raise ValueError("this run was made without probes")
-    tokenizer = emulator.loaded.tokenizer
-    ids = run.all_ids
-    n_prompt = len(run.prompt_ids)
-    specials = special_token_ids(tokenizer)
     tables = {
-        "tokens": pl.DataFrame(
-            {
-                "token": list(range(len(ids))),
-                "token_id": ids,
-                "text": token_texts(tokenizer, ids),
-                "is_prompt": [k < n_prompt for k in range(len(ids))],
-                "is_special": [i in specials for i in ids],
-            }
-        ),
+        "tokens": token_frame(emulator.loaded.tokenizer, run.all_ids, len(run.prompt_ids)),
         "activity": run.probe.activity(),
         "saturation": run.probe.saturation(),
         "neuron_clips": run.probe.neuron_clips(),

@@ -4,57 +4,78 @@ from __future__ import annotations
 
 import html
 
-import polars as pl
 import streamlit as st
 
+from inspector.exports import generation_table
 from inspector.figures import colored_tokens_html, distribution_figure, layer_error_figure
-from inspector.generate import token_table
-from inspector.ui.export import chart, table_downloads
+from inspector.ui.export import chart, column_help, table_downloads
 from inspector.ui.runs import page_analysis
 
 st.title("Generation")
 session, analysis = page_analysis()
 diff, tokenizer = analysis.diff, session.loaded.tokenizer
 n_prompt = analysis.prompt_tokens
-generated = diff.tokens.slice(n_prompt - 1, len(analysis.run.tokens))  # the distributions that produced each token
+table = generation_table(analysis, tokenizer)  # one row per generated token, keyed by `token`
+ppl = analysis.perplexities
 
 st.caption(
     "Both models continue the prompt with the same sampling settings and seed. The integer model runs on "
     f"the {session.backend.label} backend ({session.backend.reason}); each of its tokens is colored by how close the two models' "
     "next-token distributions were at that step (green: same top-1 and KL < 0.01 nats; yellow/orange: "
-    "same top-1, larger KL; red: the top-1 tokens differ)."
+    f"same top-1, larger KL; red: the top-1 tokens differ). Tokens are numbered from the start of the prompt: "
+    f"the prompt is tokens 0-{n_prompt - 1}, the first generated token is token {n_prompt}."
 )
-agree = generated["agree"].to_list()
-kl = generated["kl"].to_list()
+agree, kl = table["same_top1"].to_list(), table["kl_nats"].to_list()
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Top-1 agreement", f"{sum(agree) / max(len(agree), 1):.0%}")
+c1.metric("Top-1 agreement", f"{sum(agree) / max(len(agree), 1):.0%}", help="Share of generated tokens at which both models ranked the same next token first.")
 c2.metric("Mean KL (nats)", f"{sum(kl) / max(len(kl), 1):.4f}")
-c3.metric("Perplexity, float", f"{diff.perplexity_float:.2f}")
-c4.metric("Perplexity, integer", f"{diff.perplexity_int:.2f}")
+c3.metric("Perplexity, float (own text)", f"{ppl.float_own:.2f}", help="The float model on the tokens it generated itself (the left text).")
+c4.metric("Perplexity, integer (own text)", f"{ppl.int_own:.2f}", help="The integer model on the tokens it generated itself (the right text).")
+_, _, c3, c4 = st.columns(4)
+c3.metric("Perplexity, float (integer's text)", f"{ppl.float_on_int_text:.2f}", help="The float model teacher-forced on the integer model's continuation.")
+c4.metric("Perplexity, integer (integer's text)", f"{ppl.int_on_int_text:.2f}", help="The integer model on its own continuation, computed in the lockstep comparison.")
+st.caption(
+    f"Perplexity, first row: each model on its own continuation ({ppl.float_tokens} and {ppl.int_tokens} generated tokens): two different texts. "
+    "Second row: both models on the same text, the integer model's continuation: the fair comparison. Perplexity uses the "
+    "untempered distribution, so sampling at a temperature can pick tokens the model finds unlikely."
+)
 
 left, right = st.columns(2)
 with left:
     st.subheader("Float model")
     st.code(analysis.prompt + analysis.float_text, language=None, wrap_lines=True)
+
+tokens = table["token"].to_list()
+labels = {t: f"{t} · {text!r}"[:28] for t, text in zip(tokens, table["text"].to_list())}
 with right:
-    st.subheader(f"Integer model ({session.backend.label})")
-    pieces = [t.text for t in analysis.run.tokens]
-    selected = st.session_state.get("token_pick")
-    st.markdown(
-        f'<div style="font-family:monospace;white-space:pre-wrap;color:#555">{html.escape(analysis.prompt)}</div>'
-        + colored_tokens_html(pieces, agree, kl, selected),
-        unsafe_allow_html=True,
-    )
+    st.subheader(f"Integer model · {session.backend.label}")
+    text_slot = st.empty()
 
 st.subheader("Inspect a token")
-labels = {k: f"{k}: {t.text!r}"[:24] for k, t in enumerate(analysis.run.tokens)}
-pick = st.pills("Generated token", list(labels), format_func=labels.get, default=0, key="token_pick")
-pick = 0 if pick is None else pick
-position = n_prompt - 1 + pick
+if len(tokens) > 1:
+    by_label = {label: t for t, label in labels.items()}
+    picked = by_label[st.select_slider(
+        "Generated token (numbered from the start of the prompt)", list(by_label), value=labels[tokens[0]], key="token_pick"
+    )]
+else:
+    picked = tokens[0]
+    st.caption(f"The only generated token: {labels[picked]}")
+text_slot.markdown(
+    f'<div style="font-family:monospace;white-space:pre-wrap;color:#555">{html.escape(analysis.prompt)}</div>'
+    + colored_tokens_html(table["text"].to_list(), agree, kl, picked, first_token=n_prompt),
+    unsafe_allow_html=True,
+)
+step = picked - 1  # the position whose output distribution produced the picked token
 a, b = st.columns(2)
 with a:
-    if diff.in_window(position):
-        chart(distribution_figure(*diff.logits_at(position), tokenizer), "distribution")
+    if diff.in_window(step):
+        chart(
+            distribution_figure(
+                *diff.logits_at(step), tokenizer,
+                title=f"Next-token distributions after token {step}: they produced token {picked}",
+            ),
+            "distribution",
+        )
     else:
         st.info(
             f"Next-token distributions are kept for tokens {diff.window_start} on (the sidebar's 'Per-neuron detail'); "
@@ -62,12 +83,20 @@ with a:
         )
 with b:
     chart(
-        layer_error_figure(diff.tensors, token=position, sites=["attn_norm", "hidden", "o_proj", "residual_attn", "glu", "residual_mlp"]),
+        layer_error_figure(
+            diff.tensors, token=step, sites=["attn_norm", "hidden", "o_proj", "residual_attn", "glu", "residual_mlp"],
+            where=f" at token {step} (it produced token {picked})",
+        ),
         "layer_error_at_token",
     )
-st.subheader("Token by token (integer model)")
-table = pl.DataFrame(token_table(analysis.run.tokens, tokenizer)).with_columns(
-    pl.Series("KL vs float", kl), pl.Series("same top-1", agree)
+st.caption(
+    "SQNR (signal-to-quantization-noise ratio) = 10·log10 of the float values' power over the power of their "
+    "difference from the integer model's dequantized values, in dB: higher is better, about 6 dB per bit."
 )
-st.dataframe(table, hide_index=True, width="stretch")
-table_downloads(table, "tokens")
+st.subheader("Token by token (integer model)")
+st.caption(
+    "`piece` is the tokenizer's raw vocabulary entry (byte-level BPE: Ġ is a space, Ċ a newline; SentencePiece: ▁ is a space), `text` the decoded "
+    "characters. `kl_nats` and `same_top1` compare the distributions the token was drawn from."
+)
+st.dataframe(table, hide_index=True, width="stretch", column_config=column_help(table))
+table_downloads(table, "generation")

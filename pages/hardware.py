@@ -14,7 +14,7 @@ from inspector.figures import core_map_figure, energy_breakdown_figure, estimate
 from inspector.hardware_report import density_summary, evaluate, matching_published, results_table
 from inspector.paper import JETSON_ORIN_NANO_WATTS, JETSON_SOURCE, PAPER, PAPER_NOTE, GpuBaseline, ratios
 from inspector.activity_cache import cache_dir, estimated_measure_seconds
-from inspector.ui.export import chart, table_downloads
+from inspector.ui.export import chart, table_downloads, thousands
 from inspector.ui.hardware import cached_published_evaluation, cost_preset, measure_published, what_if_hardware
 from inspector.ui.runs import page_analysis
 from inspector.ui.sidebar import emulator_for
@@ -58,7 +58,7 @@ c3.metric("Synapses (nonzero ternary)", f"{summary['synapses']:,}")
 c4.metric("Max memory per core", f"{summary['max_memory_bytes_per_core'] / 1024:.1f} KiB")
 chart(core_map_figure(core_map.table, hw.core_sram_bytes), "core_map")
 with st.expander("Core map table"):
-    st.dataframe(core_map.table, hide_index=True, width="stretch")
+    st.dataframe(core_map.table, hide_index=True, width="stretch", column_config=thousands(core_map.table))
     table_downloads(core_map.table, "cores")
 
 st.subheader("Estimated time and energy per token")
@@ -104,7 +104,7 @@ for name in PUBLISHED_CONFIGS:
     else:
         evaluations.append(evaluation)
 results = results_table(evaluations)
-st.dataframe(results, hide_index=True, width="stretch")
+st.dataframe(results, hide_index=True, width="stretch", column_config=thousands(results))
 table_downloads(results, "estimates")
 for name in missing:
     seconds = estimated_measure_seconds(HGRNBitConfig(**PUBLISHED_CONFIGS[name]))

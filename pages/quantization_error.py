@@ -8,7 +8,8 @@ import streamlit as st
 from inspector.diff import compare
 from inspector.errors import InspectorError
 from inspector.figures import kl_agreement_figure, layer_error_figure, scatter_figure, token_error_figure
-from inspector.tokenizer import encode_document
+from inspector.exports import TABLE_NOTES, token_metrics_table
+from inspector.perplexity import MAX_PERPLEXITY_TOKENS, perplexity_text_ids
 from inspector.ui.export import chart, table_downloads
 from inspector.ui.runs import page_analysis
 from inspector.ui.sidebar import emulator_for
@@ -25,14 +26,17 @@ st.caption(
 )
 per_layer = diff.per_layer()
 st.dataframe(per_layer, hide_index=True, width="stretch", height=300)
-table_downloads(per_layer, "per_layer_error")
+table_downloads(per_layer, "per_layer_error", TABLE_NOTES["per_layer_error"])
 
 metric = st.segmented_control("Metric", list(METRICS), format_func=METRICS.get, default="sqnr_db", key="err_metric") or "sqnr_db"
 sites = st.multiselect(
     "Sites", per_layer["site"].unique(maintain_order=True).to_list(),
     default=["attn_norm", "hidden", "o_proj", "residual_attn", "glu", "residual_mlp"], key="err_sites",
 )
-chart(layer_error_figure(diff.tensors, metric=metric, sites=sites), "error_depth")
+if sites:
+    chart(layer_error_figure(diff.tensors, metric=metric, sites=sites), "error_depth")
+else:
+    st.info("Pick at least one site above to draw the chart.")
 
 c1, c2 = st.columns(2)
 layers = sorted(l for l in diff.tensors["layer"].unique().to_list() if l >= 0)
@@ -47,15 +51,26 @@ with b:
     chart(scatter_figure(diff.float_values[key], diff.int_probe.site_values(key), f"layer {layer} {site}: float vs integer"), "scatter")
 
 st.subheader("Next-token distributions")
+st.caption(
+    "Bar t is the KL divergence (in nats) between the two models' distributions after reading token t, i.e. "
+    "their predictions of token t + 1. Tokens are numbered from the start of the prompt."
+)
 chart(kl_agreement_figure(diff.tokens, analysis.prompt_tokens), "kl")
-table_downloads(diff.tokens, "token_metrics")
+table_downloads(token_metrics_table(analysis), "token_metrics", TABLE_NOTES["token_metrics"])
 
 st.subheader("Perplexity on a text of your choice")
 text = st.text_area(
     "Text (both models are teacher-forced on it)", value=analysis.prompt + analysis.int_text, key="ppl_text", height=120
 )
+st.caption(f"At most the first {MAX_PERPLEXITY_TOKENS:,} tokens of the text are used.")
 if st.button("Compute perplexity", key="ppl_button"):
-    ids = encode_document(session.loaded.tokenizer, text)[:1024]
+    text_ids = perplexity_text_ids(session.loaded.tokenizer, text)
+    ids = text_ids.ids
+    if text_ids.truncated:
+        st.warning(
+            f"The text is {text_ids.total:,} tokens long; only its first {len(ids):,} tokens are used "
+            f"(the limit is {MAX_PERPLEXITY_TOKENS:,})."
+        )
     if len(ids) < 2:
         st.error("The text needs at least two tokens.")
     else:
@@ -66,6 +81,7 @@ if st.button("Compute perplexity", key="ppl_button"):
             st.error(str(exc))
         else:
             c1, c2, c3 = st.columns(3)
+            st.caption(f"Both models teacher-forced on the same {len(ids):,} tokens ({len(ids) - 1:,} predictions).")
             c1.metric("Perplexity, float", f"{result.perplexity_float:.3f}")
             c2.metric("Perplexity, integer", f"{result.perplexity_int:.3f}")
             c3.metric("Top-1 agreement", f"{result.tokens['agree'].mean():.1%}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
+from inspector.exports import TABLE_NOTES
 from inspector.figures import activity_heatmap, raster_figure, sparsity_figure, synops_figure
 from inspector.ui.export import chart, table_downloads
 from inspector.ui.runs import page_analysis
@@ -14,10 +15,12 @@ session, analysis = page_analysis()
 activity = analysis.tables["activity"]
 cores = analysis.tables["cores"]
 st.caption(
-    "On Loihi 2 a neuron that outputs a nonzero value sends one message (a graded spike carrying the "
-    "value); a zero sends nothing and costs nothing. Each message then costs one synaptic operation per "
-    "stored synapse it reaches. These counts come from the integer model's actual values, as computed "
-    f"by the {session.backend.label} backend."
+    "On Loihi 2 a neuron that outputs a nonzero value sends a message (a graded spike carrying the value) to each "
+    "group of neurons it feeds; a zero sends nothing and costs nothing. Most neurons feed one group and send one "
+    "message, but each neuron of an attention-norm core feeds the i, f and g projections with separately quantized "
+    "values and can send up to three per token: the counts below are messages, not neurons. Each message then costs "
+    "one synaptic operation per stored synapse it reaches. These counts come from the integer model's actual "
+    f"values, as computed by the {session.backend.label} backend. One time step processes one token."
 )
 totals = activity.group_by("token").agg(pl.col("messages").sum(), pl.col("synops").sum(), pl.col("active_neurons").sum(), pl.col("neurons").sum())
 c1, c2, c3 = st.columns(3)
@@ -51,4 +54,4 @@ first = analysis.run.probe.window_start
 st.caption(f"Tokens {first}-{first + messages.shape[0] - 1} (the sidebar's 'Per-neuron detail' chooses which tokens keep a raster).")
 chart(raster_figure(messages, core, row["start"], group, layer, first_token=first), "raster")
 st.subheader("Activity table")
-table_downloads(activity, "activity")
+table_downloads(activity, "activity", TABLE_NOTES["activity"])

@@ -51,6 +51,8 @@ def test_every_page_renders(app, page):
     assert not app.error, [e.value for e in app.error]
     assert app.title[0].value
     assert len(app.get("plotly_chart")) >= 1  # the page drew real data, it did not stop early
+    downloads = [b.proto.label for b in app.sidebar.get("download_button")]
+    assert downloads == ["Download everything (zip)"]  # the one-click bundle, on every page
 
 
 def test_generation_shows_both_models_and_token_details(app):
@@ -87,6 +89,41 @@ def test_quantization_error_perplexity(app):
     app.button(key="ppl_button").click().run()
     assert not app.exception
     assert any(m.label == "Perplexity, integer" for m in app.metric)
+    assert not app.warning
+
+
+def test_perplexity_box_says_when_it_cuts_the_text(app):
+    """Issue 11.10."""
+    app.switch_page("pages/quantization_error.py").run()
+    app.text_area(key="ppl_text").input("To be, or not to be, that is the question. " * 200).run()
+    app.button(key="ppl_button").click().run()
+    assert not app.exception
+    said = " ".join(w.value for w in app.warning)
+    assert "only its first 1,024 tokens are used" in said
+
+
+def test_clearing_sites_draws_nothing_and_says_so(app):
+    """Issue 11.9: no sites means no lines (not all 16)."""
+    app.switch_page("pages/quantization_error.py").run()
+    charts = len(app.get("plotly_chart"))
+    app.multiselect(key="err_sites").set_value([]).run()
+    assert not app.exception
+    assert any("at least one site" in i.value for i in app.info)
+    assert len(app.get("plotly_chart")) == charts - 1
+
+
+def test_published_sizes_have_thousands_separators(app):
+    """Issue 11.11."""
+    app.switch_page("pages/hardware.py").run()
+    published = next(d for d in app.dataframe if "synapses" in d.value.columns and "model" in d.value.columns)
+    assert '"localized"' in published.proto.columns and "synapses" in published.proto.columns
+
+
+def test_spike_activity_caption_counts_fan_out(app):
+    """Issue 11.7: the caption's words match what `messages` counts for norm cores."""
+    app.switch_page("pages/spike_activity.py").run()
+    caption = " ".join(c.value for c in app.caption)
+    assert "up to three per token" in caption and "messages, not neurons" in caption
 
 
 def test_learn_steps(app):
@@ -112,6 +149,143 @@ def test_hardware_backend_says_why_it_is_unavailable(app, monkeypatch):
     backend_statuses.cache_clear()
 
 
+def test_learn_tour_points(app):
+    """Issue 11, Learn tour: wording, definitions, the measured sparsity chart, SQNR defined."""
+    import re
+
+    app.switch_page("pages/learn.py").run()
+    glossary = " ".join(m.value for m in app.expander[0].markdown)
+    for word in ("Neuro-core", "Message", "Synaptic operation", "Time step", "embedding", "LM head", "host"):
+        assert word in glossary, word
+    step1 = " ".join(m.value for m in app.markdown)
+    assert "a layer needs no multiplier" not in step1 and "requantized" in step1 and "f·h" in step1
+    radio = app.radio(key="tour_step")
+    radio.set_value(radio.options[3]).run()
+    text = " ".join(m.value for m in app.markdown)
+    assert re.search(r"\d+% of the spikes into the ternary synapses were nonzero", text)
+    assert re.search(r"\*\*(rarely|often|only sometimes) zero\*\*", text)
+    assert "What would make them sparser" in text
+    assert any(k.proto.id and "tour_sparsity" in k.proto.id for k in app.get("plotly_chart")) or len(app.get("plotly_chart")) == 1
+    radio.set_value(radio.options[5]).run()
+    text = " ".join(m.value for m in app.markdown)
+    assert "signal-to-quantization-noise ratio" in text and "10·log10" in text
+
+
+def _all_messages(at: AppTest) -> list[str]:
+    return [m.value for kind in (at.error, at.warning, at.info, at.caption, at.markdown) for m in kind]
+
+
+def test_hardware_backend_is_not_selectable_and_says_why_once(app):
+    """Issue 11.12: an unavailable backend cannot be chosen; why is said once, in the sidebar."""
+    from inspector.backends import status_of
+
+    if status_of("loihi2").available:
+        pytest.skip("a Loihi 2 system is configured here")
+    assert "Loihi 2 hardware" not in app.sidebar.radio(key="backend").options
+    for page in PAGES[:2]:
+        app.switch_page(page).run()
+        said = [m for m in _all_messages(app) if "lava-loihi" in m or "Loihi2HwCfg" in m]
+        assert len(said) == 1, said
+        assert "Loihi 2 hardware" in said[0] and "not available here" in said[0]
+
+
+def test_generation_numbers_tokens_from_the_prompt(app):
+    """Issue 11.8/14/17: one index convention; a slider (not a button per token); a plain heading."""
+    import json
+
+    app.sidebar.slider(key="max_new_tokens").set_value(8).run()
+    table = app.dataframe[0].value
+    first = int(table["token"].iloc[0])
+    assert first >= 1 and list(table["token"]) == list(range(first, first + 8))  # first = number of prompt tokens
+    assert {"piece", "text", "kl_nats", "same_top1"} <= set(table.columns)
+    assert not any(" " in c for c in table.columns)
+    picker = app.select_slider(key="token_pick")
+    assert list(picker.options)[0].startswith(f"{first} ·") and len(picker.options) == 8
+    assert len(app.get("pills")) == 0 and len(app.button) <= 2
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in app.get("plotly_chart")]
+    assert any(f"produced token {first}" in t and f"token {first - 1}" in t for t in titles), titles
+    assert all(f"produced token {first}" in t for t in titles), titles
+    picker.set_value(picker.options[3]).run()
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in app.get("plotly_chart")]
+    assert any(f"after token {first + 2}: they produced token {first + 3}" in t for t in titles), titles
+    assert any(h.value == "Integer model · Emulator (bit-accurate)" for h in app.subheader)
+    assert not any("((" in h.value or "))" in h.value for h in app.subheader)
+
+
+def test_generation_perplexities_say_which_text(app):
+    """Issue 11.6: each model on its own text, and both on the same text, labeled."""
+    metrics = {m.label: float(m.value) for m in app.metric if m.label.startswith("Perplexity")}
+    assert set(metrics) == {
+        "Perplexity, float (own text)", "Perplexity, integer (own text)",
+        "Perplexity, float (integer's text)", "Perplexity, integer (integer's text)",
+    }
+    # the integer model's own continuation and "its text" are the same tokens under the same logits
+    assert metrics["Perplexity, integer (own text)"] == pytest.approx(metrics["Perplexity, integer (integer's text)"], rel=1e-3)
+    float_own = metrics["Perplexity, float (own text)"]
+    app.slider(key="q_state_bits").set_value(6).run()
+    assert not app.exception
+    after = {m.label: float(m.value) for m in app.metric if m.label.startswith("Perplexity")}
+    assert after["Perplexity, float (own text)"] == float_own  # QuantConfig does not touch the float model
+
+
+@pytest.mark.parametrize("key,value,words", [("seed", 99_999_999_999, "seed"), ("top_k", 99_999, "top-k"), ("seed", -1, "seed")])
+def test_out_of_range_numbers_are_explained_and_hide_old_results(app, key, value, words):
+    """Issue 11.15: the message is where the user looks, and stale results are not shown."""
+    assert len(app.get("plotly_chart")) >= 1
+    app.sidebar.number_input(key=key).set_value(value).run()
+    assert not app.exception
+    top = [e.value for e in app.main.error]
+    assert top and words in top[0].lower() and "nothing was run" in top[0].lower()
+    assert any(words in e.value.lower() for e in app.sidebar.error)  # next to the box too
+    assert len(app.get("plotly_chart")) == 0 and len(app.metric) == 0 and len(app.dataframe) == 0
+    app.sidebar.number_input(key=key).set_value(5).run()
+    assert not app.exception and not app.error
+    assert len(app.get("plotly_chart")) >= 1
+
+
+def test_settings_are_written_to_the_url(app):
+    """Issue 11.16: a changed setting appears in the query string, so a reload restores it."""
+    app.sidebar.number_input(key="seed").set_value(7).run()
+    app.slider(key="q_state_bits").set_value(12).run()
+    assert app.query_params["seed"] == "7"
+    assert app.query_params["state_bits"] == "12"
+    assert app.query_params["tokens"] == "6"
+    assert app.query_params["model"] == "local" and app.query_params["path"]
+
+
+def test_settings_are_read_from_the_url(tiny_checkpoint):
+    at = _app()
+    at.query_params.update(
+        {"model": "local", "path": str(tiny_checkpoint), "tokens": "5", "seed": "11", "temperature": "0", "state_bits": "16",
+         "prompt": "Whether 'tis"}
+    )
+    at.run()
+    assert not at.exception, at.exception
+    assert at.sidebar.number_input(key="seed").value == 11
+    assert at.sidebar.slider(key="max_new_tokens").value == 5
+    assert at.slider(key="q_state_bits").value == 16
+    assert at.sidebar.text_area[0].value == "Whether 'tis"
+    assert len(at.dataframe[0].value) == 5
+    assert not at.warning
+
+
+def test_hostile_url_values_fall_back_with_a_message(tiny_checkpoint):
+    at = _app()
+    at.query_params.update(
+        {"model": "local", "path": str(tiny_checkpoint), "tokens": "99999", "seed": "abc", "temperature": "nan",
+         "state_bits": "-3", "backend": "loihi2", "headroom": "1e308", "pow2": "<script>", "x" * 40: "1"}
+    )
+    at.run()
+    assert not at.exception, at.exception
+    warnings = " ".join(w.value for w in at.sidebar.warning)
+    for name in ("`tokens`", "`seed`", "`temperature`", "`state_bits`", "`headroom`", "`pow2`", "Unknown link parameters"):
+        assert name in warnings, name
+    assert "Loihi 2 hardware" in warnings or "`backend`" in warnings
+    assert at.sidebar.slider(key="max_new_tokens").value == 32  # the default
+    assert at.sidebar.number_input(key="seed").value == 0
+    assert not at.error
+
+
 def _page_values(at: AppTest) -> tuple[list[str], list[str]]:
     """The generated texts (code, markdown) and the metrics of a page: what must not depend on the backend."""
     return [c.value for c in at.code] + [m.value for m in at.markdown], [f"{m.label}={m.value}" for m in at.metric]
@@ -126,7 +300,7 @@ def test_generation_and_spike_activity_on_the_lava_backend(app):
     app.sidebar.radio(key="backend").set_value("Lava simulation").run()
     assert not app.exception, app.exception
     assert not app.error, [e.value for e in app.error]
-    assert any("Integer model (Lava simulation)" == h.value for h in app.subheader)
+    assert any("Integer model · Lava simulation" == h.value for h in app.subheader)
     assert _page_values(app) == on_emulator
     assert len(app.get("plotly_chart")) >= 1
     app.switch_page("pages/spike_activity.py").run()

@@ -123,7 +123,7 @@ def test_lava_backend_in_chromium(page, app_url):
     page.get_by_role("heading", name="Generation").first.wait_for(timeout=180_000)
     _settle(page)
     page.locator('[data-testid="stSidebar"]').get_by_text("Lava simulation").click()
-    page.get_by_role("heading", name="Integer model (Lava simulation)").wait_for(timeout=300_000)
+    page.get_by_role("heading", name="Integer model · Lava simulation").wait_for(timeout=300_000)
     _settle(page)
     page.screenshot(path=str(SHOTS / "generation_lava.png"), full_page=True)
     assert page.locator('[data-testid="stException"]').count() == 0
@@ -134,6 +134,88 @@ def test_lava_backend_in_chromium(page, app_url):
     page.screenshot(path=str(SHOTS / "spike_activity_lava.png"), full_page=True)
     assert "Traceback" not in page.inner_text("body")
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_settings_from_the_url_in_chromium(page, app_url):
+    """A shared link restores the sidebar's settings (issue 11.16); a hostile value is named, not obeyed."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.goto(f"{app_url}/?seed=5&tokens=12&state_bits=16&top_k=abc", wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Generation").first.wait_for(timeout=180_000)
+    _settle(page)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=180_000)
+    _settle(page)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    assert sidebar.get_by_label("Seed (0 to 2,147,483,647)").input_value() == "5"
+    assert "top_k from the link was ignored" in sidebar.inner_text()  # markdown renders the backticks as code
+    assert "seed=5" in page.url and "tokens=12" in page.url
+    page.screenshot(path=str(SHOTS / "generation_from_link.png"), full_page=True)
+
+
+def test_out_of_range_seed_in_chromium(page, app_url):
+    """Issue 11.15: typing a seed out of range says so at the top and draws no stale chart."""
+    page.goto(app_url, wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Generation").first.wait_for(timeout=180_000)
+    _settle(page)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=180_000)
+    box = page.locator('[data-testid="stSidebar"]').get_by_label("Seed (0 to 2,147,483,647)")
+    box.fill("99999999999")
+    box.press("Enter")
+    page.get_by_text("Nothing was run").first.wait_for(timeout=60_000)
+    _settle(page)
+    page.screenshot(path=str(SHOTS / "generation_bad_seed.png"), full_page=True)
+    assert page.locator(".js-plotly-plot").count() == 0
+
+
+def test_exported_figure_draws_offline(page, tmp_path):
+    """Issue 11.5: an exported HTML figure draws with every network request refused."""
+    import plotly.graph_objects as go
+
+    from inspector.exports import figures_html
+
+    path = tmp_path / "figure.html"
+    path.write_text(figures_html({"test": go.Figure(go.Bar(x=[1, 2, 3], y=[3, 1, 2]))}, {"prompt": "x"}), encoding="utf-8")
+    blocked = []
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:") else (blocked.append(route.request.url), route.abort()))
+    try:
+        page.goto(path.as_uri(), wait_until="load")
+        page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
+        assert page.locator(".js-plotly-plot .bars path").count() == 3
+    finally:
+        page.unroute("**/*")
+    assert blocked == []  # it did not even try to fetch anything
+
+
+def test_learn_steps_in_chromium(page, app_url):
+    """Screenshots of the tour steps changed by issue 11 (MLGRU colors, the sparsity chart, drift)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.goto(f"{app_url}/learn", wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Learn").first.wait_for(timeout=180_000)
+    _settle(page)
+    page.get_by_text("Words used in this tour").click()
+    for label, slug in (("3. The MLGRU neuron", "learn_mlgru"), ("4. Event-driven sparsity", "learn_sparsity"), ("6. Drift between float and integer", "learn_drift")):
+        page.get_by_text(label).click()
+        _settle(page)
+        page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+        page.screenshot(path=str(SHOTS / f"{slug}.png"), full_page=True)
+        assert page.locator('[data-testid="stException"]').count() == 0
+    assert "Synaptic operation" in page.inner_text("body")
+
+
+def test_bundle_downloads_in_chromium(page, app_url, tmp_path):
+    """The sidebar's one-click bundle (issue 11.7) downloads a zip with every part, built on click."""
+    import json
+    import zipfile
+
+    page.goto(f"{app_url}/spike_activity", wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Spike activity").first.wait_for(timeout=180_000)
+    _settle(page)
+    with page.expect_download(timeout=120_000) as info:
+        page.locator('[data-testid="stSidebar"]').get_by_role("button", name="Download everything (zip)").click()
+    path = tmp_path / "bundle.zip"
+    info.value.save_as(path)
+    names = set(zipfile.ZipFile(path).namelist())
+    assert {"run.json", "columns.csv", "figures.html", "tables/tokens.csv", "tables/token_metrics.parquet"} <= names
+    assert json.loads(zipfile.ZipFile(path).read("run.json"))["model"]
 
 
 def test_learn_saturation_experiment_in_chromium(page, app_url):

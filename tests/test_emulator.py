@@ -157,6 +157,9 @@ def test_cli_run_and_diff(tiny_checkpoint, tmp_path, capsys):
     assert cli_main(["diff", "--model", str(tiny_checkpoint), "--text", str(text_file)]) == 0
     out = capsys.readouterr().out
     assert "top-1 agreement" in out and "residual_mlp" in out
+    assert "perplexity of both models on the same tokens (the text)" in out
+    assert cli_main(["diff", "--model", str(tiny_checkpoint), "--text", str(text_file), "--max-tokens", "4"]) == 0
+    assert "only the first 4 are compared" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

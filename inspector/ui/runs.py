@@ -15,9 +15,11 @@ import streamlit as st
 
 from inspector.analysis import Analysis, analyze
 from inspector.errors import InspectorError
+from inspector.exports import bundle_zip, run_metadata
 from inspector.run_cache import RUNS
+from inspector.ui.export import set_metadata
 from inspector.ui.lifecycle import on_session_end, session_id
-from inspector.ui.sidebar import Session, emulator_for, render_sidebar
+from inspector.ui.sidebar import Session, emulator_for, render_sidebar, settings_problems
 
 AUTO_RUN_MAX_PARAMETERS = 50_000_000
 
@@ -45,9 +47,8 @@ def _request(key: tuple) -> None:
 
 
 def ensure_analysis(session: Session) -> Analysis | None:
-    if not session.backend.available:
+    if not session.backend.available:  # the sidebar offers only available backends; kept as a guard
         st.error(f"{session.backend.label} cannot run here: {session.backend.reason}")
-        st.info("Choose the Emulator backend in the sidebar to run the integer model.")
         return None
     owner = session_id()
     on_session_end("runs", lambda: RUNS.release(owner))
@@ -91,7 +92,7 @@ def ensure_analysis(session: Session) -> Analysis | None:
 
         left, right = st.columns(2)
         left.caption("Float model")
-        right.caption(f"Integer model ({session.backend.label})")
+        right.caption(f"Integer model · {session.backend.label}")
         streams = {"float": left.empty(), "integer": right.empty()}
 
         def on_token(phase: str, text: str) -> None:
@@ -111,12 +112,31 @@ def ensure_analysis(session: Session) -> Analysis | None:
 
 
 def page_analysis() -> tuple[Session, Analysis]:
-    """Sidebar + analysis for a page; stops the page (after saying why) when there is none."""
+    """Sidebar + analysis for a page; stops the page (after saying why) when there is none.
+
+    An invalid setting stops the page before any result is drawn: results of earlier settings are
+    never shown as if they belonged to the settings on screen.
+    """
     session = render_sidebar()
     if session is None:
-        st.warning("Choose a model in the sidebar that loads without errors.")
+        problems = settings_problems()
+        if problems:
+            st.error("Nothing was run: " + " ".join(problems) + " Fix it in the sidebar.")
+        else:
+            st.warning("Choose a model in the sidebar that loads without errors.")
         st.stop()
     analysis = ensure_analysis(session)
     if analysis is None:
         st.stop()
+    metadata = run_metadata(
+        analysis, model=session.loaded.name, directory=str(session.loaded.directory),
+        parameters=session.loaded.model.num_parameters(), qc=session.qc, backend=session.backend.key,
+    )
+    set_metadata(metadata)
+    tokenizer = session.loaded.tokenizer
+    st.sidebar.download_button(
+        "Download everything (zip)", lambda: bundle_zip(analysis, tokenizer, metadata), "loihi_lm_inspector_run.zip",
+        "application/zip", key="bundle", on_click="ignore", icon=":material/download:",
+        help="All tables (Parquet and CSV), run.json, a column dictionary and the figures as one self-contained HTML page.",
+    )
     return session, analysis

@@ -1,6 +1,8 @@
 """The sidebar shown on every page: model, backend, prompt, sampling and QuantConfig overrides.
 
-It returns a `Session` (or None when no model could be loaded, after showing why). Models and their
+It returns a `Session` (or None when no model could be loaded or a setting is invalid, after showing
+why next to the input; `settings_problems()` tells the page what to say at its top). The settings
+are mirrored in the URL's query parameters, so a reload or a shared link restores them. Models and their
 emulators are cached with `st.cache_resource`, keyed by the directory, its files' sizes and mtimes
 and the QuantConfig, so switching pages never reloads or re-converts anything.
 """
@@ -18,11 +20,13 @@ from inspector.catalog import checkpoint_fingerprint, sample_models
 from inspector.checkpoint import LoadedModel, load_checkpoint
 from inspector.emulator.engine import Emulator, make_backend
 from inspector.errors import CheckpointError, InspectorError
-from inspector.generate import MAX_NEW_TOKENS, SamplingSettings
+from inspector.generate import MAX_NEW_TOKENS, MAX_SEED, SamplingSettings
 from inspector.paths import checkpoint_directory
 from inspector.quant.config import QUANT_PRESETS, SCALE_RULES, QuantConfig
+from inspector.url_settings import HEADROOMS, MAX_TOKENS_IN_UI, QUANT_SLIDERS, Field, fields, parse_query, to_query
 
 LOCAL_CHOICE = "Local checkpoint directory…"
+URL_LOCAL = "local"  # the model choice LOCAL_CHOICE in a link
 # Which tokens keep per-neuron detail (tensors, rasters, state histograms): the rest keep per-token
 # summaries only, which is what bounds a long prompt's memory.
 WINDOWS: dict[Window, str] = {
@@ -109,98 +113,192 @@ def _quant_overrides() -> QuantConfig:
         st.caption(QUANT_PRESETS[preset]["description"])
         defaults = QuantConfig.preset(preset)
 
-        def slider(label: str, lo: int, hi: int, name: str) -> int:
+        def slider(name: str) -> int:
+            label, lo, hi = QUANT_SLIDERS[name]
             key = f"q_{name}"  # per preset below: switching presets shows that preset's values
             key = key if preset == "default" else f"{key}.{preset}"
             return keep(key, st.slider(label, lo, hi, kept(key, getattr(defaults, name)), key=key))
 
         st.caption("Bit widths of the integer model. Changing one re-runs the analysis.")
-        values = {
-            "act_bits": slider("Block activation bits", 3, 12, "act_bits"),
-            "spike_bits": slider("BitLinear input bits (graded spikes)", 3, 12, "spike_bits"),
-            "internal_bits": slider("MLGRU / GLU internal bits", 6, 16, "internal_bits"),
-            "residual_bits": slider("Residual stream bits", 3, 16, "residual_bits"),
-            "state_bits": slider("MLGRU state bits", 6, 24, "state_bits"),
-            "gate_frac_bits": slider("Gate fraction bits", 4, 16, "gate_frac_bits"),
-            "lut_bits": slider("SiLU table output bits", 6, 24, "lut_bits"),
-            "state_headroom": keep("q_headroom", st.select_slider(
-                "State headroom", [0.25, 0.5, 1.0, 1.5, 2.0, 4.0, 8.0], kept("q_headroom", defaults.state_headroom), key="q_headroom",
-                help="The MLGRU state's scale puts the calibrated maximum at 1/headroom of the register's range. "
-                "Below 1 the calibrated maximum lies beyond the range, so states clip.",
-            )),
-            "pow2_scales": keep("q_pow2", st.toggle("Power-of-two scales (shift-only)", kept("q_pow2", defaults.pow2_scales), key="q_pow2")),
-            "scale_rule": _choice(
-                st.selectbox, "Scale rule", list(SCALE_RULES), f"q_scale_rule.{preset}", SCALE_RULES.index(defaults.scale_rule),
-                help="max_code: max|x| / (2^(b-1) - 1), nothing calibrated clips. study: max|x| / (2^(b-1) - 0.5), "
-                "the paper's GPU study (calculate_qparams).",
-            ),
-        }
+        values = {name: slider(name) for name in QUANT_SLIDERS}
+        values["state_headroom"] = keep("q_headroom", st.select_slider(
+            "State headroom", list(HEADROOMS), kept("q_headroom", defaults.state_headroom), key="q_headroom",
+            help="The MLGRU state's scale puts the calibrated maximum at 1/headroom of the register's range. "
+            "Below 1 the calibrated maximum lies beyond the range, so states clip.",
+        ))
+        values["pow2_scales"] = keep("q_pow2", st.toggle("Power-of-two scales (shift-only)", kept("q_pow2", defaults.pow2_scales), key="q_pow2"))
+        values["scale_rule"] = _choice(
+            st.selectbox, "Scale rule", list(SCALE_RULES), f"q_scale_rule.{preset}", SCALE_RULES.index(defaults.scale_rule),
+            help="max_code: max|x| / (2^(b-1) - 1), nothing calibrated clips. study: max|x| / (2^(b-1) - 0.5), "
+            "the paper's GPU study (calculate_qparams).",
+        )
     return defaults.with_overrides(values)
+
+
+PROBLEMS_KEY = "settings_problems"
+URL_READ_KEY = "url_settings_read"
+
+
+def settings_problems() -> list[str]:
+    """What is wrong with the sidebar's current settings (the page shows it at its top)."""
+    return st.session_state.get(PROBLEMS_KEY, [])
+
+
+def _url_spec(samples: dict) -> list[Field]:
+    models = tuple(samples) + (URL_LOCAL,)
+    backends = tuple(s.key for s in backend_statuses() if s.available)
+    return fields(models, backends)
+
+
+def _read_url(spec: list[Field]) -> None:
+    """Once per session: take the settings from the link (reload or shared URL) before any widget exists."""
+    if st.session_state.get(URL_READ_KEY):
+        return
+    st.session_state[URL_READ_KEY] = True
+    params = {k: st.query_params[k] for k in st.query_params}
+    statuses = {s.key: s for s in backend_statuses()}
+    problems = []
+    if params.get("backend") in statuses and not statuses[params["backend"]].available:
+        status = statuses[params.pop("backend")]
+        problems.append(f"The link asks for the {status.label} backend, which is unavailable here: {status.reason}")
+    values, more = parse_query(params, spec)
+    problems += more
+    labels = {s.key: s.label for s in backend_statuses()}
+    for key, value in values.items():
+        if key == "model_choice":
+            value = LOCAL_CHOICE if value == URL_LOCAL else value
+        elif key == "backend":
+            value = labels[value]
+        st.session_state[f"keep.{key}"] = value
+    st.session_state["url_problems"] = problems
+
+
+def _write_url(spec: list[Field], session: Session | None, choice: str) -> dict[str, str]:
+    """Mirror the current settings into the address bar (only those that differ from the defaults)."""
+    values = {
+        "model_choice": URL_LOCAL if choice == LOCAL_CHOICE else choice,
+        "checkpoint_dir": kept("checkpoint_dir", "") if choice == LOCAL_CHOICE else None,
+        "backend": session.backend.key if session else None,
+        "prompt": session.prompt if session else None,
+        "max_new_tokens": kept("max_new_tokens", 32),
+        "temperature": kept("temperature", 0.8),
+        "top_k": kept("top_k", 40),
+        "seed": kept("seed", 0),
+        **{f"q_{n}": kept(f"q_{n}", getattr(QuantConfig(), n)) for n in QUANT_SLIDERS},
+        "q_headroom": kept("q_headroom", QuantConfig().state_headroom),
+        "q_pow2": kept("q_pow2", QuantConfig().pow2_scales),
+    }
+    defaults = {
+        "model_choice": next(iter(sample_models()), None), "backend": "emulator", "max_new_tokens": 32, "temperature": 0.8,
+        "top_k": 40, "seed": 0, "q_headroom": QuantConfig().state_headroom, "q_pow2": QuantConfig().pow2_scales,
+        **{f"q_{n}": getattr(QuantConfig(), n) for n in QUANT_SLIDERS},
+    }
+    if session is not None:
+        defaults["prompt"] = DEFAULT_PROMPTS.get(session.loaded.name, "The ")
+    query = to_query(values, spec, defaults)
+    if query != {k: st.query_params[k] for k in st.query_params}:
+        st.query_params.from_dict(query)
+    return query
 
 
 def render_sidebar() -> Session | None:
     samples = sample_models()
+    spec = _url_spec(samples)
+    _read_url(spec)
+    st.session_state[PROBLEMS_KEY] = []
     with st.sidebar:
-        st.header("Model")
-        choice = _choice(st.selectbox, "Model", [*samples, LOCAL_CHOICE], "model_choice")
-        if choice == LOCAL_CHOICE:
-            typed = keep("checkpoint_dir", st.text_input(
-                "Checkpoint directory",
-                kept("checkpoint_dir", ""),
-                key="checkpoint_dir",
-                placeholder="/path/to/MMfreeLM-370M",
-                help="A local directory with config.json, model.safetensors (or shards) and tokenizer.json.",
-            ))
-            if not typed.strip():
-                st.info("Type the path of a local checkpoint directory.")
-                return None
-            try:
-                directory = checkpoint_directory(typed, shared=server_is_shared())
-            except CheckpointError as exc:
-                st.error(f"Cannot load this checkpoint. {exc}")
-                return None
-        else:
-            directory = samples[choice]
-        fingerprint = checkpoint_fingerprint(directory)
+        url_notes = st.container()
+        session = _sidebar(samples)
+    query = _write_url(spec, session, kept("model_choice", None))
+    # What was wrong with the link stays said until the user changes a setting.
+    problems = st.session_state.get("url_problems", [])
+    if problems and st.session_state.setdefault("url_problems_query", query) == query:
+        for problem in problems:
+            url_notes.warning(problem)
+    else:
+        st.session_state.pop("url_problems", None)
+    return session
+
+
+def _problem(message: str) -> None:
+    """A setting that cannot run: said next to the input and, by the page, at its top."""
+    st.error(message)
+    st.session_state[PROBLEMS_KEY] = [*settings_problems(), message]
+
+
+def _sidebar(samples: dict) -> Session | None:
+    st.header("Model")
+    choice = _choice(st.selectbox, "Model", [*samples, LOCAL_CHOICE], "model_choice")
+    if choice == LOCAL_CHOICE:
+        typed = keep("checkpoint_dir", st.text_input(
+            "Checkpoint directory",
+            kept("checkpoint_dir", ""),
+            key="checkpoint_dir",
+            placeholder="/path/to/MMfreeLM-370M",
+            help="A local directory with config.json, model.safetensors (or shards) and tokenizer.json.",
+        ))
+        if not typed.strip():
+            st.info("Type the path of a local checkpoint directory.")
+            return None
         try:
-            loaded = load_with_progress(directory, fingerprint)
-        except InspectorError as exc:
+            directory = checkpoint_directory(typed, shared=server_is_shared())
+        except CheckpointError as exc:
             st.error(f"Cannot load this checkpoint. {exc}")
             return None
-        st.caption(model_caption(loaded))
+    else:
+        directory = samples[choice]
+    fingerprint = checkpoint_fingerprint(directory)
+    try:
+        loaded = load_with_progress(directory, fingerprint)
+    except InspectorError as exc:
+        st.error(f"Cannot load this checkpoint. {exc}")
+        return None
+    st.caption(model_caption(loaded))
 
-        statuses = backend_statuses()
-        labels = {s.label: s for s in statuses}
-        label = _choice(st.radio, "Backend", list(labels), "backend", help="Where the integer model runs.")
-        backend = labels[label]
-        if not backend.available:
-            st.warning(f"{backend.label} is unavailable: {backend.reason}")
+    statuses = backend_statuses()
+    labels = {s.label: s for s in statuses if s.available}
+    label = _choice(st.radio, "Backend", list(labels), "backend", help="Where the integer model runs.")
+    backend = labels[label]
+    for status in statuses:
+        if not status.available:  # said once, here; it cannot be selected
+            st.caption(f"**{status.label}** is not available here: {status.reason}")
 
-        st.header("Prompt")
-        prompt_key = f"prompt_{loaded.name}"
-        prompt = keep(prompt_key, st.text_area(
-            "Prompt", kept(prompt_key, DEFAULT_PROMPTS.get(loaded.name, "The ")), key=prompt_key, height=90
-        ))
-        st.header("Sampling")
-        tokens = keep("max_new_tokens", st.slider(
-            "Tokens to generate", 1, min(256, MAX_NEW_TOKENS), kept("max_new_tokens", 32), key="max_new_tokens"
-        ))
-        temperature = keep("temperature", st.slider(
-            "Temperature (0 = greedy)", 0.0, 2.0, kept("temperature", 0.8), 0.05, key="temperature"
-        ))
-        top_k = keep("top_k", st.number_input("Top-k (0 = off)", 0, loaded.config.vocab_size, kept("top_k", 40), key="top_k"))
-        seed = keep("seed", st.number_input("Seed", 0, 2**31 - 1, kept("seed", 0), key="seed"))
-        window = _choice(
-            st.selectbox, "Per-neuron detail for", list(WINDOWS), "window", format_func=WINDOWS.get,
-            help="Tensors, spike rasters and state histograms are kept for these tokens; every other token keeps "
-            "per-token counts (activity, clipping, underflow, error metrics). Long prompts need far less memory this way.",
-        )
-        try:
-            qc = _quant_overrides()
-        except InspectorError as exc:
-            st.error(str(exc))
-            return None
+    st.header("Prompt")
+    prompt_key = f"prompt_{loaded.name}"
+    if "keep.prompt" in st.session_state:  # a prompt from the link applies to the model it came with
+        st.session_state.setdefault(f"keep.{prompt_key}", st.session_state.pop("keep.prompt"))
+    prompt = keep(prompt_key, st.text_area(
+        "Prompt", kept(prompt_key, DEFAULT_PROMPTS.get(loaded.name, "The ")), key=prompt_key, height=90
+    ))
+    st.header("Sampling")
+    tokens = keep("max_new_tokens", st.slider(
+        "Tokens to generate", 1, min(MAX_TOKENS_IN_UI, MAX_NEW_TOKENS), kept("max_new_tokens", 32), key="max_new_tokens"
+    ))
+    temperature = keep("temperature", st.slider(
+        "Temperature (0 = greedy)", 0.0, 2.0, kept("temperature", 0.8), 0.05, key="temperature"
+    ))
+    # No min/max on the boxes: the browser would silently refuse an out-of-range number and keep
+    # showing the old results; instead every value reaches us and a bad one is explained.
+    top_k = keep("top_k", st.number_input(
+        f"Top-k (0 = off, at most {loaded.config.vocab_size:,})", value=int(kept("top_k", 40)), step=1, key="top_k"
+    ))
+    seed = keep("seed", st.number_input(f"Seed (0 to {MAX_SEED:,})", value=int(kept("seed", 0)), step=1, key="seed"))
+    window = _choice(
+        st.selectbox, "Per-neuron detail for", list(WINDOWS), "window", format_func=WINDOWS.get,
+        help="Tensors, spike rasters and state histograms are kept for these tokens; every other token keeps "
+        "per-token counts (activity, clipping, underflow, error metrics). Long prompts need far less memory this way.",
+    )
     sampling = SamplingSettings(int(tokens), float(temperature), int(top_k), int(seed))
+    try:
+        sampling.validate(loaded.config.vocab_size)
+    except InspectorError as exc:
+        _problem(str(exc)[0].upper() + str(exc)[1:] + ".")
+        return None
+    try:
+        qc = _quant_overrides()
+    except InspectorError as exc:
+        _problem(str(exc))
+        return None
     return Session(loaded, fingerprint, prompt, sampling, qc, backend, window)
 
 

@@ -1,0 +1,154 @@
+"""The app's settings as URL query parameters: a reload or a shared link restores them.
+
+A URL is typed by anyone, so every value read from it is checked against the same ranges the
+sidebar's widgets allow; a bad value is dropped with a message saying which and why, and the
+setting keeps its default. Nothing here imports Streamlit: the sidebar reads and writes
+`st.query_params` with these functions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from inspector.generate import MAX_SEED
+
+MAX_PROMPT_CHARS_IN_URL = 4000  # longer prompts are left out of the link (browsers and proxies cap URLs)
+MAX_PATH_CHARS = 1024
+MAX_TOKENS_IN_UI = 256
+HEADROOMS = (0.25, 0.5, 1.0, 1.5, 2.0, 4.0, 8.0)
+
+# QuantConfig fields the sidebar exposes: (label, min, max). The sliders and the URL share these.
+QUANT_SLIDERS: dict[str, tuple[str, int, int]] = {
+    "act_bits": ("Block activation bits", 3, 12),
+    "spike_bits": ("BitLinear input bits (graded spikes)", 3, 12),
+    "internal_bits": ("MLGRU / GLU internal bits", 6, 16),
+    "residual_bits": ("Residual stream bits", 3, 16),
+    "state_bits": ("MLGRU state bits", 6, 24),
+    "gate_frac_bits": ("Gate fraction bits", 4, 16),
+    "lut_bits": ("SiLU table output bits", 6, 24),
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One setting: its URL parameter, the sidebar's state key, and how to read and write it."""
+
+    param: str
+    key: str  # the sidebar widget's key (its remembered value lives under keep.<key>)
+    parse: Callable[[str], Any]  # raises ValueError with a reason
+    dump: Callable[[Any], str] = str
+
+
+def _int_in(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError(f"{text[:40]!r} is not a whole number") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"{value} is outside {lo}..{hi}")
+        return value
+
+    return parse
+
+
+def _float_in(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise ValueError(f"{text[:40]!r} is not a number") from None
+        if not math.isfinite(value) or not lo <= value <= hi:
+            raise ValueError(f"{value} is outside {lo}..{hi}")
+        return value
+
+    return parse
+
+
+def _one_of(options: tuple, cast: Callable[[str], Any] = str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = cast(text.strip())
+        except ValueError:
+            value = None
+        if value not in options:
+            raise ValueError(f"{text[:40]!r} is not one of {', '.join(map(str, options))}")
+        return value
+
+    return parse
+
+
+def _text(limit: int) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if len(text) > limit:
+            raise ValueError(f"it is {len(text):,} characters long; the limit is {limit:,}")
+        if "\x00" in text:
+            raise ValueError("it contains a NUL character")
+        return text
+
+    return parse
+
+
+def _bool(text: str) -> bool:
+    if text.strip().lower() in ("1", "true", "on"):
+        return True
+    if text.strip().lower() in ("0", "false", "off"):
+        return False
+    raise ValueError(f"{text[:40]!r} is not 1 or 0")
+
+
+def fields(models: tuple[str, ...], backends: tuple[str, ...]) -> list[Field]:
+    """Every setting that goes into the URL. `models`: the choices of the model box (their URL
+    names); `backends`: the keys of the backends available here."""
+    return [
+        Field("model", "model_choice", _one_of(models)),
+        Field("path", "checkpoint_dir", _text(MAX_PATH_CHARS)),
+        Field("backend", "backend", _one_of(backends)),
+        Field("prompt", "prompt", _text(MAX_PROMPT_CHARS_IN_URL)),
+        Field("tokens", "max_new_tokens", _int_in(1, MAX_TOKENS_IN_UI)),
+        Field("temperature", "temperature", _float_in(0.0, 2.0), lambda v: f"{v:g}"),
+        Field("top_k", "top_k", _int_in(0, 10**9)),
+        Field("seed", "seed", _int_in(0, MAX_SEED)),
+        *[Field(name, f"q_{name}", _int_in(lo, hi)) for name, (_, lo, hi) in QUANT_SLIDERS.items()],
+        Field("headroom", "q_headroom", _one_of(HEADROOMS, float), lambda v: f"{v:g}"),
+        Field("pow2", "q_pow2", _bool, lambda v: "1" if v else "0"),
+    ]
+
+
+def parse_query(params: Mapping[str, str], spec: list[Field]) -> tuple[dict[str, Any], list[str]]:
+    """Values (by widget key) for the parameters that are valid, and one message per invalid one."""
+    values, problems = {}, []
+    known = {f.param for f in spec}
+    for f in spec:
+        if f.param not in params:
+            continue
+        raw = params[f.param]
+        try:
+            values[f.key] = f.parse(raw if isinstance(raw, str) else str(raw))
+        except ValueError as exc:
+            problems.append(f"`{f.param}` from the link was ignored: {exc}.")
+    unknown = sorted(p for p in params if p not in known)
+    if unknown:
+        problems.append(f"Unknown link parameters ignored: {', '.join(p[:30] for p in unknown[:5])}.")
+    return values, problems
+
+
+def to_query(values: Mapping[str, Any], spec: list[Field], defaults: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """URL parameters for the values (by widget key) that differ from their defaults."""
+    defaults = defaults or {}
+    query = {}
+    for f in spec:
+        if f.key not in values or values[f.key] is None:
+            continue
+        value = values[f.key]
+        if f.key in defaults and defaults[f.key] == value:
+            continue
+        text = f.dump(value)
+        try:
+            f.parse(text)
+        except ValueError:
+            continue  # e.g. a prompt too long for a link: left out rather than written broken
+        query[f.param] = text
+    return query
