@@ -210,6 +210,8 @@ def cmd_sweep(args) -> int:
     pl.Config.set_tbl_rows(-1)
     pl.Config.set_tbl_cols(-1)
     pl.Config.set_float_precision(3)
+    pl.Config.set_tbl_width_chars(200)
+    pl.Config.set_fmt_str_lengths(60)
     base = base_row(points)
     if base is not None:
         print(
