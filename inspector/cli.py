@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from inspector.backends import require_backend
-from inspector.catalog import SAMPLE_MODELS_DIR, sample_models
+from inspector.catalog import sample_models, validation_text
 from inspector.checkpoint import LoadedModel, load_checkpoint
 from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
 from inspector.ab import ab_compare
@@ -157,18 +157,6 @@ def cmd_quality(args) -> int:
         f"{result.tokens['agree'].mean():.3f}"
     )
     return 0
-
-
-def validation_text(loaded: LoadedModel) -> str:
-    """The held-out split of the corpus a sample model's card names (what `quality` and `sweep` read)."""
-    card = loaded.card or {}
-    corpus = SAMPLE_MODELS_DIR / "corpora" / card.get("corpus", "")
-    if not card.get("corpus") or not corpus.is_file():
-        raise InspectorError(
-            f"{loaded.directory}: no held-out text known for this model; give one with --text "
-            f"(only sample models whose card names a corpus in {corpus.parent} have one)"
-        )
-    return split_corpus(corpus.read_text(encoding="utf-8"), card.get("val_fraction", 0.1))[1]
 
 
 def _read_text(path: str) -> str:

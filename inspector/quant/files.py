@@ -51,7 +51,10 @@ def quant_spec(spec: str) -> QuantConfig:
     if spec in ("", "default"):
         return QuantConfig()
     if "=" in spec and not Path(spec).exists():
-        return QuantConfig().with_overrides(dict(_parse_pair(pair) for pair in spec.split(",") if pair.strip()))
+        try:
+            return QuantConfig().with_overrides(dict(_parse_pair(pair) for pair in spec.split(",") if pair.strip()))
+        except (TypeError, ValueError) as exc:
+            raise QuantConfigError(f"{spec!r}: {exc}") from None
     return load_quant_config(spec)
 
 

@@ -19,6 +19,7 @@ from inspector.emulator.engine import Emulator, make_backend
 from inspector.errors import InspectorError
 from inspector.generate import MAX_NEW_TOKENS, SamplingSettings
 from inspector.quant.config import QuantConfig
+from inspector.quant.files import load_quant_config
 
 LOCAL_CHOICE = "Local checkpoint directory…"
 DEFAULT_PROMPTS = {"shakespeare": "ROMEO:\n", "tinystories": "Once upon a time, "}
@@ -74,6 +75,15 @@ def _quant_overrides(defaults: QuantConfig) -> QuantConfig:
         return keep(key, st.slider(label, lo, hi, kept(key, getattr(defaults, name)), key=key))
 
     with st.expander("QuantConfig overrides"):
+        path = keep("q_file", st.text_input(
+            "QuantConfig file (optional)", kept("q_file", ""), key="q_file",
+            help="A saved QuantConfig (JSON), e.g. a sensitivity sweep's best_quant_config.json, or a traces "
+            "directory of `python -m inspector run`. When set, it replaces the sliders below.",
+        )).strip()
+        if path:
+            qc = load_quant_config(path)  # a QuantConfigError is shown by the caller
+            st.caption(f"Using {Path(path).name}; the sliders are ignored.")
+            return qc
         st.caption("Bit widths of the integer model. Changing one re-runs the analysis.")
         values = {
             "act_bits": slider("Block activation bits", 3, 12, "act_bits"),
