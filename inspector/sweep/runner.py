@@ -27,6 +27,7 @@ from inspector.sweep.evaluate import Evaluator, Point, SweepError, SweepSpec
 RESULTS_FILE = "points.parquet"
 META_FILE = "sweep.json"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SINGLE_THREADED = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 # on_result(row, finished, total): called in the driver as each point finishes
 ResultFn = Callable[[dict[str, Any], int, int], None]
@@ -128,7 +129,11 @@ class SweepRunner:
         if not ray.is_initialized():
             try:
                 if self.address:
-                    ray.init(address=self.address, runtime_env={"py_modules": [str(REPO_ROOT / "inspector")]}, log_to_driver=False)
+                    ray.init(
+                        address=self.address,
+                        runtime_env={"py_modules": [str(REPO_ROOT / "inspector")], "env_vars": SINGLE_THREADED},
+                        log_to_driver=False,
+                    )
                 else:
                     workers = self.workers or os.cpu_count() or 1
                     ray.init(
@@ -136,7 +141,8 @@ class SweepRunner:
                         include_dashboard=False,
                         log_to_driver=False,
                         object_store_memory=max(256 * 2**20, 4 * self.spec.loaded.model.num_parameters() * 4),
-                        runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}},
+                        # one point per CPU: keep each worker's polars and BLAS pools to one thread
+                        runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT), **SINGLE_THREADED}},
                     )
             except Exception as exc:
                 where = f"the Ray cluster at {self.address}" if self.address else "a local Ray instance"
