@@ -185,8 +185,7 @@ def cmd_sweep(args) -> int:
     def on_result(row: dict, done: int, total: int) -> None:
         bar = bars[-1]
         bar.n = done
-        bar.set_postfix_str(("" if row.get("status") == "ok" else "FAILED ") + row["label"][:40])
-        bar.refresh()
+        bar.set_postfix_str(("" if row.get("status") == "ok" else "FAILED ") + row["label"][:40])  # redraws
 
     outcome = run_sweep(
         spec, args.out, budget_pct=args.budget, search=not args.no_search, per_layer=not args.no_per_layer,

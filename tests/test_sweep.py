@@ -149,6 +149,10 @@ def test_quant_config_files_round_trip_and_bad_files_say_why(tmp_path):
         load_quant_config(tmp_path / "unknown.json")
     with pytest.raises(QuantConfigError, match="cannot read"):
         load_quant_config(tmp_path / "missing.json")
+    traces = tmp_path / "traces"  # a saved run: its run.json records the QuantConfig
+    traces.mkdir()
+    (traces / "run.json").write_text(json.dumps({"prompt": "x", "quant_config": qc.to_dict()}))
+    assert load_quant_config(traces) == qc
 
 
 def test_cli_sweep_then_quant_file(tiny_checkpoint, tmp_path, capsys, shared_ray):
@@ -166,5 +170,11 @@ def test_cli_sweep_then_quant_file(tiny_checkpoint, tmp_path, capsys, shared_ray
     assert cli_main(["diff", "--model", str(tiny_checkpoint), "--text", str(text), "--quant-file", str(tmp_path / "none.json")]) == 2
     assert cli_main(["sweep", "--model", str(tiny_checkpoint), "--out", str(out)]) == 2  # no held-out text known
     assert "--text" in capsys.readouterr().err
-    assert cli_main(["ab", "--model", str(tiny_checkpoint), "--text", str(text), "--b", "state_bits=12", "--max-tokens", "16"]) == 0
-    assert "state_bits" in capsys.readouterr().out
+    # A/B of a saved run (its traces directory) against overrides
+    traces = tmp_path / "traces"
+    assert cli_main(["run", "--model", str(tiny_checkpoint), "--prompt", "To be", "--tokens", "2", "--out", str(traces),
+                     "--no-tensors", "--quant", "state_bits=16"]) == 0
+    capsys.readouterr()
+    assert cli_main(["ab", "--model", str(tiny_checkpoint), "--text", str(text), "--a", str(traces), "--b", "state_bits=12",
+                     "--max-tokens", "16"]) == 0
+    assert "'state_bits': (16, 12)" in capsys.readouterr().out

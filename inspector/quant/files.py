@@ -2,7 +2,7 @@
 
 A file holds `{"quant_config": {field: value, ...}}` (plus any notes the writer adds). Loading also
 accepts a bare `{field: value}` object and a traces directory written by `python -m inspector run`
-(its `metadata.json` records the QuantConfig), so any saved run can be re-evaluated. Fields a file
+(its `run.json` records the QuantConfig), so any saved run can be re-evaluated. Fields a file
 leaves out take their defaults, so files written before a new QuantConfig field keep loading.
 """
 
@@ -26,7 +26,7 @@ def load_quant_config(path: str | Path) -> QuantConfig:
     """A QuantConfig from a JSON file or a traces directory; every problem is a QuantConfigError."""
     path = Path(path).expanduser()
     if path.is_dir():
-        path = path / "metadata.json"
+        path = path / "run.json"  # a traces directory (inspector.traces)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
