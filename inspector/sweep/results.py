@@ -44,8 +44,10 @@ def sensitivity_table(points: pl.DataFrame) -> pl.DataFrame:
         "knob", "where", pl.col("setting").alias("raised_to"), pl.col("dbpc_pct").alias("raise_dbpc_pct"), pl.col("dkl").alias("raise_dkl")
     )
     table = lower.join(raised, on=["knob", "where"], how="full", coalesce=True).rename({"where": "layer"})
-    table = table.sort("lower_dkl", descending=True, nulls_last=True).with_row_index("rank", offset=1)
-    return table.with_columns(pl.col("rank").cast(pl.Int64)).select(list(schema))
+    table = table.sort("lower_dkl", descending=True, nulls_last=True)
+    # ranked separately: whole-model knobs among themselves, single-layer points among themselves
+    rank = pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over(pl.col("layer") == "all")
+    return table.with_columns(rank.alias("rank")).select(list(schema))
 
 
 def pareto_front(points: pl.DataFrame, cost: str = "energy_per_token_uj", loss: str = "delta_bpc_pct") -> pl.DataFrame:
