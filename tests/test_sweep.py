@@ -121,7 +121,7 @@ def test_sweep_search_writes_a_winner_that_loads(spec, tmp_path, shared_ray):
     winner = load_quant_config(tmp_path / WINNER_FILE)
     assert winner == outcome.search.winner
     for step in outcome.search.steps:
-        assert step["delta_bpc_pct"] <= 0.0
+        assert step["delta_bpc_pct"] <= 0.0  # the budget holds at every accepted step
     front = pareto_front(load_results(tmp_path))
     assert front.height >= 1
     assert (front["delta_bpc_pct"].diff().drop_nulls() < 0).all()  # cheaper points lose more

@@ -5,7 +5,9 @@ precise one (for all layers), and, for knobs that can differ per layer, each lay
 
 Search (greedy, one knob step per round): every round tries each still-open bit-width knob one step
 lower than the current config, all in parallel; of the candidates whose validation bits/char stay
-within `budget_pct` percent of the float model's, the one that loses least is kept. A knob whose
+within `budget_pct` percent of the float model's, the one that adds least KL from the float model
+is kept (chosen by KL, not bits/char: on a few hundred tokens a narrower width can lower bits/char
+by chance, and choosing by that noise would walk the search toward it). A knob whose
 step breaks the budget is closed (the later, narrower configs only lose more). The search ends when
 no knob is open. The winner is written as a QuantConfig file the sidebar and `--quant-file` load.
 """
@@ -120,7 +122,7 @@ def bit_width_search(
         within = []
         for cand, row in zip(candidates, rows):
             if row.get("status") == "ok" and row["delta_bpc_pct"] <= budget_pct:
-                within.append((row["delta_bpc_pct"], cand, row))
+                within.append((row["mean_kl"], cand, row))
             else:
                 open_knobs.discard(cand.knob)
         if not within:
