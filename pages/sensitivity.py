@@ -17,7 +17,7 @@ from inspector.sweep.results import base_row, failed_points, pareto_front, read_
 from inspector.sweep.study import DEFAULT_BUDGET_PCT
 from inspector.ui.export import chart, table_downloads
 from inspector.ui.sidebar import render_sidebar
-from inspector.ui.sweeps import default_sweep_dir, existing_sweeps, job_for, register, running_job
+from inspector.ui.sweeps import default_sweep_dir, existing_sweeps, job_for, other_running, register, running_job
 
 st.title("Sensitivity")
 session = render_sidebar()
@@ -112,7 +112,10 @@ else:
         st.caption(f"Held-out text: the validation split of {loaded.card.get('corpus')} ({len(default_text):,} characters).")
     out_dir = Path(st.text_input("Output directory", str(default_sweep_dir(loaded, session.qc, max_tokens)), key="sweep_out"))
     busy = running_job(out_dir)
-    if st.button("Start sweep", type="primary", key="sweep_start", disabled=busy is not None):
+    elsewhere = other_running(out_dir)
+    if elsewhere is not None:
+        st.info(f"Another sweep is running ({elsewhere.out_dir}); one sweep runs at a time. Open it with 'Open existing results'.")
+    if st.button("Start sweep", type="primary", key="sweep_start", disabled=busy is not None or elsewhere is not None):
         try:
             ids, chars = held_out_ids(loaded, text, max_tokens)
             spec = SweepSpec(loaded, ids, chars, session.qc)

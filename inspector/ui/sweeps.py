@@ -45,3 +45,10 @@ def register(job: SweepJob) -> SweepJob:
 
 def job_for(out_dir: Path) -> SweepJob | None:
     return JOBS.get(str(Path(out_dir).resolve()))
+
+
+def other_running(out_dir: Path) -> SweepJob | None:
+    """A sweep running into another directory: one at a time, since they would share (and the first
+    to finish would shut down) the one local Ray instance."""
+    mine = str(Path(out_dir).resolve())
+    return next((job for key, job in JOBS.items() if key != mine and job.running), None)
