@@ -134,8 +134,8 @@ class IntegerLM:
         f_q = K.lut_lookup(f, L.sigmoid_f, qc.internal_bits)
         if L.lower_bound_q is not None:
             f_q = L.lower_bound_q + K.round_shift((one - L.lower_bound_q) * f_q, qc.gate_frac_bits)
-        i_q = K.round_shift(K.lut_lookup(i, L.silu_i, qc.internal_bits) * (one - f_q), qc.gate_frac_bits)
         f_q = self._site(probe, p + "forget_gate", (f_q, None), s["forget_gate"], "gate")
+        i_q = K.round_shift(K.lut_lookup(i, L.silu_i, qc.internal_bits) * (one - f_q), qc.gate_frac_bits)
         i_q = self._site(probe, p + "input_gate", (i_q, None), s["input_gate"])
         drive, drive_clipped = L.input_to_state(i_q)
         if probe is not None and hasattr(probe, "previous_states"):
