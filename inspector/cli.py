@@ -187,12 +187,14 @@ def cmd_sweep(args) -> int:
         bar.n = done
         bar.set_postfix_str(("" if row.get("status") == "ok" else "FAILED ") + row["label"][:40])  # redraws
 
-    outcome = run_sweep(
-        spec, args.out, budget_pct=args.budget, search=not args.no_search, per_layer=not args.no_per_layer,
-        lower=lower, address=args.ray_address, workers=args.workers, on_result=on_result, on_phase=on_phase,
-    )
-    for bar in bars:
-        bar.close()
+    try:
+        outcome = run_sweep(
+            spec, args.out, budget_pct=args.budget, search=not args.no_search, per_layer=not args.no_per_layer,
+            lower=lower, address=args.ray_address, workers=args.workers, on_result=on_result, on_phase=on_phase,
+        )
+    finally:
+        for bar in bars:
+            bar.close()
     points = load_results(outcome.out_dir)
     pl.Config.set_tbl_rows(-1)
     pl.Config.set_tbl_cols(-1)

@@ -48,6 +48,16 @@ def test_knobs_come_from_the_dataclass_so_new_fields_are_swept():
     assert skipped == ["scale_rule"]  # no settings known: listed, not guessed
 
 
+def test_an_unreachable_cluster_is_a_clear_error_at_once(spec, tmp_path):
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        pytest.skip("a Ray instance is already running in this process")
+    runner = SweepRunner(spec, tmp_path, address="127.0.0.1:1")
+    with pytest.raises(Exception, match="cannot reach the Ray cluster at 127.0.0.1:1"):
+        runner.run([point("base", "", spec.base)])
+    assert not ray.is_initialized()
+
+
 def test_sensitivity_points_and_a_crippled_knob_ranks_first(spec):
     points = sensitivity_points(spec.base, 2, per_layer=True, lower={"state_bits": 4})
     labels = [p.label for p in points]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import threading
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -89,6 +90,19 @@ def spec_fingerprint(spec: SweepSpec) -> dict[str, Any]:
     }
 
 
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on a cluster address nothing listens on (Ray itself retries for minutes)."""
+    target = address.split("://", 1)[-1]
+    if target == "auto" or ":" not in target:
+        return
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except (OSError, ValueError) as exc:
+        raise SweepError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+
+
 class SweepRunner:
     """Runs batches of points on Ray for one spec and one output directory (use as a context manager)."""
 
@@ -127,6 +141,8 @@ class SweepRunner:
         import ray
 
         if not ray.is_initialized():
+            if self.address:
+                _check_reachable(self.address)
             try:
                 if self.address:
                     ray.init(
