@@ -11,6 +11,7 @@ PAGES = [
     st.Page("pages/spike_activity.py", title="Spike activity", icon=":material/bolt:"),
     st.Page("pages/saturation.py", title="State saturation", icon=":material/speed:"),
     st.Page("pages/quantization_error.py", title="Quantization error", icon=":material/compare_arrows:"),
+    st.Page("pages/sensitivity.py", title="Sensitivity", icon=":material/tune:"),
     st.Page("pages/hardware.py", title="Hardware", icon=":material/memory:"),
     st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
 ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from inspector.errors import InspectorError
+
 SAMPLE_MODELS_DIR = Path(__file__).resolve().parents[1] / "sample_models"
 DEFAULT_SAMPLE_MODEL = "shakespeare"
 
@@ -25,3 +27,18 @@ def checkpoint_fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...]:
         return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in directory.iterdir() if p.is_file()))
     except (OSError, RuntimeError):  # unreadable, too long, ~unknownuser: the loader says why
         return ()
+    return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in directory.iterdir() if p.is_file()))
+
+
+def validation_text(loaded) -> str:
+    """The held-out split of the corpus a sample model's card names (what `quality` and `sweep` read)."""
+    card = loaded.card or {}
+    corpus = SAMPLE_MODELS_DIR / "corpora" / card.get("corpus", "")
+    if not card.get("corpus") or not corpus.is_file():
+        raise InspectorError(
+            f"{loaded.directory}: no held-out text known for this model; give one (--text on the command line) "
+            f"(only sample models whose card names a corpus in {corpus.parent} have one)"
+        )
+    from inspector.train import split_corpus  # the same split the model was trained with
+
+    return split_corpus(corpus.read_text(encoding="utf-8"), card.get("val_fraction", 0.1))[1]

@@ -4,6 +4,8 @@
     python -m inspector diff --model shakespeare --text sample_models/corpora/tinyshakespeare.txt
     python -m inspector map  --config MMfreeLM-370M
     python -m inspector quality --model tinystories
+    python -m inspector sweep --model shakespeare --out artifacts/sweeps/shakespeare
+    python -m inspector ab    --model shakespeare --a default --b artifacts/sweeps/shakespeare/best_quant_config.json
 
 Every user error (bad checkpoint, empty prompt, unknown QuantConfig key) is printed as one line
 starting with `error:` and exits with status 2; nothing is half-written.
@@ -23,15 +25,22 @@ from tqdm import tqdm
 
 from inspector.analysis import keep_from_for
 from inspector.backends import make_backend, require_backend
-from inspector.catalog import SAMPLE_MODELS_DIR, sample_models
+from inspector.catalog import sample_models, validation_text
 from inspector.checkpoint import LoadedModel, load_checkpoint
 from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
+from inspector.ab import ab_compare
 from inspector.diff import compare, lockstep_ids, sqnr_table
 from inspector.emulator.engine import Emulator
 from inspector.emulator.mapper import map_model
 from inspector.errors import InspectorError
 from inspector.generate import SamplingSettings, encode_prompt
+from inspector.local_error import local_vs_cumulative
 from inspector.quant.config import QUANT_PRESETS, QuantConfig, QuantConfigError
+from inspector.quant.files import load_quant_config, parse_value, quant_spec
+from inspector.sweep.evaluate import SweepSpec, held_out_ids
+from inspector.sweep.results import base_row, failed_points, sensitivity_table
+from inspector.sweep.runner import RESULTS_FILE, load_results
+from inspector.sweep.study import DEFAULT_BUDGET_PCT, WINNER_FILE, run_sweep
 from inspector.tokenizer import encode_document
 from inspector.train import bits_per_character, split_corpus
 from inspector.traces import write_traces
@@ -49,25 +58,25 @@ def resolve_model(name: str) -> LoadedModel:
         return load_checkpoint(samples[name] if name in samples else name, on_progress=on_progress)
 
 
-def parse_overrides(pairs: list[str], preset: str = "default") -> QuantConfig:
-    """A named preset (`QUANT_PRESETS`) with `key=value` pairs on top (ints, floats and true/false understood)."""
+def parse_overrides(pairs: list[str], quant_file: str | None = None, preset: str = "default") -> QuantConfig:
+    """`key=value` pairs into a QuantConfig (ints, floats and true/false understood), applied on
+    top of `quant_file` (a saved QuantConfig, e.g. a sweep's winner) or else the named preset
+    (`QUANT_PRESETS`)."""
+    base = load_quant_config(quant_file) if quant_file else QuantConfig.preset(preset)
     overrides = {}
     for pair in pairs:
         if "=" not in pair:
             raise QuantConfigError(f"--quant expects key=value, got {pair!r}")
         key, raw = pair.split("=", 1)
-        value: object = raw
-        if raw.lower() in ("true", "false"):
-            value = raw.lower() == "true"
-        else:
-            for cast in (int, float):
-                try:
-                    value = cast(raw)
-                    break
-                except ValueError:
-                    continue
-        overrides[key.strip()] = value
-    return QuantConfig.preset(preset).with_overrides(overrides)
+        overrides[key.strip()] = parse_value(raw)
+    try:
+        return base.with_overrides(overrides)
+    except (TypeError, ValueError) as exc:
+        raise QuantConfigError(f"--quant: {exc}") from None
+
+
+def _qc(args) -> QuantConfig:
+    return parse_overrides(args.quant, getattr(args, "quant_file", None), getattr(args, "quant_preset", "default"))
 
 
 def _sampling(args) -> SamplingSettings:
@@ -79,7 +88,7 @@ def _sampling(args) -> SamplingSettings:
 def cmd_run(args) -> int:
     require_backend(args.backend)  # before loading anything: say what is missing at once
     loaded = resolve_model(args.model)
-    qc = parse_overrides(args.quant, args.quant_preset)
+    qc = _qc(args)
     sampling = _sampling(args)
     encode_prompt(loaded.tokenizer, args.prompt)  # reject a bad prompt before the slow set-up
     if args.window is not None and args.window < 1:
@@ -116,7 +125,7 @@ def cmd_run(args) -> int:
 
 def cmd_diff(args) -> int:
     loaded = resolve_model(args.model)
-    qc = parse_overrides(args.quant, args.quant_preset)
+    qc = _qc(args)
     emulator = Emulator(loaded, qc)
     if args.text:
         try:
@@ -134,7 +143,11 @@ def cmd_diff(args) -> int:
     pl.Config.set_tbl_rows(-1)
     pl.Config.set_tbl_cols(-1)
     pl.Config.set_float_precision(3)
-    print(result.per_layer())
+    if args.local:
+        split = local_vs_cumulative(emulator, ids, result)
+        print(split.sites.sort("rank").select("rank", "layer", "site", "local_sqnr_db", "cumulative_sqnr_db", "introduces"))
+    else:
+        print(result.per_layer())
     print(sqnr_table(result))
     tok = result.tokens
     print(
@@ -148,13 +161,9 @@ def cmd_diff(args) -> int:
 def cmd_quality(args) -> int:
     """Float vs integer validation loss (bits/char) on a sample model's held-out split, and SQNR."""
     loaded = resolve_model(args.model)
-    card = loaded.card or {}
-    corpus = SAMPLE_MODELS_DIR / "corpora" / card.get("corpus", "")
-    if not card.get("corpus") or not corpus.is_file():
-        raise InspectorError(f"{loaded.directory}: quality needs a sample model whose card names a corpus in {corpus.parent}")
-    _, val_text = split_corpus(corpus.read_text(encoding="utf-8"), card.get("val_fraction", 0.1))
+    val_text = validation_text(loaded)
     ids = torch.tensor(encode_document(loaded.tokenizer, val_text))
-    emulator = Emulator(loaded, parse_overrides(args.quant, args.quant_preset))
+    emulator = Emulator(loaded, _qc(args))
     float_bpc = bits_per_character(loaded.model, ids, len(val_text))
     int_bpc = bits_per_character(emulator.step_fn(None), ids, len(val_text))
     result = compare(emulator, ids[: args.max_tokens].tolist())
@@ -167,6 +176,93 @@ def cmd_quality(args) -> int:
         f"bits/char ({100 * (int_bpc / float_bpc - 1):+.2f}%); top-1 agreement on {len(result.ids)} tokens "
         f"{result.tokens['agree'].mean():.3f}"
     )
+    return 0
+
+
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InspectorError(f"cannot read --text {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def cmd_sweep(args) -> int:
+    """Sensitivity of every QuantConfig knob and a bit-width search, as Ray tasks, into --out."""
+    loaded = resolve_model(args.model)
+    text = _read_text(args.text) if args.text else validation_text(loaded)
+    lower = dict(_pair(p) for p in args.lower)
+    ids, chars = held_out_ids(loaded, text, args.max_tokens)
+    spec = SweepSpec(loaded, ids, chars, _qc(args))
+    if args.budget < 0:
+        raise InspectorError("--budget must be >= 0 (percent of the float model's bits/char)")
+    bars: list[tqdm] = []
+
+    def on_phase(name: str, count: int) -> None:
+        if bars:
+            bars.pop().close()
+        bars.append(tqdm(total=count, desc=name, unit="point"))
+
+    def on_result(row: dict, done: int, total: int) -> None:
+        bar = bars[-1]
+        bar.n = done
+        bar.set_postfix_str(("" if row.get("status") == "ok" else "FAILED ") + row["label"][:40])  # redraws
+
+    try:
+        outcome = run_sweep(
+            spec, args.out, budget_pct=args.budget, search=not args.no_search, per_layer=not args.no_per_layer,
+            lower=lower, address=args.ray_address, workers=args.workers, on_result=on_result, on_phase=on_phase,
+        )
+    finally:
+        for bar in bars:
+            bar.close()
+    points = load_results(outcome.out_dir)
+    pl.Config.set_tbl_rows(-1)
+    pl.Config.set_tbl_cols(-1)
+    pl.Config.set_float_precision(3)
+    pl.Config.set_tbl_width_chars(200)
+    pl.Config.set_fmt_str_lengths(60)
+    base = base_row(points)
+    if base is not None:
+        print(
+            f"{loaded.name}: {len(ids)} held-out tokens, float {base['float_bits_per_char']:.4f} bits/char, base integer "
+            f"{base['bits_per_char']:.4f} ({base['delta_bpc_pct']:+.2f}%), {base['cores']} cores, {base['chips']} chip(s), "
+            f"{base['energy_per_token_uj']:.1f} uJ/token"
+        )
+    print(sensitivity_table(points).filter(pl.col("layer") == "all"))
+    if outcome.search is not None:
+        s = outcome.search
+        changed = {k: v for k, v in s.winner.to_dict().items() if v != spec.base.to_dict()[k]}
+        print(f"search (budget +{args.budget}% bits/char vs float): {len(s.steps)} steps; winner changes {changed or 'nothing'}"
+              + (f" ({s.note})" if s.note else ""))
+        print(f"winner: {outcome.out_dir / WINNER_FILE}")
+    if outcome.failed:
+        print(f"{outcome.failed} point(s) failed:")
+        print(failed_points(points))
+    print(f"results: {outcome.out_dir / RESULTS_FILE}", file=sys.stderr)
+    return 0
+
+
+def _pair(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise InspectorError(f"--lower expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    return key.strip(), parse_value(raw)
+
+
+def cmd_ab(args) -> int:
+    """Two QuantConfigs (or saved runs) side by side on the same text."""
+    loaded = resolve_model(args.model)
+    text = _read_text(args.text) if args.text else validation_text(loaded)
+    ids = encode(loaded.tokenizer, text)[: args.max_tokens]
+    if len(ids) < 2:
+        raise InspectorError("the text needs at least two tokens")
+    result = ab_compare(loaded, ids, quant_spec(args.a), quant_spec(args.b))
+    pl.Config.set_tbl_rows(-1)
+    pl.Config.set_tbl_cols(-1)
+    pl.Config.set_float_precision(4)
+    print(f"A vs B differ in: {result.changed_fields() or 'nothing'}")
+    print(result.summary)
+    print(result.sites)
     return 0
 
 
@@ -221,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--quant", nargs="*", default=[], metavar="KEY=VALUE", help="QuantConfig overrides")
         p.add_argument("--quant-preset", default="default", choices=list(QUANT_PRESETS), help="QuantConfig preset the overrides apply to")
+        p.add_argument("--quant-file", help="a saved QuantConfig (JSON, e.g. a sweep's winner) or a traces directory; --quant applies on top")
 
     run = sub.add_parser("run", help="generate with the integer model on the emulator and write Parquet traces")
     common(run)
@@ -240,14 +337,39 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--prompt", default="The ", help="prompt to continue when not using --text")
     diff.add_argument("--follow", choices=["float", "integer", "text"], default="float", help="whose generation to follow")
     diff.add_argument("--max-tokens", type=int, default=512)
+    diff.add_argument("--local", action="store_true", help="per site: local error (its own rounding) vs cumulative error")
     diff.set_defaults(func=cmd_diff)
 
     quality = sub.add_parser("quality", help="float vs integer validation loss of a sample model, and per-layer SQNR")
     quality.add_argument("--model", default="shakespeare")
     quality.add_argument("--quant", nargs="*", default=[], metavar="KEY=VALUE")
     quality.add_argument("--quant-preset", default="default", choices=list(QUANT_PRESETS))
+    quality.add_argument("--quant-file", help="a saved QuantConfig (JSON, e.g. a sweep's winner) or a traces directory")
     quality.add_argument("--max-tokens", type=int, default=512, help="tokens for the SQNR table")
     quality.set_defaults(func=cmd_quality)
+
+    sweep = sub.add_parser("sweep", help="per-knob sensitivity and bit-width search, as Ray tasks, into Parquet")
+    sweep.add_argument("--model", default="shakespeare")
+    sweep.add_argument("--text", help="held-out text file (default: a sample model's validation split)")
+    sweep.add_argument("--out", required=True, help="directory for points.parquet, the winner and metadata (a re-run resumes)")
+    sweep.add_argument("--budget", type=float, default=DEFAULT_BUDGET_PCT, help="search: allowed bits/char loss, percent of the float model's")
+    sweep.add_argument("--max-tokens", type=int, default=512, help="held-out tokens each point reads")
+    sweep.add_argument("--ray-address", help="an existing Ray cluster (default: RAY_ADDRESS, else a local instance)")
+    sweep.add_argument("--workers", type=int, help="CPUs of the local Ray instance (default: all)")
+    sweep.add_argument("--no-search", action="store_true", help="sensitivity only")
+    sweep.add_argument("--no-per-layer", action="store_true", help="skip the per-layer points")
+    sweep.add_argument("--lower", nargs="*", default=[], metavar="KEY=VALUE", help="lower settings to try instead of the defaults")
+    sweep.add_argument("--quant", nargs="*", default=[], metavar="KEY=VALUE", help="base QuantConfig overrides")
+    sweep.add_argument("--quant-file", help="base QuantConfig file")
+    sweep.set_defaults(func=cmd_sweep)
+
+    ab = sub.add_parser("ab", help="two QuantConfigs (or saved runs) side by side on the same text")
+    ab.add_argument("--model", default="shakespeare")
+    ab.add_argument("--text", help="text file (default: a sample model's validation split)")
+    ab.add_argument("--a", default="default", help="'default', a QuantConfig JSON file, a traces directory, or key=value,key=value")
+    ab.add_argument("--b", required=True, help="as --a")
+    ab.add_argument("--max-tokens", type=int, default=512)
+    ab.set_defaults(func=cmd_ab)
 
     mapper = sub.add_parser("map", help="core map summary of a model or a published configuration")
     mapper.add_argument("--model", default="shakespeare")

@@ -5,11 +5,15 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
+from inspector.ab import ab_compare
 from inspector.diff import compare
 from inspector.errors import InspectorError
 from inspector.figures import kl_agreement_figure, layer_error_figure, scatter_figure, token_error_figure
 from inspector.exports import TABLE_NOTES, token_metrics_table
 from inspector.perplexity import MAX_PERPLEXITY_TOKENS, perplexity_text_ids
+from inspector.local_error import TOP_SITES, local_vs_cumulative
+from inspector.quant.files import quant_spec
+from inspector.sensitivity_figures import ab_sites_figure, ab_tokens_figure, local_cumulative_figure, local_tokens_figure
 from inspector.ui.export import chart, table_downloads
 from inspector.ui.runs import page_analysis
 from inspector.ui.sidebar import emulator_for
@@ -49,6 +53,53 @@ with a:
 with b:
     key = f"layers.{layer}.{site}"
     chart(scatter_figure(diff.float_values[key], diff.int_probe.site_values(key), f"layer {layer} {site}: float vs integer"), "scatter")
+
+st.subheader("Where the error is introduced: local vs cumulative")
+st.caption(
+    "Cumulative: the integer model on its own integers (the error above). Local: each site's integer "
+    "operation fed the float model's inputs, quantized as the integer model quantizes them, compared "
+    "with the float operation on those same inputs: only the site's own rounding. Stars mark the "
+    f"{TOP_SITES} sites whose own rounding is largest."
+)
+split_key = ("local_split", session.run_key)
+if split_key not in st.session_state:
+    try:
+        with st.spinner("Feeding every site the float model's values…"):
+            st.session_state[split_key] = local_vs_cumulative(emulator_for(session), diff.ids, diff)
+    except InspectorError as exc:
+        st.error(str(exc))
+split = st.session_state.get(split_key)
+if split is not None:
+    chart(local_cumulative_figure(split.sites, sites or None), "local_cumulative")
+    st.dataframe(split.sites.sort("rank").head(10), hide_index=True, width="stretch")
+    table_downloads(split.sites, "local_vs_cumulative")
+    chart(local_tokens_figure(split.tokens, layer, site), "local_tokens")
+
+st.subheader("A/B comparison")
+st.caption(
+    "A is the sidebar's QuantConfig. B: a saved QuantConfig (JSON, e.g. a sweep's winner), a traces "
+    "directory of a saved run, or overrides such as `state_bits=16,act_bits=6`. Both integer models "
+    "read the same tokens as above."
+)
+spec_b = st.text_input("Config B", "state_bits=16", key="ab_spec")
+if st.button("Compare A and B", key="ab_button"):
+    try:
+        with st.spinner("Running both configurations…"):
+            qc_b = quant_spec(spec_b)
+            st.session_state["ab_result"] = (session.run_key, spec_b, ab_compare(session.loaded, diff.ids, session.qc, qc_b))
+    except InspectorError as exc:
+        st.error(str(exc))
+stored = st.session_state.get("ab_result")
+if stored is not None and stored[0] == session.run_key:
+    ab = stored[2]
+    st.markdown(f"A vs B ({stored[1]}) differ in: `{ab.changed_fields() or 'nothing'}`")
+    st.dataframe(ab.summary, hide_index=True, width="stretch")
+    chart(ab_sites_figure(ab.sites), "ab_sites")
+    chart(ab_tokens_figure(ab.tokens), "ab_tokens")
+    with st.expander("Per-site SQNR and saturation, per-group activity"):
+        st.dataframe(ab.sites, hide_index=True, width="stretch")
+        st.dataframe(ab.activity, hide_index=True, width="stretch")
+        table_downloads(ab.sites, "ab_sites")
 
 st.subheader("Next-token distributions")
 st.caption(

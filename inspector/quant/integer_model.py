@@ -48,6 +48,17 @@ class Probe(Protocol):
     def synapses(self, key: str, spikes: torch.Tensor, proj: IntBitLinear) -> None: ...
 
 
+class FeedingProbe(Probe, Protocol):
+    """A probe that also *feeds* the model (`inspector.local_error`): after observing a site it may
+    hand the next operation other codes than the ones computed (the float model's values, quantized),
+    and it supplies the previous MLGRU states, so that each site is computed from given inputs.
+    Ordinary probes lack these methods and the model then runs on its own integers."""
+
+    def replace(self, key: str, codes: torch.Tensor, scale: float) -> torch.Tensor: ...
+
+    def previous_states(self, key: str, initial: torch.Tensor, steps: int) -> torch.Tensor: ...
+
+
 PROJECTION_NAMES = ("i_proj", "f_proj", "g_proj", "o_proj", "gate_proj", "down_proj")
 
 
@@ -98,6 +109,8 @@ class IntegerLM:
         codes, clipped = pair
         if probe is not None:
             probe.site(key, codes, scale, clipped, kind)
+            if hasattr(probe, "replace"):
+                codes = probe.replace(key, codes, scale)
         return codes
 
     def layer_program(
@@ -120,19 +133,24 @@ class IntegerLM:
         f_q = K.lut_lookup(f, L.sigmoid_f, qc.internal_bits)
         if L.lower_bound_q is not None:
             f_q = L.lower_bound_q + K.round_shift((one - L.lower_bound_q) * f_q, qc.gate_frac_bits)
+        f_q = self._site(probe, p + "forget_gate", (f_q, None), s["forget_gate"], "gate")
         i_q = K.round_shift(K.lut_lookup(i, L.silu_i, qc.internal_bits) * (one - f_q), qc.gate_frac_bits)
-        if probe is not None:
-            probe.site(p + "forget_gate", f_q, s["forget_gate"], None, "gate")
-            probe.site(p + "input_gate", i_q, s["input_gate"], None, "activation")
+        i_q = self._site(probe, p + "input_gate", (i_q, None), s["input_gate"])
         drive, drive_clipped = L.input_to_state(i_q)
-        states, clipped = [], []
-        for t in range(x.shape[1]):
-            h, c = K.saturate(K.round_shift(f_q[:, t] * h, qc.gate_frac_bits) + drive[:, t], qc.state_bits)
-            states.append(h)
-            clipped.append(c | drive_clipped[:, t])
-        hs = torch.stack(states, dim=1)
-        if probe is not None:
-            probe.site(p + "hidden", hs, s["hidden"], torch.stack(clipped, dim=1), "state")
+        if probe is not None and hasattr(probe, "previous_states"):
+            # Fed states: every step starts from a given h_{t-1}, so the steps are independent.
+            before = probe.previous_states(p + "hidden", h, x.shape[1])
+            hs, clipped_h = K.saturate(K.round_shift(f_q * before, qc.gate_frac_bits) + drive, qc.state_bits)
+            hs_clipped = clipped_h | drive_clipped
+            h = hs[:, -1]
+        else:
+            states, clipped = [], []
+            for t in range(x.shape[1]):
+                h, c = K.saturate(K.round_shift(f_q[:, t] * h, qc.gate_frac_bits) + drive[:, t], qc.state_bits)
+                states.append(h)
+                clipped.append(c | drive_clipped[:, t])
+            hs, hs_clipped = torch.stack(states, dim=1), torch.stack(clipped, dim=1)
+        hs = self._site(probe, p + "hidden", (hs, hs_clipped), s["hidden"], "state")
 
         gn = self._site(probe, p + "g_norm", L.g_norm(g), s["g_norm"])
         h_code, _ = L.state_to_code(hs)

@@ -23,6 +23,7 @@ from inspector.errors import CheckpointError, InspectorError
 from inspector.generate import MAX_NEW_TOKENS, MAX_SEED, SamplingSettings
 from inspector.paths import checkpoint_directory
 from inspector.quant.config import QUANT_PRESETS, SCALE_RULES, QuantConfig
+from inspector.quant.files import load_quant_config
 from inspector.url_settings import HEADROOMS, MAX_TOKENS_IN_UI, QUANT_SLIDERS, Field, fields, parse_query, to_query
 
 LOCAL_CHOICE = "Local checkpoint directory…"
@@ -109,6 +110,15 @@ def _choice(widget, label: str, options: list, key: str, default_index: int = 0,
 
 def _quant_overrides() -> QuantConfig:
     with st.expander("QuantConfig overrides"):
+        path = keep("q_file", st.text_input(
+            "QuantConfig file (optional)", kept("q_file", ""), key="q_file",
+            help="A saved QuantConfig (JSON), e.g. a sensitivity sweep's best_quant_config.json, or a traces "
+            "directory of `python -m inspector run`. When set, it replaces the sliders below.",
+        )).strip()
+        if path:
+            qc = load_quant_config(path)  # a QuantConfigError is shown by the caller
+            st.caption(f"Using {Path(path).name}; the sliders are ignored.")
+            return qc
         preset = _choice(st.selectbox, "Preset", list(QUANT_PRESETS), "q_preset")
         st.caption(QUANT_PRESETS[preset]["description"])
         defaults = QuantConfig.preset(preset)

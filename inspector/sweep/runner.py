@@ -1,0 +1,226 @@
+"""The sweep engine: sweep points as independent Ray tasks, results streamed into one Parquet file.
+
+- Ray: an embedded local instance on this machine's cores by default (`ray.init(num_cpus=...)`,
+  nothing to start by hand, shut down when the sweep ends), or an existing cluster given by
+  `address` / the RAY_ADDRESS environment variable. On a cluster the `inspector` package is shipped
+  to the workers (`py_modules`); torch, polars and the other requirements must be installed there.
+- The model, tokenizer and held-out tokens are put in Ray's object store once; each worker process
+  builds an `Evaluator` (float logits, calibration) on its first point and reuses it afterwards.
+- Every finished point (a failure included, with its error) is written at once: `points.parquet`
+  in the output directory is rewritten atomically after each result, so a stopped or crashed sweep
+  keeps everything finished so far, and a re-run skips points already there (failed ones are retried).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import polars as pl
+
+from inspector.sweep.evaluate import Evaluator, Point, SweepError, SweepSpec
+
+RESULTS_FILE = "points.parquet"
+META_FILE = "sweep.json"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SINGLE_THREADED = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+# on_result(row, finished, total): called in the driver as each point finishes
+ResultFn = Callable[[dict[str, Any], int, int], None]
+
+_EVALUATORS: dict[str, Evaluator] = {}  # per worker process: one Evaluator per sweep
+
+
+def _evaluate_in_worker(key: str, spec_box: list, point: Point) -> dict[str, Any]:
+    """Runs in a Ray worker. `spec_box` holds the spec's ObjectRef, fetched only on a cache miss."""
+    import ray
+    import torch
+
+    torch.set_num_threads(1)
+    if key not in _EVALUATORS:
+        _EVALUATORS.clear()  # one sweep at a time per worker: do not keep old models alive
+        _EVALUATORS[key] = Evaluator(ray.get(spec_box[0]))
+    return _EVALUATORS[key].evaluate(point)
+
+
+class ResultStore:
+    """The sweep's Parquet file: one row per point id, rewritten atomically on every result."""
+
+    def __init__(self, out_dir: Path):
+        self.path = out_dir / RESULTS_FILE
+        self.rows: dict[str, dict[str, Any]] = {}
+        if self.path.is_file():
+            for row in pl.read_parquet(self.path).to_dicts():
+                self.rows[row["point_id"]] = row
+
+    def done(self, point_id: str) -> bool:
+        row = self.rows.get(point_id)
+        return row is not None and row.get("status") == "ok"
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows[row["point_id"]] = row
+        tmp = self.path.with_suffix(".parquet.tmp")
+        self.frame().write_parquet(tmp)
+        os.replace(tmp, self.path)
+
+    def frame(self) -> pl.DataFrame:
+        return pl.DataFrame(list(self.rows.values()), infer_schema_length=None)
+
+
+def load_results(out_dir: str | Path) -> pl.DataFrame:
+    """The points of a sweep directory (empty frame when none finished yet)."""
+    path = Path(out_dir) / RESULTS_FILE
+    if not path.is_file():
+        raise SweepError(f"{out_dir} holds no sweep results ({RESULTS_FILE} is missing)")
+    return pl.read_parquet(path)
+
+
+def spec_fingerprint(spec: SweepSpec) -> dict[str, Any]:
+    return {
+        "model": str(spec.loaded.directory),
+        "tokens": len(spec.ids),
+        "ids_sha1": hashlib.sha1(json.dumps(spec.ids).encode()).hexdigest(),
+        "characters": spec.num_chars,
+        "base_quant_config": spec.base.to_dict(),
+    }
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on a cluster address nothing listens on (Ray itself retries for minutes)."""
+    target = address.split("://", 1)[-1]
+    if target == "auto" or ":" not in target:
+        return
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except (OSError, ValueError) as exc:
+        raise SweepError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+
+
+class SweepRunner:
+    """Runs batches of points on Ray for one spec and one output directory (use as a context manager)."""
+
+    def __init__(self, spec: SweepSpec, out_dir: str | Path, address: Optional[str] = None, workers: Optional[int] = None):
+        self.spec = spec
+        self.out_dir = Path(out_dir)
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
+        self.workers = workers
+        self._started_ray = False
+        self._spec_ref = None
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._check_meta()
+        self.store = ResultStore(self.out_dir)
+
+    def _check_meta(self) -> None:
+        meta_path = self.out_dir / META_FILE
+        mine = spec_fingerprint(self.spec)
+        if meta_path.is_file():
+            theirs = json.loads(meta_path.read_text(encoding="utf-8"))
+            if {k: theirs.get(k) for k in mine} != mine:
+                raise SweepError(
+                    f"{self.out_dir} holds a sweep of another model, text or base QuantConfig; "
+                    "choose another output directory to start a new sweep"
+                )
+        else:
+            meta_path.write_text(json.dumps(mine, indent=2) + "\n", encoding="utf-8")
+
+    def write_meta(self, **extra: Any) -> None:
+        meta_path = self.out_dir / META_FILE
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta.update(extra)
+        meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+    # -- Ray -----------------------------------------------------------------------------------
+    def _ray(self):
+        import ray
+
+        if not ray.is_initialized():
+            if self.address:
+                _check_reachable(self.address)
+            try:
+                if self.address:
+                    ray.init(
+                        address=self.address,
+                        runtime_env={"py_modules": [str(REPO_ROOT / "inspector")], "env_vars": SINGLE_THREADED},
+                        log_to_driver=False,
+                    )
+                else:
+                    workers = self.workers or os.cpu_count() or 1
+                    ray.init(
+                        num_cpus=workers,
+                        include_dashboard=False,
+                        log_to_driver=False,
+                        object_store_memory=max(256 * 2**20, 4 * self.spec.loaded.model.num_parameters() * 4),
+                        # one point per CPU: keep each worker's polars and BLAS pools to one thread
+                        runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT), **SINGLE_THREADED}},
+                    )
+            except Exception as exc:
+                where = f"the Ray cluster at {self.address}" if self.address else "a local Ray instance"
+                raise SweepError(f"cannot start or reach {where}: {exc}") from None
+            self._started_ray = True
+        if self._spec_ref is None:
+            self._spec_ref = ray.put(self.spec)
+            self._task = ray.remote(num_cpus=1, max_retries=0)(_evaluate_in_worker)
+        return ray
+
+    def close(self) -> None:
+        """Shut down the Ray instance if this runner started it (no worker processes linger)."""
+        if self._started_ray:
+            import ray
+
+            ray.shutdown()
+            self._started_ray = False
+        self._spec_ref = None
+
+    def __enter__(self) -> "SweepRunner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- running -------------------------------------------------------------------------------
+    def run(
+        self, points: list[Point], on_result: Optional[ResultFn] = None, stop: Optional[threading.Event] = None
+    ) -> list[dict[str, Any]]:
+        """Evaluate `points` (skipping those already in the results); rows in the order of `points`.
+
+        Points still running when `stop` is set are cancelled and left out of the returned rows.
+        """
+        unique = list({p.point_id: p for p in points}.values())
+        todo = [p for p in unique if not self.store.done(p.point_id)]
+        finished = len(unique) - len(todo)
+        if on_result is not None:
+            for p in unique:
+                if self.store.done(p.point_id):
+                    on_result(self.store.rows[p.point_id], finished, len(unique))
+        if todo and not (stop is not None and stop.is_set()):
+            ray = self._ray()
+            key = self.spec.key
+            pending = {self._task.remote(key, [self._spec_ref], p): p for p in todo}
+            while pending:
+                if stop is not None and stop.is_set():
+                    for ref in pending:
+                        ray.cancel(ref, force=True)
+                    break
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.25)
+                for ref in ready:
+                    point = pending.pop(ref)
+                    try:
+                        row = ray.get(ref)
+                    except Exception as exc:  # the worker died or Ray failed: still a recorded result
+                        row = {
+                            "point_id": point.point_id, "kind": point.kind, "knob": point.knob, "setting": point.setting,
+                            "layer": point.layer, "label": point.label, "quant_config": point.quant_config,
+                            "status": "error", "error": f"Ray task failed: {type(exc).__name__}: {exc}",
+                        }
+                    self.store.add(row)
+                    finished += 1
+                    if on_result is not None:
+                        on_result(row, finished, len(unique))
+        return [self.store.rows[p.point_id] for p in points if p.point_id in self.store.rows]
