@@ -27,7 +27,6 @@ def checkpoint_fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...]:
         return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in directory.iterdir() if p.is_file()))
     except (OSError, RuntimeError):  # unreadable, too long, ~unknownuser: the loader says why
         return ()
-    return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in directory.iterdir() if p.is_file()))
 
 
 def validation_text(loaded) -> str:
