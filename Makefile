@@ -31,6 +31,7 @@ bench: install
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.page_switch
 	$(PY) -m benchmarks.lava
+	$(PY) -m benchmarks.scale --big
 
 clean:
 	rm -rf $(VENV) .pytest_cache

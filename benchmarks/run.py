@@ -20,7 +20,7 @@ from inspector.catalog import sample_models
 from inspector.checkpoint import LoadedModel, load_checkpoint
 from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
 from inspector.emulator.engine import Emulator
-from inspector.model import HGRNBitForCausalLM
+from inspector.synthetic import random_frozen_model
 from inspector.quant.config import QuantConfig
 from inspector.tokenizer import train_bpe_tokenizer
 
@@ -42,8 +42,7 @@ def tokens_per_second(step: Callable, ids: list[int], repeats: int = 1) -> float
 
 def random_370m() -> LoadedModel:
     config = HGRNBitConfig(**PUBLISHED_CONFIGS["MMfreeLM-370M"])
-    torch.manual_seed(0)
-    model = HGRNBitForCausalLM(config).eval()
+    model = random_frozen_model(config)  # inference form, as a loaded checkpoint is
     tokenizer = train_bpe_tokenizer("the quick brown fox jumps over the lazy dog\n" * 50, vocab_size=300)
     return LoadedModel(model=model, tokenizer=tokenizer, config=config, directory=__import__("pathlib").Path("MMfreeLM-370M-random"))
 
