@@ -153,8 +153,10 @@ def local_vs_cumulative(emulator: Emulator, ids: list[int], diff: Optional[DiffR
 
     `diff`: an existing comparison on exactly `ids` (its cumulative errors are reused).
     """
-    if diff is None or diff.ids != list(ids):
-        diff = compare(emulator, list(ids))
+    if diff is None or diff.ids != list(ids) or diff.window_start != 0:
+        # The fed run needs the float values of every token (the recurrence carries them all), so a
+        # comparison that kept per-neuron values for a window only is redone for the whole sequence.
+        diff = compare(emulator, list(ids), keep_from=0)
     model = emulator.loaded.model
     probe = FeedProbe(diff.float_values, emulator.params)
     with torch.no_grad():

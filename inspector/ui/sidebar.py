@@ -9,6 +9,8 @@ and the QuantConfig, so switching pages never reloads or re-converts anything.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,13 +57,38 @@ class Session:
         return (str(self.loaded.directory), self.fingerprint, self.qc, self.prompt, self.sampling, self.backend.key, self.window)
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def cached_checkpoint(directory: str, _fingerprint: tuple, _on_progress=None) -> LoadedModel:
-    return load_checkpoint(directory, on_progress=_on_progress)
+# Loaded models, shared by every session: four at most, least recently used dropped first. Not
+# st.cache_resource: a first load draws a progress bar, and Streamlit's cache refuses functions that
+# draw into an element made outside them.
+MAX_MODELS = 4
+_MODELS: "OrderedDict[tuple, LoadedModel]" = OrderedDict()
+_MODELS_LOCK = threading.Lock()
+_LOADING: dict[tuple, threading.Lock] = {}
+
+
+def cached_checkpoint(directory: str, fingerprint: tuple, on_progress=None) -> LoadedModel:
+    """The model of `directory` (keyed by its files' fingerprint), loaded once per process."""
+    key = (str(directory), fingerprint)
+    with _MODELS_LOCK:
+        if key in _MODELS:
+            _MODELS.move_to_end(key)
+            return _MODELS[key]
+        loading = _LOADING.setdefault(key, threading.Lock())
+    with loading:  # two sessions asking for the same model load it once
+        with _MODELS_LOCK:
+            if key in _MODELS:
+                return _MODELS[key]
+        loaded = load_checkpoint(directory, on_progress=on_progress)
+        with _MODELS_LOCK:
+            _MODELS[key] = loaded
+            while len(_MODELS) > MAX_MODELS:
+                _MODELS.popitem(last=False)
+            _LOADING.pop(key, None)
+    return loaded
 
 
 def load_with_progress(directory: Path, fingerprint: tuple) -> LoadedModel:
-    """The cached model; a first load shows a progress bar over the checkpoint's tensors."""
+    """The shared model; a first load shows a progress bar over the checkpoint's tensors."""
     bar = st.empty()
 
     def on_progress(done: int, total: int, key: str) -> None:
