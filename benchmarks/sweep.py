@@ -8,7 +8,7 @@ a text at once (the sequence path every sweep point uses) is at least 5x faster 
 token by token on the 370M configuration.
 
 The 370M-width measurement uses the published MMfreeLM-370M width (hidden 1024, vocab 32000) with
-`--layers` of its 24 layers (default 8), random weights: the full 24 layers need about 6 GB for the
+`--layers` of its 24 layers (default 12, 3.6 GB peak), random weights: the full 24 layers need about 6 GB for the
 float model plus the integer model's int64 and float32 weight copies, over this machine's per-run
 budget. Per layer the work is the same, so the ratio per layer is the same; the LM head, which runs
 one position at a time on both paths, weighs more with fewer layers, so the ratio measured here is
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--points", type=int, default=16, help="sweep points per worker count")
     parser.add_argument("--tokens", type=int, default=256, help="held-out tokens per sweep point")
     parser.add_argument("--seq-tokens", type=int, default=128, help="tokens for sequence vs token by token")
-    parser.add_argument("--layers", type=int, default=8, help="layers of the 370M-width model")
+    parser.add_argument("--layers", type=int, default=12, help="layers of the 370M-width model")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     loaded = load_checkpoint(sample_models()[args.model])
