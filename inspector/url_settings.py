@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from inspector.generate import MAX_SEED
+from inspector.quant.config import QUANT_PRESETS, SCALE_RULES
 
 MAX_PROMPT_CHARS_IN_URL = 4000  # longer prompts are left out of the link (browsers and proxies cap URLs)
 MAX_PATH_CHARS = 1024
@@ -99,6 +100,17 @@ def _bool(text: str) -> bool:
     raise ValueError(f"{text[:40]!r} is not 1 or 0")
 
 
+WINDOW_CHOICES = ("generated", 64, 256, 1024, 4352)  # the sidebar's "Per-neuron detail for" options
+
+
+def _window(text: str) -> str | int:
+    value = text.strip()
+    parsed: str | int = int(value) if value.isdigit() else value
+    if parsed not in WINDOW_CHOICES:
+        raise ValueError(f"{text[:40]!r} is not one of {', '.join(map(str, WINDOW_CHOICES))}")
+    return parsed
+
+
 def fields(models: tuple[str, ...], backends: tuple[str, ...]) -> list[Field]:
     """Every setting that goes into the URL. `models`: the choices of the model box (their URL
     names); `backends`: the keys of the backends available here."""
@@ -114,6 +126,9 @@ def fields(models: tuple[str, ...], backends: tuple[str, ...]) -> list[Field]:
         *[Field(name, f"q_{name}", _int_in(lo, hi)) for name, (_, lo, hi) in QUANT_SLIDERS.items()],
         Field("headroom", "q_headroom", _one_of(HEADROOMS, float), lambda v: f"{v:g}"),
         Field("pow2", "q_pow2", _bool, lambda v: "1" if v else "0"),
+        Field("preset", "q_preset", _one_of(tuple(QUANT_PRESETS))),
+        Field("scale_rule", "q_scale_rule", _one_of(SCALE_RULES)),
+        Field("window", "window", _window, str),
     ]
 
 

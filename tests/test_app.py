@@ -367,8 +367,8 @@ def test_quant_preset_paper_study_reaches_the_integer_model(app):
     """Choosing the paper-study preset in the sidebar runs the integer model with the study's scale rule."""
     app.sidebar.selectbox(key="q_preset").select("paper-study").run()
     assert not app.exception, app.exception
-    assert app.sidebar.selectbox(key="q_scale_rule.paper-study").value == "study"
-    assert app.sidebar.slider(key="q_internal_bits.paper-study").value == 16
+    assert app.sidebar.selectbox(key="q_scale_rule").value == "study"
+    assert app.sidebar.slider(key="q_internal_bits").value == 16
     assert any("study" in c.value for c in app.sidebar.caption)
 
 

@@ -228,11 +228,21 @@ def test_url_settings_round_trip():
     "param,raw",
     [("tokens", "0"), ("tokens", "1e9"), ("seed", "-1"), ("seed", str(MAX_SEED + 1)), ("temperature", "inf"),
      ("temperature", "nan"), ("model", "../../etc"), ("backend", "loihi2"), ("headroom", "3"), ("pow2", "yes please"),
-     ("prompt", "a\x00b"), ("path", "p" * 5000), ("state_bits", "25"), ("top_k", "ten")],
+     ("prompt", "a\x00b"), ("path", "p" * 5000), ("state_bits", "25"), ("top_k", "ten"), ("preset", "evil"),
+     ("scale_rule", "x"), ("window", "65"), ("window", "-1")],
 )
 def test_url_settings_refuse_hostile_values(param, raw):
     parsed, problems = parse_query({param: raw}, SPEC)
     assert parsed == {} and len(problems) == 1 and f"`{param}`" in problems[0]
+
+
+def test_url_settings_carry_preset_scale_rule_and_window():
+    values = {"q_preset": "paper-study", "q_scale_rule": "study", "window": 64}
+    query = to_query(values, SPEC)
+    assert query == {"preset": "paper-study", "scale_rule": "study", "window": "64"}
+    parsed, problems = parse_query(query, SPEC)
+    assert parsed == values and problems == []
+    assert parse_query({"window": "generated"}, SPEC)[0] == {"window": "generated"}
 
 
 def test_url_quant_ranges_match_quant_config():

@@ -135,6 +135,16 @@ def _choice(widget, label: str, options: list, key: str, default_index: int = 0,
     return keep(key, widget(label, options, index=index, key=key, **kwargs))
 
 
+def _apply_preset() -> None:
+    """A preset just chosen: every QuantConfig widget takes that preset's value (then the user may edit)."""
+    preset = QuantConfig.preset(st.session_state["q_preset"])
+    values = {f"q_{name}": getattr(preset, name) for name in QUANT_SLIDERS}
+    values |= {"q_headroom": preset.state_headroom, "q_pow2": preset.pow2_scales, "q_scale_rule": preset.scale_rule}
+    for key, value in values.items():
+        st.session_state[key] = value
+        st.session_state[f"keep.{key}"] = value
+
+
 def _quant_overrides() -> QuantConfig:
     with st.expander("QuantConfig overrides"):
         path = keep("q_file", st.text_input(
@@ -146,14 +156,13 @@ def _quant_overrides() -> QuantConfig:
             qc = load_quant_config(path)  # a QuantConfigError is shown by the caller
             st.caption(f"Using {Path(path).name}; the sliders are ignored.")
             return qc
-        preset = _choice(st.selectbox, "Preset", list(QUANT_PRESETS), "q_preset")
+        preset = _choice(st.selectbox, "Preset", list(QUANT_PRESETS), "q_preset", on_change=_apply_preset)
         st.caption(QUANT_PRESETS[preset]["description"])
         defaults = QuantConfig.preset(preset)
 
         def slider(name: str) -> int:
             label, lo, hi = QUANT_SLIDERS[name]
-            key = f"q_{name}"  # per preset below: switching presets shows that preset's values
-            key = key if preset == "default" else f"{key}.{preset}"
+            key = f"q_{name}"
             return keep(key, st.slider(label, lo, hi, kept(key, getattr(defaults, name)), key=key))
 
         st.caption("Bit widths of the integer model. Changing one re-runs the analysis.")
@@ -165,7 +174,7 @@ def _quant_overrides() -> QuantConfig:
         ))
         values["pow2_scales"] = keep("q_pow2", st.toggle("Power-of-two scales (shift-only)", kept("q_pow2", defaults.pow2_scales), key="q_pow2"))
         values["scale_rule"] = _choice(
-            st.selectbox, "Scale rule", list(SCALE_RULES), f"q_scale_rule.{preset}", SCALE_RULES.index(defaults.scale_rule),
+            st.selectbox, "Scale rule", list(SCALE_RULES), "q_scale_rule", SCALE_RULES.index(defaults.scale_rule),
             help="max_code: max|x| / (2^(b-1) - 1), nothing calibrated clips. study: max|x| / (2^(b-1) - 0.5), "
             "the paper's GPU study (calculate_qparams).",
         )
@@ -224,10 +233,14 @@ def _write_url(spec: list[Field], session: Session | None, choice: str) -> dict[
         **{f"q_{n}": kept(f"q_{n}", getattr(QuantConfig(), n)) for n in QUANT_SLIDERS},
         "q_headroom": kept("q_headroom", QuantConfig().state_headroom),
         "q_pow2": kept("q_pow2", QuantConfig().pow2_scales),
+        "q_preset": kept("q_preset", "default"),
+        "q_scale_rule": kept("q_scale_rule", QuantConfig().scale_rule),
+        "window": kept("window", GENERATED_WINDOW),
     }
     defaults = {
         "model_choice": next(iter(sample_models()), None), "backend": "emulator", "max_new_tokens": 32, "temperature": 0.8,
         "top_k": 40, "seed": 0, "q_headroom": QuantConfig().state_headroom, "q_pow2": QuantConfig().pow2_scales,
+        "q_preset": "default", "q_scale_rule": QuantConfig().scale_rule, "window": GENERATED_WINDOW,
         **{f"q_{n}": getattr(QuantConfig(), n) for n in QUANT_SLIDERS},
     }
     if session is not None:
