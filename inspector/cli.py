@@ -253,7 +253,7 @@ def cmd_ab(args) -> int:
     """Two QuantConfigs (or saved runs) side by side on the same text."""
     loaded = resolve_model(args.model)
     text = _read_text(args.text) if args.text else validation_text(loaded)
-    ids = encode(loaded.tokenizer, text)[: args.max_tokens]
+    ids = encode_document(loaded.tokenizer, text)[: args.max_tokens]
     if len(ids) < 2:
         raise InspectorError("the text needs at least two tokens")
     result = ab_compare(loaded, ids, quant_spec(args.a), quant_spec(args.b))

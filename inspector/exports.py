@@ -40,8 +40,8 @@ BIG_TABLES = ("tensors",)  # exported as Parquet only: as CSV they run to tens o
 COLUMNS: dict[str, tuple[str, str]] = {
     "token": ("", TOKEN_KEY),
     "token_id": ("", "the token's id in the tokenizer's vocabulary"),
-    "piece": ("", "the raw vocabulary entry of the token (byte-level BPE writes a leading space as 'Ġ', a newline as 'Ċ')"),
-    "text": ("", "the token decoded to text on its own"),
+    "piece": ("", "the raw vocabulary entry of the token (byte-level BPE writes a leading space as 'Ġ', a newline as 'Ċ'; SentencePiece a space as '▁')"),
+    "text": ("", "the text the token adds to the decoded sequence, in context (a leading space kept; '' inside a multi-byte character, which its last token carries)"),
     "is_prompt": ("", "true for tokens of the prompt, false for generated ones"),
     "is_special": ("", "true for the tokenizer's special tokens (such as a beginning-of-sequence token)"),
     "probability": ("probability", "the integer model's untempered probability of this token when it was generated"),
@@ -82,6 +82,14 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "synapses": ("synapses", "stored (nonzero ternary) synapses on the core"),
     "memory_bytes": ("bytes", "synapse and neuron-state memory the core needs"),
     "times_clipped": ("tokens", "tokens at which this neuron saturated"),
+    "zero": ("values", "values whose integer code is 0"),
+    "max_abs_code": ("integer code", "largest |code| at the site for this token"),
+    "effective_bits": ("bits", "bits the largest |code| needs (sign included), at most the register's"),
+    "bits": ("bits", "width of the register the site's codes live in"),
+    "underflow": ("values", "values the float model has nonzero that the integer model rounds to code 0 (null where the float model has no counterpart)"),
+    "underflow_rate": ("share", "underflow / values"),
+    "clipped_rate": ("share", "clipped / values"),
+    "zero_rate": ("share", "zero / values"),
 }
 
 TABLE_NOTES = {

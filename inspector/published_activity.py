@@ -146,7 +146,7 @@ def measure_layerwise(
     cal: dict[str, float] = {}
     x_float = embed(torch.tensor([calibration_ids])).float()
     observe(cal, "embeddings", x_float)
-    input_scale = site_scale(cal["embeddings"], qc.residual_bits, qc.pow2_scales)
+    input_scale = site_scale(cal["embeddings"], qc.residual_bits, qc)
     runner = _integer_runner(config, qc, [], input_scale, embed)
     x_int, _ = runner.embed(torch.tensor([ids]))
     groups: list[NeuronGroup] = []

@@ -83,7 +83,7 @@ def test_token_metrics_row_t_predicts_t_plus_1(run):
     assert metrics["next_token_id"].to_list() == [*ids[1:], None]
     # nll of row t is the NLL of token t + 1 under the integer model
     t = analysis.prompt_tokens - 1
-    logp = torch.log_softmax(analysis.diff.int_logits[t].double(), -1)
+    logp = torch.log_softmax(analysis.diff.logits_at(t)[1].double(), -1)  # (float, integer) logits of row t
     assert metrics["nll_int_nats"][t] == pytest.approx(-float(logp[ids[t + 1]]))
     # and generation's kl_nats is token_metrics' kl_nats of the row before it
     generation = E.generation_table(analysis, emulator.loaded.tokenizer)
@@ -206,7 +206,12 @@ def test_spike_sparsity_is_measured(run):
     key = "layers.0.i_proj.spikes"
     codes = probe.site_codes(key)
     row = table.filter((pl.col("layer") == 0) & (pl.col("projection") == "i_proj")).row(0, named=True)
-    assert row["spikes"] == codes.numel() and row["nonzero"] == int((codes != 0).sum())
+    # every token counts (per-token summaries); on the window's tokens they agree with the codes themselves
+    summary = probe.saturation().filter((pl.col("layer") == 0) & (pl.col("site") == "i_proj.spikes"))
+    assert row["spikes"] == int(summary["values"].sum()) and row["nonzero"] == int((summary["values"] - summary["zero"]).sum())
+    window = summary.filter(pl.col("token") >= probe.window_start)
+    assert int(window["values"].sum()) == codes.numel()
+    assert int((window["values"] - window["zero"]).sum()) == int((codes != 0).sum())
     share = sparsity_summary(analysis)["spike_nonzero_share"]
     assert share == pytest.approx(table["nonzero"].sum() / table["spikes"].sum())
 

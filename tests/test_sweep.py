@@ -38,14 +38,14 @@ def test_knobs_come_from_the_dataclass_so_new_fields_are_swept():
     @dataclass(frozen=True)
     class Extended(QuantConfig):
         extra_bits: int = 10
-        scale_rule: str = "maxabs"
+        rounding: str = "half_up"
         fancy: bool = False
 
     found, skipped = knobs(Extended())
     by_name = {k.name: k for k in found}
     assert by_name["extra_bits"].lower == 8 and by_name["extra_bits"].precise == 14
     assert by_name["fancy"].lower is True
-    assert skipped == ["scale_rule"]  # no settings known: listed, not guessed
+    assert skipped == ["scale_rule", "rounding"]  # string fields: listed, not guessed
 
 
 def test_an_unreachable_cluster_is_a_clear_error_at_once(spec, tmp_path):

@@ -32,14 +32,37 @@ class PortActivityProbe(RecordingProbe):
         self.port_messages[(layer, group)].append(torch.from_numpy(np.asarray(messages, dtype=np.int64)).reshape(1, -1))
         self.port_rounds[(layer, group)].append(int(rounds))
 
-    def _group_messages(self, layer: int, group: str) -> torch.Tensor:
-        counted = self.port_messages.get((layer, group))
-        if counted is None:
-            raise RuntimeError(f"the Lava graph reported no messages for layer {layer} group {group}")
-        return torch.cat(counted, dim=0)
+    def _port_table(self) -> pl.DataFrame:
+        """token x core: messages and sending neurons as the group processes counted them."""
+        frames = []
+        for (layer, group), cores in self.core_map.table.group_by(["layer", "group"], maintain_order=True):
+            counted = self.port_messages.get((layer, group))
+            if counted is None:
+                raise RuntimeError(f"the Lava graph reported no messages for layer {layer} group {group}")
+            messages = torch.cat(counted, dim=0).numpy()
+            starts = cores["start"].to_numpy()
+            per_core = np.add.reduceat(messages, starts, axis=1)
+            active = np.add.reduceat((messages > 0).astype(np.int64), starts, axis=1)
+            tokens, n_cores = per_core.shape
+            frames.append(pl.DataFrame({
+                "token": np.repeat(np.arange(tokens, dtype=np.int64), n_cores),
+                "core": np.tile(cores["core"].to_numpy(), tokens),
+                "port_messages": per_core.reshape(-1).astype(np.int64),
+                "port_active": active.reshape(-1).astype(np.int64),
+            }))
+        return pl.concat(frames)
 
     def activity(self) -> pl.DataFrame:
+        """The emulator probe's table (synaptic ops, neurons) with messages, sending neurons and
+        neuron updates replaced by what the Lava processes counted."""
         table = super().activity()
+        ports = self._port_table()
+        table = table.join(ports, on=["token", "core"], how="left")
+        if table["port_messages"].null_count():
+            raise RuntimeError("the Lava graph did not report the messages of every core and token")
+        table = table.with_columns(
+            pl.col("port_messages").alias("messages"), pl.col("port_active").alias("active_neurons")
+        ).drop("port_messages", "port_active")
         rounds = pl.DataFrame(
             [
                 {"token": token, "layer": layer, "group": group, "rounds": count}

@@ -262,9 +262,9 @@ class LavaBackend(IntegerBackend):
                 LavaBackend._live = weakref.ref(self._lava)
         return self._lava
 
-    def new_probe(self, record_tensors: bool = True) -> PortActivityProbe:
+    def new_probe(self, record_tensors: bool = True, keep_from: int = 0) -> PortActivityProbe:
         """A probe whose activity table counts what the graph's ports carried (see activity.py)."""
-        return PortActivityProbe(self.core_map, record_tensors=record_tensors)
+        return PortActivityProbe(self.core_map, record_tensors=record_tensors, keep_from=keep_from, qc=self.qc)
 
     def step_fn(self, probe):
         def step(ids, state=None):
