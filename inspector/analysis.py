@@ -17,7 +17,7 @@ from typing import Callable, Optional
 import polars as pl
 
 from inspector.diff import DiffResult, compare
-from inspector.emulator.engine import Emulator, EmulatorRun
+from inspector.backends import IntegerBackend, IntegerRun
 from inspector.generate import GeneratedToken, SamplingSettings, encode_prompt, generate
 from inspector.perplexity import Perplexities, run_perplexities
 from inspector.traces import run_tables, with_underflow
@@ -49,7 +49,7 @@ class Analysis:
     prompt: str
     sampling: SamplingSettings
     float_tokens: list[GeneratedToken]
-    run: EmulatorRun
+    run: IntegerRun
     diff: DiffResult
     tables: dict[str, pl.DataFrame]
     window: Window = GENERATED_WINDOW
@@ -86,7 +86,7 @@ class Analysis:
 
 
 def analyze(
-    emulator: Emulator,
+    emulator: IntegerBackend,
     prompt: str,
     sampling: SamplingSettings,
     on_progress: Optional[ProgressFn] = None,

@@ -40,7 +40,7 @@ from inspector.quant.integer_model import PROJECTION_NAMES, IntegerLM, Probe
 
 
 @dataclass
-class EmulatorRun:
+class IntegerRun:
     """A finished (or stopped) run on any backend: the prompt, generated tokens and what the probes
     recorded. (The name predates the other backends; the lead renames it with its call sites.)"""
 
@@ -74,7 +74,7 @@ class Backend(Protocol):
     def generate(
         self, prompt: str, sampling: SamplingSettings, probes: bool = True, record_tensors: bool = True,
         keep_from: int = 0, on_wait: Optional[Callable[[int], None]] = None,
-    ) -> tuple[EmulatorRun, Iterator[GeneratedToken]]: ...
+    ) -> tuple[IntegerRun, Iterator[GeneratedToken]]: ...
 
     def teacher_forced(self, ids: list[int], record_tensors: bool = True, keep_from: int = 0) -> tuple[torch.Tensor, RecordingProbe]: ...
 
@@ -125,13 +125,13 @@ class IntegerBackend:
     def generate(
         self, prompt: str, sampling: SamplingSettings, probes: bool = True, record_tensors: bool = True,
         keep_from: int = 0, on_wait: Optional[Callable[[int], None]] = None,
-    ) -> tuple[EmulatorRun, Iterator[GeneratedToken]]:
+    ) -> tuple[IntegerRun, Iterator[GeneratedToken]]:
         """A run object and the token stream that fills it (stop iterating, or close it, to stop the run).
 
         `keep_from`: the first token whose per-neuron data the probe keeps (0: all of them).
         `on_wait(position)`: called while the run waits for a shared simulator (Lava); the emulator never waits.
         """
-        run = EmulatorRun(prompt, encode_prompt(self.loaded.tokenizer, prompt))
+        run = IntegerRun(prompt, encode_prompt(self.loaded.tokenizer, prompt))
         run.probe = self.new_probe(record_tensors, keep_from) if probes else None
         stream = generate(self.step_fn(run.probe), self.loaded.tokenizer, prompt, **vars(sampling))
 

@@ -108,12 +108,12 @@ def saturation_settings(qc: QuantConfig) -> dict[str, QuantConfig]:
     }
 
 
-def saturation_experiment(ids: list[int], settings: dict[str, QuantConfig], emulator_for: Callable[[QuantConfig], Emulator]) -> pl.DataFrame:
+def saturation_experiment(ids: list[int], settings: dict[str, QuantConfig], backend_for: Callable[[QuantConfig], Emulator]) -> pl.DataFrame:
     """Each setting's integer model on the same tokens, against the float model: how many MLGRU
     states clipped and underflowed, all values likewise, and what it did to the next-token choice."""
     rows = []
     for label, qc in settings.items():
-        result = compare(emulator_for(qc), ids, keep_from=len(ids) - 1)  # per-token counts only
+        result = compare(backend_for(qc), ids, keep_from=len(ids) - 1)  # per-token counts only
         saturation = with_underflow(result.int_probe.saturation(), result.tensors)
         states = saturation.filter(pl.col("kind") == "state")
         rows.append({

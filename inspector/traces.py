@@ -26,7 +26,7 @@ from typing import Any
 import polars as pl
 from tokenizers import Tokenizer
 
-from inspector.emulator.engine import Emulator, EmulatorRun
+from inspector.backends import IntegerBackend, IntegerRun
 from inspector.tokenizer import special_token_ids, token_texts
 
 TABLES = ("tokens", "activity", "saturation", "neuron_clips", "saturated_neurons", "states", "tensors", "cores")
@@ -63,7 +63,7 @@ def token_frame(tokenizer: Tokenizer, ids: list[int], prompt_tokens: int) -> pl.
     )
 
 
-def run_tables(run: EmulatorRun, emulator: Emulator, tensors: bool = True) -> dict[str, pl.DataFrame]:
+def run_tables(run: IntegerRun, emulator: IntegerBackend, tensors: bool = True) -> dict[str, pl.DataFrame]:
     """Every table of a probed run, in memory (the app shows these; the CLI writes them)."""
     if run.probe is None:
         raise ValueError("this run was made without probes")
@@ -82,7 +82,7 @@ def run_tables(run: EmulatorRun, emulator: Emulator, tensors: bool = True) -> di
 
 
 def write_traces(
-    run: EmulatorRun, emulator: Emulator, out_dir: str | Path, metadata: dict[str, Any], underflow: pl.DataFrame | None = None
+    run: IntegerRun, emulator: IntegerBackend, out_dir: str | Path, metadata: dict[str, Any], underflow: pl.DataFrame | None = None
 ) -> Path:
     """Write every table and run.json. `underflow`: a lockstep comparison's `DiffResult.tensors`, whose
     underflow counts join the saturation table (without it the column is null)."""

@@ -17,11 +17,11 @@ from inspector.activity_cache import cache_dir, estimated_measure_seconds
 from inspector.ui.export import chart, table_downloads, thousands
 from inspector.ui.hardware import cached_published_evaluation, cost_preset, measure_published, what_if_hardware
 from inspector.ui.runs import page_analysis
-from inspector.ui.sidebar import emulator_for
+from inspector.ui.sidebar import backend_for
 
 st.title("Hardware")
 session, analysis = page_analysis()
-emulator = emulator_for(session)
+emulator = backend_for(session)
 
 with st.expander("Mapping what-ifs: synapse bits, shared cores, per-core limits", expanded=False):
     st.caption("Defaults and their sources: inspector/emulator/hardware.py. Every figure below follows these settings.")

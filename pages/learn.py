@@ -21,7 +21,7 @@ from inspector.teaching import (
 )
 from inspector.ui.export import chart
 from inspector.ui.runs import page_analysis
-from inspector.ui.sidebar import cached_emulator, emulator_for
+from inspector.ui.sidebar import cached_backend, backend_for
 
 STEPS = [
     "1. Ternary weights",
@@ -34,7 +34,7 @@ STEPS = [
 
 st.title("Learn")
 session, analysis = page_analysis()
-emulator = emulator_for(session)
+emulator = backend_for(session)
 host = host_share(emulator)
 with st.expander("Words used in this tour", expanded=False):
     st.markdown(
@@ -143,7 +143,7 @@ elif step == STEPS[4]:
             experiments.clear()  # one at a time: each holds only a small table
             experiments[key] = saturation_experiment(
                 analysis.run.all_ids, saturation_settings(session.qc),
-                lambda qc: cached_emulator(str(session.loaded.directory), session.fingerprint, qc, "emulator"),
+                lambda qc: cached_backend(str(session.loaded.directory), session.fingerprint, qc, "emulator"),
             )
     if key in experiments:
         table = experiments[key]

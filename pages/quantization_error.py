@@ -16,7 +16,7 @@ from inspector.quant.files import quant_spec
 from inspector.sensitivity_figures import ab_sites_figure, ab_tokens_figure, local_cumulative_figure, local_tokens_figure
 from inspector.ui.export import chart, table_downloads
 from inspector.ui.runs import page_analysis
-from inspector.ui.sidebar import emulator_for
+from inspector.ui.sidebar import backend_for
 
 METRICS = {"sqnr_db": "SQNR (dB)", "cosine": "cosine similarity", "max_abs_error": "max abs error", "rel_error": "relative error"}
 
@@ -65,7 +65,7 @@ split_key = ("local_split", session.run_key)
 if split_key not in st.session_state:
     try:
         with st.spinner("Feeding every site the float model's values…"):
-            st.session_state[split_key] = local_vs_cumulative(emulator_for(session), diff.ids, diff)
+            st.session_state[split_key] = local_vs_cumulative(backend_for(session), diff.ids, diff)
     except InspectorError as exc:
         st.error(str(exc))
 split = st.session_state.get(split_key)
@@ -127,7 +127,7 @@ if st.button("Compute perplexity", key="ppl_button"):
     else:
         try:
             with st.spinner(f"Running both models on {len(ids)} tokens…"):
-                result = compare(emulator_for(session), ids, keep_from=len(ids) - 1)  # per-token figures only
+                result = compare(backend_for(session), ids, keep_from=len(ids) - 1)  # per-token figures only
         except InspectorError as exc:
             st.error(str(exc))
         else:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-# EmulatorRun and make_backend live in inspector.backends; pages still import them from here
-# until their call sites move (a rename the lead does across pages and ui).
-from inspector.backends import EmulatorRun, IntegerBackend, StepFn, make_backend  # noqa: F401
+from inspector.backends import IntegerBackend, StepFn
 from inspector.quant.integer_model import Probe
 
 

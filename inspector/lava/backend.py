@@ -16,7 +16,7 @@ from typing import Callable, Hashable, Iterator, Optional
 
 import torch
 
-from inspector.backends import EmulatorRun, IntegerBackend, require_lava_memory
+from inspector.backends import IntegerRun, IntegerBackend, require_lava_memory
 from inspector.generate import GeneratedToken, SamplingSettings
 from inspector.lava.activity import PortActivityProbe
 from inspector.lava.params import graph_spec, site_scale, synapse_weights
@@ -233,7 +233,7 @@ class LavaBackend(IntegerBackend):
     def generate(
         self, prompt: str, sampling: SamplingSettings, probes: bool = True, record_tensors: bool = True,
         keep_from: int = 0, on_wait: Optional[WaitFn] = None,
-    ) -> tuple[EmulatorRun, Iterator[GeneratedToken]]:
+    ) -> tuple[IntegerRun, Iterator[GeneratedToken]]:
         """As `IntegerBackend.generate`, holding the simulator from the first token to the last (or until
         the stream is closed); `on_wait(position)` is called while waiting for it."""
         run, inner = super().generate(prompt, sampling, probes, record_tensors, keep_from)

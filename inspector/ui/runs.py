@@ -19,7 +19,7 @@ from inspector.exports import bundle_zip, run_metadata
 from inspector.run_cache import RUNS
 from inspector.ui.export import set_metadata
 from inspector.ui.lifecycle import on_session_end, session_id
-from inspector.ui.sidebar import Session, emulator_for, render_sidebar, settings_problems
+from inspector.ui.sidebar import Session, backend_for, render_sidebar, settings_problems
 
 AUTO_RUN_MAX_PARAMETERS = 50_000_000
 
@@ -70,7 +70,7 @@ def ensure_analysis(session: Session) -> Analysis | None:
     st.button("Stop", on_click=_stop, args=(key,), key="stop_button", help="Interrupt this run")
     progress = st.progress(0.0, text="Preparing the integer model…")
     try:
-        emulator = emulator_for(session)
+        emulator = backend_for(session)
         # This session now uses this backend only: a Lava graph no session uses any more is closed.
         LavaBackendRegistry.detach_everywhere(owner, keep=emulator)
         emulator.attach(owner)

@@ -20,7 +20,7 @@ from inspector.analysis import GENERATED_WINDOW, Window
 from inspector.backends import BackendStatus, backend_statuses
 from inspector.catalog import checkpoint_fingerprint, sample_models
 from inspector.checkpoint import LoadedModel, load_checkpoint
-from inspector.emulator.engine import Emulator, make_backend
+from inspector.backends import IntegerBackend, make_backend
 from inspector.errors import CheckpointError, InspectorError
 from inspector.generate import MAX_NEW_TOKENS, MAX_SEED, SamplingSettings
 from inspector.paths import checkpoint_directory
@@ -101,7 +101,7 @@ def load_with_progress(directory: Path, fingerprint: tuple) -> LoadedModel:
 
 
 @st.cache_resource(show_spinner="Calibrating and converting to integers…", max_entries=6)
-def cached_emulator(directory: str, fingerprint: tuple, qc: QuantConfig, backend: str = "emulator") -> Emulator:
+def cached_backend(directory: str, fingerprint: tuple, qc: QuantConfig, backend: str = "emulator") -> IntegerBackend:
     return make_backend(backend, cached_checkpoint(directory, fingerprint), qc)
 
 
@@ -115,8 +115,8 @@ def server_is_shared() -> bool:
     return address not in LOOPBACK
 
 
-def emulator_for(session: Session) -> Emulator:
-    return cached_emulator(str(session.loaded.directory), session.fingerprint, session.qc, session.backend.key)
+def backend_for(session: Session) -> IntegerBackend:
+    return cached_backend(str(session.loaded.directory), session.fingerprint, session.qc, session.backend.key)
 
 
 def kept(key: str, default):
