@@ -33,6 +33,7 @@ from inspector.emulator.probes import RecordingProbe
 from inspector.errors import BackendUnavailableError
 from inspector.generate import GeneratedToken, SamplingSettings, encode_prompt, generate
 from inspector.lava_compat import lava_available
+from inspector.memory import available_bytes
 from inspector.quant.calibrate import calibrate, default_calibration_text
 from inspector.quant.config import QuantConfig
 from inspector.quant.convert import convert
@@ -244,23 +245,11 @@ def lava_memory_estimate(parameters: int, layers: int) -> int:
     return lava_processes(layers) * BYTES_PER_LAVA_PROCESS + parameters * BYTES_PER_WEIGHT
 
 
-def available_memory() -> int | None:
-    """MemAvailable in bytes (Linux), or None where it cannot be read."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
 def require_lava_memory(parameters: int, layers: int) -> None:
     """Refuse, saying why, to start a Lava graph that would not fit in the memory available now
     (called when the graph is about to start, after any previous graph has been closed)."""
-    need, free = lava_memory_estimate(parameters, layers), available_memory()
-    if free is not None and need > free:
+    need, free = lava_memory_estimate(parameters, layers), available_bytes()
+    if need > free:
         raise BackendUnavailableError(
             f"the Lava graph of this model ({lava_processes(layers)} Lava processes and "
             f"{parameters / 1e6:.0f} M weights) would need about {need / 2**30:.1f} GB of memory and "

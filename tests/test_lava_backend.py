@@ -205,12 +205,12 @@ def test_cli_run_on_lava_writes_the_emulators_traces(tiny_checkpoint, tmp_path, 
 def test_lava_refuses_a_graph_that_does_not_fit_in_memory(tiny_checkpoint, monkeypatch):
     loaded = load_checkpoint(tiny_checkpoint)
     need = backends.lava_memory_estimate(loaded.model.num_parameters(), loaded.config.num_hidden_layers)
-    monkeypatch.setattr(backends, "available_memory", lambda: need - 1)
+    monkeypatch.setattr(backends, "available_bytes", lambda: need - 1)
     backend = make_backend("lava", loaded)
     with pytest.raises(BackendUnavailableError, match="would need about") as refused:
         list(backend.generate("To be", SamplingSettings(2, 0.0, 0, 0))[1])
     assert "emulator computes the same bits" in str(refused.value)
-    monkeypatch.setattr(backends, "available_memory", lambda: need)
+    monkeypatch.setattr(backends, "available_bytes", lambda: need)
     backends.require_lava_memory(loaded.model.num_parameters(), loaded.config.num_hidden_layers)
     # the measured points the estimate must cover
     assert backends.lava_memory_estimate(3_940_000, 4) >= 1.03 * 2**30
