@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from inspector.config import HGRNBitConfig
-from inspector.ternary import TernaryMatrix, ternarize  # noqa: F401  (ternarize: the model's weight quantizer)
+from inspector.ternary import TernaryMatrix
 
 Trace = Optional[dict[str, torch.Tensor]]
 

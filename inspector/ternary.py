@@ -99,11 +99,6 @@ class TernaryMatrix:
         span = HISTOGRAM_SPAN * self.beta
         return torch.linspace(-span, span, HISTOGRAM_BINS + 1, dtype=torch.float64)
 
-    @classmethod
-    def empty(cls) -> "TernaryMatrix":
-        """A placeholder for processes that hold neurons but no synapses (see IntegerLM.neurons_only)."""
-        return cls(torch.empty(0, 0, dtype=torch.int8), 1.0)
-
     @property
     def shape(self) -> tuple[int, int]:
         return tuple(self.values.shape)

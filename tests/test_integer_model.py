@@ -201,19 +201,6 @@ def test_unrepresentable_quant_configs_are_rejected(overrides, match):
         QuantConfig().with_overrides(overrides)
 
 
-def test_neurons_only_copy_drops_weights_and_host_side_but_not_the_original(tiny_tokenizer):
-    from inspector.quant.integer_model import PROJECTION_NAMES
-
-    _, ilm = build(tiny_tokenizer)
-    slim = ilm.neurons_only()
-    for full_layer, slim_layer in zip(ilm.params.layers, slim.params.layers):
-        for name in PROJECTION_NAMES:
-            assert getattr(slim_layer, name).matrix.values.numel() == 0
-            assert getattr(full_layer, name).weight.numel() > 0
-            assert getattr(slim_layer, name).norm is getattr(full_layer, name).norm
-    assert slim.embeddings is None and slim.lm_head is None and ilm.lm_head is not None
-
-
 def test_integer_model_shares_the_float_models_ternary_matrices(tiny_checkpoint):
     """One int8 copy of every ternary matrix: the loaded (frozen) float model's, used by the integer model."""
     from inspector.checkpoint import load_checkpoint

@@ -23,7 +23,6 @@ the table then has one row per (core, group) segment.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -212,13 +211,3 @@ def map_model(
 ) -> CoreMap:
     """Map a whole model; without weights, synapse counts assume the typical ternary density."""
     return map_groups(model_groups(config, weights_by_layer), hw or HardwareConfig(), share_cores)
-
-
-@functools.lru_cache(maxsize=8)
-def published_summaries(hw: HardwareConfig) -> tuple[dict, ...]:
-    """Core map summaries of the published MMfreeLM sizes (cached: mapping 2.7B takes seconds)."""
-    from inspector.config import PUBLISHED_CONFIGS
-
-    return tuple(
-        {"model": name} | map_model(HGRNBitConfig(**overrides), hw).summary() for name, overrides in PUBLISHED_CONFIGS.items()
-    )

@@ -17,8 +17,6 @@ recorded and the run is as fast as the arithmetic allows.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 from dataclasses import dataclass
 from typing import Generator, Optional, Protocol
 
@@ -27,7 +25,6 @@ import torch
 from inspector.model import HGRNBitForCausalLM
 from inspector.quant import kernels as K
 from inspector.quant.convert import IntBitLinear, IntegerParams
-from inspector.ternary import TernaryMatrix
 
 
 @dataclass
@@ -71,22 +68,6 @@ class IntegerLM:
         self.embeddings = float_model.model.embeddings  # host side
         self.lm_head = float_model.lm_head  # host side
         self.config = float_model.config
-
-    def neurons_only(self) -> "IntegerLM":
-        """A copy that can run `layer_program` and the final norm and nothing else: no synaptic
-        weights (they belong to whoever answers the synapse requests) and no host-side embedding
-        or LM head. What a Lava process graph's neuron processes need; a fraction of the memory."""
-        def strip(proj: IntBitLinear) -> IntBitLinear:
-            return dataclasses.replace(proj, matrix=TernaryMatrix.empty())
-
-        layers = [
-            dataclasses.replace(layer, **{name: strip(getattr(layer, name)) for name in PROJECTION_NAMES})
-            for layer in self.params.layers
-        ]
-        slim = copy.copy(self)
-        slim.params = dataclasses.replace(self.params, layers=layers)
-        slim.embeddings = slim.lm_head = None
-        return slim
 
     def init_state(self, batch: int = 1) -> list[torch.Tensor]:
         return [torch.zeros(batch, self.config.mixer_size, dtype=K.INT) for _ in self.params.layers]
