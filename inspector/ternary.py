@@ -63,10 +63,10 @@ def exact_matmul(codes: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """The same sum for integer codes of any width (int64 result), exactly."""
     if codes.numel() == 0:
         return torch.zeros(*codes.shape[:-1], values.shape[0], dtype=torch.int64)
-    peak = int(codes.abs().max().item())
-    if peak <= INT8_MAX and int(codes.min().item()) >= INT8_MIN:
+    lo, hi = (int(v) for v in torch.aminmax(codes))  # one pass over the codes, not two
+    if INT8_MIN <= lo and hi <= INT8_MAX:
         return int8_matmul(codes, values)
-    bound = codes.shape[-1] * peak
+    bound = codes.shape[-1] * max(hi, -lo)
     if bound < (1 << 24):
         return (codes.float() @ values.float().T).round().to(torch.int64)
     if bound < (1 << 53):
