@@ -17,7 +17,8 @@ import polars as pl
 import torch
 
 from inspector.emulator.engine import Emulator
-from inspector.emulator.probes import RecordingProbe, split_site_key
+from inspector.emulator.probes import RecordingProbe
+from inspector.sites import split_site_key
 from inspector.generate import SamplingSettings, encode_prompt, generate
 
 # Tokens per forward call of the comparison: bounds the float trace and the logits held at once.

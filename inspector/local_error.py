@@ -28,7 +28,8 @@ import torch.nn.functional as F
 
 from inspector.diff import DiffResult, _float_sites, compare
 from inspector.emulator.engine import Emulator
-from inspector.emulator.probes import split_site_key
+from inspector import sites as S
+from inspector.sites import split_site_key
 from inspector.model import HGRNBitForCausalLM
 from inspector.quant import kernels as K
 from inspector.quant.convert import IntegerParams
@@ -37,20 +38,10 @@ TOP_SITES = 3  # how many sites the page marks as introducing most of the error
 
 
 def site_ranges(params: IntegerParams) -> dict[str, tuple[int, int]]:
-    """The integer range of every fed site, read from the converted operations themselves (so a
-    new width or rule in QuantConfig is picked up without touching this table)."""
-    qc = params.qc
-    ranges = {"embeddings": K.signed_range(qc.residual_bits), "final_norm": K.signed_range(params.final_norm.out.bits)}
-    for idx, L in enumerate(params.layers):
-        p = f"layers.{idx}."
-        bits = {
-            "attn_norm": L.attn_norm.out.bits, "i_proj": L.i_out.bits, "f_proj": L.f_out.bits, "g_proj": L.g_out.bits,
-            "input_gate": qc.lut_bits, "hidden": qc.state_bits, "gated_output": L.gated_out.bits, "o_proj": L.o_out.bits,
-            "residual_attn": L.residual_attn.bits, "mlp_norm": L.mlp_norm.out.bits, "gate": L.gate_out.bits,
-            "y": L.y_out.bits, "glu": L.glu_out.bits, "down_proj": L.down_out.bits, "residual_mlp": L.residual_mlp.bits,
-        }
-        ranges.update({p + site: K.signed_range(b) for site, b in bits.items()})
-        ranges[p + "forget_gate"] = (0, 1 << qc.gate_frac_bits)  # unsigned fixed point in [0, 1]
+    """The integer range of every fed site, from the one site table (`inspector.sites`)."""
+    ranges = {key: S.site_range(key, params.qc) for key in S.OUTER_SITES}
+    for idx in range(len(params.layers)):
+        ranges.update({S.layer_key(idx, site): S.site_range(site, params.qc) for site in S.LAYER_SITES})
     return ranges
 
 

@@ -178,7 +178,7 @@ def measure_layerwise(
         probe = RecordingProbe(map_groups(local, hw), record_tensors=False)
         probe.site("embeddings", x_int, x_scale, None, "activation")  # the layer's input; the probe counts tokens by it
         runner.params.layers[:] = [int_layer]
-        x_int, _ = runner._run_layer(0, x_int, torch.zeros(1, config.mixer_size, dtype=x_int.dtype), probe)
+        x_int, _ = runner.block(0, x_int, torch.zeros(1, config.mixer_size, dtype=x_int.dtype), probe)
         for (_, name), (messages, synops) in probe.group_activity().items():
             synops = np.rint(synops)
             activity[(k, name)] = (messages.astype(np.uint8), synops.astype(np.uint16 if synops.max(initial=0) < 2**16 else np.int32))

@@ -9,7 +9,7 @@ import torch
 from inspector.checkpoint import load_checkpoint
 from inspector.emulator.engine import Emulator
 from inspector.emulator.mapper import GROUP_ORDER
-from inspector.emulator.probes import split_site_key
+from inspector.sites import split_site_key
 from inspector.lava.params import graph_spec, layer_layout, site_scale, synapse_weights
 
 

@@ -30,6 +30,7 @@ from inspector.emulator.activity import GroupActivity
 from inspector.emulator.mapper import CoreMap
 from inspector.quant.config import QuantConfig
 from inspector.quant.convert import IntBitLinear
+from inspector.sites import split_site_key, site_bits
 
 # Which probed sites carry each group's outgoing messages, and which projections its synapses serve.
 GROUP_MESSAGES = {
@@ -51,33 +52,6 @@ _SYNAPSE_OF = {name: group for group, names in GROUP_SYNAPSES.items() for name i
 SUMMARY_COLUMNS = ("clipped", "values", "zero", "max_abs_code")
 
 
-def split_site_key(key: str) -> tuple[int, str]:
-    """"layers.3.hidden" -> (3, "hidden"); keys outside the layer stack get layer -1."""
-    if key.startswith("layers."):
-        _, layer, site = key.split(".", 2)
-        return int(layer), site
-    return -1, key
-
-
-def site_bits(site: str, qc: QuantConfig) -> int:
-    """The register width a site's codes live in (as `inspector.quant.convert` assigns them)."""
-    if site.endswith(".spikes"):
-        return qc.spike_bits
-    if site.endswith(".accumulator"):
-        return qc.accumulator_bits
-    if site == "hidden":
-        return qc.state_bits
-    if site == "forget_gate":
-        return qc.gate_frac_bits + 1  # unsigned fixed point in [0, 1]: one integer bit above the fraction
-    if site == "input_gate":
-        return qc.lut_bits
-    if site in ("embeddings", "residual_attn", "residual_mlp"):
-        return qc.residual_bits
-    if site in ("i_proj", "f_proj", "g_proj", "g_norm", "gated_output", "gate", "y", "glu"):
-        return qc.internal_bits
-    return qc.act_bits  # attn_norm, o_proj, mlp_norm, down_proj, final_norm
-
-
 def effective_bits(max_abs_code: np.ndarray | int, signed: bool = True) -> np.ndarray:
     """Bits a register needs to hold codes up to max|code| (sign bit included): 0 needs 1 bit."""
     magnitude = np.asarray(max_abs_code, dtype=np.int64)
@@ -95,8 +69,28 @@ class SiteRecord:
     values: list[torch.Tensor] = field(default_factory=list)  # (T, N) dequantized, window only
     codes: list[torch.Tensor] = field(default_factory=list)  # (T, N) int32, window only
     clipped: list[torch.Tensor] = field(default_factory=list)  # (T, N) bool, window only
-    summary: list[np.ndarray] = field(default_factory=list)  # (T, 4): SUMMARY_COLUMNS, every token
+    summary: list[torch.Tensor] = field(default_factory=list)  # (T, 2 or 3): nonzero, max |code|[, clipped], every token
+    width: Optional[int] = None  # neurons of the site
     neuron_clips: Optional[np.ndarray] = None  # (N,) times each neuron clipped, every token
+
+
+SYNOPS_BATCH = 64  # generated tokens whose synaptic ops are counted together (see _count_synops)
+
+
+@dataclass
+class _ChunkActivity:
+    """One group's activity for one forward call: per-core counts, and the window's per-neuron synaptic ops."""
+
+    start: int  # first token
+    skip: int  # tokens before the window
+    messages: np.ndarray  # (T, cores)
+    active: np.ndarray  # (T, cores) neurons that sent at least one message
+    synops: Optional[np.ndarray] = None  # (T, cores), filled when counted
+    window_synops: Optional[np.ndarray] = None  # (T - skip, neurons)
+
+    @property
+    def tokens(self) -> int:
+        return self.messages.shape[0]
 
 
 @dataclass
@@ -130,68 +124,89 @@ class RecordingProbe:
         self._pending: dict[tuple[int, str], _GroupChunk] = {}
         self._group_tokens: dict[tuple[int, str], int] = {}
         # per group: (first token, messages (T, cores), active (T, cores), synops (T, cores)) chunks
-        self._activity: dict[tuple[int, str], list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]] = {}
+        self._activity: dict[tuple[int, str], list[_ChunkActivity]] = {}
+        self._unsynced: dict[tuple[int, str], list] = {}  # chunks whose synaptic ops are not counted yet
         self._rasters: dict[tuple[int, str], list[torch.Tensor]] = {}  # window tokens' per-neuron messages
-        self._window_synops: dict[tuple[int, str], list[np.ndarray]] = {}  # window tokens' per-neuron synaptic ops
+        self._zero_masks: dict[tuple[int, int], torch.Tensor] = {}
+        self._message_groups: dict[str, Optional[tuple[int, str]]] = {}  # site key -> the group its messages feed
+        self._core_ranges = {key: self._ranges(frame) for key, frame in self._cores.items()}
 
     # -- the Probe protocol used by IntegerLM ------------------------------------------------
     def site(self, key: str, codes: torch.Tensor, scale: float, clipped: Optional[torch.Tensor], kind: str) -> None:
-        codes = codes[0]  # batch 1
-        record = self.sites.setdefault(key, SiteRecord(kind, scale))
+        codes = codes[0]  # (T, N), batch 1
+        record = self.sites.get(key)
+        if record is None:
+            record = self.sites[key] = SiteRecord(kind, scale)
         tokens = codes.shape[0]
         start, record.seen = record.seen, record.seen + tokens
         skip = min(max(self.keep_from - start, 0), tokens)  # rows before the window
+
+        def kept(tensor: torch.Tensor) -> torch.Tensor:
+            # the window's rows; a slice is copied, or it would keep the whole chunk alive
+            return tensor if skip == 0 else tensor[skip:].clone()
+
         if kind == "host":
             values = codes.float()
             if self.chunk_values is not None:
                 self.chunk_values[key] = values
             if skip < tokens:
-                record.values.append(values[skip:].clone())  # a copy: a view would keep the whole chunk alive
+                record.values.append(values[skip:].clone())  # a copy: the logits belong to the caller
             return
         values = (codes.double() * scale).float() if (self.record_tensors or self.chunk_values is not None) and kind != "accumulator" else None
         if self.chunk_values is not None and values is not None:
             self.chunk_values[key] = values
         if not self.summaries:
             return
-        mask = clipped[0] if clipped is not None else torch.zeros_like(codes, dtype=torch.bool)
-        summary = np.stack(
-            [
-                mask.sum(dim=1).numpy(),
-                np.full(tokens, codes.shape[1]),
-                (codes == 0).sum(dim=1).numpy(),
-                codes.abs().amax(dim=1).numpy() if codes.numel() else np.zeros(tokens, dtype=np.int64),
-            ],
-            axis=1,
-        ).astype(np.int64)
-        record.summary.append(summary)
-        if summary[:, 0].any():
-            counts = mask.sum(dim=0).numpy().astype(np.int64)
+        mask = clipped[0] if clipped is not None else None
+        nonzero = codes != 0
+        columns = [nonzero.sum(dim=1), codes.abs().amax(dim=1) if codes.numel() else torch.zeros(tokens, dtype=torch.int64)]
+        if mask is not None:
+            columns.append(mask.sum(dim=1))
+        record.summary.append(torch.stack(columns, dim=1))  # (T, 2 or 3): nonzero, max |code|, clipped
+        if record.width is None:
+            record.width = codes.shape[1]
+        if mask is not None and bool(mask.any()):
+            counts = mask.sum(dim=0).numpy()
             record.neuron_clips = counts if record.neuron_clips is None else record.neuron_clips + counts
-        self._message_part(key, codes != 0)
+        self._message_part(key, nonzero)
         if skip < tokens:
-            record.clipped.append(mask[skip:].clone())
+            record.clipped.append(kept(mask) if mask is not None else self._no_clips(tokens - skip, codes.shape[1]))
             if kind in ("state", "activation", "gate"):
                 record.codes.append(codes[skip:].to(torch.int32))
             if self.record_tensors and values is not None:
-                record.values.append(values[skip:].clone())
+                record.values.append(kept(values))
+
+    def _no_clips(self, tokens: int, neurons: int) -> torch.Tensor:
+        """An all-False mask, shared between sites of one shape (never written to)."""
+        mask = self._zero_masks.get((tokens, neurons))
+        if mask is None:
+            mask = self._zero_masks[(tokens, neurons)] = torch.zeros(tokens, neurons, dtype=torch.bool)
+        return mask
 
     def synapses(self, key: str, spikes: torch.Tensor, proj: IntBitLinear) -> None:
         if not self.summaries:
             return
         layer, name = split_site_key(key)
         group = _SYNAPSE_OF.get(name)
-        if group is not None:  # (T, out) synaptic ops, counted on the shared int8 ternary matrix
-            self._add_part((layer, group), "synops", name, proj.matrix.synaptic_ops(spikes[0]))
+        if group is not None:  # counted later on the shared int8 ternary matrix (see _count_synops)
+            self._add_part((layer, group), "synops", name, (proj.matrix, (spikes[0] != 0).to(torch.int8)))
 
     # -- activity, reduced per core as soon as a group's parts are all there --------------------
     def _message_part(self, key: str, nonzero: torch.Tensor) -> None:
-        if key == "final_norm":
-            self._add_part(FINAL_GROUP, "messages", key, nonzero)
-            return
-        layer, site = split_site_key(key)
-        group = _MESSAGE_OF.get(site)
-        if layer >= 0 and group is not None:
-            self._add_part((layer, group), "messages", site, nonzero)
+        if key not in self._message_groups:
+            layer, site = split_site_key(key)
+            group = FINAL_GROUP if key == "final_norm" else (layer, _MESSAGE_OF[site]) if layer >= 0 and site in _MESSAGE_OF else None
+            self._message_groups[key] = group
+        group_key = self._message_groups[key]
+        if group_key is not None:
+            self._add_part(group_key, "messages", key if group_key == FINAL_GROUP else split_site_key(key)[1], nonzero)
+
+    @staticmethod
+    def _ranges(cores: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, bool]:
+        """A group's cores as neuron ranges (starts, ends), and whether they tile it in order."""
+        starts, ends = cores["start"].to_numpy(), cores["end"].to_numpy()
+        contiguous = bool(starts.size and starts[0] == 0 and np.array_equal(starts[1:], ends[:-1]))
+        return starts, ends, contiguous
 
     def _add_part(self, group_key: tuple[int, str], kind: str, name: str, value: torch.Tensor) -> None:
         chunk = self._pending.setdefault(group_key, _GroupChunk())
@@ -212,31 +227,59 @@ class RecordingProbe:
         else:
             messages = torch.cat(parts, dim=-1)
         tokens, neurons = messages.shape
-        synapse_names = GROUP_SYNAPSES.get(group_key[1], ())
-        synops = torch.cat([chunk.synops[n] for n in synapse_names], dim=-1).double().numpy() if synapse_names else None
         start = self._group_tokens.get(group_key, 0)
         self._group_tokens[group_key] = start + tokens
-        cores = self._cores.get(group_key)
-        if cores is None:
+        if group_key not in self._cores:
             return
-        starts, ends = cores["start"].to_numpy(), cores["end"].to_numpy()
-
-        contiguous = starts.size and starts[0] == 0 and ends[-1] == neurons and np.array_equal(starts[1:], ends[:-1])
-
-        def per_core(values: np.ndarray) -> np.ndarray:
-            if contiguous:  # cores tile the group in order (the mapper's packing): one reduceat
-                return np.round(np.add.reduceat(values, starts, axis=1)).astype(np.int64)
-            cum = np.concatenate([np.zeros((tokens, 1)), np.cumsum(values, axis=1, dtype=np.float64)], axis=1)
-            return np.round(cum[:, ends] - cum[:, starts]).astype(np.int64)
-
         msg = messages.to(torch.int32).numpy()
-        syn = per_core(synops) if synops is not None else np.zeros((tokens, len(starts)), dtype=np.int64)
-        self._activity.setdefault(group_key, []).append((start, per_core(msg), per_core((msg > 0).astype(np.int32)), syn))
         skip = min(max(self.keep_from - start, 0), tokens)
+        chunk_activity = _ChunkActivity(start, skip, self._per_core(group_key, msg), self._per_core(group_key, (msg > 0).astype(np.int32)))
+        self._activity.setdefault(group_key, []).append(chunk_activity)
         if skip < tokens:
             self._rasters.setdefault(group_key, []).append(messages[skip:].to(torch.int8))
-            if synops is not None:
-                self._window_synops.setdefault(group_key, []).append(synops[skip:].astype(np.int32))
+        synapse_names = GROUP_SYNAPSES.get(group_key[1], ())
+        if synapse_names:
+            pending = self._unsynced.setdefault(group_key, [])
+            pending.append((chunk_activity, [chunk.synops[n] for n in synapse_names]))
+            if sum(c.tokens for c, _ in pending) >= SYNOPS_BATCH:
+                self._count_synops(group_key)
+        else:
+            chunk_activity.synops = np.zeros_like(chunk_activity.messages)
+
+    def _per_core(self, group_key: tuple[int, str], values: np.ndarray) -> np.ndarray:
+        """(T, neurons) per-neuron counts -> (T, cores) sums over each core's neuron range."""
+        starts, ends, tiled = self._core_ranges[group_key]
+        if tiled and ends[-1] == values.shape[1]:  # cores tile the group in order (the mapper's packing): one reduceat
+            return np.add.reduceat(values, starts, axis=1).astype(np.int64)
+        cum = np.concatenate([np.zeros((values.shape[0], 1), dtype=np.int64), np.cumsum(values, axis=1, dtype=np.int64)], axis=1)
+        return cum[:, ends] - cum[:, starts]
+
+    def _count_synops(self, group_key: tuple[int, str]) -> None:
+        """Synaptic ops of a group's pending chunks, one exact int8 GEMM per projection for all of them.
+
+        A generation step is one token: counting its synaptic ops alone would stream every |W| matrix
+        from memory once per token, as much traffic as the accumulation itself. Deferred up to
+        SYNOPS_BATCH tokens (or until a table is read), the matrices are read once per batch.
+        """
+        pending = self._unsynced.pop(group_key, [])
+        if not pending:
+            return
+        per_projection = []
+        for k, (matrix, _) in enumerate(pending[0][1]):
+            active = torch.cat([parts[k][1] for _, parts in pending], dim=0)  # (T, in) 0/1 int8
+            per_projection.append(matrix.synaptic_ops(active))  # (T, out) int64
+        synops = torch.cat(per_projection, dim=-1).numpy()  # (T, neurons of the group)
+        row = 0
+        for chunk_activity, _ in pending:
+            rows = synops[row : row + chunk_activity.tokens]
+            row += chunk_activity.tokens
+            chunk_activity.synops = self._per_core(group_key, rows)
+            if chunk_activity.skip < chunk_activity.tokens:
+                chunk_activity.window_synops = rows[chunk_activity.skip :].astype(np.int32)
+
+    def _count_all_synops(self) -> None:
+        for group_key in list(self._unsynced):
+            self._count_synops(group_key)
 
     # -- results -------------------------------------------------------------------------------
     def tokens(self) -> int:
@@ -271,23 +314,25 @@ class RecordingProbe:
         What the Hardware page re-maps without running the model again (`inspector.emulator.activity`);
         the window's tokens only, like every per-neuron table.
         """
+        self._count_all_synops()
         out: GroupActivity = {}
         for layer, group in self.core_map.table.select("layer", "group").unique(maintain_order=True).iter_rows():
             key = (layer, group)
             rasters = self._rasters.get(key)
             messages = self._cat(rasters).numpy().astype(np.int64) if rasters else np.zeros((0, 0), dtype=np.int64)
-            synops = self._window_synops.get(key)
+            synops = [c.window_synops for c in self._activity.get(key, []) if c.window_synops is not None]
             out[key] = (messages, np.concatenate(synops).astype(np.int64) if synops else np.zeros_like(messages))
         return out
 
     def activity(self) -> pl.DataFrame:
         """token x core: messages, neurons that sent any, synaptic ops, neuron updates (one row per token and core)."""
+        self._count_all_synops()
         frames = []
         for group_key, chunks in self._activity.items():
             layer, group = group_key
             cores = self._cores[group_key]
             n_cores = cores.height
-            first = np.concatenate([np.arange(start, start + m.shape[0]) for start, m, _, _ in chunks])
+            first = np.concatenate([np.arange(c.start, c.start + c.tokens) for c in chunks])
             tokens = len(first)
             sizes = (cores["end"] - cores["start"]).to_numpy().astype(np.int64)
             frames.append(
@@ -298,9 +343,9 @@ class RecordingProbe:
                         "chip": np.tile(cores["chip"].to_numpy(), tokens),
                         "layer": np.full(tokens * n_cores, layer),
                         "group": [group] * (tokens * n_cores),
-                        "messages": np.concatenate([c[1] for c in chunks]).reshape(-1),
-                        "active_neurons": np.concatenate([c[2] for c in chunks]).reshape(-1),
-                        "synops": np.concatenate([c[3] for c in chunks]).reshape(-1),
+                        "messages": np.concatenate([c.messages for c in chunks]).reshape(-1),
+                        "active_neurons": np.concatenate([c.active for c in chunks]).reshape(-1),
+                        "synops": np.concatenate([c.synops for c in chunks]).reshape(-1),
                         "neuron_updates": np.tile(sizes, tokens),
                         "neurons": np.tile(sizes, tokens),
                     }
@@ -314,7 +359,7 @@ class RecordingProbe:
         for key, record in self.sites.items():
             if record.kind == "host" or not record.summary:
                 continue
-            summary = np.concatenate(record.summary)
+            summary = self._summary(record)
             layer, site = split_site_key(key)
             tokens = summary.shape[0]
             columns = {"token": np.arange(tokens), "layer": np.full(tokens, layer), "site": [site] * tokens, "kind": [record.kind] * tokens}
@@ -326,6 +371,23 @@ class RecordingProbe:
             columns["bits"] = pl.Series([bits] * tokens, dtype=pl.Int64)
             frames.append(pl.DataFrame(columns))
         return pl.concat(frames)
+
+    @staticmethod
+    def _summary(record: SiteRecord) -> np.ndarray:
+        """(T, 4) SUMMARY_COLUMNS of a site, from the per-call rows (nonzero, max |code|[, clipped])."""
+        tokens = sum(part.shape[0] for part in record.summary)
+        out = np.zeros((tokens, len(SUMMARY_COLUMNS)), dtype=np.int64)
+        row = 0
+        for part in record.summary:
+            part = part.numpy()
+            rows = slice(row, row + part.shape[0])
+            out[rows, 1] = record.width
+            out[rows, 2] = record.width - part[:, 0]
+            out[rows, 3] = part[:, 1]
+            if part.shape[1] > 2:
+                out[rows, 0] = part[:, 2]
+            row += part.shape[0]
+        return out
 
     def neuron_clips(self) -> pl.DataFrame:
         """layer, site, neuron, times_clipped: every neuron that clipped at least once, over every token."""
@@ -415,5 +477,7 @@ class RecordingProbe:
             total += sum(t.nbytes for t in record.values + record.codes + record.clipped)
             total += sum(s.nbytes for s in record.summary)
         total += sum(t.nbytes for parts in self._rasters.values() for t in parts)
-        total += sum(a.nbytes * 3 for chunks in self._activity.values() for _, a, _, _ in chunks)
+        total += sum(c.messages.nbytes * 3 for chunks in self._activity.values() for c in chunks)
+        total += sum(c.window_synops.nbytes for chunks in self._activity.values() for c in chunks if c.window_synops is not None)
+        total += sum(parts[k][1].nbytes for pending in self._unsynced.values() for _, parts in pending for k in range(len(parts)))
         return total

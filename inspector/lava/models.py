@@ -252,7 +252,7 @@ class PyMLGRUModel(_GroupModel):
         self.h[:] = h
         # output gate: g_norm(g) * SiLU(h), then the o BitLinear's input norm
         g_normed, g_clipped = rms_norm(g, self.gain_g, p["g_norm"])
-        h_code, _ = requant(h, p["state_to_code"])
+        h_code, h_code_clipped = requant(h, p["state_to_code"])
         gated, gated_clipped = requant(g_normed * lookup(self.silu_h, h_code, bits), p["gated_out"])
         spikes, spikes_clipped = rms_norm(gated, self.gain_o, p["o_norm"])
         self.s_o.send(message(spikes, received[RESET]))
@@ -262,6 +262,7 @@ class PyMLGRUModel(_GroupModel):
                 "input_gate": (i_q, None),
                 "hidden": (h, h_clipped | drive_clipped),
                 "g_norm": (g_normed, g_clipped),
+                "hidden_code": (h_code, h_code_clipped),
                 "gated_output": (gated, gated_clipped),
                 "o_proj.spikes": (spikes, spikes_clipped),
             },

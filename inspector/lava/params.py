@@ -150,6 +150,7 @@ def layer_layout(hidden: int, mixer: int, inner: int) -> ReadbackLayout:
         ("input_gate", "mlgru", "activation", M),
         ("hidden", "mlgru", "state", M),
         ("g_norm", "mlgru", "activation", M),
+        ("hidden_code", "mlgru", "activation", M),
         ("gated_output", "mlgru", "activation", M),
         ("o_proj.spikes", "mlgru", "activation", M),
         ("o_proj.accumulator", "proj_o", "accumulator", D),

@@ -51,8 +51,8 @@ class Requant:
         multiplier, shift = K.fixed_multiplier(ratio, qc.multiplier_bits)
         return cls(multiplier, shift, bits)
 
-    def __call__(self, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return K.requantize(value, self.multiplier, self.shift, self.bits)
+    def __call__(self, value: torch.Tensor, clipped: bool = True) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        return K.requantize(value, self.multiplier, self.shift, self.bits, clipped)
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,8 @@ class ResidualAdd:
         m_b = int(round(scale_b / scale_out * 2.0**shift))
         return cls(m_a, m_b, shift, bits)
 
-    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return K.saturate(K.round_shift(a * self.m_a + b * self.m_b, self.shift), self.bits)
+    def __call__(self, a: torch.Tensor, b: torch.Tensor, clipped: bool = True) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        return K.saturate(K.round_shift(a * self.m_a + b * self.m_b, self.shift), self.bits, clipped)
 
 
 @dataclass
@@ -86,9 +86,9 @@ class IntNorm:
     out: Requant
     out_scale: float
 
-    def __call__(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, codes: torch.Tensor, clipped: bool = True) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         return K.rmsnorm_int(
-            codes, self.weight_q, self.eps_q, self.frac_bits, self.out.multiplier, self.out.shift, self.out.bits
+            codes, self.weight_q, self.eps_q, self.frac_bits, self.out.multiplier, self.out.shift, self.out.bits, clipped
         )
 
 

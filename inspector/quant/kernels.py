@@ -7,6 +7,7 @@ synaptic accumulation lives with the weights it reads, in `inspector.ternary`. S
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 
@@ -31,16 +32,21 @@ def round_div(numerator: torch.Tensor, denominator: torch.Tensor | int) -> torch
     return torch.div(2 * numerator + denominator, 2 * denominator, rounding_mode="floor")
 
 
-def saturate(value: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clip to a signed `bits`-bit register; also return the mask of clipped elements."""
+def saturate(value: torch.Tensor, bits: int, clipped: bool = True) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Clip to a signed `bits`-bit register; also return the mask of clipped elements.
+
+    `clipped=False` skips the mask (None instead): a run nobody probes does not pay for it.
+    """
     lo, hi = signed_range(bits)
-    clipped = (value < lo) | (value > hi)
-    return value.clamp(lo, hi), clipped
+    mask = (value < lo) | (value > hi) if clipped else None
+    return value.clamp(lo, hi), mask
 
 
-def requantize(value: torch.Tensor, multiplier: int, shift: int, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+def requantize(
+    value: torch.Tensor, multiplier: int, shift: int, bits: int, clipped: bool = True
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Integer rescale (value * multiplier / 2^shift, round half up) into a signed `bits`-bit code."""
-    return saturate(round_shift(value * multiplier, shift), bits)
+    return saturate(round_shift(value * multiplier, shift), bits, clipped)
 
 
 def fixed_multiplier(ratio: float, multiplier_bits: int) -> tuple[int, int]:
@@ -75,6 +81,27 @@ def inv_sqrt_fixed(mean_square: torch.Tensor, frac_bits: int) -> torch.Tensor:
     return torch.where(mean_square > 0, isqrt_floor(quotient), torch.zeros_like(mean_square))
 
 
+def inv_sqrt_fixed_int(mean_square: int, frac_bits: int) -> int:
+    """`inv_sqrt_fixed` of one Python integer: floor(sqrt(floor(2^(2F) / m))), 0 where m <= 0."""
+    return math.isqrt((1 << (2 * frac_bits)) // mean_square) if mean_square > 0 else 0
+
+
+# Up to this many rows, the per-row inverse RMS is computed in Python integers: one token (the
+# generation step) then costs a handful of tensor operations instead of the ~15 that the vectorized
+# isqrt needs on a (1, 1) tensor, where each costs far more in dispatch than in arithmetic.
+SCALAR_NORM_ROWS = 8
+
+
+def inverse_rms(codes: torch.Tensor, eps_q: int, frac_bits: int) -> torch.Tensor | int:
+    """floor(2^F / sqrt(round(sum(x^2) / n) + eps_q)) per row of the last axis: (..., 1), or an int for one row."""
+    n = codes.shape[-1]
+    sums = (codes * codes).sum(dim=-1, keepdim=True)
+    if sums.numel() <= SCALAR_NORM_ROWS:
+        inv = [inv_sqrt_fixed_int((2 * s + n) // (2 * n) + eps_q, frac_bits) for s in sums.flatten().tolist()]
+        return inv[0] if len(inv) == 1 else torch.tensor(inv, dtype=INT).reshape(sums.shape)
+    return inv_sqrt_fixed(round_div(sums, n) + eps_q, frac_bits)
+
+
 def rmsnorm_int(
     codes: torch.Tensor,
     weight_q: torch.Tensor,
@@ -83,17 +110,15 @@ def rmsnorm_int(
     multiplier: int,
     shift: int,
     bits: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    clipped: bool = True,
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Integer RMSNorm of the last axis into a `bits`-bit code.
 
     mean = round(sum(x^2) / n) + eps_q; r = floor(2^F / sqrt(mean)); y = x * r * weight_q, then
     requantized by (multiplier, shift). The input scale cancels (RMSNorm is scale-free), so the
     output scale is fixed by the requantization alone.
     """
-    n = codes.shape[-1]
-    mean_square = round_div((codes * codes).sum(dim=-1, keepdim=True), n) + eps_q
-    inv = inv_sqrt_fixed(mean_square, frac_bits)
-    return requantize(codes * inv * weight_q, multiplier, shift, bits)
+    return requantize(codes * inverse_rms(codes, eps_q, frac_bits) * weight_q, multiplier, shift, bits, clipped)
 
 
 def lut_lookup(codes: torch.Tensor, table: torch.Tensor, code_bits: int) -> torch.Tensor:

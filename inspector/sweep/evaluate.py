@@ -110,11 +110,11 @@ class LayerwiseIntegerLM(IntegerLM):
         super().__init__(dataclasses.replace(base, layers=layers), float_model)
         self._layer_qc = {i: p.qc for i, p in layer_params.items()}
 
-    def _run_layer(self, idx, x, h, probe):
+    def block(self, idx, x, h, probe=None):
         base = self.qc
         self.qc = self._layer_qc.get(idx, base)
         try:
-            return super()._run_layer(idx, x, h, probe)
+            return super().block(idx, x, h, probe)
         finally:
             self.qc = base
 
