@@ -18,8 +18,8 @@ import torch
 
 from inspector.emulator.engine import Emulator
 from inspector.emulator.probes import RecordingProbe
-from inspector.sites import split_site_key
 from inspector.generate import SamplingSettings, encode_prompt, generate
+from inspector.sites import DEPTH_SITES, split_site_key
 
 # Tokens per forward call of the comparison: bounds the float trace and the logits held at once.
 CHUNK_TOKENS = 256
@@ -230,6 +230,6 @@ def lockstep_ids(emulator: Emulator, prompt: str, follow: str, sampling: Samplin
 
 def sqnr_table(result: DiffResult) -> pl.DataFrame:
     """Per-layer SQNR of the main sites, wide: one row per layer (for the README and the CLI)."""
-    sites = ["attn_norm", "hidden", "o_proj", "residual_attn", "down_proj", "residual_mlp"]
+    sites = list(DEPTH_SITES)
     table = result.per_layer().filter(pl.col("site").is_in(sites)).pivot(on="site", index="layer", values="sqnr_db")
     return table.select(["layer", *[s for s in sites if s in table.columns]])

@@ -31,6 +31,7 @@ from tokenizers import Tokenizer
 
 from inspector.analysis import Analysis
 from inspector.generate import token_table
+from inspector.sites import DEPTH_SITES
 
 TOKEN_KEY = "`token`: index from the start of the sequence the model read (prompt included, 0-based); the join key of every table"
 PARQUET_METADATA_KEY = "inspector_run"
@@ -236,7 +237,7 @@ def bundle_figures(analysis: Analysis, tokenizer: Tokenizer) -> dict[str, go.Fig
     activity = analysis.tables["activity"]
     n = analysis.prompt_tokens
     return {
-        "SQNR along depth": F.layer_error_figure(analysis.diff.tensors, sites=["attn_norm", "hidden", "o_proj", "residual_attn", "glu", "residual_mlp"]),
+        "SQNR along depth": F.layer_error_figure(analysis.diff.tensors, sites=list(DEPTH_SITES)),
         "KL per token": F.kl_agreement_figure(analysis.diff.tokens, n),
         "Messages per layer and token": F.activity_heatmap(activity, by="layer", value="messages"),
         "Event sparsity": F.sparsity_figure(activity),

@@ -26,13 +26,13 @@ import polars as pl
 import torch
 import torch.nn.functional as F
 
+from inspector import sites as S
 from inspector.diff import DiffResult, _float_sites, compare
 from inspector.emulator.engine import Emulator
-from inspector import sites as S
-from inspector.sites import split_site_key
 from inspector.model import HGRNBitForCausalLM
 from inspector.quant import kernels as K
 from inspector.quant.convert import IntegerParams
+from inspector.sites import split_site_key
 
 TOP_SITES = 3  # how many sites the page marks as introducing most of the error
 

@@ -49,8 +49,9 @@ ACCUMULATOR_SUFFIX = ".accumulator"
 # The six ternary projections of a layer, as named in IntLayer and in checkpoints.
 PROJECTIONS = ("i_proj", "f_proj", "g_proj", "o_proj", "gate_proj", "down_proj")
 
-# The sites the depth charts draw by default: one per stage of a layer.
-DEPTH_SITES = (ATTN_NORM, HIDDEN, O_PROJ, RESIDUAL_ATTN, GLU, RESIDUAL_MLP)
+# The sites the depth charts and the CLI's SQNR table show by default: each mixer's norm, state or
+# output, and the residual stream after it.
+DEPTH_SITES = (ATTN_NORM, HIDDEN, O_PROJ, RESIDUAL_ATTN, DOWN_PROJ, RESIDUAL_MLP)
 
 
 @dataclass(frozen=True)

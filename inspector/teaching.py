@@ -14,6 +14,7 @@ from inspector.diff import compare
 from inspector.emulator.engine import Emulator
 from inspector.figures import _layout, series_color
 from inspector.quant.config import QuantConfig
+from inspector.sites import PROJECTIONS
 from inspector.traces import with_underflow
 
 
@@ -136,7 +137,7 @@ def _nonzero_share(analysis: Analysis) -> float:
     return float(table["nonzero"].sum()) / max(float(table["spikes"].sum()), 1.0)
 
 
-SPIKE_INPUTS = ("i_proj", "f_proj", "g_proj", "o_proj", "gate_proj", "down_proj")
+SPIKE_INPUTS = PROJECTIONS
 
 
 def spike_nonzero_table(analysis: Analysis) -> pl.DataFrame:

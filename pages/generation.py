@@ -8,6 +8,7 @@ import streamlit as st
 
 from inspector.exports import generation_table
 from inspector.figures import colored_tokens_html, distribution_figure, layer_error_figure
+from inspector.sites import DEPTH_SITES
 from inspector.ui.export import chart, column_help, table_downloads
 from inspector.ui.runs import page_analysis
 
@@ -84,7 +85,7 @@ with a:
 with b:
     chart(
         layer_error_figure(
-            diff.tensors, token=step, sites=["attn_norm", "hidden", "o_proj", "residual_attn", "glu", "residual_mlp"],
+            diff.tensors, token=step, sites=list(DEPTH_SITES),
             where=f" at token {step} (it produced token {picked})",
         ),
         "layer_error_at_token",

@@ -8,17 +8,16 @@ import streamlit as st
 from inspector.ab import ab_compare
 from inspector.diff import compare
 from inspector.errors import InspectorError
-from inspector.figures import kl_agreement_figure, layer_error_figure, scatter_figure, token_error_figure
 from inspector.exports import TABLE_NOTES, token_metrics_table
-from inspector.perplexity import MAX_PERPLEXITY_TOKENS, perplexity_text_ids
+from inspector.figures import METRIC_LABELS, kl_agreement_figure, layer_error_figure, scatter_figure, token_error_figure
 from inspector.local_error import TOP_SITES, local_vs_cumulative
+from inspector.perplexity import MAX_PERPLEXITY_TOKENS, perplexity_text_ids
 from inspector.quant.files import quant_spec
 from inspector.sensitivity_figures import ab_sites_figure, ab_tokens_figure, local_cumulative_figure, local_tokens_figure
+from inspector.sites import DEPTH_SITES, HIDDEN
 from inspector.ui.export import chart, table_downloads
 from inspector.ui.runs import page_analysis
 from inspector.ui.sidebar import backend_for
-
-METRICS = {"sqnr_db": "SQNR (dB)", "cosine": "cosine similarity", "max_abs_error": "max abs error", "rel_error": "relative error"}
 
 st.title("Quantization error")
 session, analysis = page_analysis()
@@ -32,10 +31,10 @@ per_layer = diff.per_layer()
 st.dataframe(per_layer, hide_index=True, width="stretch", height=300)
 table_downloads(per_layer, "per_layer_error", TABLE_NOTES["per_layer_error"])
 
-metric = st.segmented_control("Metric", list(METRICS), format_func=METRICS.get, default="sqnr_db", key="err_metric") or "sqnr_db"
+metric = st.segmented_control("Metric", list(METRIC_LABELS), format_func=METRIC_LABELS.get, default="sqnr_db", key="err_metric") or "sqnr_db"
 sites = st.multiselect(
     "Sites", per_layer["site"].unique(maintain_order=True).to_list(),
-    default=["attn_norm", "hidden", "o_proj", "residual_attn", "glu", "residual_mlp"], key="err_sites",
+    default=list(DEPTH_SITES), key="err_sites",
 )
 if sites:
     chart(layer_error_figure(diff.tensors, metric=metric, sites=sites), "error_depth")
@@ -46,7 +45,7 @@ c1, c2 = st.columns(2)
 layers = sorted(l for l in diff.tensors["layer"].unique().to_list() if l >= 0)
 layer = c1.selectbox("Layer", layers, key="err_layer")
 site_options = diff.tensors.filter(pl.col("layer") == layer)["site"].unique(maintain_order=True).to_list()
-site = c2.selectbox("Tensor", site_options, index=site_options.index("hidden") if "hidden" in site_options else 0, key="err_site")
+site = c2.selectbox("Tensor", site_options, index=site_options.index(HIDDEN) if HIDDEN in site_options else 0, key="err_site")
 a, b = st.columns(2)
 with a:
     chart(token_error_figure(diff.tensors, site, layer, metric, analysis.prompt_tokens), "error_tokens")

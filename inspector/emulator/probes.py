@@ -26,16 +26,17 @@ import numpy as np
 import polars as pl
 import torch
 
+from inspector import sites as S
 from inspector.emulator.activity import GroupActivity
 from inspector.emulator.mapper import CoreMap
 from inspector.quant.config import QuantConfig
 from inspector.quant.convert import IntBitLinear
-from inspector.sites import split_site_key, site_bits
+from inspector.sites import site_bits, split_site_key
 
 # Which probed sites carry each group's outgoing messages, and which projections its synapses serve.
 GROUP_MESSAGES = {
     "norm_attn": ("i_proj.spikes", "f_proj.spikes", "g_proj.spikes"),
-    "proj_ifg": ("i_proj", "f_proj", "g_proj"),
+    "proj_ifg": (S.I_PROJ, S.F_PROJ, S.G_PROJ),
     "mlgru": ("o_proj.spikes",),
     "proj_o": ("o_proj",),
     "norm_mlp": ("gate_proj.spikes",),
@@ -44,7 +45,7 @@ GROUP_MESSAGES = {
     "proj_down": ("down_proj",),
     "residual": ("residual_mlp",),
 }
-GROUP_SYNAPSES = {"proj_ifg": ("i_proj", "f_proj", "g_proj"), "proj_o": ("o_proj",), "proj_gate": ("gate_proj",), "proj_down": ("down_proj",)}
+GROUP_SYNAPSES = {"proj_ifg": (S.I_PROJ, S.F_PROJ, S.G_PROJ), "proj_o": ("o_proj",), "proj_gate": ("gate_proj",), "proj_down": ("down_proj",)}
 MESSAGE_LAYOUT = {"norm_attn": "stack", "proj_gate": "concat", "proj_ifg": "concat"}
 FINAL_GROUP = (-1, "final_norm")
 _MESSAGE_OF = {site: group for group, sites in GROUP_MESSAGES.items() for site in sites}
@@ -126,6 +127,7 @@ class RecordingProbe:
         # per group: (first token, messages (T, cores), active (T, cores), synops (T, cores)) chunks
         self._activity: dict[tuple[int, str], list[_ChunkActivity]] = {}
         self._unsynced: dict[tuple[int, str], list] = {}  # chunks whose synaptic ops are not counted yet
+        self._unsynced_tokens: dict[tuple[int, str], int] = {}
         self._rasters: dict[tuple[int, str], list[torch.Tensor]] = {}  # window tokens' per-neuron messages
         self._zero_masks: dict[tuple[int, int], torch.Tensor] = {}
         self._message_groups: dict[str, Optional[tuple[int, str]]] = {}  # site key -> the group its messages feed
@@ -241,7 +243,8 @@ class RecordingProbe:
         if synapse_names:
             pending = self._unsynced.setdefault(group_key, [])
             pending.append((chunk_activity, [chunk.synops[n] for n in synapse_names]))
-            if sum(c.tokens for c, _ in pending) >= SYNOPS_BATCH:
+            self._unsynced_tokens[group_key] = self._unsynced_tokens.get(group_key, 0) + tokens
+            if self._unsynced_tokens[group_key] >= SYNOPS_BATCH:
                 self._count_synops(group_key)
         else:
             chunk_activity.synops = np.zeros_like(chunk_activity.messages)
@@ -262,6 +265,7 @@ class RecordingProbe:
         SYNOPS_BATCH tokens (or until a table is read), the matrices are read once per batch.
         """
         pending = self._unsynced.pop(group_key, [])
+        self._unsynced_tokens.pop(group_key, None)
         if not pending:
             return
         per_projection = []
@@ -277,7 +281,8 @@ class RecordingProbe:
             if chunk_activity.skip < chunk_activity.tokens:
                 chunk_activity.window_synops = rows[chunk_activity.skip :].astype(np.int32)
 
-    def _count_all_synops(self) -> None:
+    def flush(self) -> None:
+        """Count the synaptic ops still deferred (every table reader does this first)."""
         for group_key in list(self._unsynced):
             self._count_synops(group_key)
 
@@ -314,7 +319,7 @@ class RecordingProbe:
         What the Hardware page re-maps without running the model again (`inspector.emulator.activity`);
         the window's tokens only, like every per-neuron table.
         """
-        self._count_all_synops()
+        self.flush()
         out: GroupActivity = {}
         for layer, group in self.core_map.table.select("layer", "group").unique(maintain_order=True).iter_rows():
             key = (layer, group)
@@ -326,7 +331,7 @@ class RecordingProbe:
 
     def activity(self) -> pl.DataFrame:
         """token x core: messages, neurons that sent any, synaptic ops, neuron updates (one row per token and core)."""
-        self._count_all_synops()
+        self.flush()
         frames = []
         for group_key, chunks in self._activity.items():
             layer, group = group_key
