@@ -14,12 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+import numpy as np
 import polars as pl
 
-from inspector.diff import DiffResult, compare
 from inspector.backends import IntegerBackend, IntegerRun
+from inspector.diff import DiffResult, compare
 from inspector.generate import GeneratedToken, SamplingSettings, encode_prompt, generate
 from inspector.perplexity import Perplexities, run_perplexities
+from inspector.sites import STATE
 from inspector.traces import run_tables, with_underflow
 
 # The window of tokens whose per-neuron data an analysis keeps: "generated" (the continuation and
@@ -77,6 +79,66 @@ class Analysis:
     @property
     def prompt_tokens(self) -> int:
         return len(self.run.prompt_ids)
+
+    @staticmethod
+    def producing_position(token: int) -> int:
+        """The position whose next-token distribution produced `token` (tokens count from the prompt's start)."""
+        return token - 1
+
+    @property
+    def window_tokens(self) -> tuple[int, int]:
+        """First and last token with per-neuron data (state codes, rasters, tensors)."""
+        return self.window_start, self.run.probe.tokens() - 1 if self.run.probe is not None else self.window_start
+
+    def generation_agreement(self) -> tuple[float, float]:
+        """(share of generated tokens where both models ranked the same token first, mean KL in nats),
+        over the distributions that produced the generated tokens (rows n-1 .. n+g-2 of the diff)."""
+        producing = self.diff.tokens.slice(self.producing_position(self.prompt_tokens), len(self.run.tokens))
+        if producing.height == 0:
+            return 0.0, 0.0
+        return float(producing["agree"].mean()), float(producing["kl"].mean())
+
+    def activity_per_token(self) -> dict[str, float]:
+        """Chip-wide means per token: messages, synaptic ops, and the share of neurons that sent nothing."""
+        per_token = self.tables["activity"].group_by("token").agg(
+            pl.col("messages").sum(), pl.col("synops").sum(), pl.col("active_neurons").sum(), pl.col("neurons").sum()
+        )
+        neurons = max(int(per_token["neurons"].sum()), 1)
+        return {
+            "messages": float(per_token["messages"].mean() or 0),
+            "synops": float(per_token["synops"].mean() or 0),
+            "silent_share": 1 - int(per_token["active_neurons"].sum()) / neurons,
+        }
+
+    def saturation_totals(self) -> dict[str, int]:
+        """Clipped and underflowed values over every site and token, and the MLGRU states' share of them.
+
+        `compared_values` counts the values that have a float counterpart (underflow needs one).
+        """
+        saturation = self.tables["saturation"]
+        compared = saturation.filter(pl.col("underflow").is_not_null())
+        states = saturation.filter(pl.col("kind") == STATE)
+        states_compared = states.filter(pl.col("underflow").is_not_null())
+        return {
+            "clipped": int(saturation["clipped"].sum()),
+            "values": int(saturation["values"].sum()),
+            "underflow": int(compared["underflow"].sum()),
+            "compared_values": int(compared["values"].sum()),
+            "state_clipped": int(states["clipped"].sum()),
+            "state_zero": int(states["zero"].sum()),
+            "state_values": int(states["values"].sum()),
+            "state_underflow": int(states_compared["underflow"].sum()),
+        }
+
+    def state_codes(self, layer: int, core: Optional[int] = None) -> tuple[np.ndarray, str]:
+        """The MLGRU state codes of one layer (one core's neurons, or all) over the window, and a label saying which."""
+        states = self.tables["states"].filter(pl.col("layer") == layer)
+        where = f"layer {layer}"
+        if core is not None:
+            row = self.tables["cores"].filter(pl.col("core") == core).row(0, named=True)
+            states = states.filter(pl.col("neuron").is_between(row["start"], row["end"] - 1))
+            where += f", core {core}"
+        return states["code"].to_numpy(), where
 
     @property
     def perplexities(self) -> Perplexities:

@@ -27,9 +27,10 @@ st.caption(
     f"the prompt is tokens 0-{n_prompt - 1}, the first generated token is token {n_prompt}."
 )
 agree, kl = table["same_top1"].to_list(), table["kl_nats"].to_list()
+top1_share, mean_kl = analysis.generation_agreement()
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Top-1 agreement", f"{sum(agree) / max(len(agree), 1):.0%}", help="Share of generated tokens at which both models ranked the same next token first.")
-c2.metric("Mean KL (nats)", f"{sum(kl) / max(len(kl), 1):.4f}")
+c1.metric("Top-1 agreement", f"{top1_share:.0%}", help="Share of generated tokens at which both models ranked the same next token first.")
+c2.metric("Mean KL (nats)", f"{mean_kl:.4f}")
 c3.metric("Perplexity, float (own text)", f"{ppl.float_own:.2f}", help="The float model on the tokens it generated itself (the left text).")
 c4.metric("Perplexity, integer (own text)", f"{ppl.int_own:.2f}", help="The integer model on the tokens it generated itself (the right text).")
 _, _, c3, c4 = st.columns(4)
@@ -66,7 +67,7 @@ text_slot.markdown(
     + colored_tokens_html(table["text"].to_list(), agree, kl, picked, first_token=n_prompt),
     unsafe_allow_html=True,
 )
-step = picked - 1  # the position whose output distribution produced the picked token
+step = analysis.producing_position(picked)
 a, b = st.columns(2)
 with a:
     if diff.in_window(step):

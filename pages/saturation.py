@@ -24,20 +24,16 @@ st.caption(
     "as a clipped one (counted where the float model, run on the same tokens, has a nonzero value). "
     "Change a bit width or the state headroom under 'QuantConfig overrides' in the sidebar to see the effect."
 )
-total_clipped = int(saturation["clipped"].sum())
-total_values = int(saturation["values"].sum())
-compared = saturation.filter(pl.col("underflow").is_not_null())
-total_underflow = int(compared["underflow"].sum())
-state_rows = saturation.filter(pl.col("kind") == "state")
-state_compared = state_rows.filter(pl.col("underflow").is_not_null())
+totals = analysis.saturation_totals()
+total_clipped, total_underflow = totals["clipped"], totals["underflow"]
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Clipped values", f"{total_clipped:,}", help=f"{total_clipped / max(total_values, 1):.4%} of all {total_values:,} values")
-c2.metric("Underflowed values", f"{total_underflow:,}", help=f"{total_underflow / max(int(compared['values'].sum()), 1):.4%} of the values with a float counterpart")
-c3.metric("Clipped MLGRU states", f"{int(state_rows['clipped'].sum()):,}")
+c1.metric("Clipped values", f"{total_clipped:,}", help=f"{total_clipped / max(totals['values'], 1):.4%} of all {totals['values']:,} values")
+c2.metric("Underflowed values", f"{total_underflow:,}", help=f"{total_underflow / max(totals['compared_values'], 1):.4%} of the values with a float counterpart")
+c3.metric("Clipped MLGRU states", f"{totals['state_clipped']:,}")
 c4.metric(
     "MLGRU states at code 0",
-    f"{int(state_rows['zero'].sum()) / max(int(state_rows['values'].sum()), 1):.1%}",
-    help=f"{int(state_compared['underflow'].sum()):,} of them nonzero in the float model (underflow)",
+    f"{totals['state_zero'] / max(totals['state_values'], 1):.1%}",
+    help=f"{totals['state_underflow']:,} of them nonzero in the float model (underflow)",
 )
 
 layers = sorted(states["layer"].unique().to_list())
@@ -48,16 +44,10 @@ core_labels = {"all": "all cores of the layer"} | {
     str(r["core"]): f"core {r['core']} (neurons {r['start']}-{r['end'] - 1})" for r in mlgru_cores.iter_rows(named=True)
 }
 core = c2.selectbox("MLGRU core", list(core_labels), format_func=core_labels.get, key="sat_core")
-layer_states = states.filter(pl.col("layer") == layer)
-where = f"layer {layer}"
-if core != "all":
-    row = mlgru_cores.filter(pl.col("core") == int(core)).row(0, named=True)
-    layer_states = layer_states.filter(pl.col("neuron").is_between(row["start"], row["end"] - 1))
-    where += f", core {core}"
-first, last = analysis.window_start, analysis.run.probe.tokens() - 1
+codes, where = analysis.state_codes(layer, None if core == "all" else int(core))
+first, last = analysis.window_tokens
 a, b = st.columns(2)
 with a:
-    codes = layer_states["code"].to_numpy()
     chart(state_histogram_figure(codes, qc.state_bits, f"MLGRU state codes ({where}, tokens {first}-{last}) vs the {qc.state_bits}-bit range"), "state_hist")
 with b:
     chart(saturation_rate_figure(saturation), "saturation_rate")

@@ -22,11 +22,11 @@ st.caption(
     "one synaptic operation per stored synapse it reaches. These counts come from the integer model's actual "
     f"values, as computed by the {session.backend.label} backend. One time step processes one token."
 )
-totals = activity.group_by("token").agg(pl.col("messages").sum(), pl.col("synops").sum(), pl.col("active_neurons").sum(), pl.col("neurons").sum())
+per_token = analysis.activity_per_token()
 c1, c2, c3 = st.columns(3)
-c1.metric("Messages per token", f"{totals['messages'].mean():,.0f}")
-c2.metric("Synaptic ops per token", f"{totals['synops'].mean():,.0f}")
-c3.metric("Neurons silent per token", f"{1 - totals['active_neurons'].sum() / totals['neurons'].sum():.1%}")
+c1.metric("Messages per token", f"{per_token['messages']:,.0f}")
+c2.metric("Synaptic ops per token", f"{per_token['synops']:,.0f}")
+c3.metric("Neurons silent per token", f"{per_token['silent_share']:.1%}")
 
 by = st.segmented_control("Heatmap rows", ["core", "layer"], default="layer", key="heat_by") or "layer"
 value = st.segmented_control("Count", ["messages", "synops"], default="messages", key="heat_value") or "messages"
