@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import polars as pl
 import torch
 
+from inspector import sites as S
 from inspector.emulator.engine import Emulator
 from inspector.emulator.probes import RecordingProbe
 from inspector.generate import SamplingSettings, encode_prompt, generate
@@ -98,10 +99,10 @@ def _float_sites(trace: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     sites = {}
     for key, value in trace.items():
         value = value[0]
-        if key.endswith("gate_proj"):
+        if key.endswith(S.GATE_PROJ):
             gate, y = value.chunk(2, dim=-1)
-            sites[key[: -len("gate_proj")] + "gate"] = gate
-            sites[key[: -len("gate_proj")] + "y"] = y
+            sites[key[: -len(S.GATE_PROJ)] + S.GATE_HALF] = gate
+            sites[key[: -len(S.GATE_PROJ)] + S.Y] = y
         else:
             sites[key] = value
     return sites

@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from inspector import sites as S
 from inspector.config import HGRNBitConfig
 from inspector.ternary import TernaryMatrix
 
@@ -171,14 +172,14 @@ class MLGRU(nn.Module):
         gated = self.g_norm(g) * F.silu(hs)
         out = self.o_proj(gated)
         for name, value in (
-            ("i_proj", i),
-            ("f_proj", f_pre),
-            ("g_proj", g),
-            ("forget_gate", f),
-            ("input_gate", i_gated),
-            ("hidden", hs),
-            ("gated_output", gated),
-            ("o_proj", out),
+            (S.I_PROJ, i),
+            (S.F_PROJ, f_pre),
+            (S.G_PROJ, g),
+            (S.FORGET_GATE, f),
+            (S.INPUT_GATE, i_gated),
+            (S.HIDDEN, hs),
+            (S.GATED_OUTPUT, gated),
+            (S.O_PROJ, out),
         ):
             _record(trace, prefix + name, value)
         return out, h
@@ -198,9 +199,9 @@ class GLU(nn.Module):
         gate, y = both.chunk(2, dim=-1)
         product = F.silu(gate) * y
         out = self.down_proj(product)
-        _record(trace, prefix + "gate_proj", both)
-        _record(trace, prefix + "glu", product)
-        _record(trace, prefix + "down_proj", out)
+        _record(trace, prefix + S.GATE_PROJ, both)
+        _record(trace, prefix + S.GLU, product)
+        _record(trace, prefix + S.DOWN_PROJ, out)
         return out
 
 
@@ -223,14 +224,14 @@ class Block(nn.Module):
         prefix: str = "",
     ) -> tuple[torch.Tensor, torch.Tensor]:
         normed = self.attn_norm(x)
-        _record(trace, prefix + "attn_norm", normed)
+        _record(trace, prefix + S.ATTN_NORM, normed)
         mixed, state = self.attn(normed, lower_bound, state, trace, prefix)
         x = x + mixed
-        _record(trace, prefix + "residual_attn", x)
+        _record(trace, prefix + S.RESIDUAL_ATTN, x)
         normed = self.mlp_norm(x)
-        _record(trace, prefix + "mlp_norm", normed)
+        _record(trace, prefix + S.MLP_NORM, normed)
         x = x + self.mlp(normed, trace, prefix)
-        _record(trace, prefix + "residual_mlp", x)
+        _record(trace, prefix + S.RESIDUAL_MLP, x)
         return x, state
 
 
@@ -305,17 +306,17 @@ class HGRNBitForCausalLM(nn.Module):
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits (batch, time, vocab) and the recurrent state after the last token."""
         x = self.model.embeddings(input_ids)
-        _record(trace, "embeddings", x)
+        _record(trace, S.EMBEDDINGS, x)
         bounds = self.model.layer_lower_bounds()
         new_state = []
         for idx, layer in enumerate(self.model.layers):
             bound = bounds[idx] if bounds is not None else None
-            x, h = layer(x, bound, state[idx] if state is not None else None, trace, f"layers.{idx}.")
+            x, h = layer(x, bound, state[idx] if state is not None else None, trace, S.layer_key(idx, ""))
             new_state.append(h)
         x = self.model.norm(x)
-        _record(trace, "final_norm", x)
+        _record(trace, S.FINAL_NORM, x)
         logits = self.lm_head(x)
-        _record(trace, "logits", logits)
+        _record(trace, S.LOGITS, logits)
         return logits, new_state
 
     def num_parameters(self) -> int:

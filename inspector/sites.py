@@ -9,8 +9,10 @@ that names a site imports it from here, so a renamed or added site is one change
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from inspector.quant.config import QuantConfig
+if TYPE_CHECKING:  # the float model imports this table too, and needs no quantization code
+    from inspector.quant.config import QuantConfig
 
 # -- kinds: what a site's codes are, which decides how pages and probes treat them ------------------
 ACTIVATION = "activation"  # a signed code sent on to the next operation

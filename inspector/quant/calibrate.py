@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
+from inspector import sites as S
 from inspector.model import BitLinear, HGRNBitForCausalLM, RMSNorm
 from inspector.tokenizer import encode_document
 
@@ -42,10 +43,10 @@ def observe(maxima: dict[str, float], name: str, value: torch.Tensor) -> None:
 def observe_trace(maxima: dict[str, float], trace: dict[str, torch.Tensor]) -> None:
     """Every traced stage of a forward pass; the GLU's gate_proj output is two sites (gate, y)."""
     for key, value in trace.items():
-        if key.endswith("gate_proj"):
+        if key.endswith(S.GATE_PROJ):
             gate, y = value.chunk(2, dim=-1)
-            observe(maxima, key + ".gate", gate)
-            observe(maxima, key + ".y", y)
+            observe(maxima, f"{key}.{S.GATE_HALF}", gate)
+            observe(maxima, f"{key}.{S.Y}", y)
         else:
             observe(maxima, key, value)
 
@@ -82,7 +83,7 @@ def calibrate(
         raise ValueError("calibration text is too short for this tokenizer")
     maxima: dict[str, float] = {}
     x = model.model.embeddings(torch.tensor([ids])).double()
-    observe(maxima, "embeddings", x)
+    observe(maxima, S.EMBEDDINGS, x)
     bounds = None
     if model.config.use_lower_bound:
         probs = model.model.lower_bounds.detach().double().softmax(dim=0)
@@ -95,7 +96,7 @@ def calibrate(
             for start in range(0, x.shape[1], CHUNK):
                 trace: dict[str, torch.Tensor] = {}
                 bound = bounds[idx] if bounds is not None else None
-                out, state = block(x[:, start : start + CHUNK], bound, state, trace, f"layers.{idx}.")
+                out, state = block(x[:, start : start + CHUNK], bound, state, trace, S.layer_key(idx, ""))
                 observe_trace(maxima, trace)
                 outputs.append(out)
             x = torch.cat(outputs, dim=1)
@@ -108,5 +109,5 @@ def calibrate(
     final_norm = copy.deepcopy(model.model.norm).double()
     normed = final_norm(x)
     observe(maxima, "model.norm", normed)
-    observe(maxima, "final_norm", normed)
+    observe(maxima, S.FINAL_NORM, normed)
     return maxima
