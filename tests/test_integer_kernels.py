@@ -137,3 +137,29 @@ def test_synaptic_ops_count_nonzero_spikes_on_existing_synapses():
     xs = [[RNG.choice([0, 0, RNG.randint(-128, 127)]) for _ in range(50)] for _ in range(3)]
     got = TernaryMatrix(torch.tensor(w, dtype=torch.int8), 1.0).synaptic_ops(torch.tensor(xs)).tolist()
     assert got == [[sum(1 for wi, xi in zip(row, x) if wi != 0 and xi != 0) for row in w] for x in xs]
+
+
+@pytest.mark.parametrize("shift", [-3, 0, 1, 7, 20])
+def test_in_place_rounding_and_saturation_match_the_plain_ones(shift):
+    values = torch.randint(-(1 << 30), 1 << 30, (3, 257), generator=torch.Generator().manual_seed(shift + 5))
+    assert torch.equal(K.round_shift_(values.clone(), shift), K.round_shift(values, shift))
+    plain, plain_mask = K.saturate(values, 12)
+    in_place, mask = K.saturate_(values.clone(), 12)
+    assert torch.equal(in_place, plain) and torch.equal(mask, plain_mask)
+    assert K.saturate_(values.clone(), 12, clipped=False)[1] is None
+
+
+def test_inverse_rms_scalar_path_equals_the_vectorized_one():
+    codes = torch.randint(-(1 << 15), 1 << 15, (1, 3, 200), generator=torch.Generator().manual_seed(1))
+    codes[0, 1] = 0  # a zero row: mean square 0 plus eps
+    for eps in (0, 3):
+        vectorized = K.inv_sqrt_fixed(K.round_div((codes * codes).sum(-1, keepdim=True), codes.shape[-1]) + eps, 16)
+        assert K.SCALAR_NORM_ROWS >= 3
+        assert torch.equal(K.inverse_rms(codes, eps, 16), vectorized)  # 3 rows: the Python-integer path
+        one = K.inverse_rms(codes[:, :1], eps, 16)
+        assert isinstance(one, int) and one == int(vectorized[0, 0, 0])
+        many = torch.cat([codes] * (K.SCALAR_NORM_ROWS // 3 + 1), dim=1)
+        assert torch.equal(
+            K.inverse_rms(many, eps, 16),
+            K.inv_sqrt_fixed(K.round_div((many * many).sum(-1, keepdim=True), 200) + eps, 16),
+        )

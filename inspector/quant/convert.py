@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from inspector.model import BitLinear, Block, HGRNBitForCausalLM, RMSNorm
-from inspector.ternary import TernaryMatrix
+from inspector.ternary import TernaryMatrix, int8_matmul
 from inspector.quant import kernels as K
 from inspector.quant.config import QuantConfig
 
@@ -73,7 +73,9 @@ class ResidualAdd:
         return cls(m_a, m_b, shift, bits)
 
     def __call__(self, a: torch.Tensor, b: torch.Tensor, clipped: bool = True) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        return K.saturate(K.round_shift(a * self.m_a + b * self.m_b, self.shift), self.bits, clipped)
+        total = a * self.m_a
+        total.add_(b * self.m_b)
+        return K.saturate_(K.round_shift_(total, self.shift), self.bits, clipped)
 
 
 @dataclass
@@ -108,7 +110,13 @@ class IntBitLinear:
         return self.matrix.values.to(K.INT)
 
     def accumulate(self, spikes: torch.Tensor) -> torch.Tensor:
-        """The synaptic accumulation sum_j W[o, j] * spikes[j], exactly (see inspector.ternary)."""
+        """The synaptic accumulation sum_j W[o, j] * spikes[j], exactly (see inspector.ternary).
+
+        Spikes saturated to at most 8 bits fit int8 by construction: straight to the int8 GEMM,
+        without the range check that codes of unknown width need.
+        """
+        if self.norm.out.bits <= 8:
+            return int8_matmul(spikes, self.matrix.values)
         return self.matrix.accumulate(spikes)
 
 

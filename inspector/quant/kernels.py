@@ -42,11 +42,27 @@ def saturate(value: torch.Tensor, bits: int, clipped: bool = True) -> tuple[torc
     return value.clamp(lo, hi), mask
 
 
+def round_shift_(value: torch.Tensor, shift: int) -> torch.Tensor:
+    """`round_shift` in place, on a temporary the caller owns: no new tensor per step."""
+    if shift > 0:
+        return value.add_(1 << (shift - 1)).bitwise_right_shift_(shift)
+    if shift < 0:
+        return value.bitwise_left_shift_(-shift)
+    return value
+
+
+def saturate_(value: torch.Tensor, bits: int, clipped: bool = True) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """`saturate` in place, on a temporary the caller owns."""
+    lo, hi = signed_range(bits)
+    mask = (value < lo) | (value > hi) if clipped else None
+    return value.clamp_(lo, hi), mask
+
+
 def requantize(
     value: torch.Tensor, multiplier: int, shift: int, bits: int, clipped: bool = True
 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Integer rescale (value * multiplier / 2^shift, round half up) into a signed `bits`-bit code."""
-    return saturate(round_shift(value * multiplier, shift), bits, clipped)
+    return saturate_(round_shift_(value * multiplier, shift), bits, clipped)
 
 
 def fixed_multiplier(ratio: float, multiplier_bits: int) -> tuple[int, int]:
