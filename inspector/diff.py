@@ -44,7 +44,7 @@ class DiffResult:
 
     def sites(self) -> list[str]:
         """Sites present in both models, in data-flow order."""
-        return [k for k in self.float_values if k in self.int_probe.sites and self.int_probe.sites[k].values]
+        return [k for k in self.float_values if self.int_probe.has_values(k)]
 
     def in_window(self, token: int) -> bool:
         return self.window_start <= token < self.window_start + self.float_logits.shape[0]
@@ -155,13 +155,16 @@ def compare(
     kept_logits: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
     per_token: dict[str, list[torch.Tensor]] = {name: [] for name in ("kl", "top_f", "top_i", "rank", "nll_f", "nll_i")}
     all_ids = torch.tensor(ids)
+    window_values: dict[str, torch.Tensor] | None = None
     starts = [*range(0, keep_from, chunk_tokens), *range(keep_from, len(ids), chunk_tokens)]  # no chunk straddles the window's start
     for start, stop in zip(starts, [*starts[1:], len(ids)]):
         chunk = all_ids[start:stop][None]
         trace: dict[str, torch.Tensor] = {}
         f_logits, f_state = model(chunk, f_state, trace)
         if reuse and start >= keep_from:
-            i_values = {key: probe.site_values(key)[start - keep_from : stop - keep_from] for key, r in probe.sites.items() if r.values}
+            if window_values is None:  # dequantized once from the kept codes, sliced per chunk
+                window_values = {key: probe.site_values(key) for key in probe.sites if probe.has_values(key)}
+            i_values = {key: values[start - keep_from : stop - keep_from] for key, values in window_values.items()}
         else:
             forced.chunk_values = {}
             _, i_state = emulator.integer(chunk, i_state, forced)

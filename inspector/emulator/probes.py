@@ -53,6 +53,11 @@ _SYNAPSE_OF = {name: group for group, names in GROUP_SYNAPSES.items() for name i
 SUMMARY_COLUMNS = ("clipped", "values", "zero", "max_abs_code")
 
 
+def dequantize(codes: torch.Tensor, scale: float) -> torch.Tensor:
+    """Codes times their scale, as float32 (rounded once, from the exact float64 product)."""
+    return (codes.double() * scale).float()
+
+
 def effective_bits(max_abs_code: np.ndarray | int, signed: bool = True) -> np.ndarray:
     """Bits a register needs to hold codes up to max|code| (sign bit included): 0 needs 1 bit."""
     magnitude = np.asarray(max_abs_code, dtype=np.int64)
@@ -67,14 +72,25 @@ class SiteRecord:
     kind: str
     scale: float
     seen: int = 0  # tokens recorded so far
-    values: list[torch.Tensor] = field(default_factory=list)  # (T, N) dequantized, window only
+    values: list[torch.Tensor] = field(default_factory=list)  # (T, N) host values (logits), window only
     codes: list[torch.Tensor] = field(default_factory=list)  # (T, N) int32, window only
     clipped: list[torch.Tensor] = field(default_factory=list)  # (T, N) bool, window only
-    summary: list[torch.Tensor] = field(default_factory=list)  # (T, 2 or 3): nonzero, max |code|[, clipped], every token
+    # (T, 3) nonzero, max |code|, clipped: for the tokens whose codes are not kept (before the window);
+    # the window's rows are computed from the kept codes when read
+    summary: list[torch.Tensor] = field(default_factory=list)
     width: Optional[int] = None  # neurons of the site
-    neuron_clips: Optional[np.ndarray] = None  # (N,) times each neuron clipped, every token
+    neuron_clips: Optional[np.ndarray] = None  # (N,) times each neuron clipped, tokens summarized so far
+
+    @property
+    def keeps_codes(self) -> bool:
+        return self.kind in KEPT_KINDS
 
 
+# Kinds whose codes are kept for the window's tokens: their summaries are computed from them when read,
+# so a generation step records a site with a copy, not five reductions. Accumulators have no float
+# counterpart (no values, no tensors table) but keep codes too, for their summaries and clipped values.
+KEPT_KINDS = (S.STATE, S.ACTIVATION, S.GATE, S.ACCUMULATOR)
+VALUE_KINDS = (S.STATE, S.ACTIVATION, S.GATE)  # kinds with dequantized values (site_values, tensors)
 SYNOPS_BATCH = 64  # generated tokens whose synaptic ops are counted together (see _count_synops)
 
 
@@ -84,14 +100,12 @@ class _ChunkActivity:
 
     start: int  # first token
     skip: int  # tokens before the window
-    messages: np.ndarray  # (T, cores)
-    active: np.ndarray  # (T, cores) neurons that sent at least one message
+    tokens: int
+    raster: Optional[torch.Tensor] = None  # (T - skip, neurons) int8 messages per neuron, window rows only
+    messages: Optional[np.ndarray] = None  # (T, cores); for a chunk wholly in the window, counted from its raster when read
+    active: Optional[np.ndarray] = None  # (T, cores) neurons that sent at least one message
     synops: Optional[np.ndarray] = None  # (T, cores), filled when counted
     window_synops: Optional[np.ndarray] = None  # (T - skip, neurons)
-
-    @property
-    def tokens(self) -> int:
-        return self.messages.shape[0]
 
 
 @dataclass
@@ -147,36 +161,40 @@ class RecordingProbe:
             # the window's rows; a slice is copied, or it would keep the whole chunk alive
             return tensor if skip == 0 else tensor[skip:].clone()
 
-        if kind == "host":
+        if kind == S.HOST:
             values = codes.float()
             if self.chunk_values is not None:
                 self.chunk_values[key] = values
             if skip < tokens:
                 record.values.append(values[skip:].clone())  # a copy: the logits belong to the caller
             return
-        values = (codes.double() * scale).float() if (self.record_tensors or self.chunk_values is not None) and kind != "accumulator" else None
-        if self.chunk_values is not None and values is not None:
-            self.chunk_values[key] = values
+        if self.chunk_values is not None and kind != S.ACCUMULATOR:
+            self.chunk_values[key] = dequantize(codes, scale)
         if not self.summaries:
             return
+        record.width = codes.shape[1]
         mask = clipped[0] if clipped is not None else None
-        nonzero = codes != 0
-        columns = [nonzero.sum(dim=1), codes.abs().amax(dim=1) if codes.numel() else torch.zeros(tokens, dtype=torch.int64)]
-        if mask is not None:
-            columns.append(mask.sum(dim=1))
-        record.summary.append(torch.stack(columns, dim=1))  # (T, 2 or 3): nonzero, max |code|, clipped
-        if record.width is None:
-            record.width = codes.shape[1]
+        summarized = skip if record.keeps_codes else tokens  # rows summarized now; the window's kept rows are summarized when read
+        if summarized:
+            self._summarize(record, codes[:summarized], mask[:summarized] if mask is not None else None)
+        group_key = self._message_group(key)
+        if group_key is not None:
+            self._add_part(group_key, "messages", key if group_key == FINAL_GROUP else split_site_key(key)[1], codes != 0)
+        if skip < tokens:
+            record.clipped.append(kept(mask) if mask is not None else self._no_clips(tokens - skip, codes.shape[1]))
+            if record.keeps_codes:
+                record.codes.append(codes[skip:].to(torch.int32))
+
+    @staticmethod
+    def _summarize(record: SiteRecord, codes: torch.Tensor, mask: Optional[torch.Tensor]) -> None:
+        """Per-token summary rows (and per-neuron clip counts) of codes whose per-neuron data is not kept."""
+        tokens = codes.shape[0]
+        clips = mask.sum(dim=1) if mask is not None else torch.zeros(tokens, dtype=torch.int64)
+        peak = codes.abs().amax(dim=1) if codes.numel() else torch.zeros(tokens, dtype=torch.int64)
+        record.summary.append(torch.stack([(codes != 0).sum(dim=1), peak.to(torch.int64), clips], dim=1))
         if mask is not None and bool(mask.any()):
             counts = mask.sum(dim=0).numpy()
             record.neuron_clips = counts if record.neuron_clips is None else record.neuron_clips + counts
-        self._message_part(key, nonzero)
-        if skip < tokens:
-            record.clipped.append(kept(mask) if mask is not None else self._no_clips(tokens - skip, codes.shape[1]))
-            if kind in ("state", "activation", "gate"):
-                record.codes.append(codes[skip:].to(torch.int32))
-            if self.record_tensors and values is not None:
-                record.values.append(kept(values))
 
     def _no_clips(self, tokens: int, neurons: int) -> torch.Tensor:
         """An all-False mask, shared between sites of one shape (never written to)."""
@@ -194,14 +212,13 @@ class RecordingProbe:
             self._add_part((layer, group), "synops", name, (proj.matrix, (spikes[0] != 0).to(torch.int8)))
 
     # -- activity, reduced per core as soon as a group's parts are all there --------------------
-    def _message_part(self, key: str, nonzero: torch.Tensor) -> None:
+    def _message_group(self, key: str) -> Optional[tuple[int, str]]:
+        """The group whose outgoing messages a site's codes are (None for most sites), cached per key."""
         if key not in self._message_groups:
             layer, site = split_site_key(key)
-            group = FINAL_GROUP if key == "final_norm" else (layer, _MESSAGE_OF[site]) if layer >= 0 and site in _MESSAGE_OF else None
+            group = FINAL_GROUP if key == S.FINAL_NORM else (layer, _MESSAGE_OF[site]) if layer >= 0 and site in _MESSAGE_OF else None
             self._message_groups[key] = group
-        group_key = self._message_groups[key]
-        if group_key is not None:
-            self._add_part(group_key, "messages", key if group_key == FINAL_GROUP else split_site_key(key)[1], nonzero)
+        return self._message_groups[key]
 
     @staticmethod
     def _ranges(cores: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -233,12 +250,14 @@ class RecordingProbe:
         self._group_tokens[group_key] = start + tokens
         if group_key not in self._cores:
             return
-        msg = messages.to(torch.int32).numpy()
         skip = min(max(self.keep_from - start, 0), tokens)
-        chunk_activity = _ChunkActivity(start, skip, self._per_core(group_key, msg), self._per_core(group_key, (msg > 0).astype(np.int32)))
-        self._activity.setdefault(group_key, []).append(chunk_activity)
+        chunk_activity = _ChunkActivity(start, skip, tokens)
         if skip < tokens:
-            self._rasters.setdefault(group_key, []).append(messages[skip:].to(torch.int8))
+            chunk_activity.raster = messages[skip:].to(torch.int8)
+            self._rasters.setdefault(group_key, []).append(chunk_activity.raster)
+        if skip > 0:  # rows before the window keep no raster: reduce to per-core counts now
+            self._count_messages(group_key, [chunk_activity], [messages.to(torch.int32).numpy()])
+        self._activity.setdefault(group_key, []).append(chunk_activity)
         synapse_names = GROUP_SYNAPSES.get(group_key[1], ())
         if synapse_names:
             pending = self._unsynced.setdefault(group_key, [])
@@ -247,7 +266,23 @@ class RecordingProbe:
             if self._unsynced_tokens[group_key] >= SYNOPS_BATCH:
                 self._count_synops(group_key)
         else:
-            chunk_activity.synops = np.zeros_like(chunk_activity.messages)
+            chunk_activity.synops = np.zeros((tokens, len(self._core_ranges[group_key][0])), dtype=np.int64)
+
+    def _count_messages(self, group_key: tuple[int, str], chunks: list[_ChunkActivity], per_neuron: list[np.ndarray]) -> None:
+        """Per-core messages and sending neurons of chunks, from their per-neuron message counts (one reduction)."""
+        msg = np.concatenate(per_neuron) if len(per_neuron) > 1 else per_neuron[0]
+        messages, active = self._per_core(group_key, msg), self._per_core(group_key, (msg > 0).astype(np.int32))
+        row = 0
+        for chunk in chunks:
+            chunk.messages, chunk.active = messages[row : row + chunk.tokens], active[row : row + chunk.tokens]
+            row += chunk.tokens
+
+    def _count_window_messages(self) -> None:
+        """Per-core counts of the chunks wholly in the window, from their rasters, a group at a time."""
+        for group_key, chunks in self._activity.items():
+            waiting = [c for c in chunks if c.messages is None]
+            if waiting:
+                self._count_messages(group_key, waiting, [c.raster.numpy().astype(np.int32) for c in waiting])
 
     def _per_core(self, group_key: tuple[int, str], values: np.ndarray) -> np.ndarray:
         """(T, neurons) per-neuron counts -> (T, cores) sums over each core's neuron range."""
@@ -299,9 +334,25 @@ class RecordingProbe:
     def _cat(self, parts: list[torch.Tensor]) -> torch.Tensor:
         return torch.cat(parts, dim=0)
 
+    def has_values(self, key: str) -> bool:
+        """Whether `site_values(key)` has the window's values (logits always; chip sites with record_tensors)."""
+        record = self.sites.get(key)
+        if record is None:
+            return False
+        if record.kind == S.HOST:
+            return bool(record.values)
+        return self.record_tensors and record.kind in VALUE_KINDS and bool(record.codes)
+
     def site_values(self, key: str) -> torch.Tensor:
-        """(T, N) dequantized values of a site for the window's tokens (requires record_tensors, except for logits)."""
-        return self._cat(self.sites[key].values)
+        """(T, N) dequantized values of a site for the window's tokens (requires record_tensors, except for logits).
+
+        Computed from the kept codes when asked: the same bits as dequantizing token by token."""
+        record = self.sites[key]
+        if record.kind == S.HOST:
+            return self._cat(record.values)
+        if not self.has_values(key):
+            raise ValueError(f"no values of {key} were recorded (record_tensors=False, or a site without codes)")
+        return dequantize(self._cat(record.codes), record.scale)
 
     def site_codes(self, key: str) -> torch.Tensor:
         """(T, N) codes of a site for the window's tokens."""
@@ -332,6 +383,7 @@ class RecordingProbe:
     def activity(self) -> pl.DataFrame:
         """token x core: messages, neurons that sent any, synaptic ops, neuron updates (one row per token and core)."""
         self.flush()
+        self._count_window_messages()
         frames = []
         for group_key, chunks in self._activity.items():
             layer, group = group_key
@@ -362,7 +414,7 @@ class RecordingProbe:
         """token x site: clipped values, of how many, zero codes, max |code|, and the bits used and available."""
         frames = []
         for key, record in self.sites.items():
-            if record.kind == "host" or not record.summary:
+            if record.kind == S.HOST or record.width is None:
                 continue
             summary = self._summary(record)
             layer, site = split_site_key(key)
@@ -377,34 +429,36 @@ class RecordingProbe:
             frames.append(pl.DataFrame(columns))
         return pl.concat(frames)
 
-    @staticmethod
-    def _summary(record: SiteRecord) -> np.ndarray:
-        """(T, 4) SUMMARY_COLUMNS of a site, from the per-call rows (nonzero, max |code|[, clipped])."""
-        tokens = sum(part.shape[0] for part in record.summary)
-        out = np.zeros((tokens, len(SUMMARY_COLUMNS)), dtype=np.int64)
-        row = 0
-        for part in record.summary:
-            part = part.numpy()
-            rows = slice(row, row + part.shape[0])
-            out[rows, 1] = record.width
-            out[rows, 2] = record.width - part[:, 0]
-            out[rows, 3] = part[:, 1]
-            if part.shape[1] > 2:
-                out[rows, 0] = part[:, 2]
-            row += part.shape[0]
+    def _summary(self, record: SiteRecord) -> np.ndarray:
+        """(T, 4) SUMMARY_COLUMNS of a site over every token: the summarized rows, then the window's kept rows."""
+        parts = list(record.summary)
+        if record.codes:
+            codes, mask = self._cat(record.codes), self._cat(record.clipped)
+            peak = codes.abs().amax(dim=1).to(torch.int64) if codes.numel() else torch.zeros(codes.shape[0], dtype=torch.int64)
+            parts.append(torch.stack([(codes != 0).sum(dim=1), peak, mask.sum(dim=1)], dim=1))
+        rows = torch.cat(parts).numpy() if parts else np.zeros((0, 3), dtype=np.int64)
+        out = np.empty((rows.shape[0], len(SUMMARY_COLUMNS)), dtype=np.int64)
+        out[:, 0] = rows[:, 2]
+        out[:, 1] = record.width
+        out[:, 2] = record.width - rows[:, 0]
+        out[:, 3] = rows[:, 1]
         return out
 
     def neuron_clips(self) -> pl.DataFrame:
         """layer, site, neuron, times_clipped: every neuron that clipped at least once, over every token."""
         frames = []
         for key, record in self.sites.items():
-            if record.neuron_clips is None:
+            counts = record.neuron_clips
+            if record.codes and record.clipped:  # the window's rows, whose masks are kept
+                window = self._cat(record.clipped).sum(dim=0).numpy()
+                counts = window if counts is None else counts + window
+            if counts is None or not counts.any():
                 continue
-            neurons = np.flatnonzero(record.neuron_clips)
+            neurons = np.flatnonzero(counts)
             layer, site = split_site_key(key)
             frames.append(pl.DataFrame({
                 "layer": np.full(len(neurons), layer), "site": [site] * len(neurons),
-                "neuron": neurons, "times_clipped": record.neuron_clips[neurons],
+                "neuron": neurons, "times_clipped": counts[neurons],
             }))
         schema = {"layer": pl.Int64, "site": pl.Utf8, "neuron": pl.Int64, "times_clipped": pl.Int64}
         return pl.concat(frames).cast(schema) if frames else pl.DataFrame(schema=schema)
@@ -457,9 +511,9 @@ class RecordingProbe:
         frames = []
         first = self.window_start
         for key, record in self.sites.items():
-            if record.kind == "host" or not record.values:
+            if record.kind == S.HOST or not self.has_values(key):
                 continue
-            values = self._cat(record.values).numpy()
+            values = self.site_values(key).numpy()
             tokens, neurons = values.shape
             layer, site = split_site_key(key)
             frames.append(
@@ -479,10 +533,11 @@ class RecordingProbe:
         """Memory held by the per-neuron data and summaries (for the run cache's budget)."""
         total = 0
         for record in self.sites.values():
-            total += sum(t.nbytes for t in record.values + record.codes + record.clipped)
+            total += sum(t.nbytes for t in record.values + record.codes)
+            total += sum(t.nbytes for t in record.clipped if not any(t is z for z in self._zero_masks.values()))
             total += sum(s.nbytes for s in record.summary)
         total += sum(t.nbytes for parts in self._rasters.values() for t in parts)
-        total += sum(c.messages.nbytes * 3 for chunks in self._activity.values() for c in chunks)
+        total += sum(c.messages.nbytes * 3 for chunks in self._activity.values() for c in chunks if c.messages is not None)
         total += sum(c.window_synops.nbytes for chunks in self._activity.values() for c in chunks if c.window_synops is not None)
         total += sum(parts[k][1].nbytes for pending in self._unsynced.values() for _, parts in pending for k in range(len(parts)))
         return total
