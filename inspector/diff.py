@@ -156,8 +156,9 @@ def compare(
     per_token: dict[str, list[torch.Tensor]] = {name: [] for name in ("kl", "top_f", "top_i", "rank", "nll_f", "nll_i")}
     all_ids = torch.tensor(ids)
     window_values: dict[str, torch.Tensor] | None = None
-    starts = [*range(0, keep_from, chunk_tokens), *range(keep_from, len(ids), chunk_tokens)]  # no chunk straddles the window's start
-    for start, stop in zip(starts, [*starts[1:], len(ids)]):
+    # no chunk straddles the window's start
+    starts = [*range(0, keep_from, chunk_tokens), *range(keep_from, len(ids), chunk_tokens)]
+    for start, stop in zip(starts, [*starts[1:], len(ids)], strict=True):
         chunk = all_ids[start:stop][None]
         trace: dict[str, torch.Tensor] = {}
         f_logits, f_state = model(chunk, f_state, trace)

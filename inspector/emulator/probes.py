@@ -45,7 +45,9 @@ GROUP_MESSAGES = {
     "proj_down": ("down_proj",),
     "residual": ("residual_mlp",),
 }
-GROUP_SYNAPSES = {"proj_ifg": (S.I_PROJ, S.F_PROJ, S.G_PROJ), "proj_o": ("o_proj",), "proj_gate": ("gate_proj",), "proj_down": ("down_proj",)}
+GROUP_SYNAPSES = {
+    "proj_ifg": (S.I_PROJ, S.F_PROJ, S.G_PROJ), "proj_o": (S.O_PROJ,), "proj_gate": (S.GATE_PROJ,), "proj_down": (S.DOWN_PROJ,),
+}
 MESSAGE_LAYOUT = {"norm_attn": "stack", "proj_gate": "concat", "proj_ifg": "concat"}
 FINAL_GROUP = (-1, "final_norm")
 _MESSAGE_OF = {site: group for group, sites in GROUP_MESSAGES.items() for site in sites}
@@ -126,7 +128,12 @@ class RecordingProbe:
     """
 
     def __init__(
-        self, core_map: CoreMap, record_tensors: bool = True, keep_from: int = 0, qc: QuantConfig | None = None, summaries: bool = True
+        self,
+        core_map: CoreMap,
+        record_tensors: bool = True,
+        keep_from: int = 0,
+        qc: QuantConfig | None = None,
+        summaries: bool = True,
     ):
         self.core_map = core_map
         self.summaries = summaries  # False: only fill chunk_values (a pass that re-reads tokens already counted)
@@ -174,7 +181,8 @@ class RecordingProbe:
             return
         record.width = codes.shape[1]
         mask = clipped[0] if clipped is not None else None
-        summarized = skip if record.keeps_codes else tokens  # rows summarized now; the window's kept rows are summarized when read
+        # rows summarized now; the window's kept rows are summarized when read
+        summarized = skip if record.keeps_codes else tokens
         if summarized:
             self._summarize(record, codes[:summarized], mask[:summarized] if mask is not None else None)
         group_key = self._message_group(key)
@@ -216,8 +224,8 @@ class RecordingProbe:
         """The group whose outgoing messages a site's codes are (None for most sites), cached per key."""
         if key not in self._message_groups:
             layer, site = split_site_key(key)
-            group = FINAL_GROUP if key == S.FINAL_NORM else (layer, _MESSAGE_OF[site]) if layer >= 0 and site in _MESSAGE_OF else None
-            self._message_groups[key] = group
+            group = (layer, _MESSAGE_OF[site]) if layer >= 0 and site in _MESSAGE_OF else None
+            self._message_groups[key] = FINAL_GROUP if key == S.FINAL_NORM else group
         return self._message_groups[key]
 
     @staticmethod
@@ -419,7 +427,12 @@ class RecordingProbe:
             summary = self._summary(record)
             layer, site = split_site_key(key)
             tokens = summary.shape[0]
-            columns = {"token": np.arange(tokens), "layer": np.full(tokens, layer), "site": [site] * tokens, "kind": [record.kind] * tokens}
+            columns = {
+                "token": np.arange(tokens),
+                "layer": np.full(tokens, layer),
+                "site": [site] * tokens,
+                "kind": [record.kind] * tokens,
+            }
             columns |= {name: summary[:, i] for i, name in enumerate(SUMMARY_COLUMNS)}
             bits = site_bits(site, self.qc) if self.qc is not None else None
             needed = effective_bits(summary[:, 3], signed=record.kind != "gate")

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from inspector.model import BitLinear, Block, HGRNBitForCausalLM, RMSNorm
-from inspector.ternary import TernaryMatrix, int8_matmul
 from inspector.quant import kernels as K
 from inspector.quant.config import QuantConfig
+from inspector.ternary import TernaryMatrix, int8_matmul
 
 
 def site_scale(max_abs: float, bits: int, qc: QuantConfig) -> float:

@@ -65,7 +65,14 @@ class Sites:
         codes, clipped = op(*inputs, clipped=self.watched)
         return self.record(name, codes, clipped, S.ACTIVATION, scale)
 
-    def record(self, name: str, codes: torch.Tensor, clipped: Optional[torch.Tensor] = None, kind: str = S.ACTIVATION, scale: Optional[float] = None) -> torch.Tensor:
+    def record(
+        self,
+        name: str,
+        codes: torch.Tensor,
+        clipped: Optional[torch.Tensor] = None,
+        kind: str = S.ACTIVATION,
+        scale: Optional[float] = None,
+    ) -> torch.Tensor:
         """Report codes computed elsewhere; a feeding probe may hand back other codes."""
         if not self.watched:
             return codes
@@ -122,7 +129,9 @@ class IntegerLM:
         o = site(S.O_PROJ, L.o_out, self.bitlinear(L.o_proj, gated, site, S.O_PROJ))  # (B, T, D) act_bits
         return o, h
 
-    def recurrence(self, L: IntLayer, f_q: torch.Tensor, i_q: torch.Tensor, h: torch.Tensor, site: Sites) -> tuple[torch.Tensor, torch.Tensor]:
+    def recurrence(
+        self, L: IntLayer, f_q: torch.Tensor, i_q: torch.Tensor, h: torch.Tensor, site: Sites
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """h_t = sat(f_t * h_{t-1} >> Q + drive_t) in a state_bits register: (all states, last state)."""
         qc, watched = self.qc, site.watched
         drive, drive_clipped = L.input_to_state(i_q, clipped=watched)  # (B, T, M) state_bits
@@ -151,7 +160,9 @@ class IntegerLM:
         product = site(S.GLU, L.glu_out, silu_gate * y)  # (B, T, I) internal_bits
         return site(S.DOWN_PROJ, L.down_out, self.bitlinear(L.down_proj, product, site, S.DOWN_PROJ))  # (B, T, D) act_bits
 
-    def block(self, idx: int, x: torch.Tensor, h: torch.Tensor, probe: Optional[Probe] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def block(
+        self, idx: int, x: torch.Tensor, h: torch.Tensor, probe: Optional[Probe] = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One layer: x += mlgru(attn_norm(x)); x += glu(mlp_norm(x)). Returns (output (B, T, D), last state)."""
         L = self.params.layers[idx]
         site = Sites(probe, S.layer_key(idx, ""), L.scales)
@@ -182,7 +193,8 @@ class IntegerLM:
     def __call__(
         self, input_ids: torch.Tensor, state: Optional[list[torch.Tensor]] = None, probe: Optional[Probe] = None
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        outer = Sites(probe, "", {S.EMBEDDINGS: self.params.input_scale, S.FINAL_NORM: self.params.final_norm.out_scale, S.LOGITS: 1.0})
+        scales = {S.EMBEDDINGS: self.params.input_scale, S.FINAL_NORM: self.params.final_norm.out_scale, S.LOGITS: 1.0}
+        outer = Sites(probe, "", scales)
         x = outer(S.EMBEDDINGS, self.embed, input_ids)  # (B, T, D) residual_bits
         if state is None:
             state = self.init_state(input_ids.shape[0])
