@@ -22,6 +22,9 @@ from inspector.ui.lifecycle import on_session_end, session_id
 from inspector.ui.sidebar import Session, backend_for, render_sidebar, settings_problems
 
 AUTO_RUN_MAX_PARAMETERS = 50_000_000
+# A safety net, not a limit on analyses: a session waiting for another session's identical run gives
+# up after this long with a message (the longest run measured here, 370M on Lava, takes about 25 min).
+RUN_WAIT_S = 60 * 60
 
 
 class LavaBackendRegistry:
@@ -98,7 +101,13 @@ def ensure_analysis(session: Session) -> Analysis | None:
         def on_token(phase: str, text: str) -> None:
             streams[phase].code(session.prompt + text, language=None, wrap_lines=True)
 
-        with st.spinner("Running the float and the integer model…"), RUNS.computing(key):
+        def on_wait(seconds: float) -> None:  # redrawn every poll: where Streamlit can stop this session
+            progress.progress(0.0, text=(
+                f"Waiting for another session that is computing the same analysis ({seconds:.0f} s); "
+                "its result will be shown here."
+            ))
+
+        with st.spinner("Running the float and the integer model…"), RUNS.computing(key, on_wait, RUN_WAIT_S):
             analysis = RUNS.get(key, owner)  # another session with the same settings may have just finished it
             if analysis is None:
                 analysis = analyze(emulator, session.prompt, session.sampling, on_progress, on_token=on_token, window=session.window)
