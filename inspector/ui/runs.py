@@ -40,6 +40,14 @@ class LavaBackendRegistry:
 PHASES = {"float": "float model generating", "integer": "integer model generating", "diff": "comparing in lockstep"}
 
 
+def _free_when_session_ends(owner: str) -> None:
+    """Register (again) what frees this session's runs and Lava graph when it ends. Called again after
+    each new claim: a tab closed while its run went on is reaped before the run puts its result or
+    attaches to a graph, and that claim must be freed by a later round of the reaper, not kept forever."""
+    on_session_end("runs", lambda: RUNS.release(owner))
+    on_session_end("lava", lambda: LavaBackendRegistry.detach_everywhere(owner))
+
+
 def _stop(key: tuple) -> None:
     st.session_state["stopped_key"] = key
 
@@ -54,8 +62,7 @@ def ensure_analysis(session: Session) -> Analysis | None:
         st.error(f"{session.backend.label} cannot run here: {session.backend.reason}")
         return None
     owner = session_id()
-    on_session_end("runs", lambda: RUNS.release(owner))
-    on_session_end("lava", lambda: LavaBackendRegistry.detach_everywhere(owner))
+    _free_when_session_ends(owner)
     if session.backend.key == "emulator":  # a Lava graph this session used before may be closed now
         LavaBackendRegistry.detach_everywhere(owner)
     key = session.run_key
@@ -77,6 +84,7 @@ def ensure_analysis(session: Session) -> Analysis | None:
         # This session now uses this backend only: a Lava graph no session uses any more is closed.
         LavaBackendRegistry.detach_everywhere(owner, keep=emulator)
         emulator.attach(owner)
+        _free_when_session_ends(owner)  # again: the session may have been reaped while this run went on
 
         def on_progress(phase: str, done: int, total: int) -> None:
             if phase == "wait":
@@ -112,6 +120,7 @@ def ensure_analysis(session: Session) -> Analysis | None:
             if analysis is None:
                 analysis = analyze(emulator, session.prompt, session.sampling, on_progress, on_token=on_token, window=session.window)
                 RUNS.put(key, analysis, analysis.nbytes(), owner)
+        _free_when_session_ends(owner)  # the result now held for this session, whoever computed it
     except InspectorError as exc:
         progress.empty()
         st.error(str(exc))
