@@ -91,11 +91,6 @@ class KeyedLocks:
             if lock.acquire(timeout=step):
                 return
 
-    def busy(self, key: Hashable) -> bool:
-        """Whether some thread holds or waits for `key`."""
-        with self._table_lock:
-            return key in self._slots
-
     def __len__(self) -> int:
         """Keys held or waited for now (0 when idle: nothing leaks)."""
         with self._table_lock:

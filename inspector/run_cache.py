@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Hashable, Iterator, Optional
 
 from inspector.keyed_lock import KeyedLocks, WaitFn
+
 BUDGET_VARIABLE = "INSPECTOR_RUN_CACHE_MB"
 DEFAULT_BUDGET_MB = 2048
 PER_OWNER = 4
