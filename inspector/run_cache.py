@@ -20,7 +20,9 @@ import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Hashable, Iterator
+from typing import Any, Hashable, Iterator, Optional
+
+from inspector.keyed_lock import KeyedLocks, WaitFn
 
 BUDGET_VARIABLE = "INSPECTOR_RUN_CACHE_MB"
 DEFAULT_BUDGET_MB = 2048
@@ -52,7 +54,7 @@ class RunCache:
         self.per_owner = per_owner
         self._entries: "OrderedDict[Hashable, _Entry]" = OrderedDict()
         self._lock = threading.RLock()
-        self._key_locks: dict[Hashable, threading.Lock] = {}
+        self._computing = KeyedLocks()
 
     # -- use ----------------------------------------------------------------------------------
     def get(self, key: Hashable, owner: Hashable) -> Any | None:
@@ -75,13 +77,19 @@ class RunCache:
         _release_to_os()  # what computing the value allocated and freed, and anything evicted
 
     @contextmanager
-    def computing(self, key: Hashable) -> Iterator[None]:
+    def computing(self, key: Hashable, on_wait: Optional[WaitFn] = None, timeout_s: Optional[float] = None) -> Iterator[None]:
         """Held while one session computes `key`, so that a second session with the same settings
-        waits for that result instead of computing it again."""
-        with self._lock:
-            lock = self._key_locks.setdefault(key, threading.Lock())
-        with lock:
+        waits for that result instead of computing it again.
+
+        The wait calls `on_wait(seconds)` between polls and ends with a `WaitTimeoutError` after
+        `timeout_s` (see `inspector.keyed_lock`): a waiting session must stay stoppable, whatever
+        the session it waits for is doing."""
+        with self._computing.hold(key, on_wait, timeout_s, what="another session computing the same analysis"):
             yield
+
+    def computing_now(self) -> int:
+        """Keys being computed or waited for (0 when idle)."""
+        return len(self._computing)
 
     def release(self, owner: Hashable) -> int:
         """Forget `owner` (its session ended); drop what nobody else uses. Returns entries dropped."""
@@ -93,7 +101,6 @@ class RunCache:
                     entry.owners.remove(owner)
                     if not entry.owners:
                         del self._entries[key]
-                        self._key_locks.pop(key, None)
                         dropped += 1
         if dropped:
             _release_to_os()

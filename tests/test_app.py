@@ -510,6 +510,37 @@ def test_sessions_with_the_same_settings_share_one_run_and_free_it_when_they_end
     assert len(RUNS) == before == 0
 
 
+def test_a_session_reaped_while_its_run_goes_on_is_freed_later(tiny_checkpoint, monkeypatch):
+    """The reaper may end a closed tab's session while its analysis still runs; the result the run
+    then puts in the shared cache must be freed by a later round, not kept for a session that is gone."""
+    from inspector.run_cache import RUNS
+    from inspector.ui import lifecycle, runs
+
+    for owner in list(RUNS.owners()):
+        RUNS.release(owner)
+    monkeypatch.setattr(lifecycle, "session_id", lambda: "closed-tab")
+    monkeypatch.setattr("inspector.ui.runs.session_id", lambda: "closed-tab")
+    real_analyze = runs.analyze
+
+    def analyze_while_reaped(*args, **kwargs):
+        lifecycle.end_session("closed-tab")  # the reaper's round, while the run goes on
+        return real_analyze(*args, **kwargs)
+
+    def tab_is_gone() -> None:  # a closed tab's script stops at its next st call: no rerun re-registers
+        from streamlit.runtime.scriptrunner_utils.exceptions import StopException
+
+        raise StopException()
+
+    monkeypatch.setattr(runs, "analyze", analyze_while_reaped)
+    monkeypatch.setattr(runs.st, "rerun", tab_is_gone)
+    at = _open_local(_app(), str(tiny_checkpoint))
+    assert not at.exception, at.exception
+    assert len(RUNS) >= 1 and RUNS.owners() == {"closed-tab"}
+    assert "runs" in lifecycle._callbacks.get("closed-tab", {})  # registered again after the run
+    lifecycle.end_session("closed-tab")  # the next round
+    assert len(RUNS) == 0
+
+
 def test_learn_saturation_experiment_really_saturates(app):
     app.switch_page("pages/learn.py").run()
     app.radio(key="tour_step").set_value("5. Saturation").run()

@@ -6,67 +6,21 @@ the reason, when /usr/bin/chromium is absent (`.ci/run` installs it; `apt-get in
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import pytest
 
-from inspector.catalog import sample_models
+from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, browser_marks, streamlit_server
 from tests.conftest import REPO
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = REPO / "artifacts" / "screenshots"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (apt-get install chromium)"),
-    pytest.mark.skipif(not sample_models(), reason="no sample model in sample_models/"),
-]
+pytestmark = browser_marks()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-# One server and one browser per test: after about ten browser sessions in a row, one server process
-# was seen to stop answering new sessions on a freshly installed clean clone (not reproduced in the
-# development tree; see the session note), so no test depends on what earlier ones left behind.
+# A fresh server per test keeps the tests independent; `test_browser_sessions.py` drives many
+# sessions against one server on purpose.
 @pytest.fixture()
-def app_url():
-    port = _free_port()
-    env = dict(os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("streamlit did not start within 60 s")
+def app_url(tmp_path):
+    with streamlit_server(tmp_path / "server.log") as (url, _):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture()
@@ -74,12 +28,7 @@ def page(app_url):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1400, "height": 2400})
         yield context.new_page()
         browser.close()

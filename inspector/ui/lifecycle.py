@@ -4,6 +4,11 @@ Streamlit has no "session ended" callback. The runtime does know which sessions 
 (`Runtime.is_active_session`), so a daemon thread polls it every `POLL_S` seconds and runs the
 callbacks registered for sessions that are gone (tab closed, connection lost). A session that
 reconnects later simply recomputes what it needs.
+
+Each ended session's callbacks run in a thread of their own: a clean-up may wait (closing a Lava
+graph waits for the generation using the simulator), and one waiting clean-up must not keep every
+later session's memory from being freed. The poller survives any error, and is started again if it
+ever died.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ def on_session_end(name: str, callback: Callable[[], None]) -> None:
     global _poller
     with _lock:
         _callbacks.setdefault(session_id(), {})[name] = callback
-        if _poller is None:
+        if _poller is None or not _poller.is_alive():
             _poller = threading.Thread(target=_poll, name="inspector-session-reaper", daemon=True)
             _poller.start()
 
@@ -60,8 +65,20 @@ def ended_sessions() -> list[str]:
     return [sid for sid in known if not runtime.is_active_session(sid)]
 
 
-def _poll() -> None:
-    while True:
+def reap() -> list[threading.Thread]:
+    """Start the clean-up of every ended session, each in its own thread (returned, for tests)."""
+    threads = []
+    for sid in ended_sessions():
+        thread = threading.Thread(target=end_session, args=(sid,), name=f"inspector-end-{sid[:8]}", daemon=True)
+        thread.start()
+        threads.append(thread)
+    return threads
+
+
+def _poll(stop: threading.Event | None = None) -> None:
+    while stop is None or not stop.is_set():
         time.sleep(POLL_S)
-        for sid in ended_sessions():
-            end_session(sid)
+        try:
+            reap()
+        except Exception:  # never let the poller die: later sessions would never be freed
+            log.exception("reaping ended sessions failed")

@@ -22,6 +22,9 @@ from inspector.ui.lifecycle import on_session_end, session_id
 from inspector.ui.sidebar import Session, backend_for, render_sidebar, settings_problems
 
 AUTO_RUN_MAX_PARAMETERS = 50_000_000
+# A safety net, not a limit on analyses: a session waiting for another session's identical run gives
+# up after this long with a message (the longest run measured here, 370M on Lava, takes about 25 min).
+RUN_WAIT_S = 60 * 60
 
 
 class LavaBackendRegistry:
@@ -35,6 +38,14 @@ class LavaBackendRegistry:
         if backend is not None:  # imported only once some session chose Lava
             backend.LavaBackend.detach_everywhere(owner, keep=keep)
 PHASES = {"float": "float model generating", "integer": "integer model generating", "diff": "comparing in lockstep"}
+
+
+def _free_when_session_ends(owner: str) -> None:
+    """Register (again) what frees this session's runs and Lava graph when it ends. Called again after
+    each new claim: a tab closed while its run went on is reaped before the run puts its result or
+    attaches to a graph, and that claim must be freed by a later round of the reaper, not kept forever."""
+    on_session_end("runs", lambda: RUNS.release(owner))
+    on_session_end("lava", lambda: LavaBackendRegistry.detach_everywhere(owner))
 
 
 def _stop(key: tuple) -> None:
@@ -51,8 +62,7 @@ def ensure_analysis(session: Session) -> Analysis | None:
         st.error(f"{session.backend.label} cannot run here: {session.backend.reason}")
         return None
     owner = session_id()
-    on_session_end("runs", lambda: RUNS.release(owner))
-    on_session_end("lava", lambda: LavaBackendRegistry.detach_everywhere(owner))
+    _free_when_session_ends(owner)
     if session.backend.key == "emulator":  # a Lava graph this session used before may be closed now
         LavaBackendRegistry.detach_everywhere(owner)
     key = session.run_key
@@ -74,6 +84,7 @@ def ensure_analysis(session: Session) -> Analysis | None:
         # This session now uses this backend only: a Lava graph no session uses any more is closed.
         LavaBackendRegistry.detach_everywhere(owner, keep=emulator)
         emulator.attach(owner)
+        _free_when_session_ends(owner)  # again: the session may have been reaped while this run went on
 
         def on_progress(phase: str, done: int, total: int) -> None:
             if phase == "wait":
@@ -98,11 +109,18 @@ def ensure_analysis(session: Session) -> Analysis | None:
         def on_token(phase: str, text: str) -> None:
             streams[phase].code(session.prompt + text, language=None, wrap_lines=True)
 
-        with st.spinner("Running the float and the integer model…"), RUNS.computing(key):
+        def on_wait(seconds: float) -> None:  # redrawn every poll: where Streamlit can stop this session
+            progress.progress(0.0, text=(
+                f"Waiting for another session that is computing the same analysis ({seconds:.0f} s); "
+                "its result will be shown here."
+            ))
+
+        with st.spinner("Running the float and the integer model…"), RUNS.computing(key, on_wait, RUN_WAIT_S):
             analysis = RUNS.get(key, owner)  # another session with the same settings may have just finished it
             if analysis is None:
                 analysis = analyze(emulator, session.prompt, session.sampling, on_progress, on_token=on_token, window=session.window)
                 RUNS.put(key, analysis, analysis.nbytes(), owner)
+        _free_when_session_ends(owner)  # the result now held for this session, whoever computed it
     except InspectorError as exc:
         progress.empty()
         st.error(str(exc))

@@ -23,6 +23,7 @@ from inspector.checkpoint import LoadedModel, load_checkpoint
 from inspector.backends import IntegerBackend, make_backend
 from inspector.errors import CheckpointError, InspectorError
 from inspector.generate import MAX_NEW_TOKENS, MAX_SEED, SamplingSettings
+from inspector.keyed_lock import KeyedLocks
 from inspector.paths import checkpoint_directory
 from inspector.quant.config import QUANT_PRESETS, SCALE_RULES, QuantConfig
 from inspector.quant.files import load_quant_config
@@ -63,18 +64,23 @@ class Session:
 MAX_MODELS = 4
 _MODELS: "OrderedDict[tuple, LoadedModel]" = OrderedDict()
 _MODELS_LOCK = threading.Lock()
-_LOADING: dict[tuple, threading.Lock] = {}
+_LOADS = KeyedLocks()  # two sessions asking for the same model load it once
+# A safety net, not a limit on loading: a session waiting for another session's load gives up
+# after this long with a message (a 2.7B checkpoint loads in about a minute here).
+LOAD_WAIT_S = 20 * 60
 
 
-def cached_checkpoint(directory: str, fingerprint: tuple, on_progress=None) -> LoadedModel:
-    """The model of `directory` (keyed by its files' fingerprint), loaded once per process."""
+def cached_checkpoint(directory: str, fingerprint: tuple, on_progress=None, on_wait=None) -> LoadedModel:
+    """The model of `directory` (keyed by its files' fingerprint), loaded once per process.
+
+    `on_wait(seconds)` is called while another session loads the same model (see
+    `inspector.keyed_lock`: the wait stays interruptible and ends after `LOAD_WAIT_S`)."""
     key = (str(directory), fingerprint)
     with _MODELS_LOCK:
         if key in _MODELS:
             _MODELS.move_to_end(key)
             return _MODELS[key]
-        loading = _LOADING.setdefault(key, threading.Lock())
-    with loading:  # two sessions asking for the same model load it once
+    with _LOADS.hold(key, on_wait, LOAD_WAIT_S, what="another session loading this model"):
         with _MODELS_LOCK:
             if key in _MODELS:
                 return _MODELS[key]
@@ -83,7 +89,6 @@ def cached_checkpoint(directory: str, fingerprint: tuple, on_progress=None) -> L
             _MODELS[key] = loaded
             while len(_MODELS) > MAX_MODELS:
                 _MODELS.popitem(last=False)
-            _LOADING.pop(key, None)
     return loaded
 
 
@@ -94,8 +99,11 @@ def load_with_progress(directory: Path, fingerprint: tuple) -> LoadedModel:
     def on_progress(done: int, total: int, key: str) -> None:
         bar.progress(done / total, text=f"Loading tensor {done}/{total}: {key}")
 
+    def on_wait(seconds: float) -> None:  # redrawn every poll: where Streamlit can stop this session
+        bar.progress(0.0, text=f"Waiting for another session that is loading this model ({seconds:.0f} s)…")
+
     try:
-        return cached_checkpoint(str(directory), fingerprint, on_progress)
+        return cached_checkpoint(str(directory), fingerprint, on_progress, on_wait)
     finally:
         bar.empty()
 
