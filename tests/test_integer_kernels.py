@@ -163,3 +163,12 @@ def test_inverse_rms_scalar_path_equals_the_vectorized_one():
             K.inverse_rms(many, eps, 16),
             K.inv_sqrt_fixed(K.round_div((many * many).sum(-1, keepdim=True), 200) + eps, 16),
         )
+
+
+def test_rmsnorm_with_the_folded_gain_is_the_same_integer():
+    codes = torch.randint(-(1 << 15), 1 << 15, (1, 5, 64), generator=torch.Generator().manual_seed(2))
+    gain = torch.randint(1, 1 << 12, (64,), generator=torch.Generator().manual_seed(3))
+    for multiplier, shift in ((40000, 30), (65535, 40), (3, 2)):
+        plain = K.rmsnorm_int(codes, gain, 2, 16, multiplier, shift, 8)
+        folded = K.rmsnorm_int(codes, gain, 2, 16, multiplier, shift, 8, scaled_gain=gain * multiplier)
+        assert torch.equal(plain[0], folded[0]) and torch.equal(plain[1], folded[1])

@@ -88,9 +88,13 @@ class IntNorm:
     out: Requant
     out_scale: float
 
+    def __post_init__(self) -> None:
+        self.scaled_gain = self.weight_q * self.out.multiplier  # the gain and the requantization multiplier, folded
+
     def __call__(self, codes: torch.Tensor, clipped: bool = True) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         return K.rmsnorm_int(
-            codes, self.weight_q, self.eps_q, self.frac_bits, self.out.multiplier, self.out.shift, self.out.bits, clipped
+            codes, self.weight_q, self.eps_q, self.frac_bits, self.out.multiplier, self.out.shift, self.out.bits, clipped,
+            self.scaled_gain,
         )
 
 

@@ -128,6 +128,7 @@ def rmsnorm_int(
     shift: int,
     bits: int,
     clipped: bool = True,
+    scaled_gain: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Integer RMSNorm of the last axis into a `bits`-bit code.
 
@@ -135,9 +136,14 @@ def rmsnorm_int(
     requantized by (multiplier, shift). The input scale cancels (RMSNorm is scale-free), so the
     output scale is fixed by the requantization alone.
     """
-    return requantize(codes * inverse_rms(codes, eps_q, frac_bits) * weight_q, multiplier, shift, bits, clipped)
+    if scaled_gain is None:
+        return requantize(codes * inverse_rms(codes, eps_q, frac_bits) * weight_q, multiplier, shift, bits, clipped)
+    # weight_q * multiplier precomputed: int64 products wrap modulo 2^64, where multiplication is
+    # associative, so this is the same integer as ((x * r) * weight_q) * multiplier, one pass fewer.
+    value = codes * inverse_rms(codes, eps_q, frac_bits)
+    return saturate_(round_shift_(value.mul_(scaled_gain), shift), bits, clipped)
 
 
 def lut_lookup(codes: torch.Tensor, table: torch.Tensor, code_bits: int) -> torch.Tensor:
     """table[code + 2^(code_bits-1)]: one entry per possible signed input code."""
-    return table[codes + (1 << (code_bits - 1))]
+    return torch.take(table, codes + (1 << (code_bits - 1)))
