@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import time
 
+from inspector.backends import make_backend
 from inspector.catalog import sample_models
 from inspector.checkpoint import load_checkpoint
-from inspector.backends import make_backend
 from inspector.generate import SamplingSettings
 
 

@@ -20,8 +20,8 @@ from inspector.catalog import sample_models
 from inspector.checkpoint import LoadedModel, load_checkpoint
 from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
 from inspector.emulator.engine import Emulator
-from inspector.synthetic import random_frozen_model
 from inspector.quant.config import QuantConfig
+from inspector.synthetic import random_frozen_model
 from inspector.tokenizer import train_bpe_tokenizer
 
 TARGET_INT_OVER_FLOAT_370M = 0.5

@@ -66,7 +66,7 @@ def ab_compare(loaded: LoadedModel, ids: list[int], qc_a: QuantConfig, qc_b: Qua
     emulators = [Emulator(loaded, qc) for qc in (qc_a, qc_b)]
     diffs = [compare(em, list(ids)) for em in emulators]
     (sum_a, sites_a, act_a), (sum_b, sites_b, act_b) = (
-        _side(diff, em, tag) for diff, em, tag in zip(diffs, emulators, "ab")
+        _side(diff, em, tag) for diff, em, tag in zip(diffs, emulators, "ab", strict=True)
     )
     summary = pl.DataFrame(
         {"metric": list(sum_a), "a": list(sum_a.values()), "b": [sum_b[k] for k in sum_a]}

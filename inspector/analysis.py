@@ -16,8 +16,8 @@ from typing import Callable, Optional
 
 import polars as pl
 
-from inspector.diff import DiffResult, compare
 from inspector.backends import IntegerBackend, IntegerRun
+from inspector.diff import DiffResult, compare
 from inspector.generate import GeneratedToken, SamplingSettings, encode_prompt, generate
 from inspector.perplexity import Perplexities, run_perplexities
 from inspector.traces import run_tables, with_underflow
@@ -117,7 +117,7 @@ def analyze(
         on_progress("integer", 0, total)  # the backend may take a while to start (Lava: seconds)
     run, stream = emulator.generate(prompt, sampling, probes=True, record_tensors=True, keep_from=keep_from, on_wait=waiting)
     try:
-        for token in stream:
+        for _ in stream:
             tick("integer", len(run.tokens), "".join(t.text for t in run.tokens))
     finally:
         stream.close()  # a stopped run hands a shared simulator to the next one at once

@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
-from safetensors import SafetensorError
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tokenizers import Tokenizer
 

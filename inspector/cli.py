@@ -23,12 +23,12 @@ import polars as pl
 import torch
 from tqdm import tqdm
 
+from inspector.ab import ab_compare
 from inspector.analysis import keep_from_for
 from inspector.backends import make_backend, require_backend
 from inspector.catalog import sample_models, validation_text
 from inspector.checkpoint import LoadedModel, load_checkpoint
 from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
-from inspector.ab import ab_compare
 from inspector.diff import compare, lockstep_ids, sqnr_table
 from inspector.emulator.engine import Emulator
 from inspector.emulator.mapper import map_model
@@ -42,8 +42,8 @@ from inspector.sweep.results import base_row, failed_points, sensitivity_table
 from inspector.sweep.runner import RESULTS_FILE, load_results
 from inspector.sweep.study import DEFAULT_BUDGET_PCT, WINNER_FILE, run_sweep
 from inspector.tokenizer import encode_document
-from inspector.train import bits_per_character, split_corpus
 from inspector.traces import write_traces
+from inspector.train import bits_per_character
 
 
 def resolve_model(name: str) -> LoadedModel:
@@ -98,7 +98,7 @@ def cmd_run(args) -> int:
     emulator = make_backend(args.backend, loaded, qc)
     try:
         run, stream = emulator.generate(args.prompt, sampling, probes=True, record_tensors=not args.no_tensors, keep_from=keep_from)
-        for token in tqdm(stream, total=sampling.max_new_tokens, desc=f"running on {args.backend}", unit="tok"):
+        for _ in tqdm(stream, total=sampling.max_new_tokens, desc=f"running on {args.backend}", unit="tok"):
             pass
     finally:
         emulator.close()
@@ -289,7 +289,7 @@ def cmd_measure(args) -> int:
         bar = tqdm(total=1, desc=f"{name} (random weights, one layer at a time)", unit="layer")
         ran: list[int] = []
 
-        def progress(done: int, total: int, what: str) -> None:
+        def progress(done: int, total: int, what: str, bar: tqdm = bar, ran: list[int] = ran) -> None:
             ran.append(done)
             bar.total = total
             bar.n = done

@@ -7,9 +7,9 @@ import html
 import numpy as np
 import plotly.colors
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 import polars as pl
 import torch
+from plotly.subplots import make_subplots
 from tokenizers import Tokenizer
 
 from inspector.tokenizer import decode
@@ -64,7 +64,7 @@ def colored_tokens_html(
     generated token, i.e. the number of prompt tokens), as everywhere else; `selected` uses that index.
     """
     spans = []
-    for k, (piece, a, d) in enumerate(zip(pieces, agree, kl), start=first_token):
+    for k, (piece, a, d) in enumerate(zip(pieces, agree, kl, strict=False), start=first_token):
         border = "outline: 2px solid #333;" if k == selected else ""
         text = html.escape(piece).replace("\n", "↵<br>") or "∅"
         spans.append(

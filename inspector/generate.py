@@ -155,7 +155,7 @@ def token_table(steps: list[GeneratedToken], tokenizer: Tokenizer, top: int = 5,
                 "probability": float(probs[step.token_id]),
                 "rank": int((probs > probs[step.token_id]).sum()) + 1,
                 "top_alternatives": ", ".join(
-                    f"{decode(tokenizer, [int(i)])!r} {float(v):.2f}" for v, i in zip(values, ids)
+                    f"{decode(tokenizer, [int(i)])!r} {float(v):.2f}" for v, i in zip(values, ids, strict=True)
                 ),
             }
         )

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import polars as pl
 import torch
 import torch.nn.functional as F
 
-from inspector.diff import DiffResult, _float_sites, compare
+from inspector.diff import DiffResult, compare
 from inspector.emulator.engine import Emulator
 from inspector.emulator.probes import split_site_key
 from inspector.model import HGRNBitForCausalLM

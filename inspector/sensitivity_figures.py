@@ -22,7 +22,7 @@ def _finite(values: list[float], cap: float = 150.0) -> list[float]:
 def local_cumulative_figure(sites: pl.DataFrame, site_filter: list[str] | None = None) -> go.Figure:
     """Local and cumulative SQNR of every site in data-flow order; the sites introducing most error starred."""
     table = sites if not site_filter else sites.filter(pl.col("site").is_in(site_filter))
-    labels = [f"{'L' + str(l) if l >= 0 else 'host'} {s}" for l, s in zip(table["layer"], table["site"])]
+    labels = [f"{'L' + str(layer) if layer >= 0 else 'host'} {s}" for layer, s in zip(table["layer"], table["site"], strict=True)]
     fig = go.Figure()
     fig.add_scatter(x=labels, y=_finite(table["cumulative_sqnr_db"].to_list()), mode="lines+markers", name="cumulative (own integers)")
     fig.add_scatter(
@@ -47,7 +47,7 @@ def local_tokens_figure(tokens: pl.DataFrame, layer: int, site: str) -> go.Figur
 
 
 def ab_sites_figure(sites: pl.DataFrame) -> go.Figure:
-    labels = [f"{'L' + str(l) if l >= 0 else 'host'} {s}" for l, s in zip(sites["layer"], sites["site"])]
+    labels = [f"{'L' + str(layer) if layer >= 0 else 'host'} {s}" for layer, s in zip(sites["layer"], sites["site"], strict=True)]
     fig = go.Figure()
     fig.add_scatter(x=labels, y=sites["sqnr_a"], mode="lines+markers", name="A")
     fig.add_scatter(x=labels, y=sites["sqnr_b"], mode="lines+markers", name="B")
@@ -65,7 +65,7 @@ def ab_tokens_figure(tokens: pl.DataFrame) -> go.Figure:
 def sensitivity_figure(table: pl.DataFrame, top: int = 20) -> go.Figure:
     """Ranked bars: the KL and bits/char each knob costs when lowered (and gains when raised)."""
     rows = table.head(top)
-    labels = [f"{k}={v}" + ("" if l == "all" else f" @L{l}") for k, v, l in zip(rows["knob"], rows["lowered_to"], rows["layer"])]
+    labels = [f"{k}={v}" + ("" if layer == "all" else f" @L{layer}") for k, v, layer in zip(rows["knob"], rows["lowered_to"], rows["layer"], strict=True)]
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, subplot_titles=("Δ mean KL (nats)", "Δ bits/char (%)"))
     fig.add_bar(y=labels, x=rows["lower_dkl"], orientation="h", name="lowered", marker_color="#d62728", row=1, col=1)
     fig.add_bar(y=labels, x=rows["lower_dbpc_pct"], orientation="h", name="lowered", marker_color="#d62728", showlegend=False, row=1, col=2)

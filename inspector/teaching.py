@@ -160,7 +160,7 @@ def spike_sparsity_figure(table: pl.DataFrame) -> go.Figure:
     fig = go.Figure()
     for index, projection in enumerate(p for p in SPIKE_INPUTS if p in set(table["projection"].to_list())):
         part = table.filter(pl.col("projection") == projection)
-        fig.add_bar(x=[f"layer {l}" for l in part["layer"].to_list()], y=part["nonzero_share"].to_list(), name=projection, marker_color=series_color(index))
+        fig.add_bar(x=[f"layer {n}" for n in part["layer"].to_list()], y=part["nonzero_share"].to_list(), name=projection, marker_color=series_color(index))
     fig.update_yaxes(range=[0, 1], tickformat=".0%")
     fig.update_layout(barmode="group")
     return _layout(fig, "Graded spikes that were nonzero (each one is a message and costs synaptic ops)", "layer", "nonzero spikes")

@@ -46,7 +46,7 @@ with left:
     st.code(analysis.prompt + analysis.float_text, language=None, wrap_lines=True)
 
 tokens = table["token"].to_list()
-labels = {t: f"{t} · {text!r}"[:28] for t, text in zip(tokens, table["text"].to_list())}
+labels = {t: f"{t} · {text!r}"[:28] for t, text in zip(tokens, table["text"].to_list(), strict=True)}
 with right:
     st.subheader(f"Integer model · {session.backend.label}")
     text_slot = st.empty()

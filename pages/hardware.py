@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import polars as pl
 import streamlit as st
 
+from inspector.activity_cache import cache_dir, estimated_measure_seconds
 from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
 from inspector.emulator.hardware import HardwareConfigError
 from inspector.emulator.mapper import MappingError
@@ -13,7 +13,6 @@ from inspector.estimate import DEFAULT_PROMPT_TOKENS
 from inspector.figures import core_map_figure, energy_breakdown_figure, estimate_figure, stage_time_figure
 from inspector.hardware_report import density_summary, evaluate, matching_published, results_table
 from inspector.paper import JETSON_ORIN_NANO_WATTS, JETSON_SOURCE, PAPER, PAPER_NOTE, GpuBaseline, ratios
-from inspector.activity_cache import cache_dir, estimated_measure_seconds
 from inspector.ui.export import chart, table_downloads, thousands
 from inspector.ui.hardware import cached_published_evaluation, cost_preset, measure_published, what_if_hardware
 from inspector.ui.runs import page_analysis

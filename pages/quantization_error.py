@@ -8,10 +8,10 @@ import streamlit as st
 from inspector.ab import ab_compare
 from inspector.diff import compare
 from inspector.errors import InspectorError
-from inspector.figures import kl_agreement_figure, layer_error_figure, scatter_figure, token_error_figure
 from inspector.exports import TABLE_NOTES, token_metrics_table
-from inspector.perplexity import MAX_PERPLEXITY_TOKENS, perplexity_text_ids
+from inspector.figures import kl_agreement_figure, layer_error_figure, scatter_figure, token_error_figure
 from inspector.local_error import TOP_SITES, local_vs_cumulative
+from inspector.perplexity import MAX_PERPLEXITY_TOKENS, perplexity_text_ids
 from inspector.quant.files import quant_spec
 from inspector.sensitivity_figures import ab_sites_figure, ab_tokens_figure, local_cumulative_figure, local_tokens_figure
 from inspector.ui.export import chart, table_downloads
@@ -43,7 +43,7 @@ else:
     st.info("Pick at least one site above to draw the chart.")
 
 c1, c2 = st.columns(2)
-layers = sorted(l for l in diff.tensors["layer"].unique().to_list() if l >= 0)
+layers = sorted(n for n in diff.tensors["layer"].unique().to_list() if n >= 0)
 layer = c1.selectbox("Layer", layers, key="err_layer")
 site_options = diff.tensors.filter(pl.col("layer") == layer)["site"].unique(maintain_order=True).to_list()
 site = c2.selectbox("Tensor", site_options, index=site_options.index("hidden") if "hidden" in site_options else 0, key="err_site")

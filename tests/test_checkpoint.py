@@ -9,10 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from inspector.ternary import ternarize
-
 from inspector.checkpoint import load_checkpoint
 from inspector.errors import CheckpointError, TokenizerError
+from inspector.ternary import ternarize
 
 
 def test_round_trip_same_logits_and_tokenizer(tiny_checkpoint, tiny_tokenizer):

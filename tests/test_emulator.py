@@ -13,10 +13,10 @@ from polars.testing import assert_frame_equal
 from inspector.analysis import analyze
 from inspector.checkpoint import load_checkpoint
 from inspector.cli import main as cli_main
-from inspector.tokenizer import encode
 from inspector.diff import compare, lockstep_ids, tensor_metrics
 from inspector.emulator.engine import Emulator
 from inspector.generate import SamplingSettings
+from inspector.tokenizer import encode
 from inspector.traces import read_traces, run_tables, write_traces
 
 
@@ -57,7 +57,7 @@ def test_activity_matches_the_integer_tensors(emulator):
     # from the core map's own neuron column): per layer D (attn norm) + 3M (i, f, g) + M (MLGRU)
     # + D (o) + D (MLP norm) + 2I (gate, y) + I (GLU) + D (down) + D (residual), and D final-norm neurons
     c = emulator.loaded.config
-    D, M, I = c.hidden_size, c.mixer_size, c.mlp_intermediate_size
+    D, M, I = c.hidden_size, c.mixer_size, c.mlp_intermediate_size  # noqa: E741 (I: the MLP width, as in the equations)
     per_token = c.num_hidden_layers * (5 * D + 4 * M + 3 * I) + D
     per_tok = activity.group_by("token").agg(pl.col("neuron_updates").sum()).sort("token")
     assert per_tok["neuron_updates"].to_list() == [per_token] * len(ids)

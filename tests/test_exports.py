@@ -20,7 +20,7 @@ from inspector.errors import PromptError
 from inspector.generate import MAX_SEED, SamplingSettings
 from inspector.perplexity import MAX_PERPLEXITY_TOKENS, own_continuation_perplexity, perplexity_text_ids
 from inspector.quant.config import QuantConfig
-from inspector.teaching import host_share, layer_op_counts, spike_nonzero_table, sparsity_summary, state_traces_figure
+from inspector.teaching import host_share, layer_op_counts, sparsity_summary, spike_nonzero_table, state_traces_figure
 from inspector.url_settings import QUANT_SLIDERS, fields, parse_query, to_query
 
 PROMPT = "To be, or not"
@@ -192,7 +192,7 @@ def test_colored_tokens_are_numbered_from_the_prompt():
 def test_state_traces_one_color_per_neuron(run):
     _, analysis, _ = run
     fig = state_traces_figure(analysis, neurons=3)
-    pairs = list(zip(fig.data[::2], fig.data[1::2]))
+    pairs = list(zip(fig.data[::2], fig.data[1::2], strict=True))
     assert len(pairs) == 3
     for line, dots in pairs:
         assert line.line.color == dots.marker.color

@@ -18,9 +18,9 @@ from inspector.teaching import sparsity_summary, ternary_counts, worked_synapse_
 
 @pytest.fixture(scope="module")
 def analysis(tmp_path_factory, tiny_tokenizer):
-    from tests.conftest import randomize, tiny_config
     from inspector.checkpoint import save_checkpoint
     from inspector.model import HGRNBitForCausalLM
+    from tests.conftest import randomize, tiny_config
 
     model = randomize(HGRNBitForCausalLM(tiny_config(vocab_size=tiny_tokenizer.get_vocab_size())))
     directory = save_checkpoint(model, tiny_tokenizer, tmp_path_factory.mktemp("fig") / "tiny")

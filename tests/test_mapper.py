@@ -113,7 +113,7 @@ def test_published_core_map_figures_match_the_readme(name):
     summary = map_model(config, HardwareConfig()).summary()
     cores, chips, synapses_m = README_CORE_MAPS[name]
     assert (summary["cores"], summary["chips"], round(summary["synapses"] / 1e6)) == (cores, chips, synapses_m)
-    D, M, I = config.hidden_size, config.mixer_size, config.mlp_intermediate_size
+    D, M, I = config.hidden_size, config.mixer_size, config.mlp_intermediate_size  # noqa: E741 (I: the MLP width, as in the equations)
     assert summary["neurons"] == config.num_hidden_layers * (5 * D + 4 * M + 3 * I) + D
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from inspector.activity_cache import published_activity
 from inspector.checkpoint import load_checkpoint
 from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
 from inspector.costs import OpCosts
 from inspector.emulator.engine import Emulator
 from inspector.emulator.hardware import HardwareConfig
 from inspector.hardware_report import evaluate, matching_published
-from inspector.activity_cache import published_activity
 from inspector.published_activity import MeasuredActivity, MeasurementError, measure_layerwise, random_block
 from inspector.quant.calibrate import default_calibration_text
 from inspector.quant.config import QuantConfig

@@ -55,7 +55,7 @@ def test_sharded_copy_loads_the_same_weights(released, released_sharded):
     one, sharded = load_checkpoint(released).model, load_checkpoint(released_sharded).model
     a, b = one.state_dict(), sharded.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    for (name, x), (_, y) in zip(one.bitlinears(), sharded.bitlinears()):
+    for (name, x), (_, y) in zip(one.bitlinears(), sharded.bitlinears(), strict=True):
         assert torch.equal(x.ternary.values, y.ternary.values) and x.ternary.beta == y.ternary.beta, name
     assert (_ours(released_sharded, TOKENS) - _upstream(released, TOKENS)).abs().max().item() < 1e-9
 

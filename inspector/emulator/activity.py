@@ -35,7 +35,7 @@ def core_activity(groups: GroupActivity, core_map: CoreMap) -> pl.DataFrame:
     ops, neuron updates. Every neuron of a group updates once per token."""
     table = core_map.table
     rows: dict[tuple[int, str], list[int]] = {}
-    for index, key in enumerate(zip(table["layer"].to_list(), table["group"].to_list())):
+    for index, key in enumerate(zip(table["layer"].to_list(), table["group"].to_list(), strict=True)):
         rows.setdefault(key, []).append(index)
     core_col, chip_col, start_col, end_col = (table[c].to_numpy() for c in ("core", "chip", "start", "end"))
     parts: dict[str, list[np.ndarray]] = {c: [] for c in ACTIVITY_COLUMNS if c != "group"}

@@ -96,7 +96,7 @@ def layer_groups(
     config: HGRNBitConfig, layer: int, weights: dict[str, torch.Tensor] | None = None, density: float = DEFAULT_TERNARY_DENSITY
 ) -> list[NeuronGroup]:
     """The fused neuron groups of one layer; synapse counts from real ternary weights when given."""
-    D, M, I = config.hidden_size, config.mixer_size, config.mlp_intermediate_size
+    D, M, I = config.hidden_size, config.mixer_size, config.mlp_intermediate_size  # noqa: E741 (I: the MLP width, as in the equations)
 
     def proj(name: str, out_features: int, in_features: int) -> np.ndarray:
         if weights is not None:
@@ -166,7 +166,7 @@ def _segments(groups: list[NeuronGroup], hw: HardwareConfig, share_cores: bool) 
         joined = NeuronGroup(members[0].layer, "+".join(g.name for g in members), np.concatenate([g.synapses for g in members]), 0)
         offsets = np.cumsum([0] + [g.neurons for g in members])
         for start, end, _ in _pack(joined, hw):
-            for group, lo, hi in zip(members, offsets[:-1], offsets[1:]):
+            for group, lo, hi in zip(members, offsets[:-1], offsets[1:], strict=True):
                 a, b = max(start, lo), min(end, hi)
                 if a < b:
                     pieces.append((group, next_core, int(a - lo), int(b - lo), int(group.synapses[a - lo : b - lo].sum())))

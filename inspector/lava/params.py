@@ -137,7 +137,7 @@ class ReadbackLayout:
 def layer_layout(hidden: int, mixer: int, inner: int) -> ReadbackLayout:
     """The probed sites of one layer in the order the host reports them to a probe (the order in
     which the integer model computes them), each with the group process that produces it."""
-    D, M, I = hidden, mixer, inner
+    D, M, I = hidden, mixer, inner  # noqa: E741 (I: the MLP width, as in the equations)
     sites = [("attn_norm", "norm_attn", "activation", D)]
     for name in ("i_proj", "f_proj", "g_proj"):
         sites += [

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from inspector.lava_compat import install
 from inspector.lava.params import LayerSpec, NormConst, ReadbackLayout
+from inspector.lava_compat import install
 
 install()
 

@@ -120,7 +120,7 @@ def bit_width_search(
         rows = runner.run(candidates, on_result, stop)
         result.candidates.extend(rows)
         within = []
-        for cand, row in zip(candidates, rows):
+        for cand, row in zip(candidates, rows, strict=False):
             if row.get("status") == "ok" and row["delta_bpc_pct"] <= budget_pct:
                 within.append((row["mean_kl"], cand, row))
             else:

@@ -6,10 +6,10 @@ import dataclasses
 
 import streamlit as st
 
+from inspector.activity_cache import published_activity
 from inspector.costs import CUSTOM, PRESETS, CostPreset, OpCosts, custom_preset
 from inspector.emulator.hardware import HardwareConfig
 from inspector.hardware_report import Evaluation, evaluate
-from inspector.activity_cache import published_activity
 from inspector.published_activity import MeasuredActivity
 from inspector.quant.config import QuantConfig
 from inspector.ui.sidebar import keep, kept
@@ -37,7 +37,7 @@ def what_if_hardware() -> tuple[HardwareConfig, bool]:
     ))
     values = {"bits_per_synapse": int(bits)}
     columns = st.columns(len(LIMITS))
-    for column, (name, (label, unit)) in zip(columns, LIMITS.items()):
+    for column, (name, (label, unit)) in zip(columns, LIMITS.items(), strict=True):
         key = f"hw_{name}"
         value = column.number_input(label, min_value=1, value=int(kept(key, getattr(defaults, name) // unit)), step=1, key=key)
         values[name] = int(keep(key, value)) * unit

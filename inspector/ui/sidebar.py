@@ -17,10 +17,9 @@ from pathlib import Path
 import streamlit as st
 
 from inspector.analysis import GENERATED_WINDOW, Window
-from inspector.backends import BackendStatus, backend_statuses
+from inspector.backends import BackendStatus, IntegerBackend, backend_statuses, make_backend
 from inspector.catalog import checkpoint_fingerprint, sample_models
 from inspector.checkpoint import LoadedModel, load_checkpoint
-from inspector.backends import IntegerBackend, make_backend
 from inspector.errors import CheckpointError, InspectorError
 from inspector.generate import MAX_NEW_TOKENS, MAX_SEED, SamplingSettings
 from inspector.paths import checkpoint_directory
