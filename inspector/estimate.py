@@ -65,15 +65,6 @@ class Estimate:
     time_to_first_token_s: float
     chips: int
 
-    # the figures the page showed before the breakdown existed, kept under their old names
-    @property
-    def generation_tokens_per_s(self) -> float:
-        return self.generation.tokens_per_s
-
-    @property
-    def prefill_tokens_per_s(self) -> float:
-        return self.prefill.tokens_per_s
-
     @property
     def energy_per_token_mj(self) -> float:
         return self.generation.energy_per_token_mj

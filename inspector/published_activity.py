@@ -33,12 +33,11 @@ from types import SimpleNamespace
 from typing import Callable, Optional
 
 import numpy as np
-import polars as pl
 import torch
 import torch.nn as nn
 
 from inspector.config import HGRNBitConfig
-from inspector.emulator.activity import GroupActivity, core_activity
+from inspector.emulator.activity import GroupActivity
 from inspector.emulator.hardware import HardwareConfig
 from inspector.emulator.mapper import CoreMap, NeuronGroup, layer_groups, map_groups
 from inspector.emulator.probes import RecordingProbe
@@ -78,9 +77,6 @@ class MeasuredActivity:
 
     def core_map(self, hw: HardwareConfig | None = None, share_cores: bool = False) -> CoreMap:
         return map_groups(self.groups, hw or HardwareConfig(), share_cores)
-
-    def activity_table(self, core_map: CoreMap) -> pl.DataFrame:
-        return core_activity(self.activity, core_map)
 
 
 def code_version() -> str:

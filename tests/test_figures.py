@@ -127,7 +127,7 @@ def test_estimate_scales_with_costs(analysis):
         OpCosts(synop_pj=2 * 23.6, neuron_update_pj=2 * 52.0, message_pj=10.0, static_w_per_chip=2.0),
     )
     assert doubled.energy_per_token_mj == pytest.approx(2 * base.energy_per_token_mj)
-    assert base.generation_tokens_per_s > 0 and base.prefill_tokens_per_s >= base.generation_tokens_per_s
+    assert base.generation.tokens_per_s > 0 and base.prefill.tokens_per_s >= base.generation.tokens_per_s
     # a hand computation for the first token
     act = a.tables["activity"].filter(pl.col("token") == 0)
     c = OpCosts()

@@ -12,6 +12,7 @@ from inspector.activity_cache import published_activity
 from inspector.checkpoint import load_checkpoint
 from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
 from inspector.costs import OpCosts
+from inspector.emulator.activity import core_activity
 from inspector.emulator.engine import Emulator
 from inspector.emulator.hardware import HardwareConfig
 from inspector.hardware_report import evaluate, matching_published
@@ -39,7 +40,7 @@ def test_layerwise_run_is_the_emulator_bit_for_bit(tiny_checkpoint):
     measured = MeasuredActivity("tiny", "its own weights", groups, activity)
     core_map = measured.core_map(emulator.hardware)
     assert core_map.table.equals(emulator.core_map.table)
-    assert measured.activity_table(core_map).equals(probe.activity())
+    assert core_activity(measured.activity, core_map).equals(probe.activity())
     assert progress[0] == (0, 3) and progress[-1] == (3, 3)
 
 

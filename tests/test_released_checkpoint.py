@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from inspector.checkpoint import load_checkpoint
 from inspector.emulator.engine import Emulator
 from inspector.generate import encode_prompt, generate
-from inspector.tokenizer import decode, decode_continuation, encode, special_token_ids, token_texts, uses_bos
+from inspector.tokenizer import decode, decode_continuation, encode, special_token_ids, token_texts
 from inspector.traces import run_tables
 from tests import upstream_reference
 from tests.make_released_fixture import write_released_checkpoint
@@ -32,6 +32,12 @@ def released(tmp_path_factory):
 @pytest.fixture(scope="module")
 def released_sharded(tmp_path_factory):
     return write_released_checkpoint(tmp_path_factory.mktemp("sharded") / "MMfreeLM-fixture", sharded=True)
+
+
+def uses_bos(tokenizer) -> bool:
+    """Whether `encode_document` puts a special token in front of the text."""
+    probe = tokenizer.encode("a", add_special_tokens=True).ids
+    return bool(probe) and probe[0] in special_token_ids(tokenizer)
 
 
 def _upstream(directory, tokens):

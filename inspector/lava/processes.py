@@ -214,5 +214,3 @@ class FinalNorm(AbstractProcess):
         self.gain = _var(norm.gain)
         self.readback = OutPort(shape=(2 * size + 2,))
 
-
-LAYER_PROCESSES = (NormAttn, ProjIFG, MLGRU, ProjO, NormMlp, ProjGate, GLU, ProjDown, Residual)
