@@ -31,7 +31,9 @@ def activity() -> pl.DataFrame:
         {
             "token": [r[0] for r in rows], "core": [r[1] for r in rows], "chip": [0] * 6, "layer": [0] * 6,
             "group": [r[2] for r in rows], "messages": [r[5] for r in rows], "active_neurons": [min(r[5], 1) for r in rows],
-            "synops": [r[3] for r in rows], "neuron_updates": [r[4] for r in rows], "neurons": [r[4] for r in rows],
+            "synops": [r[3] for r in rows], "neuron_updates": [r[4] for r in rows],
+            # a group's size, deliberately not its updates: the estimate must charge neuron updates
+            "neurons": [7 * r[4] + 3 for r in rows],
         }
     )
 

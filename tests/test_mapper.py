@@ -130,6 +130,23 @@ README_CORE_MAPS = {  # model: (neuro-cores, Loihi 2 chips, stored synapses in m
 }
 
 
+def test_the_pinned_core_map_figures_are_the_readmes():
+    """The README's "Core maps" table, parsed: the pins above and the README cannot drift apart."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    lines = readme.splitlines()
+    start = lines.index("| model | neuro-cores | Loihi 2 chips | stored synapses |") + 2
+    table = {}
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        name, cores, chips, synapses = (cell.strip() for cell in line.strip("|").split("|"))
+        if name.startswith("MMfreeLM-"):
+            table[name] = (int(cores.replace(",", "")), int(chips), int(synapses.removesuffix(" M").replace(",", "")))
+    assert table == README_CORE_MAPS
+
+
 @pytest.mark.parametrize("name", sorted(README_CORE_MAPS))
 def test_published_core_map_figures_match_the_readme(name):
     config = HGRNBitConfig(**PUBLISHED_CONFIGS[name])
