@@ -177,7 +177,9 @@ def measure_layerwise(
         x_int, _ = runner._run_layer(0, x_int, torch.zeros(1, config.mixer_size, dtype=x_int.dtype), probe)
         for (_, name), (messages, synops) in probe.group_activity().items():
             synops = np.rint(synops)
-            activity[(k, name)] = (messages.astype(np.uint8), synops.astype(np.uint16 if synops.max(initial=0) < 2**16 else np.int32))
+            activity[(k, name)] = (
+                messages.astype(np.uint8), synops.astype(np.uint16 if synops.max(initial=0) < 2**16 else np.int32),
+            )
         groups.extend(NeuronGroup(k, g.name, g.synapses, g.fan_in) for g in local)
         runner.params.layers.clear()
         del int_layer, weights, probe, local
@@ -228,7 +230,8 @@ def measure_random(
         calibration_ids, calibration_ids[:tokens], on_progress,
     )
     meta = {
-        "tokens": tokens, "calibration_tokens": calibration_tokens, "seed": seed, "token_ids": "uniform random over the vocabulary",
+        "tokens": tokens, "calibration_tokens": calibration_tokens, "seed": seed,
+        "token_ids": "uniform random over the vocabulary",
         "seconds": round(time.perf_counter() - start, 1), "peak_rss_bytes": peak_rss_bytes(), "code": code_version(),
         "qc": asdict(qc),
     }

@@ -27,15 +27,31 @@ st.caption(
 )
 agree, kl = table["same_top1"].to_list(), table["kl_nats"].to_list()
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Top-1 agreement", f"{sum(agree) / max(len(agree), 1):.0%}", help="Share of generated tokens at which both models ranked the same next token first.")
+c1.metric(
+    "Top-1 agreement", f"{sum(agree) / max(len(agree), 1):.0%}",
+    help="Share of generated tokens at which both models ranked the same next token first.",
+)
 c2.metric("Mean KL (nats)", f"{sum(kl) / max(len(kl), 1):.4f}")
-c3.metric("Perplexity, float (own text)", f"{ppl.float_own:.2f}", help="The float model on the tokens it generated itself (the left text).")
-c4.metric("Perplexity, integer (own text)", f"{ppl.int_own:.2f}", help="The integer model on the tokens it generated itself (the right text).")
+c3.metric(
+    "Perplexity, float (own text)", f"{ppl.float_own:.2f}",
+    help="The float model on the tokens it generated itself (the left text).",
+)
+c4.metric(
+    "Perplexity, integer (own text)", f"{ppl.int_own:.2f}",
+    help="The integer model on the tokens it generated itself (the right text).",
+)
 _, _, c3, c4 = st.columns(4)
-c3.metric("Perplexity, float (integer's text)", f"{ppl.float_on_int_text:.2f}", help="The float model teacher-forced on the integer model's continuation.")
-c4.metric("Perplexity, integer (integer's text)", f"{ppl.int_on_int_text:.2f}", help="The integer model on its own continuation, computed in the lockstep comparison.")
+c3.metric(
+    "Perplexity, float (integer's text)", f"{ppl.float_on_int_text:.2f}",
+    help="The float model teacher-forced on the integer model's continuation.",
+)
+c4.metric(
+    "Perplexity, integer (integer's text)", f"{ppl.int_on_int_text:.2f}",
+    help="The integer model on its own continuation, computed in the lockstep comparison.",
+)
 st.caption(
-    f"Perplexity, first row: each model on its own continuation ({ppl.float_tokens} and {ppl.int_tokens} generated tokens): two different texts. "
+    f"Perplexity, first row: each model on its own continuation ({ppl.float_tokens} and {ppl.int_tokens} generated tokens): two "
+    "different texts. "
     "Second row: both models on the same text, the integer model's continuation: the fair comparison. Perplexity uses the "
     "untempered distribution, so sampling at a temperature can pick tokens the model finds unlikely."
 )
@@ -95,7 +111,8 @@ st.caption(
 )
 st.subheader("Token by token (integer model)")
 st.caption(
-    "`piece` is the tokenizer's raw vocabulary entry (byte-level BPE: Ġ is a space, Ċ a newline; SentencePiece: ▁ is a space), `text` the decoded "
+    "`piece` is the tokenizer's raw vocabulary entry (byte-level BPE: Ġ is a space, Ċ a newline; SentencePiece: ▁ is a space), "
+    "`text` the decoded "
     "characters. `kl_nats` and `same_top1` compare the distributions the token was drawn from."
 )
 st.dataframe(table, hide_index=True, width="stretch", column_config=column_help(table))

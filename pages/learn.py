@@ -148,7 +148,9 @@ elif step == STEPS[4]:
     if key in experiments:
         table = experiments[key]
         st.dataframe(table, hide_index=True, width="stretch", column_config={
-            name: st.column_config.NumberColumn(format="percent") for name in ("states_clipped", "states_underflowed", "states_at_zero", "top1_agreement")
+            name: st.column_config.NumberColumn(format="percent") for name in (
+                "states_clipped", "states_underflowed", "states_at_zero", "top1_agreement",
+            )
         })
         squeezed, narrow = table.row(1, named=True), table.row(2, named=True)
         st.markdown(

@@ -52,7 +52,10 @@ with a:
     chart(token_error_figure(diff.tensors, site, layer, metric, analysis.prompt_tokens), "error_tokens")
 with b:
     key = f"layers.{layer}.{site}"
-    chart(scatter_figure(diff.float_values[key], diff.int_probe.site_values(key), f"layer {layer} {site}: float vs integer"), "scatter")
+    chart(
+        scatter_figure(diff.float_values[key], diff.int_probe.site_values(key), f"layer {layer} {site}: float vs integer"),
+        "scatter",
+    )
 
 st.subheader("Where the error is introduced: local vs cumulative")
 st.caption(

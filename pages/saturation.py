@@ -31,8 +31,13 @@ total_underflow = int(compared["underflow"].sum())
 state_rows = saturation.filter(pl.col("kind") == "state")
 state_compared = state_rows.filter(pl.col("underflow").is_not_null())
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Clipped values", f"{total_clipped:,}", help=f"{total_clipped / max(total_values, 1):.4%} of all {total_values:,} values")
-c2.metric("Underflowed values", f"{total_underflow:,}", help=f"{total_underflow / max(int(compared['values'].sum()), 1):.4%} of the values with a float counterpart")
+c1.metric(
+    "Clipped values", f"{total_clipped:,}", help=f"{total_clipped / max(total_values, 1):.4%} of all {total_values:,} values",
+)
+c2.metric(
+    "Underflowed values", f"{total_underflow:,}",
+    help=f"{total_underflow / max(int(compared['values'].sum()), 1):.4%} of the values with a float counterpart",
+)
 c3.metric("Clipped MLGRU states", f"{int(state_rows['clipped'].sum()):,}")
 c4.metric(
     "MLGRU states at code 0",
@@ -58,7 +63,11 @@ first, last = analysis.window_start, analysis.run.probe.tokens() - 1
 a, b = st.columns(2)
 with a:
     codes = layer_states["code"].to_numpy()
-    chart(state_histogram_figure(codes, qc.state_bits, f"MLGRU state codes ({where}, tokens {first}-{last}) vs the {qc.state_bits}-bit range"), "state_hist")
+    chart(
+        state_histogram_figure(codes, qc.state_bits, f"MLGRU state codes ({where}, tokens {first}-{last}) vs the "
+        f"{qc.state_bits}-bit range"),
+        "state_hist",
+    )
 with b:
     chart(saturation_rate_figure(saturation), "saturation_rate")
 
@@ -69,7 +78,8 @@ st.caption(
     "one with underflow needs a finer scale (more bits or less headroom)."
 )
 per_site = range_use_table(saturation).select(
-    "layer", "site", "kind", "bits", "effective_bits", "clipped", "clipped_rate", "underflow", "underflow_rate", "zero_rate", "values"
+    "layer", "site", "kind", "bits", "effective_bits", "clipped", "clipped_rate", "underflow", "underflow_rate", "zero_rate",
+    "values"
 ).sort(["clipped", "underflow", "layer"], descending=[True, True, False], nulls_last=True)
 st.dataframe(per_site, hide_index=True, width="stretch")
 table_downloads(per_site, "range_use")

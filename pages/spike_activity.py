@@ -22,7 +22,9 @@ st.caption(
     "one synaptic operation per stored synapse it reaches. These counts come from the integer model's actual "
     f"values, as computed by the {session.backend.label} backend. One time step processes one token."
 )
-totals = activity.group_by("token").agg(pl.col("messages").sum(), pl.col("synops").sum(), pl.col("active_neurons").sum(), pl.col("neurons").sum())
+totals = activity.group_by("token").agg(
+    pl.col("messages").sum(), pl.col("synops").sum(), pl.col("active_neurons").sum(), pl.col("neurons").sum(),
+)
 c1, c2, c3 = st.columns(3)
 c1.metric("Messages per token", f"{totals['messages'].mean():,.0f}")
 c2.metric("Synaptic ops per token", f"{totals['synops'].mean():,.0f}")
@@ -51,7 +53,9 @@ core = c3.selectbox("Core", core_ids, key="raster_core")
 row = cores.filter(pl.col("core") == core).row(0, named=True)
 messages = analysis.run.probe.core_messages(core)
 first = analysis.run.probe.window_start
-st.caption(f"Tokens {first}-{first + messages.shape[0] - 1} (the sidebar's 'Per-neuron detail' chooses which tokens keep a raster).")
+st.caption(
+    f"Tokens {first}-{first + messages.shape[0] - 1} (the sidebar's 'Per-neuron detail' chooses which tokens keep a raster).",
+)
 chart(raster_figure(messages, core, row["start"], group, layer, first_token=first), "raster")
 st.subheader("Activity table")
 table_downloads(activity, "activity", TABLE_NOTES["activity"])

@@ -139,7 +139,9 @@ def test_bundle_has_everything(run):
     columns = pl.read_csv(io.BytesIO(z.read("columns.csv")))
     assert set(columns["table"].unique().to_list()) == set(tables)
     page = z.read("figures.html").decode()
-    assert not re.search(r"<script[^>]+src=", page) and page.count("Plotly.newPlot") == len(E.bundle_figures(analysis, emulator.loaded.tokenizer))
+    assert not re.search(r"<script[^>]+src=", page) and page.count("Plotly.newPlot") == len(
+        E.bundle_figures(analysis, emulator.loaded.tokenizer),
+    )
     assert "predicts_token" in z.read("README.txt").decode()
 
 
@@ -259,7 +261,9 @@ def test_tour_op_counts_and_host_share(run):
     emulator, _, _ = run
     ops = layer_op_counts(emulator)
     L = emulator.params.layers[0]
-    assert ops["synapse_additions"] == sum(int((p.weight != 0).sum()) for p in (L.i_proj, L.f_proj, L.g_proj, L.o_proj, L.gate_proj, L.down_proj))
+    assert ops["synapse_additions"] == sum(
+        int((p.weight != 0).sum()) for p in (L.i_proj, L.f_proj, L.g_proj, L.o_proj, L.gate_proj, L.down_proj)
+    )
     assert 0 < ops["requantize_multiplies"] < ops["synapse_additions"]
     cfg = emulator.loaded.config
     share = host_share(emulator)

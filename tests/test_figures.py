@@ -131,7 +131,9 @@ def test_estimate_scales_with_costs(analysis):
     # a hand computation for the first token
     act = a.tables["activity"].filter(pl.col("token") == 0)
     c = OpCosts()
-    dynamic_uj = (act["synops"].sum() * c.synop_pj + act["neuron_updates"].sum() * c.neuron_update_pj + act["messages"].sum() * c.message_pj) * 1e-6
+    dynamic_uj = (
+        act["synops"].sum() * c.synop_pj + act["neuron_updates"].sum() * c.neuron_update_pj + act["messages"].sum() * c.message_pj
+    ) * 1e-6
     first = base.per_token.row(0, named=True)
     static_uj = emulator.core_map.chips * c.static_w_per_chip * first["latency_us"]
     assert first["energy_uj"] == pytest.approx(dynamic_uj + static_uj)

@@ -108,7 +108,9 @@ def build(tiny_tokenizer, qc=None, seed=0, **cfg):
     return model, IntegerLM(convert(model, cal, qc), model)
 
 
-@pytest.mark.parametrize("qc", [QuantConfig(), QuantConfig(pow2_scales=True, act_bits=6, internal_bits=8, spike_bits=7, state_bits=16)])
+@pytest.mark.parametrize(
+    "qc", [QuantConfig(), QuantConfig(pow2_scales=True, act_bits=6, internal_bits=8, spike_bits=7, state_bits=16)],
+)
 def test_integer_model_matches_scalar_reference(tiny_tokenizer, qc):
     _, ilm = build(tiny_tokenizer, qc, num_hidden_layers=2)
     tokens = tiny_tokenizer.encode("To be, or not to be").ids[:6]

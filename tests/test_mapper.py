@@ -108,7 +108,10 @@ def test_real_weights_drive_synapse_counts(tiny_checkpoint):
     from inspector.emulator.engine import Emulator
 
     emu = Emulator(load_checkpoint(tiny_checkpoint))
-    groups = {"proj_ifg": ("i_proj", "f_proj", "g_proj"), "proj_o": ("o_proj",), "proj_gate": ("gate_proj",), "proj_down": ("down_proj",)}
+    groups = {
+        "proj_ifg": ("i_proj", "f_proj", "g_proj"), "proj_o": ("o_proj",), "proj_gate": ("gate_proj",),
+        "proj_down": ("down_proj",),
+    }
     for idx, layer in enumerate(emu.params.layers):
         for group, names in groups.items():
             per_neuron = np.concatenate([(getattr(layer, n).weight != 0).sum(dim=1).numpy() for n in names])
@@ -183,13 +186,17 @@ def test_shared_cores_respect_limits_and_never_need_more_cores(hidden, neurons, 
         return
     shared = map_model(config, hw, share_cores=True)
     t = shared.table
-    per_core = t.group_by("core").agg(pl.col("neurons").sum(), pl.col("synapses").sum(), pl.col("memory_bytes").sum(), pl.col("layer").n_unique())
+    per_core = t.group_by("core").agg(
+        pl.col("neurons").sum(), pl.col("synapses").sum(), pl.col("memory_bytes").sum(), pl.col("layer").n_unique(),
+    )
     assert (per_core["neurons"] <= hw.max_neurons_per_core).all()
     assert ((per_core["synapses"] * bits / 8).floor() <= hw.synapse_memory_bytes).all()
     assert (per_core["layer"] == 1).all()  # only groups of one layer share a core
     for group in shared.groups:  # every neuron placed exactly once
         rows = cores_of(shared, group.layer, group.name)
-        assert rows["start"][0] == 0 and rows["end"][-1] == group.neurons and rows["start"].to_list()[1:] == rows["end"].to_list()[:-1]
+        assert rows[
+            "start"
+        ][0] == 0 and rows["end"][-1] == group.neurons and rows["start"].to_list()[1:] == rows["end"].to_list()[:-1]
     assert shared.cores <= separate.cores
 
 

@@ -76,7 +76,8 @@ def test_random_block_follows_the_reference_initialization():
     again = random_block(config, 1, torch.Generator().manual_seed(0))
     assert torch.equal(block.mlp.gate_proj.weight, again.mlp.gate_proj.weight)
     assert float(block.mlp.gate_proj.weight.detach().std()) == pytest.approx(config.initializer_range, rel=0.2)
-    assert float(block.attn.o_proj.weight.detach().abs().max()) < float(block.attn.i_proj.weight.detach().abs().max())  # scaled by 1/sqrt(2L)
+    # scaled by 1/sqrt(2L)
+    assert float(block.attn.o_proj.weight.detach().abs().max()) < float(block.attn.i_proj.weight.detach().abs().max())
 
 
 def test_unknown_published_name_and_bad_settings(monkeypatch, tmp_path):

@@ -89,7 +89,9 @@ def _check(row: dict, float_bpc: float, agree: float, int_bpc: float | None) -> 
         assert 100 * (int_bpc / float_bpc - 1) == pytest.approx(row["diff_pct"], abs=0.005 + 1e-9), "difference"
 
 
-@pytest.mark.parametrize("row", [r for r in ROWS if r["model"] != "shakespeare" or FULL], ids=lambda r: f"{r['model']}-{r['preset']}")
+@pytest.mark.parametrize(
+    "row", [r for r in ROWS if r["model"] != "shakespeare" or FULL], ids=lambda r: f"{r['model']}-{r['preset']}",
+)
 def test_readme_quality_row_is_what_the_quality_command_prints(row, capsys, one_thread):
     """The README's command itself, parsed from its last line."""
     assert cli_main(["quality", "--model", row["model"], "--quant-preset", row["preset"]]) == 0

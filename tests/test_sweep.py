@@ -181,9 +181,13 @@ def test_cli_sweep_then_quant_file(tiny_checkpoint, tmp_path, capsys, shared_ray
     printed = capsys.readouterr().out
     assert "state_bits" in printed and (out / RESULTS_FILE).is_file()
     save_quant_config(QuantConfig(state_bits=16), tmp_path / "q.json")
-    assert cli_main(["diff", "--model", str(tiny_checkpoint), "--text", str(text), "--quant-file", str(tmp_path / "q.json"), "--local"]) == 0
+    assert cli_main(
+        ["diff", "--model", str(tiny_checkpoint), "--text", str(text), "--quant-file", str(tmp_path / "q.json"), "--local"],
+    ) == 0
     assert "cumulative_sqnr_db" in capsys.readouterr().out
-    assert cli_main(["diff", "--model", str(tiny_checkpoint), "--text", str(text), "--quant-file", str(tmp_path / "none.json")]) == 2
+    assert cli_main(
+        ["diff", "--model", str(tiny_checkpoint), "--text", str(text), "--quant-file", str(tmp_path / "none.json")],
+    ) == 2
     assert cli_main(["sweep", "--model", str(tiny_checkpoint), "--out", str(out)]) == 2  # no held-out text known
     assert "--text" in capsys.readouterr().err
     # A/B of a saved run (its traces directory) against overrides

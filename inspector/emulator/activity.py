@@ -16,7 +16,9 @@ from inspector.emulator.mapper import CoreMap
 # (layer, group) -> (messages, synops), each (tokens, neurons of the group): per neuron and token.
 GroupActivity = dict[tuple[int, str], tuple[np.ndarray, np.ndarray]]
 
-ACTIVITY_COLUMNS = ("token", "core", "chip", "layer", "group", "messages", "active_neurons", "synops", "neuron_updates", "neurons")
+ACTIVITY_COLUMNS = (
+    "token", "core", "chip", "layer", "group", "messages", "active_neurons", "synops", "neuron_updates", "neurons",
+)
 
 
 def _segment_sums(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:

@@ -76,6 +76,8 @@ class HardwareConfig:
             {
                 "limit": names,
                 "value": [getattr(self, n) for n in names],
-                "source": [HARDWARE_SOURCES[n] if getattr(self, n) == getattr(default, n) else "set by you (what-if)" for n in names],
+                "source": [
+                    HARDWARE_SOURCES[n] if getattr(self, n) == getattr(default, n) else "set by you (what-if)" for n in names
+                ],
             }
         )

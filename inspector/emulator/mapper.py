@@ -160,7 +160,9 @@ def _segments(groups: list[NeuronGroup], hw: HardwareConfig, share_cores: bool) 
     for members in layers.values():
         for group in members:
             _pack(group, hw)  # the per-group checks (fan-in, one neuron per core) still apply
-        joined = NeuronGroup(members[0].layer, "+".join(g.name for g in members), np.concatenate([g.synapses for g in members]), 0)
+        joined = NeuronGroup(
+            members[0].layer, "+".join(g.name for g in members), np.concatenate([g.synapses for g in members]), 0,
+        )
         offsets = np.cumsum([0] + [g.neurons for g in members])
         for start, end, _ in _pack(joined, hw):
             for group, lo, hi in zip(members, offsets[:-1], offsets[1:], strict=True):

@@ -78,7 +78,9 @@ class LavaLM:
             readback = self.graph.token(codes.reshape(-1).numpy())
             layout = self.spec.layout
             hidden = layout.slot("hidden")
-            self._state = [torch.from_numpy(row[hidden.offset : hidden.offset + hidden.size]).reshape(1, -1) for row in readback.layers]
+            self._state = [
+                torch.from_numpy(row[hidden.offset : hidden.offset + hidden.size]).reshape(1, -1) for row in readback.layers
+            ]
             if probe is not None:
                 self._replay(readback, probe)
             size = self.integer.config.hidden_size

@@ -57,7 +57,9 @@ class AddConst:
 
 def norm_const(norm: IntNorm) -> NormConst:
     out = norm.out
-    return NormConst(norm.weight_q.numpy().astype(np.int32), int(norm.eps_q), int(norm.frac_bits), out.multiplier, out.shift, out.bits)
+    return NormConst(
+        norm.weight_q.numpy().astype(np.int32), int(norm.eps_q), int(norm.frac_bits), out.multiplier, out.shift, out.bits,
+    )
 
 
 def requant_const(requant: Requant) -> RequantConst:

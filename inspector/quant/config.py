@@ -137,7 +137,9 @@ class QuantConfig:
         if not 0.0625 <= self.state_headroom <= 64:
             # Below 1 the calibrated maximum lies beyond the register: states clip on purpose (the
             # Learn tour's saturation experiment); 1/16 is as far as that is worth pushing.
-            raise QuantConfigError("QuantConfig.state_headroom must be in 0.0625..64 (below 1, states beyond the calibrated range clip)")
+            raise QuantConfigError(
+                "QuantConfig.state_headroom must be in 0.0625..64 (below 1, states beyond the calibrated range clip)",
+            )
         if self.calibration_tokens < 16:
             raise QuantConfigError("QuantConfig.calibration_tokens must be at least 16")
         if not (self.embedding_on_host and self.lm_head_on_host):

@@ -178,7 +178,12 @@ def run_sweep(
             )
             (out_dir / SEARCH_FILE).write_text(
                 json.dumps({"budget_pct": budget_pct, "note": outcome.note, "steps": [
-                    {k: s[k] for k in ("round", "knob", "setting", "point_id", "bits_per_char", "delta_bpc_pct", "energy_per_token_uj", "cores", "chips")}
+                    {
+                        k: s[k] for k in (
+                            "round", "knob", "setting", "point_id", "bits_per_char", "delta_bpc_pct", "energy_per_token_uj",
+                            "cores", "chips"
+                        )
+                    }
                     for s in outcome.steps
                 ]}, indent=2) + "\n",
                 encoding="utf-8",

@@ -46,10 +46,21 @@ def what_if_hardware() -> tuple[HardwareConfig, bool]:
 
 def cost_preset() -> CostPreset:
     """A named preset, or custom costs edited from one (every changed number is marked "set by you")."""
-    choice = keep("cost_preset", st.radio("Cost preset", [*PRESETS, CUSTOM], index=[*PRESETS, CUSTOM].index(kept("cost_preset", next(iter(PRESETS)))), key="cost_preset", horizontal=True))
+    choice = keep(
+        "cost_preset",
+        st.radio(
+            "Cost preset", [*PRESETS, CUSTOM], index=[*PRESETS, CUSTOM].index(kept("cost_preset", next(iter(PRESETS)))),
+            key="cost_preset", horizontal=True
+        )
+    )
     if choice != CUSTOM:
         return PRESETS[choice]
-    base = keep("cost_base", st.selectbox("Start from", list(PRESETS), index=list(PRESETS).index(kept("cost_base", next(iter(PRESETS)))), key="cost_base"))
+    base = keep(
+        "cost_base",
+        st.selectbox(
+            "Start from", list(PRESETS), index=list(PRESETS).index(kept("cost_base", next(iter(PRESETS)))), key="cost_base"
+        )
+    )
     fields = dataclasses.fields(OpCosts)
     columns = st.columns(4)
     values = {}

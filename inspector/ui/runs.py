@@ -83,7 +83,9 @@ def ensure_analysis(session: Session) -> Analysis | None:
                     "generation at a time; the Emulator backend computes the same bits without waiting."
                 ))
                 return
-            share = {"float": 0.0, "integer": 0.45, "diff": 0.9}[phase] + (0.45 if phase != "diff" else 0.1) * done / max(total, 1)
+            share = {
+                "float": 0.0, "integer": 0.45, "diff": 0.9,
+            }[phase] + (0.45 if phase != "diff" else 0.1) * done / max(total, 1)
             where = f" on {session.backend.label}" if phase == "integer" else ""
             text = f"{PHASES[phase]}{where}: {done}/{total}"
             if phase == "integer" and done == 0 and session.backend.key == "lava":
@@ -101,7 +103,9 @@ def ensure_analysis(session: Session) -> Analysis | None:
         with st.spinner("Running the float and the integer model…"), RUNS.computing(key):
             analysis = RUNS.get(key, owner)  # another session with the same settings may have just finished it
             if analysis is None:
-                analysis = analyze(emulator, session.prompt, session.sampling, on_progress, on_token=on_token, window=session.window)
+                analysis = analyze(
+                    emulator, session.prompt, session.sampling, on_progress, on_token=on_token, window=session.window,
+                )
                 RUNS.put(key, analysis, analysis.nbytes(), owner)
     except InspectorError as exc:
         progress.empty()
