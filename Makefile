@@ -1,4 +1,4 @@
-# Two commands: `make run` serves the app, `make test` runs the test suite.
+# Two commands: `make run` serves the app, `make test` runs the linter (ruff) and the test suite.
 # Both create .venv and install everything on first use (Python 3.11).
 PYTHON ?= python3
 VENV := .venv
@@ -25,6 +25,7 @@ run: install
 	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT)
 
 test: install
+	$(PY) -m ruff check .
 	$(PY) -m pytest
 
 bench: install

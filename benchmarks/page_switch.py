@@ -15,7 +15,10 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-PAGES = ["pages/spike_activity.py", "pages/saturation.py", "pages/quantization_error.py", "pages/hardware.py", "pages/learn.py", "pages/generation.py"]
+PAGES = [
+    "pages/spike_activity.py", "pages/saturation.py", "pages/quantization_error.py", "pages/hardware.py", "pages/learn.py",
+    "pages/generation.py",
+]
 TARGET_SECONDS = 1.0
 
 

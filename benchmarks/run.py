@@ -20,8 +20,8 @@ from inspector.catalog import sample_models
 from inspector.checkpoint import LoadedModel, load_checkpoint
 from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
 from inspector.emulator.engine import Emulator
-from inspector.synthetic import random_frozen_model
 from inspector.quant.config import QuantConfig
+from inspector.synthetic import random_frozen_model
 from inspector.tokenizer import train_bpe_tokenizer
 
 TARGET_INT_OVER_FLOAT_370M = 0.5
@@ -44,12 +44,15 @@ def random_370m() -> LoadedModel:
     config = HGRNBitConfig(**PUBLISHED_CONFIGS["MMfreeLM-370M"])
     model = random_frozen_model(config)  # inference form, as a loaded checkpoint is
     tokenizer = train_bpe_tokenizer("the quick brown fox jumps over the lazy dog\n" * 50, vocab_size=300)
-    return LoadedModel(model=model, tokenizer=tokenizer, config=config, directory=__import__("pathlib").Path("MMfreeLM-370M-random"))
+    return LoadedModel(
+        model=model, tokenizer=tokenizer, config=config, directory=__import__("pathlib").Path("MMfreeLM-370M-random"),
+    )
 
 
 def bench(name: str, loaded: LoadedModel, tokens: int, qc: QuantConfig) -> dict[str, float]:
     emulator = Emulator(loaded, qc, calibration_text="The quick brown fox jumps over the lazy dog. " * 40)
-    ids = [int(i) % loaded.tokenizer.get_vocab_size() for i in torch.randint(0, 10_000, (tokens,), generator=torch.Generator().manual_seed(1))]
+    draws = torch.randint(0, 10_000, (tokens,), generator=torch.Generator().manual_seed(1))
+    ids = [int(i) % loaded.tokenizer.get_vocab_size() for i in draws]
     float_tps = tokens_per_second(loaded.model, ids)
     int_tps = tokens_per_second(emulator.step_fn(None), ids)
     probe = emulator.new_probe(record_tensors=True)

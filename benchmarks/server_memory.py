@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     models = {name: Emulator(load_checkpoint(path)) for name, path in sample_models().items()}
-    corpora = {name: (SAMPLE_MODELS_DIR / "corpora" / e.loaded.card["corpus"]).read_text(encoding="utf-8") for name, e in models.items()}
+    corpora = {
+        name: (SAMPLE_MODELS_DIR / "corpora" / e.loaded.card["corpus"]).read_text(encoding="utf-8") for name, e in models.items()
+    }
     gc.collect()
     base = rss_mb()
     print(f"baseline RSS with {len(models)} sample models loaded and converted: {base:.0f} MB")
@@ -102,7 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.runs} runs ({computed} computed, {shared} shared) of {args.prompt_tokens}-token prompts across "
         f"{args.sessions} sessions in {time.perf_counter() - start:.0f} s"
     )
-    print(f"RSS after each run: at most {peak_after:.0f} MB (bound {BOUND_MB} MB: {'within' if peak_after <= BOUND_MB else 'EXCEEDED'})")
+    print(
+        f"RSS after each run: at most {peak_after:.0f} MB (bound {BOUND_MB} MB: "
+        f"{'within' if peak_after <= BOUND_MB else 'EXCEEDED'})",
+    )
     print(f"peak RSS during a run: {peak:.0f} MB; after every session ended: {after:.0f} MB (baseline {base:.0f} MB)")
     return 0 if peak_after <= BOUND_MB else 1
 

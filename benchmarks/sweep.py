@@ -66,7 +66,9 @@ def sweep_points_per_minute(loaded: LoadedModel, workers: int, points: int, toke
 def sequence_vs_token(loaded: LoadedModel, ids: list[int]) -> tuple[float, float, float]:
     """Seconds to teacher-force `ids` at once and token by token (integer model, probes off), and
     the seconds of the host's LM head alone, which both paths run one position at a time."""
-    emulator = Emulator(loaded, QuantConfig(calibration_tokens=256), calibration_text="The quick brown fox jumps over the lazy dog. " * 40)
+    emulator = Emulator(
+        loaded, QuantConfig(calibration_tokens=256), calibration_text="The quick brown fox jumps over the lazy dog. " * 40,
+    )
     integer = emulator.integer
     with torch.no_grad():
         start = time.perf_counter()
@@ -100,7 +102,9 @@ def wide_model(layers: int) -> LoadedModel:
     torch.manual_seed(0)
     model = HGRNBitForCausalLM(config).eval()
     tokenizer = train_bpe_tokenizer("the quick brown fox jumps over the lazy dog\n" * 50, vocab_size=300)
-    return LoadedModel(model=model, tokenizer=tokenizer, config=config, directory=Path(f"MMfreeLM-370M-width-{layers}-layers-random"))
+    return LoadedModel(
+        model=model, tokenizer=tokenizer, config=config, directory=Path(f"MMfreeLM-370M-width-{layers}-layers-random"),
+    )
 
 
 def peak_rss_gb() -> float:
@@ -124,7 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     one = sweep_points_per_minute(loaded, 1, args.points, args.tokens)
     two = sweep_points_per_minute(loaded, 2, args.points, args.tokens)
     verdict = "meets" if two / one >= TARGET_TWO_WORKERS else "MISSES"
-    print(f"{args.model}: {one:.1f} points/min with 1 Ray worker, {two:.1f} with 2: {two / one:.2f}x ({verdict} the target >= {TARGET_TWO_WORKERS})")
+    print(
+        f"{args.model}: {one:.1f} points/min with 1 Ray worker, {two:.1f} with 2: {two / one:.2f}x ({verdict} the target >= "
+        f"{TARGET_TWO_WORKERS})",
+    )
 
     ids = held_out_ids(loaded, validation_text(loaded), args.seq_tokens)[0]
     report(args.model, len(ids), *sequence_vs_token(loaded, ids))

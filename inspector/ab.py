@@ -27,8 +27,6 @@ class ABResult:
     sites: pl.DataFrame  # layer, site, sqnr_a, sqnr_b, sqnr_delta_db, clipped_a, clipped_b
     tokens: pl.DataFrame  # token, kl_a, kl_b, agree_a, agree_b
     activity: pl.DataFrame  # layer, group, messages_a, messages_b, synops_a, synops_b (mean per token)
-    diff_a: DiffResult
-    diff_b: DiffResult
 
     def changed_fields(self) -> dict[str, tuple]:
         a, b = self.qc_a.to_dict(), self.qc_b.to_dict()
@@ -66,7 +64,7 @@ def ab_compare(loaded: LoadedModel, ids: list[int], qc_a: QuantConfig, qc_b: Qua
     emulators = [Emulator(loaded, qc) for qc in (qc_a, qc_b)]
     diffs = [compare(em, list(ids)) for em in emulators]
     (sum_a, sites_a, act_a), (sum_b, sites_b, act_b) = (
-        _side(diff, em, tag) for diff, em, tag in zip(diffs, emulators, "ab")
+        _side(diff, em, tag) for diff, em, tag in zip(diffs, emulators, "ab", strict=True)
     )
     summary = pl.DataFrame(
         {"metric": list(sum_a), "a": list(sum_a.values()), "b": [sum_b[k] for k in sum_a]}
@@ -84,4 +82,4 @@ def ab_compare(loaded: LoadedModel, ids: list[int], qc_a: QuantConfig, qc_b: Qua
         }
     )
     activity = act_a.join(act_b, on=["layer", "group"], how="full", coalesce=True)
-    return ABResult(qc_a, qc_b, summary, sites, tokens, activity, diffs[0], diffs[1])
+    return ABResult(qc_a, qc_b, summary, sites, tokens, activity)

@@ -144,7 +144,9 @@ class Analysis:
     def perplexities(self) -> Perplexities:
         """Each model on its own continuation, and both on the integer model's (see inspector.perplexity)."""
         t = self.diff.tokens
-        return run_perplexities(self.float_tokens, self.run.tokens, t["nll_float"].to_list(), t["nll_int"].to_list(), self.prompt_tokens)
+        return run_perplexities(
+            self.float_tokens, self.run.tokens, t["nll_float"].to_list(), t["nll_int"].to_list(), self.prompt_tokens,
+        )
 
 
 def analyze(
@@ -179,13 +181,14 @@ def analyze(
         on_progress("integer", 0, total)  # the backend may take a while to start (Lava: seconds)
     run, stream = emulator.generate(prompt, sampling, probes=True, record_tensors=True, keep_from=keep_from, on_wait=waiting)
     try:
-        for token in stream:
+        for _ in stream:
             tick("integer", len(run.tokens), "".join(t.text for t in run.tokens))
     finally:
         stream.close()  # a stopped run hands a shared simulator to the next one at once
     if on_progress is not None:
         on_progress("diff", 0, 1)
-    diff = compare(emulator, run.all_ids, integer_probe=run.probe, keep_from=keep_from)  # reuses the generation's integers if it kept them all
+    # reuses the generation's integers if it kept them all
+    diff = compare(emulator, run.all_ids, integer_probe=run.probe, keep_from=keep_from)
     if on_progress is not None:
         on_progress("diff", 1, 1)
     tables = run_tables(run, emulator, tensors=False)  # the long tensor table is built on export only

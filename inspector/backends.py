@@ -77,7 +77,9 @@ class Backend(Protocol):
         keep_from: int = 0, on_wait: Optional[Callable[[int], None]] = None,
     ) -> tuple[IntegerRun, Iterator[GeneratedToken]]: ...
 
-    def teacher_forced(self, ids: list[int], record_tensors: bool = True, keep_from: int = 0) -> tuple[torch.Tensor, RecordingProbe]: ...
+    def teacher_forced(
+        self, ids: list[int], record_tensors: bool = True, keep_from: int = 0,
+    ) -> tuple[torch.Tensor, RecordingProbe]: ...
 
     def close(self) -> None: ...
 
@@ -144,7 +146,9 @@ class IntegerBackend:
         return run, tokens()
 
     @torch.no_grad()
-    def teacher_forced(self, ids: list[int], record_tensors: bool = True, keep_from: int = 0) -> tuple[torch.Tensor, RecordingProbe]:
+    def teacher_forced(
+        self, ids: list[int], record_tensors: bool = True, keep_from: int = 0,
+    ) -> tuple[torch.Tensor, RecordingProbe]:
         """The integer model over a fixed token sequence: logits (T, vocab) and the probe.
 
         Computed by the emulator's arithmetic on every backend (all T tokens in one call; the

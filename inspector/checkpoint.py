@@ -3,9 +3,9 @@
 A checkpoint directory holds `config.json`, the weights (`model.safetensors`, or shards listed in
 `model.safetensors.index.json`, or a `pytorch_model.bin` read with `torch.load(weights_only=True)`)
 and `tokenizer.json` (or a sentencepiece `tokenizer.model`, converted on load), with the BOS policy of
-its `tokenizer_config.json` (see `inspector.tokenizer`). Nothing is unpickled and nothing is fetched from the network. Every problem is
-raised as a `CheckpointError` that names the file and the tensor key, because "size mismatch" alone
-does not tell a researcher which of 300 tensors came from the wrong model.
+its `tokenizer_config.json` (see `inspector.tokenizer`). Nothing is unpickled and nothing is fetched
+from the network. Every problem is raised as a `CheckpointError` that names the file and the tensor
+key, because "size mismatch" alone does not tell a researcher which of 300 tensors came from the wrong model.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
-from safetensors import SafetensorError
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
@@ -203,8 +202,8 @@ ProgressFn = Callable[[int, int, str], None]  # (tensors done, tensors total, ke
 def load_checkpoint(directory: str | Path, on_progress: Optional[ProgressFn] = None) -> LoadedModel:
     """Load a model (frozen: int8 ternary matrices, see BitLinear) and its tokenizer from a local HF-layout directory.
 
-    Order matters for a hostile or mistaken input: the path (`inspector.paths`), the config, then the memory it implies, then every
-    tensor's name, shape and dtype from the file headers, and only then any tensor data, one tensor at
+    Order matters for a hostile or mistaken input: the path (`inspector.paths`), the config, then the memory it implies, then
+    every tensor's name, shape and dtype from the file headers, and only then any tensor data, one tensor at
     a time (bf16 or float32 on disk, never two full copies in memory).
     """
     directory = checkpoint_directory(directory)  # validated, and within INSPECTOR_MODEL_ROOTS if set

@@ -23,12 +23,12 @@ import polars as pl
 import torch
 from tqdm import tqdm
 
+from inspector.ab import ab_compare
 from inspector.analysis import keep_from_for
 from inspector.backends import make_backend, require_backend
 from inspector.catalog import sample_models, validation_text
 from inspector.checkpoint import LoadedModel, load_checkpoint
 from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
-from inspector.ab import ab_compare
 from inspector.diff import compare, lockstep_ids, sqnr_table
 from inspector.emulator.engine import Emulator
 from inspector.emulator.mapper import map_model
@@ -42,8 +42,8 @@ from inspector.sweep.results import base_row, failed_points, sensitivity_table
 from inspector.sweep.runner import RESULTS_FILE, load_results
 from inspector.sweep.study import DEFAULT_BUDGET_PCT, WINNER_FILE, run_sweep
 from inspector.tokenizer import encode_document
-from inspector.train import bits_per_character, split_corpus
 from inspector.traces import write_traces
+from inspector.train import bits_per_character
 
 
 def resolve_model(name: str) -> LoadedModel:
@@ -97,8 +97,10 @@ def cmd_run(args) -> int:
     keep_from = 0 if args.window is None else keep_from_for(args.window, prompt_tokens, sampling.max_new_tokens)
     emulator = make_backend(args.backend, loaded, qc)
     try:
-        run, stream = emulator.generate(args.prompt, sampling, probes=True, record_tensors=not args.no_tensors, keep_from=keep_from)
-        for token in tqdm(stream, total=sampling.max_new_tokens, desc=f"running on {args.backend}", unit="tok"):
+        run, stream = emulator.generate(
+            args.prompt, sampling, probes=True, record_tensors=not args.no_tensors, keep_from=keep_from,
+        )
+        for _ in tqdm(stream, total=sampling.max_new_tokens, desc=f"running on {args.backend}", unit="tok"):
             pass
     finally:
         emulator.close()
@@ -152,7 +154,8 @@ def cmd_diff(args) -> int:
     tok = result.tokens
     print(
         f"tokens {len(ids)}  top-1 agreement {tok['agree'].mean():.3f}  mean KL {tok['kl'].mean():.5f} nats  "
-        f"perplexity of both models on the same tokens ({'the text' if follow == 'text' else f'prompt + the {follow} model continuation'}): "
+        "perplexity of both models on the same tokens "
+        f"({'the text' if follow == 'text' else f'prompt + the {follow} model continuation'}): "
         f"float {result.perplexity_float:.3f}  integer {result.perplexity_int:.3f}"
     )
     return 0
@@ -289,7 +292,7 @@ def cmd_measure(args) -> int:
         bar = tqdm(total=1, desc=f"{name} (random weights, one layer at a time)", unit="layer")
         ran: list[int] = []
 
-        def progress(done: int, total: int, what: str) -> None:
+        def progress(done: int, total: int, what: str, bar: tqdm = bar, ran: list[int] = ran) -> None:
             ran.append(done)
             bar.total = total
             bar.n = done
@@ -316,8 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--top-k", type=int, default=40)
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--quant", nargs="*", default=[], metavar="KEY=VALUE", help="QuantConfig overrides")
-        p.add_argument("--quant-preset", default="default", choices=list(QUANT_PRESETS), help="QuantConfig preset the overrides apply to")
-        p.add_argument("--quant-file", help="a saved QuantConfig (JSON, e.g. a sweep's winner) or a traces directory; --quant applies on top")
+        p.add_argument(
+            "--quant-preset", default="default", choices=list(QUANT_PRESETS), help="QuantConfig preset the overrides apply to",
+        )
+        p.add_argument(
+            "--quant-file",
+            help="a saved QuantConfig (JSON, e.g. a sweep's winner) or a traces directory; --quant applies on top",
+        )
 
     run = sub.add_parser("run", help="generate with the integer model on the emulator and write Parquet traces")
     common(run)
@@ -352,13 +360,17 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--model", default="shakespeare")
     sweep.add_argument("--text", help="held-out text file (default: a sample model's validation split)")
     sweep.add_argument("--out", required=True, help="directory for points.parquet, the winner and metadata (a re-run resumes)")
-    sweep.add_argument("--budget", type=float, default=DEFAULT_BUDGET_PCT, help="search: allowed bits/char loss, percent of the float model's")
+    sweep.add_argument(
+        "--budget", type=float, default=DEFAULT_BUDGET_PCT, help="search: allowed bits/char loss, percent of the float model's",
+    )
     sweep.add_argument("--max-tokens", type=int, default=512, help="held-out tokens each point reads")
     sweep.add_argument("--ray-address", help="an existing Ray cluster (default: RAY_ADDRESS, else a local instance)")
     sweep.add_argument("--workers", type=int, help="CPUs of the local Ray instance (default: all)")
     sweep.add_argument("--no-search", action="store_true", help="sensitivity only")
     sweep.add_argument("--no-per-layer", action="store_true", help="skip the per-layer points")
-    sweep.add_argument("--lower", nargs="*", default=[], metavar="KEY=VALUE", help="lower settings to try instead of the defaults")
+    sweep.add_argument(
+        "--lower", nargs="*", default=[], metavar="KEY=VALUE", help="lower settings to try instead of the defaults",
+    )
     sweep.add_argument("--quant", nargs="*", default=[], metavar="KEY=VALUE", help="base QuantConfig overrides")
     sweep.add_argument("--quant-file", help="base QuantConfig file")
     sweep.set_defaults(func=cmd_sweep)
@@ -366,7 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     ab = sub.add_parser("ab", help="two QuantConfigs (or saved runs) side by side on the same text")
     ab.add_argument("--model", default="shakespeare")
     ab.add_argument("--text", help="text file (default: a sample model's validation split)")
-    ab.add_argument("--a", default="default", help="'default', a QuantConfig JSON file, a traces directory, or key=value,key=value")
+    ab.add_argument(
+        "--a", default="default", help="'default', a QuantConfig JSON file, a traces directory, or key=value,key=value",
+    )
     ab.add_argument("--b", required=True, help="as --a")
     ab.add_argument("--max-tokens", type=int, default=512)
     ab.set_defaults(func=cmd_ab)

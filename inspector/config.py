@@ -118,6 +118,12 @@ class HGRNBitConfig:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise CheckpointError(source, key, f"must be a positive integer, got {value!r}")
+        ratio = self.expand_ratio
+        if not isinstance(ratio, int) or isinstance(ratio, bool) or ratio <= 0:
+            raise CheckpointError(
+                source, "expand_ratio",
+                f"must be a positive integer (the MLGRU is hidden_size * expand_ratio wide), got {ratio!r}"
+            )
         if self.attn_mode != "fused_recurrent":
             raise CheckpointError(source, "attn_mode", f"only 'fused_recurrent' exists, got {self.attn_mode!r}")
         if self.use_short_conv:

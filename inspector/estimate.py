@@ -65,15 +65,6 @@ class Estimate:
     time_to_first_token_s: float
     chips: int
 
-    # the figures the page showed before the breakdown existed, kept under their old names
-    @property
-    def generation_tokens_per_s(self) -> float:
-        return self.generation.tokens_per_s
-
-    @property
-    def prefill_tokens_per_s(self) -> float:
-        return self.prefill.tokens_per_s
-
     @property
     def energy_per_token_mj(self) -> float:
         return self.generation.energy_per_token_mj
@@ -98,11 +89,14 @@ class Estimate:
                 {"phase": phase, "figure": "  neuron updates (mJ)", "value": f.neuron_mj},
                 {"phase": phase, "figure": "  messages (mJ)", "value": f.message_mj},
             ]
-        rows.append({"phase": "prefill", "figure": f"time to first token, {self.prompt_tokens}-token prompt (s)", "value": self.time_to_first_token_s})
+        ttft = f"time to first token, {self.prompt_tokens}-token prompt (s)"
+        rows.append({"phase": "prefill", "figure": ttft, "value": self.time_to_first_token_s})
         return pl.DataFrame(rows)
 
 
-def estimate(activity: pl.DataFrame, chips: int, costs: OpCosts | None = None, prompt_tokens: int = DEFAULT_PROMPT_TOKENS) -> Estimate:
+def estimate(
+    activity: pl.DataFrame, chips: int, costs: OpCosts | None = None, prompt_tokens: int = DEFAULT_PROMPT_TOKENS,
+) -> Estimate:
     c = costs or OpCosts()
     if activity.height == 0:
         raise ValueError("no activity to estimate from (the run recorded no tokens)")
@@ -110,7 +104,9 @@ def estimate(activity: pl.DataFrame, chips: int, costs: OpCosts | None = None, p
         raise ValueError(f"the prompt needs at least one token, got {prompt_tokens}")
     tokens = activity["token"].n_unique()
     work = activity.with_columns(
-        (pl.col("synops") * c.synop_ns + pl.col("neuron_updates") * c.neuron_update_ns + pl.col("messages") * c.message_ns).alias("core_ns"),
+        (
+            pl.col("synops") * c.synop_ns + pl.col("neuron_updates") * c.neuron_update_ns + pl.col("messages") * c.message_ns
+        ).alias("core_ns"),
         (pl.col("synops") * c.synop_pj * 1e-6).alias("synops_uj"),
         (pl.col("neuron_updates") * c.neuron_update_pj * 1e-6).alias("neuron_uj"),
         (pl.col("messages") * c.message_pj * 1e-6).alias("message_uj"),
@@ -120,13 +116,19 @@ def estimate(activity: pl.DataFrame, chips: int, costs: OpCosts | None = None, p
         work.group_by(["token", "layer", "group", "core"]).agg(pl.col("core_ns").sum())
         .group_by(["token", "layer", "group"]).agg((pl.col("core_ns").max() + c.barrier_ns).alias("stage_ns"))
     )
-    timing = stage.group_by("token").agg(pl.col("stage_ns").sum().alias("latency_ns"), pl.col("stage_ns").max().alias("interval_ns"))
+    timing = stage.group_by("token").agg(
+        pl.col("stage_ns").sum().alias("latency_ns"), pl.col("stage_ns").max().alias("interval_ns"),
+    )
     static_w = chips * c.static_w_per_chip
-    totals = work.group_by("token").agg(pl.col("synops", "messages", "neuron_updates", "synops_uj", "neuron_uj", "message_uj").sum())
+    totals = work.group_by("token").agg(
+        pl.col("synops", "messages", "neuron_updates", "synops_uj", "neuron_uj", "message_uj").sum(),
+    )
     per_token = (
         totals.join(timing, on="token")
         .with_columns(
-            (pl.col("synops_uj") + pl.col("neuron_uj") + pl.col("message_uj") + static_w * pl.col("latency_ns") * 1e-3).alias("energy_uj"),
+            (
+                pl.col("synops_uj") + pl.col("neuron_uj") + pl.col("message_uj") + static_w * pl.col("latency_ns") * 1e-3
+            ).alias("energy_uj"),
             (pl.col("latency_ns") * 1e-3).alias("latency_us"),
         )
         .sort("token")
@@ -144,7 +146,9 @@ def estimate(activity: pl.DataFrame, chips: int, costs: OpCosts | None = None, p
     dyn = {k: float(per_token[k].mean()) * 1e-3 for k in ("synops_uj", "neuron_uj", "message_uj")}
 
     def phase(seconds: float) -> PhaseFigures:
-        return PhaseFigures(1.0 / seconds, seconds, static_w * seconds * 1e3, dyn["synops_uj"], dyn["neuron_uj"], dyn["message_uj"])
+        return PhaseFigures(
+            1.0 / seconds, seconds, static_w * seconds * 1e3, dyn["synops_uj"], dyn["neuron_uj"], dyn["message_uj"],
+        )
 
     return Estimate(
         per_token=per_token.select("token", "energy_uj", "latency_us", "synops", "messages", "neuron_updates"),

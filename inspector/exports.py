@@ -41,8 +41,10 @@ BIG_TABLES = ("tensors",)  # exported as Parquet only: as CSV they run to tens o
 COLUMNS: dict[str, tuple[str, str]] = {
     "token": ("", TOKEN_KEY),
     "token_id": ("", "the token's id in the tokenizer's vocabulary"),
-    "piece": ("", "the raw vocabulary entry of the token (byte-level BPE writes a leading space as 'Ġ', a newline as 'Ċ'; SentencePiece a space as '▁')"),
-    "text": ("", "the text the token adds to the decoded sequence, in context (a leading space kept; '' inside a multi-byte character, which its last token carries)"),
+    "piece": ("", "the raw vocabulary entry of the token (byte-level BPE writes a leading space as 'Ġ', a newline as 'Ċ'; "
+    "SentencePiece a space as '▁')"),
+    "text": ("", "the text the token adds to the decoded sequence, in context (a leading space kept; '' inside a multi-byte "
+    "character, which its last token carries)"),
     "is_prompt": ("", "true for tokens of the prompt, false for generated ones"),
     "is_special": ("", "true for the tokenizer's special tokens (such as a beginning-of-sequence token)"),
     "probability": ("probability", "the integer model's untempered probability of this token when it was generated"),
@@ -60,14 +62,17 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "layer": ("", "layer index; -1 for sites outside the layer stack (embeddings, final norm, LM head)"),
     "site": ("", "where in the layer the value was probed (e.g. hidden = MLGRU state, residual_mlp = residual after the MLP)"),
     "kind": ("", "register kind of the site: state, activation, gate or accumulator"),
-    "sqnr_db": ("dB", "signal-to-quantization-noise ratio: 10 log10(sum f^2 / sum (f - q)^2), float f vs dequantized integer q; higher is better, about 6 dB per bit"),
+    "sqnr_db": ("dB", "signal-to-quantization-noise ratio: 10 log10(sum f^2 / sum (f - q)^2), float f vs dequantized integer q; "
+    "higher is better, about 6 dB per bit"),
     "cosine": ("", "cosine similarity of the float and the dequantized integer vectors"),
     "max_abs_error": ("value units", "largest |float - integer| over the neurons of the site"),
     "rel_error": ("", "||float - integer|| / ||float|| over the neurons of the site"),
     "core": ("", "neuro-core index in the core map"),
     "chip": ("", "Loihi 2 chip index the core is on"),
-    "group": ("", "fused neuron group the core belongs to (norm_attn, proj_ifg, mlgru, proj_o, norm_mlp, proj_gate, glu, proj_down, residual, final_norm)"),
-    "messages": ("messages", "graded spikes sent by the core's neurons in this token's time step; a neuron sends one per nonzero output per destination group, so a norm neuron feeding the i, f and g projections can send three"),
+    "group": ("", "fused neuron group the core belongs to (norm_attn, proj_ifg, mlgru, proj_o, norm_mlp, proj_gate, glu, "
+    "proj_down, residual, final_norm)"),
+    "messages": ("messages", "graded spikes sent by the core's neurons in this token's time step; a neuron sends one per nonzero "
+    "output per destination group, so a norm neuron feeding the i, f and g projections can send three"),
     "active_neurons": ("neurons", "neurons of the core that sent at least one message"),
     "synops": ("synaptic operations", "synaptic operations: one per message per stored (nonzero) synapse it reaches"),
     "neuron_updates": ("updates", "neuron state updates (every neuron of the core updates once per time step)"),
@@ -87,7 +92,8 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "max_abs_code": ("integer code", "largest |code| at the site for this token"),
     "effective_bits": ("bits", "bits the largest |code| needs (sign included), at most the register's"),
     "bits": ("bits", "width of the register the site's codes live in"),
-    "underflow": ("values", "values the float model has nonzero that the integer model rounds to code 0 (null where the float model has no counterpart)"),
+    "underflow": ("values", "values the float model has nonzero that the integer model rounds to code 0 (null where the float "
+    "model has no counterpart)"),
     "underflow_rate": ("share", "underflow / values"),
     "clipped_rate": ("share", "clipped / values"),
     "zero_rate": ("share", "zero / values"),
@@ -183,8 +189,19 @@ def column_dictionary(tables: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
     for name, table in tables.items():
         for column, dtype in table.schema.items():
             unit, description = COLUMNS.get(column, ("", ""))
-            rows.append({"table": name, "column": column, "dtype": str(dtype), "unit": unit, "description": description, "table_note": TABLE_NOTES.get(name, "")})
-    return pl.DataFrame(rows, schema={"table": pl.String, "column": pl.String, "dtype": pl.String, "unit": pl.String, "description": pl.String, "table_note": pl.String})
+            rows.append(
+                {
+                    "table": name, "column": column, "dtype": str(dtype), "unit": unit, "description": description,
+                    "table_note": TABLE_NOTES.get(name, "")
+                }
+            )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "table": pl.String, "column": pl.String, "dtype": pl.String, "unit": pl.String, "description": pl.String,
+            "table_note": pl.String
+        }
+    )
 
 
 def _metadata_json(metadata: Mapping[str, Any]) -> str:
@@ -196,7 +213,9 @@ def csv_bytes(table: pl.DataFrame, metadata: Mapping[str, Any] | None = None, no
     check_columns(table)
     lines = []
     if metadata is not None:
-        lines += [f"# {line}" for line in ("inspector run: " + json.dumps(metadata, ensure_ascii=False, default=str)).splitlines()]
+        lines += [
+            f"# {line}" for line in ("inspector run: " + json.dumps(metadata, ensure_ascii=False, default=str)).splitlines()
+        ]
     if note:
         lines.append(f"# {note}")
     lines.append("# read with polars.read_csv(path, comment_prefix='#') or pandas.read_csv(path, skiprows=%d)" % (len(lines) + 1))
@@ -210,7 +229,9 @@ def parquet_bytes(table: pl.DataFrame, metadata: Mapping[str, Any] | None = None
     return out.getvalue()
 
 
-def figures_html(figures: Mapping[str, go.Figure], metadata: Mapping[str, Any] | None = None, title: str = "Loihi LM Inspector") -> str:
+def figures_html(
+    figures: Mapping[str, go.Figure], metadata: Mapping[str, Any] | None = None, title: str = "Loihi LM Inspector",
+) -> str:
     """One self-contained HTML page: plotly.js inlined once, then every figure, then the run metadata.
 
     Opens offline: nothing is loaded from a CDN.

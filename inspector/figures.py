@@ -7,15 +7,17 @@ import html
 import numpy as np
 import plotly.colors
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 import polars as pl
 import torch
+from plotly.subplots import make_subplots
 from tokenizers import Tokenizer
 
 from inspector.tokenizer import decode
 
 LEGEND_TOP = dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0)
-METRIC_LABELS = {"sqnr_db": "SQNR (dB)", "cosine": "cosine similarity", "max_abs_error": "max abs error", "rel_error": "relative error"}
+METRIC_LABELS = {
+    "sqnr_db": "SQNR (dB)", "cosine": "cosine similarity", "max_abs_error": "max abs error", "rel_error": "relative error",
+}
 GROUP_COLORS = {
     "norm_attn": "#8da0cb", "proj_ifg": "#1f77b4", "mlgru": "#d62728", "proj_o": "#17becf", "norm_mlp": "#b5cf6b",
     "proj_gate": "#2ca02c", "glu": "#ff7f0e", "proj_down": "#9467bd", "residual": "#7f7f7f", "final_norm": "#e377c2",
@@ -64,7 +66,7 @@ def colored_tokens_html(
     generated token, i.e. the number of prompt tokens), as everywhere else; `selected` uses that index.
     """
     spans = []
-    for k, (piece, a, d) in enumerate(zip(pieces, agree, kl), start=first_token):
+    for k, (piece, a, d) in enumerate(zip(pieces, agree, kl, strict=False), start=first_token):
         border = "outline: 2px solid #333;" if k == selected else ""
         text = html.escape(piece).replace("\n", "↵<br>") or "∅"
         spans.append(
@@ -75,7 +77,8 @@ def colored_tokens_html(
 
 
 def distribution_figure(
-    float_logits: torch.Tensor, int_logits: torch.Tensor, tokenizer: Tokenizer, k: int = 10, title: str = "Next-token distribution"
+    float_logits: torch.Tensor, int_logits: torch.Tensor, tokenizer: Tokenizer, k: int = 10,
+    title: str = "Next-token distribution"
 ) -> go.Figure:
     """Top-k next-token probabilities of both models (union of both top-k sets)."""
     pf = torch.softmax(float_logits.double(), -1)
@@ -94,7 +97,8 @@ def distribution_figure(
 
 
 def layer_error_figure(
-    tensors: pl.DataFrame, metric: str = "sqnr_db", token: int | None = None, sites: list[str] | None = None, where: str | None = None
+    tensors: pl.DataFrame, metric: str = "sqnr_db", token: int | None = None, sites: list[str] | None = None,
+    where: str | None = None
 ) -> go.Figure:
     """A metric along depth, one line per site (mean over tokens, or at one token).
 
@@ -124,7 +128,9 @@ def layer_error_figure(
     return _layout(fig, f"{label} along depth{where}", "layer", label)
 
 
-def token_error_figure(tensors: pl.DataFrame, site: str, layer: int, metric: str = "sqnr_db", prompt_tokens: int = 0) -> go.Figure:
+def token_error_figure(
+    tensors: pl.DataFrame, site: str, layer: int, metric: str = "sqnr_db", prompt_tokens: int = 0,
+) -> go.Figure:
     part = tensors.filter((pl.col("site") == site) & (pl.col("layer") == layer)).sort("token")
     fig = go.Figure(go.Scatter(x=part["token"].to_list(), y=part[metric].to_list(), mode="lines+markers", name=site))
     if prompt_tokens:
@@ -166,7 +172,9 @@ def kl_agreement_figure(tokens: pl.DataFrame, prompt_tokens: int = 0) -> go.Figu
 HEATMAP_MAX_COLUMNS = 400
 
 
-def activity_heatmap(activity: pl.DataFrame, by: str = "core", value: str = "messages", max_columns: int = HEATMAP_MAX_COLUMNS) -> go.Figure:
+def activity_heatmap(
+    activity: pl.DataFrame, by: str = "core", value: str = "messages", max_columns: int = HEATMAP_MAX_COLUMNS,
+) -> go.Figure:
     """Messages (or synaptic ops) per core x token, or per layer x token.
 
     Beyond `max_columns` tokens, tokens are averaged in bins of equal width: a 2,400-token prompt
@@ -204,9 +212,17 @@ def sparsity_figure(activity: pl.DataFrame) -> go.Figure:
 def raster_figure(messages: np.ndarray, core: int, start: int, group: str, layer: int, first_token: int = 0) -> go.Figure:
     """Which neurons of one core sent a message at which token (`first_token`: the row 0's token)."""
     tokens, neurons = np.nonzero(messages)
-    fig = go.Figure(go.Scattergl(x=tokens + first_token, y=neurons + start, mode="markers", marker=dict(size=4, symbol="line-ns-open", color="#222"), name="message"))
+    fig = go.Figure(
+        go.Scattergl(
+            x=tokens + first_token, y=neurons + start, mode="markers", marker=dict(size=4, symbol="line-ns-open", color="#222"),
+            name="message"
+        )
+    )
     fig.update_xaxes(range=[first_token - 0.5, first_token + messages.shape[0] - 0.5])
-    return _layout(fig, f"Raster of core {core} (layer {layer}, {group}, neurons {start}-{start + messages.shape[1] - 1})", "token", "neuron", height=420)
+    return _layout(
+        fig, f"Raster of core {core} (layer {layer}, {group}, neurons {start}-{start + messages.shape[1] - 1})", "token",
+        "neuron", height=420,
+    )
 
 
 def synops_figure(activity: pl.DataFrame, prompt_tokens: int = 0) -> go.Figure:
@@ -222,7 +238,9 @@ def state_histogram_figure(codes: np.ndarray, state_bits: int, title: str) -> go
     lo, hi = -(1 << (state_bits - 1)), (1 << (state_bits - 1)) - 1
     fig = go.Figure(go.Histogram(x=codes, nbinsx=80, marker_color="#4c72b0", name="state codes"))
     for edge, label, side in ((lo, "min", "top right"), (hi, "max", "top left")):
-        fig.add_vline(x=edge, line_color="#d62728", line_dash="dash", annotation_text=f"{label} {edge:,}", annotation_position=side)
+        fig.add_vline(
+            x=edge, line_color="#d62728", line_dash="dash", annotation_text=f"{label} {edge:,}", annotation_position=side,
+        )
     fig.update_xaxes(range=[lo * 1.05, hi * 1.05])
     return _layout(fig, title, "state code", "count")
 
@@ -234,15 +252,22 @@ def saturation_rate_figure(saturation: pl.DataFrame) -> go.Figure:
     aggs = [pl.col("clipped").sum(), pl.col("values").sum()]
     if has_underflow:
         aggs += [pl.col("underflow").sum(), pl.col("values").filter(pl.col("underflow").is_not_null()).sum().alias("compared")]
-    agg = saturation.group_by(["token", "kind"]).agg(aggs).with_columns((pl.col("clipped") / pl.col("values")).alias("rate")).sort("token")
+    agg = saturation.group_by(["token", "kind"]).agg(aggs).with_columns(
+        (pl.col("clipped") / pl.col("values")).alias("rate"),
+    ).sort("token")
     fig = go.Figure()
     for index, kind in enumerate(agg["kind"].unique().sort().to_list()):
         part = agg.filter(pl.col("kind") == kind)
         color = series_color(index)
-        fig.add_scatter(x=part["token"].to_list(), y=part["rate"].to_list(), mode="lines", name=f"{kind}: clipped", line=dict(color=color))
+        fig.add_scatter(
+            x=part["token"].to_list(), y=part["rate"].to_list(), mode="lines", name=f"{kind}: clipped", line=dict(color=color),
+        )
         if has_underflow and part["compared"].sum() > 0:
             part = part.filter(pl.col("compared") > 0).with_columns((pl.col("underflow") / pl.col("compared")).alias("under"))
-            fig.add_scatter(x=part["token"].to_list(), y=part["under"].to_list(), mode="lines", name=f"{kind}: underflow", line=dict(color=color, dash="dash"))
+            fig.add_scatter(
+                x=part["token"].to_list(), y=part["under"].to_list(), mode="lines", name=f"{kind}: underflow",
+                line=dict(color=color, dash="dash"),
+            )
     fig.update_yaxes(tickformat=".3~%", rangemode="tozero")
     title = "Clipped (solid) and underflowed (dashed) share per token" if has_underflow else "Saturation rate per token"
     return _layout(fig, title, "token", "share of values")
@@ -260,7 +285,9 @@ def range_use_table(saturation: pl.DataFrame) -> pl.DataFrame:
         aggs.append(pl.col("underflow").is_null().all().alias("no_float"))
     table = saturation.group_by(["layer", "site", "kind"], maintain_order=True).agg(aggs)
     if "underflow" in table.columns:
-        table = table.with_columns(pl.when(pl.col("no_float")).then(None).otherwise(pl.col("underflow")).alias("underflow")).drop("no_float")
+        table = table.with_columns(
+            pl.when(pl.col("no_float")).then(None).otherwise(pl.col("underflow")).alias("underflow"),
+        ).drop("no_float")
         table = table.with_columns((pl.col("underflow") / pl.col("values")).alias("underflow_rate"))
     return table.with_columns(
         (pl.col("clipped") / pl.col("values")).alias("clipped_rate"),
@@ -279,7 +306,8 @@ def core_map_figure(cores: pl.DataFrame, sram_bytes: int) -> go.Figure:
             name=group,
             marker_color=GROUP_COLORS.get(group),
             customdata=np.stack([part["layer"].to_numpy(), part["neurons"].to_numpy(), part["chip"].to_numpy()], axis=1),
-            hovertemplate="core %{x}<br>layer %{customdata[0]}<br>%{customdata[1]} neurons<br>chip %{customdata[2]}<br>%{y:.1f} KiB<extra></extra>",
+            hovertemplate="core %{x}<br>layer %{customdata[0]}<br>%{customdata[1]} neurons<br>chip %{customdata[2]}<br>%{y:.1f} "
+            "KiB<extra></extra>",
         )
     fig.add_hline(y=sram_bytes / 1024, line_dash="dash", line_color="#d62728", annotation_text="core SRAM")
     fig.update_layout(bargap=0.05)
@@ -296,9 +324,18 @@ def estimate_figure(per_token: pl.DataFrame) -> go.Figure:
     Why two panels: static energy is idle power times latency, so with two y axes on one plot the
     energy line lands exactly on the latency line and hides it.
     """
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, subplot_titles=("energy per token (µJ)", "latency per token (µs)"))
-    fig.add_scatter(x=per_token["token"].to_list(), y=per_token["energy_uj"].to_list(), mode="lines+markers", name="energy (µJ)", line_color="#d62728", row=1, col=1)
-    fig.add_scatter(x=per_token["token"].to_list(), y=per_token["latency_us"].to_list(), mode="lines+markers", name="latency (µs)", line_color="#1f77b4", row=2, col=1)
+    fig = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+        subplot_titles=("energy per token (µJ)", "latency per token (µs)"),
+    )
+    fig.add_scatter(
+        x=per_token["token"].to_list(), y=per_token["energy_uj"].to_list(), mode="lines+markers", name="energy (µJ)",
+        line_color="#d62728", row=1, col=1,
+    )
+    fig.add_scatter(
+        x=per_token["token"].to_list(), y=per_token["latency_us"].to_list(), mode="lines+markers", name="latency (µs)",
+        line_color="#1f77b4", row=2, col=1,
+    )
     _layout(fig, "Estimated energy and latency per token (generation)", "", "", height=480)
     fig.update_yaxes(title_text="µJ", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title_text="µs", rangemode="tozero", row=2, col=1)
@@ -316,7 +353,9 @@ def energy_breakdown_figure(per_group: pl.DataFrame, by: str = "layer") -> go.Fi
         labels = ["final" if v == -1 else f"layer {v}" for v in agg["layer"].to_list()]
     else:
         labels = agg["group"].to_list()
-    fig = go.Figure([go.Bar(x=labels, y=agg[column].to_list(), name=name, marker_color=color) for column, name, color in ENERGY_PARTS])
+    fig = go.Figure(
+        [go.Bar(x=labels, y=agg[column].to_list(), name=name, marker_color=color) for column, name, color in ENERGY_PARTS],
+    )
     fig.update_layout(barmode="stack")
     return _layout(fig, f"Energy per generated token by {key} (µJ)", key, "µJ")
 
@@ -326,6 +365,8 @@ def stage_time_figure(per_group: pl.DataFrame) -> go.Figure:
     fig = go.Figure()
     for group in per_group["group"].unique(maintain_order=True).to_list():
         part = per_group.filter(pl.col("group") == group).sort("layer")
-        fig.add_bar(x=part["layer"].to_list(), y=(part["stage_ns"] * 1e-3).to_list(), name=group, marker_color=GROUP_COLORS.get(group))
+        fig.add_bar(
+            x=part["layer"].to_list(), y=(part["stage_ns"] * 1e-3).to_list(), name=group, marker_color=GROUP_COLORS.get(group),
+        )
     fig.update_layout(barmode="stack")
     return _layout(fig, "Time per token in each stage (µs), stacked per layer", "layer (-1: final norm)", "µs")

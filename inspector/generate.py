@@ -4,6 +4,11 @@ The MLGRU is a recurrent network: the prompt is run once (prefill) and each new 
 single step that carries one state vector per layer forward. Nothing is recomputed per token, which
 is also how the model runs on Loihi 2.
 
+`generate` drives both models: the float model directly, and the integer model through a backend's
+step function (`IntegerBackend.generate` wraps `step_fn` and fills an `IntegerRun`). An analysis
+(`inspector/analysis.py`) generates with each using the same settings, then compares them in
+lockstep on the integer model's sequence (`inspector/diff.py`).
+
 Sampling is deterministic: the same model, prompt, settings and seed give the same tokens, because
 every random draw comes from one `torch.Generator` seeded with `seed`.
 """
@@ -17,7 +22,7 @@ import torch
 from tokenizers import Tokenizer
 
 from inspector.errors import PromptError
-from inspector.tokenizer import IncrementalDecoder, decode, decode_continuation, encode, encode_document
+from inspector.tokenizer import IncrementalDecoder, decode, encode, encode_document
 
 MAX_PROMPT_TOKENS = 4096
 MAX_NEW_TOKENS = 4096
@@ -25,7 +30,8 @@ MAX_SEED = 2**31 - 1  # the seed range the app and the CLI accept (torch takes m
 
 
 class RecurrentLM(Protocol):
-    """Anything that maps (tokens, state) to (logits, state): the float model, later the integer one."""
+    """Anything that maps (tokens, state) to (logits, state): the float model, or a backend's
+    integer model (`IntegerBackend.step_fn`)."""
 
     def __call__(self, input_ids: torch.Tensor, state: Optional[list[torch.Tensor]] = None): ...
 
@@ -125,12 +131,6 @@ def generate(
         last = logits[0, -1]
 
 
-def generate_text(model: RecurrentLM, tokenizer: Tokenizer, prompt: str, **settings) -> str:
-    """The whole continuation as one string, decoded after the prompt (convenience for the CLI and tests)."""
-    ids = [step.token_id for step in generate(model, tokenizer, prompt, **settings)]
-    return decode_continuation(tokenizer, encode_prompt(tokenizer, prompt), ids)
-
-
 def token_table(steps: list[GeneratedToken], tokenizer: Tokenizer, top: int = 5, first_token: int = 0) -> list[dict]:
     """One row per generated token: its text, its probability, and the model's top alternatives.
 
@@ -155,7 +155,7 @@ def token_table(steps: list[GeneratedToken], tokenizer: Tokenizer, top: int = 5,
                 "probability": float(probs[step.token_id]),
                 "rank": int((probs > probs[step.token_id]).sum()) + 1,
                 "top_alternatives": ", ".join(
-                    f"{decode(tokenizer, [int(i)])!r} {float(v):.2f}" for v, i in zip(values, ids)
+                    f"{decode(tokenizer, [int(i)])!r} {float(v):.2f}" for v, i in zip(values, ids, strict=True)
                 ),
             }
         )

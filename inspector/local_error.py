@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import polars as pl
 import torch
 import torch.nn.functional as F
 
 from inspector import sites as S
-from inspector.diff import DiffResult, _float_sites, compare
+from inspector.diff import DiffResult, compare
 from inspector.emulator.engine import Emulator
 from inspector.model import HGRNBitForCausalLM
 from inspector.quant import kernels as K

@@ -16,10 +16,6 @@ from pathlib import Path
 from inspector.config import HGRNBitConfig
 from inspector.errors import InspectorError
 
-# Python, torch, Streamlit and the app's own tables: measured resident size of a process that has
-# loaded a sample model (about 0.6 GB), rounded up.
-BASE_PROCESS_BYTES = 800 * 1024**2
-
 
 class MemoryBudgetError(InspectorError):
     """A model or run that would not fit in the memory available: says how much it needs and has."""

@@ -64,13 +64,17 @@ def checkpoint_directory(typed: str | Path, roots: list[Path] | None = None, sha
         path = Path(text).expanduser()
     except RuntimeError:  # "~user" for a user that does not exist
         user = text.split(os.sep, 1)[0]
-        raise CheckpointError(_shown(text), None, f"no user {user[1:]!r} on this machine, so {user!r} has no home directory to expand to") from None
+        raise CheckpointError(
+            _shown(text), None, f"no user {user[1:]!r} on this machine, so {user!r} has no home directory to expand to",
+        ) from None
     try:
         resolved = path.resolve()
         allowed = [*roots, SAMPLE_MODELS_DIR.resolve()] if roots is not None else None  # the shipped models always load
         if allowed is not None and not any(resolved.is_relative_to(root) for root in allowed):
             allowed = ", ".join(str(r) for r in roots)
-            raise CheckpointError(_shown(text), None, f"outside the allowed model directories ({allowed}; set by {ROOTS_VARIABLE})")
+            raise CheckpointError(
+                _shown(text), None, f"outside the allowed model directories ({allowed}; set by {ROOTS_VARIABLE})",
+            )
         if not resolved.exists():
             raise CheckpointError(_shown(text), None, "not a directory (nothing exists at this path)")
         if not resolved.is_dir():

@@ -48,7 +48,10 @@ def perplexity_from_nll(nll: list[float]) -> float:
     return math.exp(sum(values) / len(values)) if values else float("nan")
 
 
-def run_perplexities(float_tokens: list[GeneratedToken], int_tokens: list[GeneratedToken], nll_float: list[float], nll_int: list[float], prompt_tokens: int) -> Perplexities:
+def run_perplexities(
+    float_tokens: list[GeneratedToken], int_tokens: list[GeneratedToken], nll_float: list[float], nll_int: list[float],
+    prompt_tokens: int,
+) -> Perplexities:
     """All four numbers for one analysis.
 
     `nll_float`/`nll_int`: per-position NLL of the lockstep comparison on the integer model's

@@ -33,12 +33,11 @@ from types import SimpleNamespace
 from typing import Callable, Optional
 
 import numpy as np
-import polars as pl
 import torch
 import torch.nn as nn
 
 from inspector.config import HGRNBitConfig
-from inspector.emulator.activity import GroupActivity, core_activity
+from inspector.emulator.activity import GroupActivity
 from inspector.emulator.hardware import HardwareConfig
 from inspector.emulator.mapper import CoreMap, NeuronGroup, layer_groups, map_groups
 from inspector.emulator.probes import RecordingProbe
@@ -78,9 +77,6 @@ class MeasuredActivity:
 
     def core_map(self, hw: HardwareConfig | None = None, share_cores: bool = False) -> CoreMap:
         return map_groups(self.groups, hw or HardwareConfig(), share_cores)
-
-    def activity_table(self, core_map: CoreMap) -> pl.DataFrame:
-        return core_activity(self.activity, core_map)
 
 
 def code_version() -> str:
@@ -181,7 +177,9 @@ def measure_layerwise(
         x_int, _ = runner.block(0, x_int, torch.zeros(1, config.mixer_size, dtype=x_int.dtype), probe)
         for (_, name), (messages, synops) in probe.group_activity().items():
             synops = np.rint(synops)
-            activity[(k, name)] = (messages.astype(np.uint8), synops.astype(np.uint16 if synops.max(initial=0) < 2**16 else np.int32))
+            activity[(k, name)] = (
+                messages.astype(np.uint8), synops.astype(np.uint16 if synops.max(initial=0) < 2**16 else np.int32),
+            )
         groups.extend(NeuronGroup(k, g.name, g.synapses, g.fan_in) for g in local)
         runner.params.layers.clear()
         del int_layer, weights, probe, local
@@ -232,7 +230,8 @@ def measure_random(
         calibration_ids, calibration_ids[:tokens], on_progress,
     )
     meta = {
-        "tokens": tokens, "calibration_tokens": calibration_tokens, "seed": seed, "token_ids": "uniform random over the vocabulary",
+        "tokens": tokens, "calibration_tokens": calibration_tokens, "seed": seed,
+        "token_ids": "uniform random over the vocabulary",
         "seconds": round(time.perf_counter() - start, 1), "peak_rss_bytes": peak_rss_bytes(), "code": code_version(),
         "qc": asdict(qc),
     }

@@ -41,7 +41,7 @@ def _release_to_os() -> None:
     name = ctypes.util.find_library("c")
     if name:
         try:
-            getattr(ctypes.CDLL(name), "malloc_trim")(0)
+            ctypes.CDLL(name).malloc_trim(0)
         except (OSError, AttributeError):  # not glibc
             pass
 

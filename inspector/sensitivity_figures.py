@@ -22,9 +22,11 @@ def _finite(values: list[float], cap: float = 150.0) -> list[float]:
 def local_cumulative_figure(sites: pl.DataFrame, site_filter: list[str] | None = None) -> go.Figure:
     """Local and cumulative SQNR of every site in data-flow order; the sites introducing most error starred."""
     table = sites if not site_filter else sites.filter(pl.col("site").is_in(site_filter))
-    labels = [f"{'L' + str(l) if l >= 0 else 'host'} {s}" for l, s in zip(table["layer"], table["site"])]
+    labels = [f"{'L' + str(layer) if layer >= 0 else 'host'} {s}" for layer, s in zip(table["layer"], table["site"], strict=True)]
     fig = go.Figure()
-    fig.add_scatter(x=labels, y=_finite(table["cumulative_sqnr_db"].to_list()), mode="lines+markers", name="cumulative (own integers)")
+    fig.add_scatter(
+        x=labels, y=_finite(table["cumulative_sqnr_db"].to_list()), mode="lines+markers", name="cumulative (own integers)",
+    )
     fig.add_scatter(
         x=labels, y=_finite(table["local_sqnr_db"].to_list()), mode="lines+markers", name="local (quantized float inputs)",
         customdata=table["local_sqnr_db"].to_list(), hovertemplate="%{x}: %{customdata:.1f} dB<extra>local</extra>",
@@ -47,7 +49,7 @@ def local_tokens_figure(tokens: pl.DataFrame, layer: int, site: str) -> go.Figur
 
 
 def ab_sites_figure(sites: pl.DataFrame) -> go.Figure:
-    labels = [f"{'L' + str(l) if l >= 0 else 'host'} {s}" for l, s in zip(sites["layer"], sites["site"])]
+    labels = [f"{'L' + str(layer) if layer >= 0 else 'host'} {s}" for layer, s in zip(sites["layer"], sites["site"], strict=True)]
     fig = go.Figure()
     fig.add_scatter(x=labels, y=sites["sqnr_a"], mode="lines+markers", name="A")
     fig.add_scatter(x=labels, y=sites["sqnr_b"], mode="lines+markers", name="B")
@@ -65,12 +67,23 @@ def ab_tokens_figure(tokens: pl.DataFrame) -> go.Figure:
 def sensitivity_figure(table: pl.DataFrame, top: int = 20) -> go.Figure:
     """Ranked bars: the KL and bits/char each knob costs when lowered (and gains when raised)."""
     rows = table.head(top)
-    labels = [f"{k}={v}" + ("" if l == "all" else f" @L{l}") for k, v, l in zip(rows["knob"], rows["lowered_to"], rows["layer"])]
+    labels = [
+        f"{k}={v}" + ("" if layer == "all" else f" @L{layer}")
+        for k, v, layer in zip(rows["knob"], rows["lowered_to"], rows["layer"], strict=True)
+    ]
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, subplot_titles=("Δ mean KL (nats)", "Δ bits/char (%)"))
     fig.add_bar(y=labels, x=rows["lower_dkl"], orientation="h", name="lowered", marker_color="#d62728", row=1, col=1)
-    fig.add_bar(y=labels, x=rows["lower_dbpc_pct"], orientation="h", name="lowered", marker_color="#d62728", showlegend=False, row=1, col=2)
-    fig.add_bar(y=labels, x=rows["raise_dkl"], orientation="h", name="raised to most precise", marker_color="#2ca02c", row=1, col=1)
-    fig.add_bar(y=labels, x=rows["raise_dbpc_pct"], orientation="h", name="raised", marker_color="#2ca02c", showlegend=False, row=1, col=2)
+    fig.add_bar(
+        y=labels, x=rows["lower_dbpc_pct"], orientation="h", name="lowered", marker_color="#d62728", showlegend=False, row=1,
+        col=2,
+    )
+    fig.add_bar(
+        y=labels, x=rows["raise_dkl"], orientation="h", name="raised to most precise", marker_color="#2ca02c", row=1, col=1,
+    )
+    fig.add_bar(
+        y=labels, x=rows["raise_dbpc_pct"], orientation="h", name="raised", marker_color="#2ca02c", showlegend=False, row=1,
+        col=2,
+    )
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, "Which knobs matter: change from the base config", "", "", height=max(320, 26 * len(labels)))
 
@@ -82,10 +95,14 @@ def pareto_figure(points: pl.DataFrame, front: pl.DataFrame, winner_id: str | No
     fig.add_scatter(
         x=ok["energy_per_token_uj"], y=ok["delta_bpc_pct"], mode="markers", name="evaluated",
         text=ok["label"], customdata=ok.select("cores", "chips").rows(),
-        hovertemplate="%{text}<br>%{x:.1f} uJ/token, %{y:+.2f}% bits/char<br>%{customdata[0]} cores, %{customdata[1]} chip(s)<extra></extra>",
+        hovertemplate="%{text}<br>%{x:.1f} uJ/token, %{y:+.2f}% bits/char<br>%{customdata[0]} cores, %{customdata[1]} "
+        "chip(s)<extra></extra>",
         marker=dict(color="#9ecae1"),
     )
-    fig.add_scatter(x=front["energy_per_token_uj"], y=front["delta_bpc_pct"], mode="lines+markers", name="Pareto front", marker=dict(color="#1f77b4"))
+    fig.add_scatter(
+        x=front["energy_per_token_uj"], y=front["delta_bpc_pct"], mode="lines+markers", name="Pareto front",
+        marker=dict(color="#1f77b4"),
+    )
     if winner_id is not None:
         win = ok.filter(pl.col("point_id") == winner_id)
         if win.height:

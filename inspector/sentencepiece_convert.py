@@ -50,7 +50,7 @@ def _read_model_proto(path: Path):
 def _merges(vocab: dict[str, int], scores: dict[str, float]) -> list[tuple[str, str]]:
     """Every (left, right) whose concatenation is a piece, highest-scoring merged piece first."""
     ranked: list[tuple[float, int, int, str, str]] = []
-    for piece, piece_id in vocab.items():
+    for piece in vocab:
         for cut in range(1, len(piece)):
             left, right = piece[:cut], piece[cut:]
             if left in vocab and right in vocab:

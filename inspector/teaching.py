@@ -61,7 +61,10 @@ def spike_code_figure(analysis: Analysis, layer: int = 0, token: int = -1) -> go
     codes = analysis.diff.int_probe.site_codes(f"layers.{layer}.i_proj.spikes")[token].numpy()
     fig = go.Figure(go.Histogram(x=codes, nbinsx=64, marker_color="#2ca02c", name="8-bit codes"))
     zero = int((codes == 0).sum())
-    return _layout(fig, f"Graded spikes into layer {layer} i_proj at one token: {zero} of {codes.size} are 0 (no message)", "code", "neurons")
+    return _layout(
+        fig, f"Graded spikes into layer {layer} i_proj at one token: {zero} of {codes.size} are 0 (no message)", "code",
+        "neurons",
+    )
 
 
 def state_traces_figure(analysis: Analysis, layer: int = 0, neurons: int = 4) -> go.Figure:
@@ -75,8 +78,12 @@ def state_traces_figure(analysis: Analysis, layer: int = 0, neurons: int = 4) ->
     for index, n in enumerate(order):  # one color per neuron: its float line and its integer dots
         color = series_color(index)
         fig.add_scatter(x=x, y=f[:, n], mode="lines", name=f"neuron {n} float", line_color=color, legendgroup=str(n))
-        fig.add_scatter(x=x, y=q[:, n], mode="markers", name=f"neuron {n} integer", marker=dict(size=6, color=color), legendgroup=str(n))
-    return _layout(fig, f"MLGRU state h of layer {layer}: the neuron remembers, decaying by f each token", "token", "h", height=420)
+        fig.add_scatter(
+            x=x, y=q[:, n], mode="markers", name=f"neuron {n} integer", marker=dict(size=6, color=color), legendgroup=str(n),
+        )
+    return _layout(
+        fig, f"MLGRU state h of layer {layer}: the neuron remembers, decaying by f each token", "token", "h", height=420,
+    )
 
 
 def sparsity_summary(analysis: Analysis) -> dict[str, float]:
@@ -94,7 +101,9 @@ def sparsity_summary(analysis: Analysis) -> dict[str, float]:
 
 # The saturation step's experiment: the user's settings beside two that lose values at either end
 # of the register's range. Widths: the smallest the sidebar offers.
-NARROWEST = {"act_bits": 3, "spike_bits": 3, "internal_bits": 6, "residual_bits": 3, "state_bits": 6, "gate_frac_bits": 4, "lut_bits": 6}
+NARROWEST = {
+    "act_bits": 3, "spike_bits": 3, "internal_bits": 6, "residual_bits": 3, "state_bits": 6, "gate_frac_bits": 4, "lut_bits": 6,
+}
 CLIPPING_HEADROOM = 0.25
 
 
@@ -109,7 +118,9 @@ def saturation_settings(qc: QuantConfig) -> dict[str, QuantConfig]:
     }
 
 
-def saturation_experiment(ids: list[int], settings: dict[str, QuantConfig], backend_for: Callable[[QuantConfig], Emulator]) -> pl.DataFrame:
+def saturation_experiment(
+    ids: list[int], settings: dict[str, QuantConfig], backend_for: Callable[[QuantConfig], Emulator],
+) -> pl.DataFrame:
     """Each setting's integer model on the same tokens, against the float model: how many MLGRU
     states clipped and underflowed, all values likewise, and what it did to the next-token choice."""
     rows = []
@@ -161,10 +172,15 @@ def spike_sparsity_figure(table: pl.DataFrame) -> go.Figure:
     fig = go.Figure()
     for index, projection in enumerate(p for p in SPIKE_INPUTS if p in set(table["projection"].to_list())):
         part = table.filter(pl.col("projection") == projection)
-        fig.add_bar(x=[f"layer {l}" for l in part["layer"].to_list()], y=part["nonzero_share"].to_list(), name=projection, marker_color=series_color(index))
+        fig.add_bar(
+            x=[f"layer {n}" for n in part["layer"].to_list()], y=part["nonzero_share"].to_list(), name=projection,
+            marker_color=series_color(index),
+        )
     fig.update_yaxes(range=[0, 1], tickformat=".0%")
     fig.update_layout(barmode="group")
-    return _layout(fig, "Graded spikes that were nonzero (each one is a message and costs synaptic ops)", "layer", "nonzero spikes")
+    return _layout(
+        fig, "Graded spikes that were nonzero (each one is a message and costs synaptic ops)", "layer", "nonzero spikes",
+    )
 
 
 def layer_op_counts(emulator: Emulator, layer: int = 0) -> dict[str, int]:

@@ -163,12 +163,6 @@ def special_token_ids(tokenizer: Tokenizer) -> frozenset[int]:
     return frozenset(i for i, token in tokenizer.get_added_tokens_decoder().items() if token.special)
 
 
-def uses_bos(tokenizer: Tokenizer) -> bool:
-    """Whether `encode_document` puts a special token in front of the text."""
-    probe = tokenizer.encode("a", add_special_tokens=True).ids
-    return bool(probe) and probe[0] in special_token_ids(tokenizer)
-
-
 def decode(tokenizer: Tokenizer, ids: list[int]) -> str:
     return tokenizer.decode(ids, skip_special_tokens=False)
 

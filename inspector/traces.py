@@ -82,7 +82,8 @@ def run_tables(run: IntegerRun, emulator: IntegerBackend, tensors: bool = True) 
 
 
 def write_traces(
-    run: IntegerRun, emulator: IntegerBackend, out_dir: str | Path, metadata: dict[str, Any], underflow: pl.DataFrame | None = None
+    run: IntegerRun, emulator: IntegerBackend, out_dir: str | Path, metadata: dict[str, Any],
+    underflow: pl.DataFrame | None = None
 ) -> Path:
     """Write every table and run.json. `underflow`: a lockstep comparison's `DiffResult.tensors`, whose
     underflow counts join the saturation table (without it the column is null)."""

@@ -29,15 +29,31 @@ st.caption(
 agree, kl = table["same_top1"].to_list(), table["kl_nats"].to_list()
 top1_share, mean_kl = analysis.generation_agreement()
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Top-1 agreement", f"{top1_share:.0%}", help="Share of generated tokens at which both models ranked the same next token first.")
+c1.metric(
+    "Top-1 agreement", f"{top1_share:.0%}",
+    help="Share of generated tokens at which both models ranked the same next token first.",
+)
 c2.metric("Mean KL (nats)", f"{mean_kl:.4f}")
-c3.metric("Perplexity, float (own text)", f"{ppl.float_own:.2f}", help="The float model on the tokens it generated itself (the left text).")
-c4.metric("Perplexity, integer (own text)", f"{ppl.int_own:.2f}", help="The integer model on the tokens it generated itself (the right text).")
+c3.metric(
+    "Perplexity, float (own text)", f"{ppl.float_own:.2f}",
+    help="The float model on the tokens it generated itself (the left text).",
+)
+c4.metric(
+    "Perplexity, integer (own text)", f"{ppl.int_own:.2f}",
+    help="The integer model on the tokens it generated itself (the right text).",
+)
 _, _, c3, c4 = st.columns(4)
-c3.metric("Perplexity, float (integer's text)", f"{ppl.float_on_int_text:.2f}", help="The float model teacher-forced on the integer model's continuation.")
-c4.metric("Perplexity, integer (integer's text)", f"{ppl.int_on_int_text:.2f}", help="The integer model on its own continuation, computed in the lockstep comparison.")
+c3.metric(
+    "Perplexity, float (integer's text)", f"{ppl.float_on_int_text:.2f}",
+    help="The float model teacher-forced on the integer model's continuation.",
+)
+c4.metric(
+    "Perplexity, integer (integer's text)", f"{ppl.int_on_int_text:.2f}",
+    help="The integer model on its own continuation, computed in the lockstep comparison.",
+)
 st.caption(
-    f"Perplexity, first row: each model on its own continuation ({ppl.float_tokens} and {ppl.int_tokens} generated tokens): two different texts. "
+    f"Perplexity, first row: each model on its own continuation ({ppl.float_tokens} and {ppl.int_tokens} generated tokens): two "
+    "different texts. "
     "Second row: both models on the same text, the integer model's continuation: the fair comparison. Perplexity uses the "
     "untempered distribution, so sampling at a temperature can pick tokens the model finds unlikely."
 )
@@ -48,7 +64,7 @@ with left:
     st.code(analysis.prompt + analysis.float_text, language=None, wrap_lines=True)
 
 tokens = table["token"].to_list()
-labels = {t: f"{t} · {text!r}"[:28] for t, text in zip(tokens, table["text"].to_list())}
+labels = {t: f"{t} · {text!r}"[:28] for t, text in zip(tokens, table["text"].to_list(), strict=True)}
 with right:
     st.subheader(f"Integer model · {session.backend.label}")
     text_slot = st.empty()
@@ -97,7 +113,8 @@ st.caption(
 )
 st.subheader("Token by token (integer model)")
 st.caption(
-    "`piece` is the tokenizer's raw vocabulary entry (byte-level BPE: Ġ is a space, Ċ a newline; SentencePiece: ▁ is a space), `text` the decoded "
+    "`piece` is the tokenizer's raw vocabulary entry (byte-level BPE: Ġ is a space, Ċ a newline; SentencePiece: ▁ is a space), "
+    "`text` the decoded "
     "characters. `kl_nats` and `same_top1` compare the distributions the token was drawn from."
 )
 st.dataframe(table, hide_index=True, width="stretch", column_config=column_help(table))

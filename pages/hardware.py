@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import polars as pl
 import streamlit as st
 
+from inspector.activity_cache import cache_dir, estimated_measure_seconds
 from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
 from inspector.emulator.hardware import HardwareConfigError
 from inspector.emulator.mapper import MappingError
@@ -13,7 +13,6 @@ from inspector.estimate import DEFAULT_PROMPT_TOKENS
 from inspector.figures import core_map_figure, energy_breakdown_figure, estimate_figure, stage_time_figure
 from inspector.hardware_report import density_summary, evaluate, matching_published, results_table
 from inspector.paper import JETSON_ORIN_NANO_WATTS, JETSON_SOURCE, PAPER, PAPER_NOTE, GpuBaseline, ratios
-from inspector.activity_cache import cache_dir, estimated_measure_seconds
 from inspector.ui.export import chart, table_downloads, thousands
 from inspector.ui.hardware import cached_published_evaluation, cost_preset, measure_published, what_if_hardware
 from inspector.ui.runs import page_analysis
@@ -34,12 +33,22 @@ with st.expander("Mapping what-ifs: synapse bits, shared cores, per-core limits"
 with st.expander("Per-operation costs (every number with its source)", expanded=False):
     preset = cost_preset()
     st.dataframe(preset.table(), hide_index=True, width="stretch")
-    st.caption("Static power means idle power (leakage, clocks), paid by every chip the map uses for the whole time a token takes.")
-prompt_tokens = int(st.number_input("Prompt length for time to first token (tokens)", 1, 100_000, DEFAULT_PROMPT_TOKENS, key="ttft_prompt"))
+    st.caption(
+        "Static power means idle power (leakage, clocks), paid by every chip the map uses for the whole time a token takes.",
+    )
+prompt_tokens = int(
+    st.number_input("Prompt length for time to first token (tokens)", 1, 100_000, DEFAULT_PROMPT_TOKENS, key="ttft_prompt"),
+)
 
-weights_label = f"{session.loaded.name}: its weights, your prompt and generation ({analysis.prompt_tokens} + {len(analysis.run.tokens)} tokens)"
+weights_label = (
+    f"{session.loaded.name}: its weights, your prompt and generation "
+    f"({analysis.prompt_tokens} + {len(analysis.run.tokens)} tokens)"
+)
 try:
-    loaded = evaluate(session.loaded.name, weights_label, emulator.core_map.groups, analysis.run.probe.group_activity(), hw, share, preset.costs, prompt_tokens)
+    loaded = evaluate(
+        session.loaded.name, weights_label, emulator.core_map.groups, analysis.run.probe.group_activity(), hw, share,
+        preset.costs, prompt_tokens,
+    )
 except (MappingError, ValueError) as exc:
     st.error(f"Cannot estimate with these settings: {exc}")
     st.stop()
@@ -49,7 +58,9 @@ summary = core_map.summary()
 st.subheader(f"Core map of {session.loaded.name}")
 st.caption(
     "Each layer is split into fused neuron groups; each group's neurons are packed onto neuro-cores under the "
-    "per-core limits (neurons, synapse memory, SRAM)" + (", groups of a layer sharing cores." if share else ", one group per core.")
+    "per-core limits (neurons, synapse memory, SRAM)" + (
+        ", groups of a layer sharing cores." if share else ", one group per core."
+    )
 )
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Neuro-cores", f"{summary['cores']:,}")
@@ -92,7 +103,12 @@ evaluations, missing = [loaded], []
 real = matching_published(session.loaded.config)
 for name in PUBLISHED_CONFIGS:
     if name == real:
-        evaluations.append(evaluate(name, "the loaded checkpoint (real weights): " + weights_label, core_map.groups, analysis.run.probe.group_activity(), hw, share, preset.costs, prompt_tokens))
+        evaluations.append(
+            evaluate(
+                name, "the loaded checkpoint (real weights): " + weights_label, core_map.groups,
+                analysis.run.probe.group_activity(), hw, share, preset.costs, prompt_tokens
+            )
+        )
         continue
     try:
         evaluation = cached_published_evaluation(name, session.qc, hw, share, preset.costs, prompt_tokens)
@@ -111,8 +127,10 @@ for name in missing:
     left, right = st.columns([3, 1])
     try:
         density = density_summary(name, hw, share)
-        left.info(f"{name} has not been measured for this QuantConfig yet (core map from the typical 69% ternary density: "
-                  f"{density['cores']:,} cores, {density['chips']} chips). Measuring takes about {seconds // 60 + 1} min on one core.")
+        left.info(
+            f"{name} has not been measured for this QuantConfig yet (core map from the typical 69% ternary density: "
+            f"{density['cores']:,} cores, {density['chips']} chips). Measuring takes about {seconds // 60 + 1} min on one core."
+        )
     except MappingError as exc:
         left.error(f"{name} does not map with these limits: {exc}")
     if right.button(f"Measure {name}", key=f"measure_{name}"):
@@ -131,12 +149,17 @@ st.caption(
     "no default) and its power."
 )
 options = results["model"].to_list()
-choice = st.selectbox("Our estimate for", options, index=options.index("MMfreeLM-370M") if "MMfreeLM-370M" in options else 0, key="paper_model")
+choice = st.selectbox(
+    "Our estimate for", options, index=options.index("MMfreeLM-370M") if "MMfreeLM-370M" in options else 0, key="paper_model",
+)
 row = next(e for e in evaluations if e.model == choice)
 b1, b2, b3 = st.columns(3)
 base_tps = b1.number_input("Baseline tokens/s (generation)", min_value=0.0, value=0.0, key="base_tps", help="0 = not given")
 base_w = b2.number_input("Baseline power (W)", min_value=0.1, value=JETSON_ORIN_NANO_WATTS, key="base_w", help=JETSON_SOURCE)
-base_ttft = b3.number_input(f"Baseline time to first token (s, {prompt_tokens}-token prompt)", min_value=0.0, value=0.0, key="base_ttft", help="0 = not given")
+base_ttft = b3.number_input(
+    f"Baseline time to first token (s, {prompt_tokens}-token prompt)", min_value=0.0, value=0.0, key="base_ttft",
+    help="0 = not given",
+)
 try:
     baseline = GpuBaseline(base_tps or None, float(base_w), base_ttft or None)
 except InspectorError as exc:

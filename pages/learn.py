@@ -6,14 +6,14 @@ import streamlit as st
 
 from inspector.figures import kl_agreement_figure, layer_error_figure, saturation_rate_figure
 from inspector.teaching import (
-    saturation_experiment,
-    saturation_settings,
     host_share,
     layer_op_counts,
+    saturation_experiment,
+    saturation_settings,
+    sparsity_summary,
+    spike_code_figure,
     spike_nonzero_table,
     spike_sparsity_figure,
-    spike_code_figure,
-    sparsity_summary,
     state_traces_figure,
     ternary_counts,
     weight_histogram,
@@ -21,7 +21,7 @@ from inspector.teaching import (
 )
 from inspector.ui.export import chart
 from inspector.ui.runs import page_analysis
-from inspector.ui.sidebar import cached_backend, backend_for
+from inspector.ui.sidebar import backend_for, cached_backend
 
 STEPS = [
     "1. Ternary weights",
@@ -148,7 +148,9 @@ elif step == STEPS[4]:
     if key in experiments:
         table = experiments[key]
         st.dataframe(table, hide_index=True, width="stretch", column_config={
-            name: st.column_config.NumberColumn(format="percent") for name in ("states_clipped", "states_underflowed", "states_at_zero", "top1_agreement")
+            name: st.column_config.NumberColumn(format="percent") for name in (
+                "states_clipped", "states_underflowed", "states_at_zero", "top1_agreement",
+            )
         })
         squeezed, narrow = table.row(1, named=True), table.row(2, named=True)
         st.markdown(

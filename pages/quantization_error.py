@@ -31,7 +31,9 @@ per_layer = diff.per_layer()
 st.dataframe(per_layer, hide_index=True, width="stretch", height=300)
 table_downloads(per_layer, "per_layer_error", TABLE_NOTES["per_layer_error"])
 
-metric = st.segmented_control("Metric", list(METRIC_LABELS), format_func=METRIC_LABELS.get, default="sqnr_db", key="err_metric") or "sqnr_db"
+metric = st.segmented_control(
+    "Metric", list(METRIC_LABELS), format_func=METRIC_LABELS.get, default="sqnr_db", key="err_metric"
+) or "sqnr_db"
 sites = st.multiselect(
     "Sites", per_layer["site"].unique(maintain_order=True).to_list(),
     default=list(DEPTH_SITES), key="err_sites",
@@ -42,7 +44,7 @@ else:
     st.info("Pick at least one site above to draw the chart.")
 
 c1, c2 = st.columns(2)
-layers = sorted(l for l in diff.tensors["layer"].unique().to_list() if l >= 0)
+layers = sorted(n for n in diff.tensors["layer"].unique().to_list() if n >= 0)
 layer = c1.selectbox("Layer", layers, key="err_layer")
 site_options = diff.tensors.filter(pl.col("layer") == layer)["site"].unique(maintain_order=True).to_list()
 site = c2.selectbox("Tensor", site_options, index=site_options.index(HIDDEN) if HIDDEN in site_options else 0, key="err_site")
@@ -51,7 +53,10 @@ with a:
     chart(token_error_figure(diff.tensors, site, layer, metric, analysis.prompt_tokens), "error_tokens")
 with b:
     key = f"layers.{layer}.{site}"
-    chart(scatter_figure(diff.float_values[key], diff.int_probe.site_values(key), f"layer {layer} {site}: float vs integer"), "scatter")
+    chart(
+        scatter_figure(diff.float_values[key], diff.int_probe.site_values(key), f"layer {layer} {site}: float vs integer"),
+        "scatter",
+    )
 
 st.subheader("Where the error is introduced: local vs cumulative")
 st.caption(

@@ -27,8 +27,14 @@ st.caption(
 totals = analysis.saturation_totals()
 total_clipped, total_underflow = totals["clipped"], totals["underflow"]
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Clipped values", f"{total_clipped:,}", help=f"{total_clipped / max(totals['values'], 1):.4%} of all {totals['values']:,} values")
-c2.metric("Underflowed values", f"{total_underflow:,}", help=f"{total_underflow / max(totals['compared_values'], 1):.4%} of the values with a float counterpart")
+c1.metric(
+    "Clipped values", f"{total_clipped:,}",
+    help=f"{total_clipped / max(totals['values'], 1):.4%} of all {totals['values']:,} values",
+)
+c2.metric(
+    "Underflowed values", f"{total_underflow:,}",
+    help=f"{total_underflow / max(totals['compared_values'], 1):.4%} of the values with a float counterpart",
+)
 c3.metric("Clipped MLGRU states", f"{totals['state_clipped']:,}")
 c4.metric(
     "MLGRU states at code 0",
@@ -48,7 +54,8 @@ codes, where = analysis.state_codes(layer, None if core == "all" else int(core))
 first, last = analysis.window_tokens
 a, b = st.columns(2)
 with a:
-    chart(state_histogram_figure(codes, qc.state_bits, f"MLGRU state codes ({where}, tokens {first}-{last}) vs the {qc.state_bits}-bit range"), "state_hist")
+    title = f"MLGRU state codes ({where}, tokens {first}-{last}) vs the {qc.state_bits}-bit range"
+    chart(state_histogram_figure(codes, qc.state_bits, title), "state_hist")
 with b:
     chart(saturation_rate_figure(saturation), "saturation_rate")
 
@@ -59,7 +66,8 @@ st.caption(
     "one with underflow needs a finer scale (more bits or less headroom)."
 )
 per_site = range_use_table(saturation).select(
-    "layer", "site", "kind", "bits", "effective_bits", "clipped", "clipped_rate", "underflow", "underflow_rate", "zero_rate", "values"
+    "layer", "site", "kind", "bits", "effective_bits", "clipped", "clipped_rate", "underflow", "underflow_rate", "zero_rate",
+    "values"
 ).sort(["clipped", "underflow", "layer"], descending=[True, True, False], nulls_last=True)
 st.dataframe(per_site, hide_index=True, width="stretch")
 table_downloads(per_site, "range_use")

@@ -49,7 +49,9 @@ def show_results(out_dir: Path) -> None:
     if base is not None:
         c1, c2, c3, c4 = st.columns(4)
         c1.metric("Float bits/char", f"{base['float_bits_per_char']:.4f}")
-        c2.metric("Base integer bits/char", f"{base['bits_per_char']:.4f}", f"{base['delta_bpc_pct']:+.2f}%", delta_color="inverse")
+        c2.metric(
+            "Base integer bits/char", f"{base['bits_per_char']:.4f}", f"{base['delta_bpc_pct']:+.2f}%", delta_color="inverse",
+        )
         c3.metric("Cores / chips", f"{base['cores']} / {base['chips']}")
         c4.metric("Energy per token", f"{base['energy_per_token_uj']:.1f} uJ")
     table = sensitivity_table(points)
@@ -77,7 +79,10 @@ def show_results(out_dir: Path) -> None:
         path = str(sweep["winner_file"])
         st.success(f"Winning QuantConfig: {path}")
         st.button("Use it in the sidebar", on_click=_use_winner, args=(path,), key="use_winner")
-        st.download_button("Download best_quant_config.json", Path(path).read_bytes(), "best_quant_config.json", "application/json", key="dl_winner")
+        st.download_button(
+            "Download best_quant_config.json", Path(path).read_bytes(), "best_quant_config.json", "application/json",
+            key="dl_winner",
+        )
     failed = failed_points(points)
     if failed.height:
         st.warning(f"{failed.height} point(s) failed; each is kept with its error:")
@@ -114,12 +119,18 @@ else:
     busy = running_job(out_dir)
     elsewhere = other_running(out_dir)
     if elsewhere is not None:
-        st.info(f"Another sweep is running ({elsewhere.out_dir}); one sweep runs at a time. Open it with 'Open existing results'.")
+        st.info(
+            f"Another sweep is running ({elsewhere.out_dir}); one sweep runs at a time. Open it with 'Open existing results'.",
+        )
     if st.button("Start sweep", type="primary", key="sweep_start", disabled=busy is not None or elsewhere is not None):
         try:
             ids, chars = held_out_ids(loaded, text, max_tokens)
             spec = SweepSpec(loaded, ids, chars, session.qc)
-            register(SweepJob(spec, out_dir, {"budget_pct": budget, "search": search, "per_layer": per_layer, "workers": workers}).start())
+            register(
+                SweepJob(
+                    spec, out_dir, {"budget_pct": budget, "search": search, "per_layer": per_layer, "workers": workers}
+                ).start()
+            )
         except InspectorError as exc:
             st.error(str(exc))
     st.session_state["sweep_dir"] = str(out_dir)
@@ -136,8 +147,14 @@ if current:
         if was_running and not job.running:
             st.rerun()  # the sweep ended: redraw the page once, without the timer
         if job is not None and job.running:
-            st.progress(job.fraction, text=f"{job.phase}: {job.done}/{job.total} points" + (f", {job.failed} failed" if job.failed else ""))
-            st.button("Stop", on_click=job.stop, key="sweep_stop", help="Cancel the running points; finished ones stay, a re-run resumes")
+            st.progress(
+                job.fraction,
+                text=f"{job.phase}: {job.done}/{job.total} points" + (f", {job.failed} failed" if job.failed else ""),
+            )
+            st.button(
+                "Stop", on_click=job.stop, key="sweep_stop",
+                help="Cancel the running points; finished ones stay, a re-run resumes",
+            )
         elif job is not None and job.error:
             st.error(f"The sweep failed: {job.error}")
         elif job is not None and job.phase == "stopped":

@@ -51,7 +51,9 @@ core = c3.selectbox("Core", core_ids, key="raster_core")
 row = cores.filter(pl.col("core") == core).row(0, named=True)
 messages = analysis.run.probe.core_messages(core)
 first = analysis.run.probe.window_start
-st.caption(f"Tokens {first}-{first + messages.shape[0] - 1} (the sidebar's 'Per-neuron detail' chooses which tokens keep a raster).")
+st.caption(
+    f"Tokens {first}-{first + messages.shape[0] - 1} (the sidebar's 'Per-neuron detail' chooses which tokens keep a raster).",
+)
 chart(raster_figure(messages, core, row["start"], group, layer, first_token=first), "raster")
 st.subheader("Activity table")
 table_downloads(activity, "activity", TABLE_NOTES["activity"])

@@ -9,10 +9,18 @@ import torch
 
 from inspector.checkpoint import save_checkpoint
 from inspector.config import HGRNBitConfig
+from inspector.generate import encode_prompt, generate
 from inspector.model import HGRNBitForCausalLM
-from inspector.tokenizer import train_bpe_tokenizer
+from inspector.tokenizer import decode_continuation, train_bpe_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
+
+def generate_text(model, tokenizer, prompt: str, **settings) -> str:
+    """The whole continuation as one string, decoded after the prompt."""
+    ids = [step.token_id for step in generate(model, tokenizer, prompt, **settings)]
+    return decode_continuation(tokenizer, encode_prompt(tokenizer, prompt), ids)
+
+
 TINY_TEXT = (
     "To be, or not to be, that is the question:\n"
     "Whether 'tis nobler in the mind to suffer\n"

@@ -393,7 +393,8 @@ def test_hardware_what_ifs_and_presets_update_live(app, monkeypatch, tmp_path):
     assert not app.exception and not app.error
     small = _metrics(app)
     assert _number(small["Neuro-cores"]) > _number(before["Neuro-cores"])
-    assert _number(small["Generation, tokens/s"]) > _number(before["Generation, tokens/s"])  # fewer neurons per core: shorter stages
+    # fewer neurons per core: shorter stages
+    assert _number(small["Generation, tokens/s"]) > _number(before["Generation, tokens/s"])
     app.toggle(key="hw_share").set_value(True).run()
     assert _number(_metrics(app)["Neuro-cores"]) < _number(small["Neuro-cores"])
     app.number_input(key="hw_core_sram_bytes").set_value(1).run()  # 1 KiB of SRAM cannot hold 128 KiB of synapse memory
@@ -429,7 +430,10 @@ def test_hardware_page_measures_a_published_size(app, monkeypatch, tmp_path):
 
     monkeypatch.setenv("LOIHI_INSPECTOR_CACHE", str(tmp_path))
     # one layer: not the loaded checkpoint's shape (that one would be recognized as its published size)
-    monkeypatch.setitem(PUBLISHED_CONFIGS, "tiny-published", {"hidden_size": 32, "num_hidden_layers": 1, "vocab_size": 300, "intermediate_size": 48})
+    monkeypatch.setitem(
+        PUBLISHED_CONFIGS, "tiny-published",
+        {"hidden_size": 32, "num_hidden_layers": 1, "vocab_size": 300, "intermediate_size": 48},
+    )
     app.switch_page("pages/hardware.py").run()
     labels = [b.label for b in app.button]
     assert "Measure MMfreeLM-370M" in labels and "Measure tiny-published" in labels
@@ -446,7 +450,10 @@ def test_hardware_page_measures_a_published_size(app, monkeypatch, tmp_path):
 def test_hardware_page_uses_the_loaded_checkpoint_for_its_published_size(app, monkeypatch):
     from inspector.config import PUBLISHED_CONFIGS
 
-    monkeypatch.setitem(PUBLISHED_CONFIGS, "tiny-published", {"hidden_size": 32, "num_hidden_layers": 2, "vocab_size": 300, "intermediate_size": 48})
+    monkeypatch.setitem(
+        PUBLISHED_CONFIGS, "tiny-published",
+        {"hidden_size": 32, "num_hidden_layers": 2, "vocab_size": 300, "intermediate_size": 48},
+    )
     app.switch_page("pages/hardware.py").run()
     assert not app.exception, app.exception
     table = next(d.value for d in app.dataframe if "activity from" in d.value.columns)
@@ -556,7 +563,8 @@ def test_learn_saturation_experiment_really_saturates(app):
 
 def test_saturation_page_counts_underflow(app):
     app.switch_page("pages/saturation.py").run()
-    for name, value in [("q_state_bits", 6), ("q_internal_bits", 6), ("q_act_bits", 3), ("q_residual_bits", 3), ("q_spike_bits", 3)]:
+    narrowest = [("q_state_bits", 6), ("q_internal_bits", 6), ("q_act_bits", 3), ("q_residual_bits", 3), ("q_spike_bits", 3)]
+    for name, value in narrowest:
         app.slider(key=name).set_value(value).run()
     assert not app.exception, app.exception
     metrics = {m.label: m.value for m in app.metric}

@@ -127,7 +127,12 @@ def test_exported_figure_draws_offline(page, tmp_path):
     path = tmp_path / "figure.html"
     path.write_text(figures_html({"test": go.Figure(go.Bar(x=[1, 2, 3], y=[3, 1, 2]))}, {"prompt": "x"}), encoding="utf-8")
     blocked = []
-    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:") else (blocked.append(route.request.url), route.abort()))
+    page.route(
+        "**/*",
+        lambda route: route.continue_() if route.request.url.startswith("file:") else (
+            blocked.append(route.request.url), route.abort()
+        )
+    )
     try:
         page.goto(path.as_uri(), wait_until="load")
         page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
@@ -144,7 +149,11 @@ def test_learn_steps_in_chromium(page, app_url):
     page.get_by_role("heading", name="Learn").first.wait_for(timeout=180_000)
     _settle(page)
     page.get_by_text("Words used in this tour").click()
-    for label, slug in (("3. The MLGRU neuron", "learn_mlgru"), ("4. Event-driven sparsity", "learn_sparsity"), ("6. Drift between float and integer", "learn_drift")):
+    steps = (
+        ("3. The MLGRU neuron", "learn_mlgru"), ("4. Event-driven sparsity", "learn_sparsity"),
+        ("6. Drift between float and integer", "learn_drift"),
+    )
+    for label, slug in steps:
         page.get_by_text(label).click()
         _settle(page)
         page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)

@@ -47,7 +47,7 @@ def test_fourteen_sessions_against_one_server(tmp_path):
                 context.close()
             # 2. Four at once; two have the same settings (one waits for the other's run); two are closed mid-run.
             group = [open_session(f"/?seed={seed}&tokens=8") for seed in (0, 4, 5, 0)]
-            for (context, page), seed in zip(group, (0, 4, 5, 0)):
+            for (_context, page), seed in zip(group, (0, 4, 5, 0), strict=True):
                 renders(page, "Generation", f"concurrent, seed {seed}")
             group[1][0].close()
             group[2][0].close()

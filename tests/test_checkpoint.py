@@ -9,10 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from inspector.ternary import ternarize
-
 from inspector.checkpoint import load_checkpoint
 from inspector.errors import CheckpointError, TokenizerError
+from inspector.ternary import ternarize
 
 
 def test_round_trip_same_logits_and_tokenizer(tiny_checkpoint, tiny_tokenizer):
@@ -32,7 +31,9 @@ def test_round_trip_same_logits_and_tokenizer(tiny_checkpoint, tiny_tokenizer):
 def test_sharded_safetensors_with_index(tiny_checkpoint):
     tensors = load_file(str(tiny_checkpoint / "model.safetensors"))
     keys = sorted(tensors)
-    shards = {"model-00001-of-00002.safetensors": keys[: len(keys) // 2], "model-00002-of-00002.safetensors": keys[len(keys) // 2 :]}
+    shards = {
+        "model-00001-of-00002.safetensors": keys[: len(keys) // 2], "model-00002-of-00002.safetensors": keys[len(keys) // 2 :],
+    }
     weight_map = {}
     for shard, shard_keys in shards.items():
         save_file({k: tensors[k] for k in shard_keys}, str(tiny_checkpoint / shard))

@@ -13,10 +13,10 @@ from polars.testing import assert_frame_equal
 from inspector.analysis import analyze
 from inspector.checkpoint import load_checkpoint
 from inspector.cli import main as cli_main
-from inspector.tokenizer import encode
 from inspector.diff import compare, lockstep_ids, tensor_metrics
 from inspector.emulator.engine import Emulator
 from inspector.generate import SamplingSettings
+from inspector.tokenizer import encode
 from inspector.traces import read_traces, run_tables, write_traces
 
 
@@ -44,20 +44,24 @@ def test_activity_matches_the_integer_tensors(emulator):
     activity = probe.activity()
     # messages of the o_proj group on each token == nonzero o_proj codes
     o_codes = probe.site_codes("layers.1.o_proj")
-    per_token = activity.filter((pl.col("layer") == 1) & (pl.col("group") == "proj_o")).group_by("token").agg(pl.col("messages").sum()).sort("token")
+    per_token = activity.filter(
+        (pl.col("layer") == 1) & (pl.col("group") == "proj_o"),
+    ).group_by("token").agg(pl.col("messages").sum()).sort("token")
     assert per_token["messages"].to_list() == (o_codes != 0).sum(dim=1).tolist()
     # synaptic ops of down_proj == sum over active inputs of nonzero weights (plain loop)
     layer = emulator.params.layers[0]
     spikes = probe.site_codes("layers.0.down_proj.spikes")
     w = layer.down_proj.weight
     expected = [sum(int((w[:, j] != 0).sum()) for j in range(w.shape[1]) if spikes[t, j] != 0) for t in range(len(ids))]
-    got = activity.filter((pl.col("layer") == 0) & (pl.col("group") == "proj_down")).group_by("token").agg(pl.col("synops").sum()).sort("token")
+    got = activity.filter(
+        (pl.col("layer") == 0) & (pl.col("group") == "proj_down"),
+    ).group_by("token").agg(pl.col("synops").sum()).sort("token")
     assert got["synops"].to_list() == expected
     # neuron updates: every neuron of the model once per token, counted from the architecture (not
     # from the core map's own neuron column): per layer D (attn norm) + 3M (i, f, g) + M (MLGRU)
     # + D (o) + D (MLP norm) + 2I (gate, y) + I (GLU) + D (down) + D (residual), and D final-norm neurons
     c = emulator.loaded.config
-    D, M, I = c.hidden_size, c.mixer_size, c.mlp_intermediate_size
+    D, M, I = c.hidden_size, c.mixer_size, c.mlp_intermediate_size  # noqa: E741 (I: the MLP width, as in the equations)
     per_token = c.num_hidden_layers * (5 * D + 4 * M + 3 * I) + D
     per_tok = activity.group_by("token").agg(pl.col("neuron_updates").sum()).sort("token")
     assert per_tok["neuron_updates"].to_list() == [per_token] * len(ids)
@@ -97,7 +101,8 @@ def test_window_keeps_per_token_summaries_for_every_token(emulator):
     full = compare(emulator, ids)
     windowed = compare(emulator, ids, keep_from=len(ids) - 4, chunk_tokens=5)
     assert_frame_equal(full.tokens, windowed.tokens)
-    assert_frame_equal(full.tensors, windowed.tensors, check_exact=False, rel_tol=1e-3, abs_tol=1e-4)  # float model: chunked vs whole
+    # float model: chunked vs whole
+    assert_frame_equal(full.tensors, windowed.tensors, check_exact=False, rel_tol=1e-3, abs_tol=1e-4)
     assert windowed.int_probe.window_start == len(ids) - 4
     assert windowed.float_logits.shape[0] == 4 and torch.equal(windowed.int_logits, full.int_logits[-4:])
     key = "layers.1.hidden"
@@ -150,7 +155,9 @@ def test_analysis_reuses_the_generation_with_the_same_bits(emulator):
 
 
 def test_cli_run_and_diff(tiny_checkpoint, tmp_path, capsys):
-    assert cli_main(["run", "--model", str(tiny_checkpoint), "--prompt", "To be", "--tokens", "4", "--out", str(tmp_path / "o")]) == 0
+    assert cli_main(
+        ["run", "--model", str(tiny_checkpoint), "--prompt", "To be", "--tokens", "4", "--out", str(tmp_path / "o")],
+    ) == 0
     assert (tmp_path / "o" / "activity.parquet").exists()
     text_file = tmp_path / "t.txt"
     text_file.write_text("Once upon a time there was a little girl named Lily.")
@@ -189,7 +196,10 @@ def test_cli_traces_count_underflow_and_effective_bits(tiny_checkpoint, tmp_path
     with the bits used beside the bits available; --window keeps per-neuron tables for the last tokens."""
     out = tmp_path / "narrow"
     narrow = ["state_bits=6", "internal_bits=6", "act_bits=3", "spike_bits=3", "residual_bits=3"]
-    argv = ["run", "--model", str(tiny_checkpoint), "--prompt", "To be, or not", "--tokens", "3", "--out", str(out), "--window", "2", "--quant", *narrow]
+    argv = [
+        "run", "--model", str(tiny_checkpoint), "--prompt", "To be, or not", "--tokens", "3", "--out", str(out), "--window", "2",
+        "--quant", *narrow,
+    ]
     assert cli_main(argv) == 0
     saturation = pl.read_parquet(out / "saturation.parquet")
     hidden = saturation.filter(pl.col("site") == "hidden")

@@ -12,7 +12,10 @@ from inspector.estimate import estimate
 from inspector.paper import PAPER_CLAIMS, BaselineError, GpuBaseline, ratios
 
 # round numbers so that every figure below can be checked by hand
-COSTS = OpCosts(synop_pj=1, synop_ns=1, neuron_update_pj=2, neuron_update_ns=10, message_pj=4, message_ns=100, static_w_per_chip=0.5, barrier_ns=1000)
+COSTS = OpCosts(
+    synop_pj=1, synop_ns=1, neuron_update_pj=2, neuron_update_ns=10, message_pj=4, message_ns=100, static_w_per_chip=0.5,
+    barrier_ns=1000,
+)
 CHIPS = 2
 
 
@@ -31,7 +34,9 @@ def activity() -> pl.DataFrame:
         {
             "token": [r[0] for r in rows], "core": [r[1] for r in rows], "chip": [0] * 6, "layer": [0] * 6,
             "group": [r[2] for r in rows], "messages": [r[5] for r in rows], "active_neurons": [min(r[5], 1) for r in rows],
-            "synops": [r[3] for r in rows], "neuron_updates": [r[4] for r in rows], "neurons": [r[4] for r in rows],
+            "synops": [r[3] for r in rows], "neuron_updates": [r[4] for r in rows],
+            # a group's size, deliberately not its updates: the estimate must charge neuron updates
+            "neurons": [7 * r[4] + 3 for r in rows],
         }
     )
 
@@ -81,7 +86,9 @@ def test_breakdown_per_group_and_layer_adds_up():
 
 def test_costs_scale_energy_and_time_separately():
     base = estimate(activity(), CHIPS, COSTS)
-    slow = estimate(activity(), CHIPS, dataclasses.replace(COSTS, synop_ns=2, neuron_update_ns=20, message_ns=200, barrier_ns=2000))
+    slow = estimate(
+        activity(), CHIPS, dataclasses.replace(COSTS, synop_ns=2, neuron_update_ns=20, message_ns=200, barrier_ns=2000),
+    )
     assert slow.generation.seconds_per_token == pytest.approx(2 * base.generation.seconds_per_token)
     assert slow.generation.dynamic_mj == pytest.approx(base.generation.dynamic_mj)
     assert slow.generation.static_mj == pytest.approx(2 * base.generation.static_mj)

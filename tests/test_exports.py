@@ -20,7 +20,7 @@ from inspector.errors import PromptError
 from inspector.generate import MAX_SEED, SamplingSettings
 from inspector.perplexity import MAX_PERPLEXITY_TOKENS, own_continuation_perplexity, perplexity_text_ids
 from inspector.quant.config import QuantConfig
-from inspector.teaching import host_share, layer_op_counts, spike_nonzero_table, sparsity_summary, state_traces_figure
+from inspector.teaching import host_share, layer_op_counts, sparsity_summary, spike_nonzero_table, state_traces_figure
 from inspector.url_settings import QUANT_SLIDERS, fields, parse_query, to_query
 
 PROMPT = "To be, or not"
@@ -139,7 +139,9 @@ def test_bundle_has_everything(run):
     columns = pl.read_csv(io.BytesIO(z.read("columns.csv")))
     assert set(columns["table"].unique().to_list()) == set(tables)
     page = z.read("figures.html").decode()
-    assert not re.search(r"<script[^>]+src=", page) and page.count("Plotly.newPlot") == len(E.bundle_figures(analysis, emulator.loaded.tokenizer))
+    assert not re.search(r"<script[^>]+src=", page) and page.count("Plotly.newPlot") == len(
+        E.bundle_figures(analysis, emulator.loaded.tokenizer),
+    )
     assert "predicts_token" in z.read("README.txt").decode()
 
 
@@ -192,7 +194,7 @@ def test_colored_tokens_are_numbered_from_the_prompt():
 def test_state_traces_one_color_per_neuron(run):
     _, analysis, _ = run
     fig = state_traces_figure(analysis, neurons=3)
-    pairs = list(zip(fig.data[::2], fig.data[1::2]))
+    pairs = list(zip(fig.data[::2], fig.data[1::2], strict=True))
     assert len(pairs) == 3
     for line, dots in pairs:
         assert line.line.color == dots.marker.color
@@ -259,7 +261,9 @@ def test_tour_op_counts_and_host_share(run):
     emulator, _, _ = run
     ops = layer_op_counts(emulator)
     L = emulator.params.layers[0]
-    assert ops["synapse_additions"] == sum(int((p.weight != 0).sum()) for p in (L.i_proj, L.f_proj, L.g_proj, L.o_proj, L.gate_proj, L.down_proj))
+    assert ops["synapse_additions"] == sum(
+        int((p.weight != 0).sum()) for p in (L.i_proj, L.f_proj, L.g_proj, L.o_proj, L.gate_proj, L.down_proj)
+    )
     assert 0 < ops["requantize_multiplies"] < ops["synapse_additions"]
     cfg = emulator.loaded.config
     share = host_share(emulator)

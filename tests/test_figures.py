@@ -18,9 +18,9 @@ from inspector.teaching import sparsity_summary, ternary_counts, worked_synapse_
 
 @pytest.fixture(scope="module")
 def analysis(tmp_path_factory, tiny_tokenizer):
-    from tests.conftest import randomize, tiny_config
     from inspector.checkpoint import save_checkpoint
     from inspector.model import HGRNBitForCausalLM
+    from tests.conftest import randomize, tiny_config
 
     model = randomize(HGRNBitForCausalLM(tiny_config(vocab_size=tiny_tokenizer.get_vocab_size())))
     directory = save_checkpoint(model, tiny_tokenizer, tmp_path_factory.mktemp("fig") / "tiny")
@@ -127,11 +127,13 @@ def test_estimate_scales_with_costs(analysis):
         OpCosts(synop_pj=2 * 23.6, neuron_update_pj=2 * 52.0, message_pj=10.0, static_w_per_chip=2.0),
     )
     assert doubled.energy_per_token_mj == pytest.approx(2 * base.energy_per_token_mj)
-    assert base.generation_tokens_per_s > 0 and base.prefill_tokens_per_s >= base.generation_tokens_per_s
+    assert base.generation.tokens_per_s > 0 and base.prefill.tokens_per_s >= base.generation.tokens_per_s
     # a hand computation for the first token
     act = a.tables["activity"].filter(pl.col("token") == 0)
     c = OpCosts()
-    dynamic_uj = (act["synops"].sum() * c.synop_pj + act["neuron_updates"].sum() * c.neuron_update_pj + act["messages"].sum() * c.message_pj) * 1e-6
+    dynamic_uj = (
+        act["synops"].sum() * c.synop_pj + act["neuron_updates"].sum() * c.neuron_update_pj + act["messages"].sum() * c.message_pj
+    ) * 1e-6
     first = base.per_token.row(0, named=True)
     static_uj = emulator.core_map.chips * c.static_w_per_chip * first["latency_us"]
     assert first["energy_uj"] == pytest.approx(dynamic_uj + static_uj)

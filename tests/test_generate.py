@@ -7,7 +7,8 @@ import torch
 
 from inspector.checkpoint import load_checkpoint
 from inspector.errors import PromptError
-from inspector.generate import MAX_PROMPT_TOKENS, generate, generate_text
+from inspector.generate import MAX_PROMPT_TOKENS, generate
+from tests.conftest import generate_text
 
 
 @pytest.fixture()

@@ -85,7 +85,7 @@ def test_isqrt_and_inv_sqrt_exact():
         ref = [0 if m == 0 else math.isqrt((1 << (2 * frac)) // m) for m in ms]
         assert got == ref
         # and it really is floor(2^F / sqrt(m))
-        for m, r in zip(ms[1:], got[1:]):
+        for m, r in zip(ms[1:], got[1:], strict=True):
             assert r <= 2**frac / math.sqrt(m) < r + 1
 
 
@@ -93,7 +93,7 @@ def py_rmsnorm(row, weight, eps_q, frac, m, s, bits):
     n = len(row)
     mean = (2 * sum(v * v for v in row) + n) // (2 * n) + eps_q
     inv = 0 if mean == 0 else math.isqrt((1 << (2 * frac)) // mean)
-    return [py_saturate(py_round_shift(v * inv * w * m, s), bits) for v, w in zip(row, weight)]
+    return [py_saturate(py_round_shift(v * inv * w * m, s), bits) for v, w in zip(row, weight, strict=True)]
 
 
 @pytest.mark.parametrize("bits_in", [8, 16])
@@ -106,7 +106,7 @@ def test_rmsnorm_int(bits_in):
     weight = [RNG.randint(-2000, 2000) for _ in range(n)]
     m, s = 40000, 30
     out, clipped = K.rmsnorm_int(torch.tensor(rows), torch.tensor(weight), 0, 16, m, s, 8)
-    for row, got_row, got_clip in zip(rows, out.tolist(), clipped.tolist()):
+    for row, got_row, got_clip in zip(rows, out.tolist(), clipped.tolist(), strict=True):
         ref = py_rmsnorm(row, weight, 0, 16, m, s, 8)
         assert got_row == [r[0] for r in ref]
         assert got_clip == [r[1] for r in ref]
@@ -128,7 +128,7 @@ def test_ternary_accumulation_exact(fan_in, max_code):
     xs = [[RNG.randint(-max_code, max_code - 1) for _ in range(fan_in)] for _ in range(4)]
     xs[0] = [max_code - 1] * fan_in  # worst case for the accumulator
     got = exact_matmul(torch.tensor(xs), torch.tensor(w, dtype=torch.int8)).tolist()
-    ref = [[sum(wi * xi for wi, xi in zip(row, x)) for row in w] for x in xs]
+    ref = [[sum(wi * xi for wi, xi in zip(row, x, strict=True)) for row in w] for x in xs]
     assert got == ref
 
 
@@ -136,7 +136,7 @@ def test_synaptic_ops_count_nonzero_spikes_on_existing_synapses():
     w = [[RNG.choice([-1, 0, 0, 1]) for _ in range(50)] for _ in range(7)]
     xs = [[RNG.choice([0, 0, RNG.randint(-128, 127)]) for _ in range(50)] for _ in range(3)]
     got = TernaryMatrix(torch.tensor(w, dtype=torch.int8), 1.0).synaptic_ops(torch.tensor(xs)).tolist()
-    assert got == [[sum(1 for wi, xi in zip(row, x) if wi != 0 and xi != 0) for row in w] for x in xs]
+    assert got == [[sum(1 for wi, xi in zip(row, x, strict=True) if wi != 0 and xi != 0) for row in w] for x in xs]
 
 
 @pytest.mark.parametrize("shift", [-3, 0, 1, 7, 20])

@@ -36,12 +36,12 @@ def norm(xs: list[int], n) -> list[int]:
     size = len(xs)
     mean = (2 * sum(v * v for v in xs) + size) // (2 * size) + n.eps_q
     inv = 0 if mean == 0 else math.isqrt((1 << (2 * n.frac_bits)) // mean)
-    return [rq(v * inv * int(w), n.out) for v, w in zip(xs, n.weight_q.tolist())]
+    return [rq(v * inv * int(w), n.out) for v, w in zip(xs, n.weight_q.tolist(), strict=True)]
 
 
 def bitlinear(xs: list[int], p, acc_bits: int) -> list[int]:
     spikes = norm(xs, p.norm)
-    return [sat(sum(w * s for w, s in zip(row, spikes)), acc_bits) for row in p.weight.tolist()]
+    return [sat(sum(w * s for w, s in zip(row, spikes, strict=True)), acc_bits) for row in p.weight.tolist()]
 
 
 def lut(table, code: int, bits: int) -> int:
@@ -74,17 +74,17 @@ def scalar_forward(ilm: IntegerLM, tokens: list[int]):
                 iq = rs(lut(L.silu_i, i[j], A) * (one - fq), Q)
                 h[j] = sat(rs(fq * h[j], Q) + rq(iq, L.input_to_state), qc.state_bits)
             gn = norm(g, L.g_norm)
-            gated = [rq(gv * lut(L.silu_h, rq(hv, L.state_to_code), A), L.gated_out) for gv, hv in zip(gn, h)]
+            gated = [rq(gv * lut(L.silu_h, rq(hv, L.state_to_code), A), L.gated_out) for gv, hv in zip(gn, h, strict=True)]
             o = [rq(v, L.o_out) for v in bitlinear(gated, L.o_proj, qc.accumulator_bits)]
-            r = [add(xv, ov, L.residual_attn) for xv, ov in zip(x, o)]
+            r = [add(xv, ov, L.residual_attn) for xv, ov in zip(x, o, strict=True)]
             m = norm(r, L.mlp_norm)
             acc = bitlinear(m, L.gate_proj, qc.accumulator_bits)
             half = len(acc) // 2
             gate = [rq(v, L.gate_out) for v in acc[:half]]
             y = [rq(v, L.y_out) for v in acc[half:]]
-            glu = [rq(lut(L.silu_gate, gv, A) * yv, L.glu_out) for gv, yv in zip(gate, y)]
+            glu = [rq(lut(L.silu_gate, gv, A) * yv, L.glu_out) for gv, yv in zip(gate, y, strict=True)]
             d = [rq(v, L.down_out) for v in bitlinear(glu, L.down_proj, qc.accumulator_bits)]
-            x = [add(rv, dv, L.residual_mlp) for rv, dv in zip(r, d)]
+            x = [add(rv, dv, L.residual_mlp) for rv, dv in zip(r, d, strict=True)]
         finals.append(norm(x, P.final_norm))
     return finals, states
 
@@ -108,7 +108,9 @@ def build(tiny_tokenizer, qc=None, seed=0, **cfg):
     return model, IntegerLM(convert(model, cal, qc), model)
 
 
-@pytest.mark.parametrize("qc", [QuantConfig(), QuantConfig(pow2_scales=True, act_bits=6, internal_bits=8, spike_bits=7, state_bits=16)])
+@pytest.mark.parametrize(
+    "qc", [QuantConfig(), QuantConfig(pow2_scales=True, act_bits=6, internal_bits=8, spike_bits=7, state_bits=16)],
+)
 def test_integer_model_matches_scalar_reference(tiny_tokenizer, qc):
     _, ilm = build(tiny_tokenizer, qc, num_hidden_layers=2)
     tokens = tiny_tokenizer.encode("To be, or not to be").ids[:6]
@@ -126,7 +128,7 @@ def test_two_runs_give_identical_bits(tiny_tokenizer):
     la, sa = ilm(ids, None, a)
     lb, sb = ilm(ids, None, b)
     assert torch.equal(la, lb)
-    assert all(torch.equal(x, y) for x, y in zip(sa, sb))
+    assert all(torch.equal(x, y) for x, y in zip(sa, sb, strict=True))
     assert a.values.keys() == b.values.keys()
     assert all(torch.equal(a.values[k], b.values[k]) for k in a.values)
 
@@ -144,7 +146,7 @@ def test_prefill_equals_token_by_token(tiny_tokenizer):
         steps.append(logits[:, 0])
         finals.append(step_probe.values["final_norm"][:, 0])
     assert torch.equal(torch.stack(finals, 1), probe.values["final_norm"])
-    assert all(torch.equal(a, b) for a, b in zip(state, full_state))
+    assert all(torch.equal(a, b) for a, b in zip(state, full_state, strict=True))
     assert torch.equal(torch.stack(steps, 1), full)
 
 

@@ -269,7 +269,6 @@ def test_analysis_reports_its_place_in_the_lava_queue(tiny_checkpoint):
     """While another run holds the simulator, an analysis on Lava reports ("wait", position) to its
     progress callback (the app shows "Waiting for the Lava simulator (position N)"), then runs."""
     import threading
-    import time
 
     from inspector.analysis import analyze
     from inspector.lava.backend import SIMULATOR

@@ -9,8 +9,8 @@ import torch
 from inspector.checkpoint import load_checkpoint
 from inspector.emulator.engine import Emulator
 from inspector.emulator.mapper import GROUP_ORDER
-from inspector.sites import split_site_key
 from inspector.lava.params import graph_spec, layer_layout, site_scale, synapse_weights
+from inspector.sites import split_site_key
 
 
 class _SiteOrder:
@@ -45,9 +45,9 @@ def test_readback_layout_names_the_emulators_sites_in_order(tiny_checkpoint):
 
 
 def test_graph_has_one_process_per_core_map_group_and_dense_synapses(tiny_checkpoint):
-    from inspector.lava.graph import LavaGraph  # first: installs the patch Lava needs on Python 3.11
-
     from lava.proc.dense.process import Dense  # noqa: I001
+
+    from inspector.lava.graph import LavaGraph  # first: installs the patch Lava needs on Python 3.11
 
     emulator = Emulator(load_checkpoint(tiny_checkpoint))
     params = emulator.params

@@ -8,9 +8,34 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inspector.lava.synapses import lava_ternary_accumulate
+from inspector.lava.synapses import ternary_dense
+from inspector.lava_compat import install
 from inspector.quant import kernels as K
 from inspector.ternary import exact_matmul
+
+
+def lava_ternary_accumulate(spikes: np.ndarray, weight: np.ndarray, message_bits: int = 8) -> np.ndarray:
+    """(T, in) integer spikes through (out, in) ternary synapses in Loihi2SimCfg: (T, out) accumulators."""
+    install()
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+
+    steps, _ = spikes.shape
+    # one extra step for Dense's one-step delay; the last input column is never delivered
+    data = np.concatenate([spikes.T, np.zeros((spikes.shape[1], 1), dtype=spikes.dtype)], axis=1).astype(np.int32)
+    source = Source(data=data)
+    dense = ternary_dense(weight, message_bits)
+    sink = Sink(shape=(weight.shape[0],), buffer=steps + 1)
+    source.s_out.connect(dense.s_in)
+    dense.a_out.connect(sink.a_in)
+    try:
+        sink.run(condition=RunSteps(num_steps=steps + 1), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+        received = sink.data.get()
+    finally:
+        sink.stop()
+    return received[:, 1:].T.astype(np.int64)
 
 
 def test_lava_dense_equals_emulator_accumulation():

@@ -13,6 +13,11 @@ from inspector.emulator.hardware import HardwareConfig, HardwareConfigError
 from inspector.emulator.mapper import GROUP_ORDER, MappingError, map_model
 
 
+def cores_of(core_map, layer: int, group: str) -> pl.DataFrame:
+    """The core-map rows of one neuron group, in neuron order."""
+    return core_map.table.filter((pl.col("layer") == layer) & (pl.col("group") == group)).sort("start")
+
+
 def check_limits(core_map, hw: HardwareConfig):
     t = core_map.table
     assert (t["neurons"] <= hw.max_neurons_per_core).all()
@@ -21,7 +26,7 @@ def check_limits(core_map, hw: HardwareConfig):
     assert (t["chip"] == t["core"] // hw.cores_per_chip).all()
     # every group is covered exactly once, contiguously
     for group in core_map.groups:
-        rows = core_map.cores_of(group.layer, group.name).sort("start")
+        rows = cores_of(core_map, group.layer, group.name)
         starts, ends = rows["start"].to_list(), rows["end"].to_list()
         assert starts[0] == 0 and ends[-1] == group.neurons
         assert starts[1:] == ends[:-1]
@@ -71,6 +76,24 @@ def test_too_big_neuron_is_a_clear_error():
         map_model(HGRNBitConfig(hidden_size=256, num_hidden_layers=1, vocab_size=64), hw)
 
 
+def test_fan_out_counts_the_cores_of_every_reader_and_is_checked():
+    """Hidden 256 at 256 neurons per core: proj_ifg takes 3 cores, proj_gate 6, glu 3, proj_down 2,
+    every other group 1. norm_mlp feeds proj_gate and the final residual add (6 + 1 cores); a
+    layer's residual feeds the next layer's norm_attn and norm_mlp (2), the last one the final norm."""
+    from inspector.emulator.mapper import _segments, fan_out
+
+    config = HGRNBitConfig(hidden_size=256, num_hidden_layers=2, vocab_size=64)
+    hw = HardwareConfig(max_neurons_per_core=256, max_fan_out_per_neuron=7)
+    core_map = map_model(config, hw)
+    per_layer = {"norm_attn": 3, "proj_ifg": 1, "mlgru": 1, "proj_o": 1, "norm_mlp": 7, "proj_gate": 3, "glu": 2,
+                 "proj_down": 1}
+    want = {(layer, g): n for layer in (0, 1) for g, n in per_layer.items()}
+    want |= {(0, "residual"): 2, (1, "residual"): 1, (-1, "final_norm"): 0}
+    assert fan_out(_segments(core_map.groups, hw, share_cores=False)) == want
+    with pytest.raises(MappingError, match=r"layer 0 norm_mlp: a neuron may send to 7 cores \(proj_gate, residual\)"):
+        map_model(config, HardwareConfig(max_neurons_per_core=256, max_fan_out_per_neuron=6))
+
+
 def test_bad_hardware_config():
     with pytest.raises(HardwareConfigError):
         HardwareConfig(max_neurons_per_core=0)
@@ -85,11 +108,14 @@ def test_real_weights_drive_synapse_counts(tiny_checkpoint):
     from inspector.emulator.engine import Emulator
 
     emu = Emulator(load_checkpoint(tiny_checkpoint))
-    groups = {"proj_ifg": ("i_proj", "f_proj", "g_proj"), "proj_o": ("o_proj",), "proj_gate": ("gate_proj",), "proj_down": ("down_proj",)}
+    groups = {
+        "proj_ifg": ("i_proj", "f_proj", "g_proj"), "proj_o": ("o_proj",), "proj_gate": ("gate_proj",),
+        "proj_down": ("down_proj",),
+    }
     for idx, layer in enumerate(emu.params.layers):
         for group, names in groups.items():
             per_neuron = np.concatenate([(getattr(layer, n).weight != 0).sum(dim=1).numpy() for n in names])
-            rows = emu.core_map.cores_of(idx, group).sort("start")
+            rows = cores_of(emu.core_map, idx, group)
             for start, end, synapses in rows.select("start", "end", "synapses").iter_rows():
                 assert synapses == int(per_neuron[start:end].sum()), (idx, group, start)
             assert rows["end"][-1] == len(per_neuron)
@@ -107,13 +133,30 @@ README_CORE_MAPS = {  # model: (neuro-cores, Loihi 2 chips, stored synapses in m
 }
 
 
+def test_the_pinned_core_map_figures_are_the_readmes():
+    """The README's "Core maps" table, parsed: the pins above and the README cannot drift apart."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    lines = readme.splitlines()
+    start = lines.index("| model | neuro-cores | Loihi 2 chips | stored synapses |") + 2
+    table = {}
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        name, cores, chips, synapses = (cell.strip() for cell in line.strip("|").split("|"))
+        if name.startswith("MMfreeLM-"):
+            table[name] = (int(cores.replace(",", "")), int(chips), int(synapses.removesuffix(" M").replace(",", "")))
+    assert table == README_CORE_MAPS
+
+
 @pytest.mark.parametrize("name", sorted(README_CORE_MAPS))
 def test_published_core_map_figures_match_the_readme(name):
     config = HGRNBitConfig(**PUBLISHED_CONFIGS[name])
     summary = map_model(config, HardwareConfig()).summary()
     cores, chips, synapses_m = README_CORE_MAPS[name]
     assert (summary["cores"], summary["chips"], round(summary["synapses"] / 1e6)) == (cores, chips, synapses_m)
-    D, M, I = config.hidden_size, config.mixer_size, config.mlp_intermediate_size
+    D, M, I = config.hidden_size, config.mixer_size, config.mlp_intermediate_size  # noqa: E741 (I: the MLP width, as in the equations)
     assert summary["neurons"] == config.num_hidden_layers * (5 * D + 4 * M + 3 * I) + D
 
 
@@ -143,13 +186,17 @@ def test_shared_cores_respect_limits_and_never_need_more_cores(hidden, neurons, 
         return
     shared = map_model(config, hw, share_cores=True)
     t = shared.table
-    per_core = t.group_by("core").agg(pl.col("neurons").sum(), pl.col("synapses").sum(), pl.col("memory_bytes").sum(), pl.col("layer").n_unique())
+    per_core = t.group_by("core").agg(
+        pl.col("neurons").sum(), pl.col("synapses").sum(), pl.col("memory_bytes").sum(), pl.col("layer").n_unique(),
+    )
     assert (per_core["neurons"] <= hw.max_neurons_per_core).all()
     assert ((per_core["synapses"] * bits / 8).floor() <= hw.synapse_memory_bytes).all()
     assert (per_core["layer"] == 1).all()  # only groups of one layer share a core
     for group in shared.groups:  # every neuron placed exactly once
-        rows = shared.cores_of(group.layer, group.name).sort("start")
-        assert rows["start"][0] == 0 and rows["end"][-1] == group.neurons and rows["start"].to_list()[1:] == rows["end"].to_list()[:-1]
+        rows = cores_of(shared, group.layer, group.name)
+        assert rows[
+            "start"
+        ][0] == 0 and rows["end"][-1] == group.neurons and rows["start"].to_list()[1:] == rows["end"].to_list()[:-1]
     assert shared.cores <= separate.cores
 
 

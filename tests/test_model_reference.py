@@ -61,7 +61,7 @@ def test_recurrent_steps_equal_full_sequence():
             logits, state = model(tokens[:, t : t + 1], state)
             steps.append(logits[:, 0])
     assert torch.allclose(torch.stack(steps, 1), full, atol=1e-10)
-    for a, b in zip(state, full_state):
+    for a, b in zip(state, full_state, strict=True):
         assert torch.allclose(a, b, atol=1e-12)
 
 

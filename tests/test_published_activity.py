@@ -8,13 +8,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from inspector.activity_cache import published_activity
 from inspector.checkpoint import load_checkpoint
 from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
 from inspector.costs import OpCosts
+from inspector.emulator.activity import core_activity
 from inspector.emulator.engine import Emulator
 from inspector.emulator.hardware import HardwareConfig
 from inspector.hardware_report import evaluate, matching_published
-from inspector.activity_cache import published_activity
 from inspector.published_activity import MeasuredActivity, MeasurementError, measure_layerwise, random_block
 from inspector.quant.calibrate import default_calibration_text
 from inspector.quant.config import QuantConfig
@@ -39,7 +40,7 @@ def test_layerwise_run_is_the_emulator_bit_for_bit(tiny_checkpoint):
     measured = MeasuredActivity("tiny", "its own weights", groups, activity)
     core_map = measured.core_map(emulator.hardware)
     assert core_map.table.equals(emulator.core_map.table)
-    assert measured.activity_table(core_map).equals(probe.activity())
+    assert core_activity(measured.activity, core_map).equals(probe.activity())
     assert progress[0] == (0, 3) and progress[-1] == (3, 3)
 
 
@@ -75,7 +76,8 @@ def test_random_block_follows_the_reference_initialization():
     again = random_block(config, 1, torch.Generator().manual_seed(0))
     assert torch.equal(block.mlp.gate_proj.weight, again.mlp.gate_proj.weight)
     assert float(block.mlp.gate_proj.weight.detach().std()) == pytest.approx(config.initializer_range, rel=0.2)
-    assert float(block.attn.o_proj.weight.detach().abs().max()) < float(block.attn.i_proj.weight.detach().abs().max())  # scaled by 1/sqrt(2L)
+    # scaled by 1/sqrt(2L)
+    assert float(block.attn.o_proj.weight.detach().abs().max()) < float(block.attn.i_proj.weight.detach().abs().max())
 
 
 def test_unknown_published_name_and_bad_settings(monkeypatch, tmp_path):

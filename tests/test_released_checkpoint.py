@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from inspector.checkpoint import load_checkpoint
 from inspector.emulator.engine import Emulator
 from inspector.generate import encode_prompt, generate
-from inspector.tokenizer import decode, decode_continuation, encode, special_token_ids, token_texts, uses_bos
+from inspector.tokenizer import decode, decode_continuation, encode, special_token_ids, token_texts
 from inspector.traces import run_tables
 from tests import upstream_reference
 from tests.make_released_fixture import write_released_checkpoint
@@ -32,6 +32,12 @@ def released(tmp_path_factory):
 @pytest.fixture(scope="module")
 def released_sharded(tmp_path_factory):
     return write_released_checkpoint(tmp_path_factory.mktemp("sharded") / "MMfreeLM-fixture", sharded=True)
+
+
+def uses_bos(tokenizer) -> bool:
+    """Whether `encode_document` puts a special token in front of the text."""
+    probe = tokenizer.encode("a", add_special_tokens=True).ids
+    return bool(probe) and probe[0] in special_token_ids(tokenizer)
 
 
 def _upstream(directory, tokens):
@@ -55,7 +61,7 @@ def test_sharded_copy_loads_the_same_weights(released, released_sharded):
     one, sharded = load_checkpoint(released).model, load_checkpoint(released_sharded).model
     a, b = one.state_dict(), sharded.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    for (name, x), (_, y) in zip(one.bitlinears(), sharded.bitlinears()):
+    for (name, x), (_, y) in zip(one.bitlinears(), sharded.bitlinears(), strict=True):
         assert torch.equal(x.ternary.values, y.ternary.values) and x.ternary.beta == y.ternary.beta, name
     assert (_ours(released_sharded, TOKENS) - _upstream(released, TOKENS)).abs().max().item() < 1e-9
 

@@ -10,9 +10,9 @@ import torch
 
 from inspector.catalog import SAMPLE_MODELS_DIR, sample_models
 from inspector.checkpoint import load_checkpoint
-from inspector.generate import generate_text
 from inspector.tokenizer import encode
 from inspector.train import bits_per_character
+from tests.conftest import generate_text
 
 CARD_FIELDS = {
     "parameters", "layers", "hidden_size", "corpus", "tokens_seen", "train_seconds", "val_bits_per_char", "command",

@@ -57,7 +57,9 @@ def test_pareto_figure_shows_the_front_and_the_winner():
     points = _points()
     front = pareto_front(points)
     assert front["point_id"].to_list() == ["p1", "p2", "p0", "p3"]  # each cheaper point loses more
-    dominated = points.with_columns(pl.when(pl.col("point_id") == "p0").then(30.0).otherwise(pl.col("delta_bpc_pct")).alias("delta_bpc_pct"))
+    dominated = points.with_columns(
+        pl.when(pl.col("point_id") == "p0").then(30.0).otherwise(pl.col("delta_bpc_pct")).alias("delta_bpc_pct"),
+    )
     assert "p0" not in pareto_front(dominated)["point_id"].to_list()
     fig = SF.pareto_figure(points, front, winner_id="p2")
     assert len(fig.data) == 3 and list(fig.data[2].x) == [9.0]

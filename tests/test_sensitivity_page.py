@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import polars as pl
 import pytest
 
 from inspector.checkpoint import load_checkpoint
 from inspector.quant.config import QuantConfig
-from inspector.sweep.evaluate import SweepSpec, evaluate_local, held_out_ids
+from inspector.sweep.evaluate import SweepSpec, held_out_ids
 from inspector.sweep.runner import ResultStore
 from inspector.sweep.study import sensitivity_points
 from inspector.ui import sweeps
 from tests.conftest import TINY_TEXT
 from tests.test_app import _app, _open_local
+from tests.test_sweep import evaluate_local
 
 
 @pytest.fixture()

@@ -14,12 +14,18 @@ from inspector.checkpoint import load_checkpoint
 from inspector.cli import main as cli_main
 from inspector.quant.config import QuantConfig, QuantConfigError
 from inspector.quant.files import load_quant_config, quant_spec, save_quant_config
-from inspector.sweep.evaluate import SweepSpec, evaluate_local, held_out_ids
+from inspector.sweep.evaluate import Evaluator, Point, SweepSpec, held_out_ids
 from inspector.sweep.knobs import NOT_KNOBS, knobs
 from inspector.sweep.results import failed_points, pareto_front, sensitivity_table
 from inspector.sweep.runner import RESULTS_FILE, SweepRunner, load_results
 from inspector.sweep.study import WINNER_FILE, point, run_sweep, sensitivity_points
 from tests.conftest import TINY_TEXT
+
+
+def evaluate_local(spec: SweepSpec, points: list[Point]) -> list[dict]:
+    """All points in this process, without Ray: the metrics without the runner."""
+    evaluator = Evaluator(spec)
+    return [evaluator.evaluate(p) for p in points]
 
 
 @pytest.fixture()
@@ -175,9 +181,13 @@ def test_cli_sweep_then_quant_file(tiny_checkpoint, tmp_path, capsys, shared_ray
     printed = capsys.readouterr().out
     assert "state_bits" in printed and (out / RESULTS_FILE).is_file()
     save_quant_config(QuantConfig(state_bits=16), tmp_path / "q.json")
-    assert cli_main(["diff", "--model", str(tiny_checkpoint), "--text", str(text), "--quant-file", str(tmp_path / "q.json"), "--local"]) == 0
+    assert cli_main(
+        ["diff", "--model", str(tiny_checkpoint), "--text", str(text), "--quant-file", str(tmp_path / "q.json"), "--local"],
+    ) == 0
     assert "cumulative_sqnr_db" in capsys.readouterr().out
-    assert cli_main(["diff", "--model", str(tiny_checkpoint), "--text", str(text), "--quant-file", str(tmp_path / "none.json")]) == 2
+    assert cli_main(
+        ["diff", "--model", str(tiny_checkpoint), "--text", str(text), "--quant-file", str(tmp_path / "none.json")],
+    ) == 2
     assert cli_main(["sweep", "--model", str(tiny_checkpoint), "--out", str(out)]) == 2  # no held-out text known
     assert "--text" in capsys.readouterr().err
     # A/B of a saved run (its traces directory) against overrides

@@ -16,7 +16,9 @@ from inspector.emulator.mapper import CoreMap
 # (layer, group) -> (messages, synops), each (tokens, neurons of the group): per neuron and token.
 GroupActivity = dict[tuple[int, str], tuple[np.ndarray, np.ndarray]]
 
-ACTIVITY_COLUMNS = ("token", "core", "chip", "layer", "group", "messages", "active_neurons", "synops", "neuron_updates", "neurons")
+ACTIVITY_COLUMNS = (
+    "token", "core", "chip", "layer", "group", "messages", "active_neurons", "synops", "neuron_updates", "neurons",
+)
 
 
 def _segment_sums(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -35,7 +37,7 @@ def core_activity(groups: GroupActivity, core_map: CoreMap) -> pl.DataFrame:
     ops, neuron updates. Every neuron of a group updates once per token."""
     table = core_map.table
     rows: dict[tuple[int, str], list[int]] = {}
-    for index, key in enumerate(zip(table["layer"].to_list(), table["group"].to_list())):
+    for index, key in enumerate(zip(table["layer"].to_list(), table["group"].to_list(), strict=True)):
         rows.setdefault(key, []).append(index)
     core_col, chip_col, start_col, end_col = (table[c].to_numpy() for c in ("core", "chip", "start", "end"))
     parts: dict[str, list[np.ndarray]] = {c: [] for c in ACTIVITY_COLUMNS if c != "group"}

@@ -11,7 +11,8 @@ Not published per core, so these are stated assumptions (change them in `Hardwar
 - `bits_per_synapse` = 8: the paper stores 8-bit weights; zero (ternary 0) weights are not stored;
 - `bytes_per_neuron` = 12: four 24-bit state variables per fused neuron program;
 - `max_fan_in_per_core` = 65536 input axons and `max_fan_out_per_neuron` = 4096 destination cores
-  are generous routing bounds: the mapper checks them, but our models never approach them.
+  are generous routing bounds: the mapper checks them (fan-out as an upper bound, every core of the
+  groups that read a neuron's output), but our models never approach them.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ class HardwareConfig:
             {
                 "limit": names,
                 "value": [getattr(self, n) for n in names],
-                "source": [HARDWARE_SOURCES[n] if getattr(self, n) == getattr(default, n) else "set by you (what-if)" for n in names],
+                "source": [
+                    HARDWARE_SOURCES[n] if getattr(self, n) == getattr(default, n) else "set by you (what-if)" for n in names
+                ],
             }
         )

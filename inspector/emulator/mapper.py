@@ -72,9 +72,6 @@ class CoreMap:
     def chips(self) -> int:
         return int(self.table["chip"].max()) + 1 if self.table.height else 0
 
-    def cores_of(self, layer: int, group: str) -> pl.DataFrame:
-        return self.table.filter((pl.col("layer") == layer) & (pl.col("group") == group))
-
     def summary(self) -> dict[str, float]:
         t = self.table
         per_core = t.group_by("core").agg(pl.col("memory_bytes").sum())["memory_bytes"]  # segments of a shared core add up
@@ -96,7 +93,7 @@ def layer_groups(
     config: HGRNBitConfig, layer: int, weights: dict[str, torch.Tensor] | None = None, density: float = DEFAULT_TERNARY_DENSITY
 ) -> list[NeuronGroup]:
     """The fused neuron groups of one layer; synapse counts from real ternary weights when given."""
-    D, M, I = config.hidden_size, config.mixer_size, config.mlp_intermediate_size
+    D, M, I = config.hidden_size, config.mixer_size, config.mlp_intermediate_size  # noqa: E741 (I: the MLP width, as in the equations)
 
     def proj(name: str, out_features: int, in_features: int) -> np.ndarray:
         if weights is not None:
@@ -163,10 +160,12 @@ def _segments(groups: list[NeuronGroup], hw: HardwareConfig, share_cores: bool) 
     for members in layers.values():
         for group in members:
             _pack(group, hw)  # the per-group checks (fan-in, one neuron per core) still apply
-        joined = NeuronGroup(members[0].layer, "+".join(g.name for g in members), np.concatenate([g.synapses for g in members]), 0)
+        joined = NeuronGroup(
+            members[0].layer, "+".join(g.name for g in members), np.concatenate([g.synapses for g in members]), 0,
+        )
         offsets = np.cumsum([0] + [g.neurons for g in members])
         for start, end, _ in _pack(joined, hw):
-            for group, lo, hi in zip(members, offsets[:-1], offsets[1:]):
+            for group, lo, hi in zip(members, offsets[:-1], offsets[1:], strict=True):
                 a, b = max(start, lo), min(end, hi)
                 if a < b:
                     pieces.append((group, next_core, int(a - lo), int(b - lo), int(group.synapses[a - lo : b - lo].sum())))
@@ -174,8 +173,57 @@ def _segments(groups: list[NeuronGroup], hw: HardwareConfig, share_cores: bool) 
     return pieces
 
 
+# Which groups read a group's outputs, as (layer offset, group name). The layer input x (the previous
+# layer's `residual`, or the embeddings) feeds both the attention norm and the residual add in
+# `norm_mlp`; `norm_mlp` sends the sum on to the MLP projections and to the final residual add.
+CONSUMERS: dict[str, tuple[tuple[int, str], ...]] = {
+    "norm_attn": ((0, "proj_ifg"),),
+    "proj_ifg": ((0, "mlgru"),),
+    "mlgru": ((0, "proj_o"),),
+    "proj_o": ((0, "norm_mlp"),),
+    "norm_mlp": ((0, "proj_gate"), (0, "residual")),
+    "proj_gate": ((0, "glu"),),
+    "glu": ((0, "proj_down"),),
+    "proj_down": ((0, "residual"),),
+    "residual": ((1, "norm_attn"), (1, "norm_mlp")),
+}
+
+
+def readers_of(layer: int, name: str, layers: int) -> list[tuple[int, str]]:
+    """The (layer, group)s that read the outputs of one group of a model with `layers` layers."""
+    if name == "residual" and layer == layers - 1:
+        return [(-1, "final_norm")]
+    return [(layer + offset, reader) for offset, reader in CONSUMERS.get(name, ())]
+
+
+def fan_out(pieces: list[tuple[NeuronGroup, int, int, int, int]]) -> dict[tuple[int, str], int]:
+    """Per (layer, group): the most cores one of its neurons sends a message to. A neuron reaches
+    every core that holds a neuron reading it, so this is bounded by all cores of the groups that
+    read the group: the bound is what is counted (dense projections do reach nearly all of them)."""
+    cores: dict[tuple[int, str], set[int]] = {}
+    for group, core, *_ in pieces:
+        cores.setdefault((group.layer, group.name), set()).add(core)
+    layers = 1 + max((layer for layer, _ in cores), default=-1)
+    return {
+        (layer, name): len(set().union(*(cores.get(key, set()) for key in readers_of(layer, name, layers))))
+        for layer, name in cores
+    }
+
+
+def _check_fan_out(pieces: list[tuple[NeuronGroup, int, int, int, int]], hw: HardwareConfig) -> None:
+    layers = 1 + max((p[0].layer for p in pieces), default=-1)
+    for (layer, name), reached in fan_out(pieces).items():
+        if reached > hw.max_fan_out_per_neuron:
+            readers = ", ".join(r for _, r in readers_of(layer, name, layers))
+            raise MappingError(
+                f"layer {layer} {name}: a neuron may send to {reached} cores ({readers}), "
+                f"more than max_fan_out_per_neuron = {hw.max_fan_out_per_neuron}"
+            )
+
+
 def map_groups(groups: list[NeuronGroup], hw: HardwareConfig, share_cores: bool = False) -> CoreMap:
     pieces = _segments(groups, hw, share_cores)
+    _check_fan_out(pieces, hw)
     core, start_a, end_a, syn_a = (np.asarray([p[k] for p in pieces], dtype=np.int64) for k in (1, 2, 3, 4))
     neurons = end_a - start_a
     table = pl.DataFrame(

@@ -16,7 +16,7 @@ from typing import Callable, Hashable, Iterator, Optional
 
 import torch
 
-from inspector.backends import IntegerRun, IntegerBackend, require_lava_memory
+from inspector.backends import IntegerBackend, IntegerRun, require_lava_memory
 from inspector.generate import GeneratedToken, SamplingSettings
 from inspector.lava.activity import PortActivityProbe
 from inspector.lava.params import graph_spec, site_scale, synapse_weights
@@ -55,7 +55,7 @@ class LavaLM:
     def _load_state(self, state: Optional[list[torch.Tensor]]) -> None:
         if state is None:
             self.graph.reset_state()
-        elif self._state is None or any(not torch.equal(a, b) for a, b in zip(state, self._state)):
+        elif self._state is None or any(not torch.equal(a, b) for a, b in zip(state, self._state, strict=True)):
             self.graph.set_state([h.reshape(-1).numpy() for h in state])
 
     @torch.no_grad()
@@ -78,7 +78,9 @@ class LavaLM:
             readback = self.graph.token(codes.reshape(-1).numpy())
             layout = self.spec.layout
             hidden = layout.slot("hidden")
-            self._state = [torch.from_numpy(row[hidden.offset : hidden.offset + hidden.size]).reshape(1, -1) for row in readback.layers]
+            self._state = [
+                torch.from_numpy(row[hidden.offset : hidden.offset + hidden.size]).reshape(1, -1) for row in readback.layers
+            ]
             if probe is not None:
                 self._replay(readback, probe)
             size = self.integer.config.hidden_size

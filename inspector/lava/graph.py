@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inspector.lava_compat import install
 from inspector.lava.params import GraphSpec, SynapseWeights
+from inspector.lava_compat import install
 
 install()
 
@@ -239,7 +239,7 @@ class LavaGraph:
 
     def set_state(self, states: list[np.ndarray]) -> None:
         """Load the MLGRU states of every layer (continuing a sequence the host holds the state of)."""
-        for layer, h in zip(self.layers, states):
+        for layer, h in zip(self.layers, states, strict=True):
             value = np.asarray(h, dtype=np.int32).reshape(layer.mlgru.h.shape)
             if self.started:  # the runtime runs (token() starts it and runs it at once)
                 layer.mlgru.h.set(value)

@@ -22,7 +22,6 @@ import math
 
 import numpy as np
 
-from inspector.lava_compat import install
 from inspector.lava.params import AddConst, NormConst, ReadbackLayout, RequantConst
 from inspector.lava.processes import (
     CONTROL,
@@ -39,6 +38,7 @@ from inspector.lava.processes import (
     ProjO,
     Residual,
 )
+from inspector.lava_compat import install
 
 install()
 
@@ -202,7 +202,7 @@ class PyProjIFGModel(_GroupModel):
             return self.quiet(self.ifg_out)
         bits, requants = self.proc_params["accumulator_bits"], self.proc_params["requant"]
         sites, codes = {}, []
-        for name, acc_msg in zip("ifg", received):
+        for name, acc_msg in zip("ifg", received, strict=True):
             acc, acc_clipped = _accumulate(acc_msg, bits)
             code, code_clipped = requant(acc, requants[name])
             sites[f"{name}_proj.accumulator"] = (acc, acc_clipped)

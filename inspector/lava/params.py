@@ -57,7 +57,9 @@ class AddConst:
 
 def norm_const(norm: IntNorm) -> NormConst:
     out = norm.out
-    return NormConst(norm.weight_q.numpy().astype(np.int32), int(norm.eps_q), int(norm.frac_bits), out.multiplier, out.shift, out.bits)
+    return NormConst(
+        norm.weight_q.numpy().astype(np.int32), int(norm.eps_q), int(norm.frac_bits), out.multiplier, out.shift, out.bits,
+    )
 
 
 def requant_const(requant: Requant) -> RequantConst:
@@ -137,7 +139,7 @@ class ReadbackLayout:
 def layer_layout(hidden: int, mixer: int, inner: int) -> ReadbackLayout:
     """The probed sites of one layer in the order the host reports them to a probe (the order in
     which the integer model computes them), each with the group process that produces it."""
-    D, M, I = hidden, mixer, inner
+    D, M, I = hidden, mixer, inner  # noqa: E741 (I: the MLP width, as in the equations)
     sites = [("attn_norm", "norm_attn", "activation", D)]
     for name in ("i_proj", "f_proj", "g_proj"):
         sites += [

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from inspector.lava_compat import install
 from inspector.lava.params import LayerSpec, NormConst, ReadbackLayout
+from inspector.lava_compat import install
 
 install()
 
@@ -214,5 +214,3 @@ class FinalNorm(AbstractProcess):
         self.gain = _var(norm.gain)
         self.readback = OutPort(shape=(2 * size + 2,))
 
-
-LAYER_PROCESSES = (NormAttn, ProjIFG, MLGRU, ProjO, NormMlp, ProjGate, GLU, ProjDown, Residual)

@@ -23,27 +23,3 @@ def ternary_dense(weight: np.ndarray, message_bits: int = 8):
     if not np.isin(weight, (-1, 0, 1)).all():
         raise ValueError("weights must be ternary")
     return Dense(weights=2 * np.asarray(weight, dtype=np.int32), weight_exp=-1, num_message_bits=message_bits)
-
-
-def lava_ternary_accumulate(spikes: np.ndarray, weight: np.ndarray, message_bits: int = 8) -> np.ndarray:
-    """(T, in) integer spikes through (out, in) ternary synapses in Loihi2SimCfg: (T, out) accumulators."""
-    install()
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.io.sink import RingBuffer as Sink
-    from lava.proc.io.source import RingBuffer as Source
-
-    steps, _ = spikes.shape
-    # one extra step for Dense's one-step delay; the last input column is never delivered
-    data = np.concatenate([spikes.T, np.zeros((spikes.shape[1], 1), dtype=spikes.dtype)], axis=1).astype(np.int32)
-    source = Source(data=data)
-    dense = ternary_dense(weight, message_bits)
-    sink = Sink(shape=(weight.shape[0],), buffer=steps + 1)
-    source.s_out.connect(dense.s_in)
-    dense.a_out.connect(sink.a_in)
-    try:
-        sink.run(condition=RunSteps(num_steps=steps + 1), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-        received = sink.data.get()
-    finally:
-        sink.stop()
-    return received[:, 1:].T.astype(np.int64)

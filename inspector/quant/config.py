@@ -46,8 +46,10 @@ study's configuration as far as an all-integer model can.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import typing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from inspector.errors import InspectorError
 from inspector.overrides import replace_known
@@ -58,6 +60,15 @@ class QuantConfigError(InspectorError):
 
 
 SCALE_RULES = ("max_code", "study")
+
+# Each field's declared type (resolved from the annotations, not read from their text) -> a test of a
+# value and the words for what it must be. bool is a subclass of int, so integers and numbers refuse it.
+_TYPE_CHECKS: dict[type, tuple[Callable[[Any], bool], str]] = {
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    float: (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    bool: (lambda v: isinstance(v, bool), "true or false"),
+    str: (lambda v: isinstance(v, str), "text"),
+}
 
 
 @dataclass(frozen=True)
@@ -86,14 +97,11 @@ class QuantConfig:
         self.validate()
 
     def validate(self) -> None:
-        for field in dataclasses.fields(self):
-            value, kind = getattr(self, field.name), type(field.default)
-            if kind is int and (not isinstance(value, int) or isinstance(value, bool)):
-                raise QuantConfigError(f"QuantConfig.{field.name} must be an integer, got {value!r}")
-            if kind is bool and not isinstance(value, bool):
-                raise QuantConfigError(f"QuantConfig.{field.name} must be true or false, got {value!r}")
-            if kind is float and (not isinstance(value, (int, float)) or isinstance(value, bool)):
-                raise QuantConfigError(f"QuantConfig.{field.name} must be a number, got {value!r}")
+        for name, kind in field_types().items():
+            value = getattr(self, name)
+            accepts, what = _TYPE_CHECKS[kind]
+            if not accepts(value):
+                raise QuantConfigError(f"QuantConfig.{name} must be {what}, got {value!r}")
         if self.scale_rule not in SCALE_RULES:
             raise QuantConfigError(
                 f"QuantConfig.scale_rule={self.scale_rule!r}: choose one of {', '.join(SCALE_RULES)}"
@@ -129,7 +137,9 @@ class QuantConfig:
         if not 0.0625 <= self.state_headroom <= 64:
             # Below 1 the calibrated maximum lies beyond the register: states clip on purpose (the
             # Learn tour's saturation experiment); 1/16 is as far as that is worth pushing.
-            raise QuantConfigError("QuantConfig.state_headroom must be in 0.0625..64 (below 1, states beyond the calibrated range clip)")
+            raise QuantConfigError(
+                "QuantConfig.state_headroom must be in 0.0625..64 (below 1, states beyond the calibrated range clip)",
+            )
         if self.calibration_tokens < 16:
             raise QuantConfigError("QuantConfig.calibration_tokens must be at least 16")
         if not (self.embedding_on_host and self.lm_head_on_host):
@@ -150,6 +160,18 @@ class QuantConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@functools.cache
+def field_types() -> dict[str, type]:
+    """Every QuantConfig field with its declared type. A field of a type `validate` cannot check is
+    an error here, when the first config is made, rather than a field that is never validated."""
+    hints = typing.get_type_hints(QuantConfig)
+    types = {field.name: hints[field.name] for field in dataclasses.fields(QuantConfig)}
+    unchecked = {name: kind for name, kind in types.items() if kind not in _TYPE_CHECKS}
+    if unchecked:
+        raise TypeError(f"QuantConfig fields of a type validate() cannot check: {unchecked}")
+    return types
 
 
 # Named configurations: what each reproduces, and the settings that differ from the defaults.

@@ -62,7 +62,9 @@ class SweepJob:
 
     def _run(self) -> None:
         try:
-            run_sweep(self.spec, self.out_dir, on_result=self._on_result, on_phase=self._on_phase, stop=self.stop_event, **self.options)
+            run_sweep(
+                self.spec, self.out_dir, on_result=self._on_result, on_phase=self._on_phase, stop=self.stop_event, **self.options,
+            )
             self.phase = "stopped" if self.stop_event.is_set() else "finished"
         except Exception as exc:  # shown on the page; the thread must never die silently
             self.error = str(exc) or type(exc).__name__

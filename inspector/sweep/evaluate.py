@@ -68,11 +68,6 @@ class Point:
         return QuantConfig().with_overrides(json.loads(self.quant_config))
 
 
-def make_point(kind: str, knob: str, qc: QuantConfig, layer: int = -1) -> Point:
-    setting = str(getattr(qc, knob)) if knob else ""
-    return Point(kind, knob, setting, json.dumps(qc.to_dict(), sort_keys=True), layer)
-
-
 @dataclass
 class SweepSpec:
     """What every point of one sweep shares: the model, the held-out tokens and the base config."""
@@ -216,7 +211,3 @@ def held_out_ids(loaded: LoadedModel, text: str, max_tokens: int) -> tuple[list[
     return ids, max(chars, 1)
 
 
-def evaluate_local(spec: SweepSpec, points: list[Point]) -> list[dict[str, Any]]:
-    """All points in this process (no Ray): for tests of the metrics and for tiny sweeps."""
-    evaluator = Evaluator(spec)
-    return [evaluator.evaluate(p) for p in points]

@@ -38,10 +38,12 @@ def sensitivity_table(points: pl.DataFrame) -> pl.DataFrame:
         pl.when(pl.col("layer") < 0).then(pl.lit("all")).otherwise(pl.col("layer").cast(pl.Utf8)).alias("where"),
     )
     lower = changed.filter(pl.col("kind") == "lower").select(
-        "knob", "where", pl.col("setting").alias("lowered_to"), pl.col("dbpc_pct").alias("lower_dbpc_pct"), pl.col("dkl").alias("lower_dkl")
+        "knob", "where", pl.col("setting").alias("lowered_to"), pl.col("dbpc_pct").alias("lower_dbpc_pct"),
+        pl.col("dkl").alias("lower_dkl")
     )
     raised = changed.filter(pl.col("kind") == "raise").select(
-        "knob", "where", pl.col("setting").alias("raised_to"), pl.col("dbpc_pct").alias("raise_dbpc_pct"), pl.col("dkl").alias("raise_dkl")
+        "knob", "where", pl.col("setting").alias("raised_to"), pl.col("dbpc_pct").alias("raise_dbpc_pct"),
+        pl.col("dkl").alias("raise_dkl")
     )
     table = lower.join(raised, on=["knob", "where"], how="full", coalesce=True).rename({"where": "layer"})
     table = table.sort("lower_dkl", descending=True, nulls_last=True)

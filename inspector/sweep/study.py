@@ -120,7 +120,7 @@ def bit_width_search(
         rows = runner.run(candidates, on_result, stop)
         result.candidates.extend(rows)
         within = []
-        for cand, row in zip(candidates, rows):
+        for cand, row in zip(candidates, rows, strict=False):
             if row.get("status") == "ok" and row["delta_bpc_pct"] <= budget_pct:
                 within.append((row["mean_kl"], cand, row))
             else:
@@ -178,7 +178,12 @@ def run_sweep(
             )
             (out_dir / SEARCH_FILE).write_text(
                 json.dumps({"budget_pct": budget_pct, "note": outcome.note, "steps": [
-                    {k: s[k] for k in ("round", "knob", "setting", "point_id", "bits_per_char", "delta_bpc_pct", "energy_per_token_uj", "cores", "chips")}
+                    {
+                        k: s[k] for k in (
+                            "round", "knob", "setting", "point_id", "bits_per_char", "delta_bpc_pct", "energy_per_token_uj",
+                            "cores", "chips"
+                        )
+                    }
                     for s in outcome.steps
                 ]}, indent=2) + "\n",
                 encoding="utf-8",

@@ -6,10 +6,10 @@ import dataclasses
 
 import streamlit as st
 
+from inspector.activity_cache import published_activity
 from inspector.costs import CUSTOM, PRESETS, CostPreset, OpCosts, custom_preset
 from inspector.emulator.hardware import HardwareConfig
 from inspector.hardware_report import Evaluation, evaluate
-from inspector.activity_cache import published_activity
 from inspector.published_activity import MeasuredActivity
 from inspector.quant.config import QuantConfig
 from inspector.ui.sidebar import keep, kept
@@ -37,7 +37,7 @@ def what_if_hardware() -> tuple[HardwareConfig, bool]:
     ))
     values = {"bits_per_synapse": int(bits)}
     columns = st.columns(len(LIMITS))
-    for column, (name, (label, unit)) in zip(columns, LIMITS.items()):
+    for column, (name, (label, unit)) in zip(columns, LIMITS.items(), strict=True):
         key = f"hw_{name}"
         value = column.number_input(label, min_value=1, value=int(kept(key, getattr(defaults, name) // unit)), step=1, key=key)
         values[name] = int(keep(key, value)) * unit
@@ -46,10 +46,21 @@ def what_if_hardware() -> tuple[HardwareConfig, bool]:
 
 def cost_preset() -> CostPreset:
     """A named preset, or custom costs edited from one (every changed number is marked "set by you")."""
-    choice = keep("cost_preset", st.radio("Cost preset", [*PRESETS, CUSTOM], index=[*PRESETS, CUSTOM].index(kept("cost_preset", next(iter(PRESETS)))), key="cost_preset", horizontal=True))
+    choice = keep(
+        "cost_preset",
+        st.radio(
+            "Cost preset", [*PRESETS, CUSTOM], index=[*PRESETS, CUSTOM].index(kept("cost_preset", next(iter(PRESETS)))),
+            key="cost_preset", horizontal=True
+        )
+    )
     if choice != CUSTOM:
         return PRESETS[choice]
-    base = keep("cost_base", st.selectbox("Start from", list(PRESETS), index=list(PRESETS).index(kept("cost_base", next(iter(PRESETS)))), key="cost_base"))
+    base = keep(
+        "cost_base",
+        st.selectbox(
+            "Start from", list(PRESETS), index=list(PRESETS).index(kept("cost_base", next(iter(PRESETS)))), key="cost_base"
+        )
+    )
     fields = dataclasses.fields(OpCosts)
     columns = st.columns(4)
     values = {}

@@ -94,7 +94,9 @@ def ensure_analysis(session: Session) -> Analysis | None:
                     "generation at a time; the Emulator backend computes the same bits without waiting."
                 ))
                 return
-            share = {"float": 0.0, "integer": 0.45, "diff": 0.9}[phase] + (0.45 if phase != "diff" else 0.1) * done / max(total, 1)
+            share = {
+                "float": 0.0, "integer": 0.45, "diff": 0.9,
+            }[phase] + (0.45 if phase != "diff" else 0.1) * done / max(total, 1)
             where = f" on {session.backend.label}" if phase == "integer" else ""
             text = f"{PHASES[phase]}{where}: {done}/{total}"
             if phase == "integer" and done == 0 and session.backend.key == "lava":
@@ -118,7 +120,9 @@ def ensure_analysis(session: Session) -> Analysis | None:
         with st.spinner("Running the float and the integer model…"), RUNS.computing(key, on_wait, RUN_WAIT_S):
             analysis = RUNS.get(key, owner)  # another session with the same settings may have just finished it
             if analysis is None:
-                analysis = analyze(emulator, session.prompt, session.sampling, on_progress, on_token=on_token, window=session.window)
+                analysis = analyze(
+                    emulator, session.prompt, session.sampling, on_progress, on_token=on_token, window=session.window,
+                )
                 RUNS.put(key, analysis, analysis.nbytes(), owner)
         _free_when_session_ends(owner)  # the result now held for this session, whoever computed it
     except InspectorError as exc:

@@ -17,10 +17,9 @@ from pathlib import Path
 import streamlit as st
 
 from inspector.analysis import GENERATED_WINDOW, Window
-from inspector.backends import BackendStatus, backend_statuses
+from inspector.backends import BackendStatus, IntegerBackend, backend_statuses, make_backend
 from inspector.catalog import checkpoint_fingerprint, sample_models
 from inspector.checkpoint import LoadedModel, load_checkpoint
-from inspector.backends import IntegerBackend, make_backend
 from inspector.errors import CheckpointError, InspectorError
 from inspector.generate import MAX_NEW_TOKENS, MAX_SEED, SamplingSettings
 from inspector.keyed_lock import KeyedLocks
@@ -180,7 +179,9 @@ def _quant_overrides() -> QuantConfig:
             help="The MLGRU state's scale puts the calibrated maximum at 1/headroom of the register's range. "
             "Below 1 the calibrated maximum lies beyond the range, so states clip.",
         ))
-        values["pow2_scales"] = keep("q_pow2", st.toggle("Power-of-two scales (shift-only)", kept("q_pow2", defaults.pow2_scales), key="q_pow2"))
+        values["pow2_scales"] = keep(
+            "q_pow2", st.toggle("Power-of-two scales (shift-only)", kept("q_pow2", defaults.pow2_scales), key="q_pow2"),
+        )
         values["scale_rule"] = _choice(
             st.selectbox, "Scale rule", list(SCALE_RULES), "q_scale_rule", SCALE_RULES.index(defaults.scale_rule),
             help="max_code: max|x| / (2^(b-1) - 1), nothing calibrated clips. study: max|x| / (2^(b-1) - 0.5), "
