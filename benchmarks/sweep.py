@@ -1,16 +1,24 @@
 """Sweep throughput with 1 vs 2 Ray workers, and the sequence path vs token by token, as ratios.
 
     python -m benchmarks.sweep            # both measurements
-    python -m benchmarks.sweep --quick    # sample model only (no 370M-width model)
+    python -m benchmarks.sweep --quick    # sample model only (no 370M model)
 
 Targets (issue 13): 2 Ray workers evaluate sweep points at least 1.6x as fast as 1; teacher-forcing
 a text at once (the sequence path every sweep point uses) is at least 5x faster than feeding it
 token by token on the 370M configuration.
 
+The worker ratio is measured in alternating 1-worker / 2-worker runs (`--repeats`), each timing
+`--points` sensitivity points after Ray, the workers' Evaluators and one point per worker are
+warm. Each run also says, from the rows' per-point timestamps and CPU seconds, how much of the time
+all workers were inside a point, how many cores the workers got, and how much CPU the driver and
+the other processes on the machine took meanwhile; after each pair, a yardstick with no Ray in it
+(two copies of a plain Python loop against one) says what a second process could gain at that
+moment. On a machine other jobs share, read the ratio against that yardstick.
+
 The 370M measurement uses the published MMfreeLM-370M configuration, all 24 layers (hidden 1024,
 vocab 32000), with random weights built directly in inference form
-(`inspector.synthetic.random_frozen_model`, as `benchmarks.scale` does): about 1.9 GB for the
-float model, the integer model's weight copies on top. The host's LM head runs one position at a
+(`inspector.synthetic.random_frozen_model`, as `benchmarks.scale` does); the whole benchmark
+peaked at 1.4 GB resident here. The host's LM head runs one position at a
 time on both paths (so a token's logits never depend on how many tokens were fed together); its
 time is reported apart, so the chip side's ratio can be read without it.
 """
