@@ -143,10 +143,28 @@ def test_two_workers_run_points_side_by_side_and_a_stop_ends_only_the_busy_ones(
     stop = threading.Event()
     with SweepRunner(spec, tmp_path / "stopped", workers=2) as runner:
         got = runner.run(points, on_result=lambda row, done, total: stop.set(), stop=stop)
-        assert len(got) == 1 and len(runner._pool) == 1  # the worker still busy was ended, the idle one kept
+        assert len(got) == 1 and len(runner._pool) < 2  # the workers holding points were ended
         rest = runner.run(points)  # new workers replace the ended ones; finished points are kept
     assert len(rest) == len(points) and all(r["status"] == "ok" for r in rest)
     assert {r["point_id"]: r["seconds"] for r in got} == {r["point_id"]: r["seconds"] for r in rest if r["point_id"] in {g["point_id"] for g in got}}
+
+
+def test_a_worker_that_dies_is_replaced_and_its_point_recorded_as_failed(spec, tmp_path, shared_ray):
+    points = [point("lower", "act_bits", spec.base, bits) for bits in range(5, 13)]
+    with SweepRunner(spec, tmp_path, workers=2) as runner:
+        worker_of = dict(zip(runner.start(), runner._pool))
+        killed = []
+
+        def kill_after_first(row, done, total):
+            if not killed:  # that worker is holding its next points: one running, one waiting
+                killed.append(row["pid"])
+                shared_ray.kill(worker_of[row["pid"]], no_restart=True)
+
+        rows = runner.run(points, on_result=kill_after_first)
+    assert len(rows) == len(points)  # every point has a row: none lost with the dead worker
+    failed = [r for r in rows if r["status"] != "ok"]
+    assert len(failed) <= 1 and all("Ray task failed" in r["error"] for r in failed)
+    assert {r["pid"] for r in rows if r["status"] == "ok"} - set(killed)  # the others ran elsewhere
 
 
 def test_sweep_search_writes_a_winner_that_loads(spec, tmp_path, shared_ray):

@@ -10,8 +10,10 @@
   land on any worker process, so nothing guaranteed that every worker had built its Evaluator
   before the points that count (a worker's first point costs several points' time), and a stateful
   worker is what an actor is. `SweepRunner.start()` waits until every worker is ready.
-- The driver hands each idle worker one point at a time, so the workers stay equally busy and
-  stopping only has to end the workers that are mid-point.
+- The driver keeps two points at each worker (the one it runs, the next one waiting), so the
+  workers stay equally busy and never wait for the driver to write a result; stopping ends the
+  workers that hold points. A worker that dies is replaced: the point it was running is recorded
+  as failed, the one waiting behind it goes back to the queue.
 - Every finished point (a failure included, with its error) is written at once: `points.parquet`
   in the output directory is rewritten atomically after each result, so a stopped or crashed sweep
   keeps everything finished so far, and a re-run skips points already there (failed ones are retried).
@@ -24,6 +26,7 @@ import json
 import os
 import socket
 import threading
+from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -34,6 +37,7 @@ from inspector.sweep.evaluate import Evaluator, Point, SweepError, SweepSpec
 RESULTS_FILE = "points.parquet"
 META_FILE = "sweep.json"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+AHEAD = 2  # points handed to a worker at once: the next one waits there, so no worker idles while the driver writes
 SINGLE_THREADED = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 # on_result(row, finished, total): called in the driver as each point finishes
@@ -268,27 +272,38 @@ class SweepRunner:
             while len(self._pool) < self.pool_size():
                 self._pool.append(self._new_worker())
             queue = list(reversed(todo))  # popped from the end: the points' order
-            idle = list(self._pool)
+            calls: dict[Any, deque] = {worker: deque() for worker in self._pool}  # per worker, oldest first
             running: dict[Any, tuple[Any, Point]] = {}  # call ref -> (worker, point)
             while queue or running:
                 if stop is not None and stop.is_set():
-                    self._end_workers([worker for worker, _ in running.values()])  # the next run starts new ones
+                    self._end_workers([worker for worker, refs in calls.items() if refs])  # the next run starts new ones
                     break
-                while queue and idle:
-                    worker, point = idle.pop(), queue.pop()
-                    running[worker.evaluate.remote(point)] = (worker, point)
+                for worker, refs in calls.items():  # keep AHEAD points waiting at each worker
+                    while queue and len(refs) < AHEAD:
+                        point = queue.pop()
+                        ref = worker.evaluate.remote(point)
+                        refs.append(ref)
+                        running[ref] = (worker, point)
                 ready, _ = ray.wait(list(running), num_returns=1, timeout=0.25)
                 for ref in ready:
+                    if ref not in running:  # a call of a worker whose death was already handled
+                        continue
                     worker, point = running.pop(ref)
                     try:
                         row = ray.get(ref)
-                        idle.append(worker)
+                        calls[worker].remove(ref)
                     except Exception as exc:  # the worker died or Ray failed: still a recorded result
-                        row = _error_row(point, f"Ray task failed: {type(exc).__name__}: {exc}")
+                        # the worker's oldest call is the point it was running; the ones queued
+                        # behind it go back to the queue for the other workers
+                        pending = list(calls.pop(worker))
+                        point_of = {r: running.pop(r)[1] for r in pending if r in running} | {ref: point}
+                        failed = point_of[pending[0]]
+                        queue.extend(point_of[r] for r in reversed(pending[1:]))
+                        row = _error_row(failed, f"Ray task failed: {type(exc).__name__}: {exc}")
                         self._end_workers([worker])
                         replacement = self._new_worker()
                         self._pool.append(replacement)
-                        idle.append(replacement)
+                        calls[replacement] = deque()
                     self.store.add(row)
                     finished += 1
                     if on_result is not None:
