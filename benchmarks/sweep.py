@@ -13,7 +13,11 @@ warm. Each run also says, from the rows' per-point timestamps and CPU seconds, h
 all workers were inside a point, how many cores the workers got, and how much CPU the driver and
 the other processes on the machine took meanwhile; after each pair, a yardstick with no Ray in it
 (two copies of a plain Python loop against one) says what a second process could gain at that
-moment. On a machine other jobs share, read the ratio against that yardstick.
+moment. On a machine other jobs share, read the ratio against that yardstick. On Linux with
+autogroup scheduling (`/proc/sys/kernel/sched_autogroup_enabled`), the kernel shares the CPU
+between sessions first: the driver, Ray's daemons and every worker are one session, so while other
+sessions are busy they get one session's share together, however many workers there are; the
+yardstick runs in the same session for that reason.
 
 The 370M measurement uses the published MMfreeLM-370M configuration, all 24 layers (hidden 1024,
 vocab 32000), with random weights built directly in inference form
@@ -203,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     loaded = load_checkpoint(sample_models()[args.model])
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other work on the machine skews both runs)")
+    if Path("/proc/sys/kernel/sched_autogroup_enabled").is_file() and Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1":
+        print("Linux autogroup scheduling is on: this session (driver and Ray workers) gets one session's share of the CPU while other sessions are busy")
     ratios, yardsticks = [], []
     for repeat in range(args.repeats):  # alternating, so a change in the machine's load hits both
         one = sweep_run(loaded, 1, args.points, args.tokens)
