@@ -22,7 +22,7 @@ yardstick runs in the same session for that reason.
 The 370M measurement uses the published MMfreeLM-370M configuration, all 24 layers (hidden 1024,
 vocab 32000), with random weights built directly in inference form
 (`inspector.synthetic.random_frozen_model`, as `benchmarks.scale` does); the whole benchmark
-peaked at 1.4 GB resident here. The host's LM head runs one position at a
+peaked at 1.4-1.8 GB resident here. The host's LM head runs one position at a
 time on both paths (so a token's logits never depend on how many tokens were fed together); its
 time is reported apart, so the chip side's ratio can be read without it.
 """
