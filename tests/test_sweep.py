@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from dataclasses import dataclass
 
 import polars as pl
@@ -128,6 +129,49 @@ def shared_ray():
              runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
     yield ray
     ray.shutdown()
+
+
+def test_two_workers_run_points_side_by_side_and_a_stop_ends_only_the_busy_ones(spec, tmp_path, shared_ray):
+    points = [point("lower", knob, spec.base, value) for knob, value in
+              (("act_bits", 6), ("act_bits", 7), ("internal_bits", 10), ("internal_bits", 12),
+               ("lut_bits", 10), ("lut_bits", 12), ("spike_bits", 6), ("spike_bits", 7))]
+    with SweepRunner(spec, tmp_path, workers=2) as runner:
+        pids = runner.start()  # both workers built their Evaluator before any point
+        assert len(set(pids)) == 2
+        rows = runner.run(points[:6])
+    assert all(r["status"] == "ok" for r in rows) and {r["pid"] for r in rows} == set(pids)
+    for r in rows:
+        assert r["started_at"] <= r["finished_at"] and 0 <= r["cpu_seconds"]
+    # side by side: some point of one worker ran while a point of the other was running
+    assert any(a["pid"] != b["pid"] and a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"]
+               for a in rows for b in rows)
+
+    stop = threading.Event()
+    with SweepRunner(spec, tmp_path / "stopped", workers=2) as runner:
+        got = runner.run(points, on_result=lambda row, done, total: stop.set(), stop=stop)
+        assert len(got) == 1 and len(runner._pool) < 2  # the workers holding points were ended
+        rest = runner.run(points)  # new workers replace the ended ones; finished points are kept
+    assert len(rest) == len(points) and all(r["status"] == "ok" for r in rest)
+    got_ids = {g["point_id"] for g in got}
+    assert {r["point_id"]: r["seconds"] for r in got} == {r["point_id"]: r["seconds"] for r in rest if r["point_id"] in got_ids}
+
+
+def test_a_worker_that_dies_is_replaced_and_its_point_recorded_as_failed(spec, tmp_path, shared_ray):
+    points = [point("lower", "act_bits", spec.base, bits) for bits in range(5, 13)]
+    with SweepRunner(spec, tmp_path, workers=2) as runner:
+        worker_of = dict(zip(runner.start(), runner._pool, strict=True))
+        killed = []
+
+        def kill_after_first(row, done, total):
+            if not killed:  # that worker is holding its next points: one running, one waiting
+                killed.append(row["pid"])
+                shared_ray.kill(worker_of[row["pid"]], no_restart=True)
+
+        rows = runner.run(points, on_result=kill_after_first)
+    assert len(rows) == len(points)  # every point has a row: none lost with the dead worker
+    failed = [r for r in rows if r["status"] != "ok"]
+    assert len(failed) <= 1 and all("Ray task failed" in r["error"] for r in failed)
+    assert {r["pid"] for r in rows if r["status"] == "ok"} - set(killed)  # the others ran elsewhere
 
 
 def test_sweep_search_writes_a_winner_that_loads(spec, tmp_path, shared_ray):

@@ -159,7 +159,7 @@ class Evaluator:
     @torch.no_grad()
     def evaluate(self, point: Point) -> dict[str, Any]:
         """The point's metrics; never raises: a failure is returned as a row with its error."""
-        start = time.perf_counter()
+        start, started_at, cpu_start = time.perf_counter(), time.time(), time.process_time()
         row: dict[str, Any] = {
             "point_id": point.point_id, "kind": point.kind, "knob": point.knob, "setting": point.setting,
             "layer": point.layer, "label": point.label, "quant_config": point.quant_config,
@@ -195,7 +195,12 @@ class Evaluator:
         except Exception as exc:  # a failed point is a result too: recorded with its error, never dropped
             message = str(exc) if isinstance(exc, InspectorError) else f"{type(exc).__name__}: {exc}"
             row.update(status="error", error=message, traceback=traceback.format_exc(limit=4))
-        row["seconds"] = time.perf_counter() - start
+        # wall-clock start and end (Unix seconds) show whether two workers' points really overlap;
+        # CPU seconds below the wall seconds mean the worker waited for a core
+        row.update(
+            seconds=time.perf_counter() - start, started_at=started_at, finished_at=time.time(),
+            cpu_seconds=time.process_time() - cpu_start,
+        )
         return row
 
 

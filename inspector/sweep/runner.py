@@ -4,8 +4,16 @@
   nothing to start by hand, shut down when the sweep ends), or an existing cluster given by
   `address` / the RAY_ADDRESS environment variable. On a cluster the `inspector` package is shipped
   to the workers (`py_modules`); torch, polars and the other requirements must be installed there.
-- The model, tokenizer and held-out tokens are put in Ray's object store once; each worker process
-  builds an `Evaluator` (float logits, calibration) on its first point and reuses it afterwards.
+- Each worker is a Ray actor holding one `Evaluator` (float logits, calibration, cached conversions),
+  built when the worker starts, all workers at once, from the model, tokenizer and held-out tokens
+  put in Ray's object store once. An actor rather than a task with a per-process cache: a task can
+  land on any worker process, so nothing guaranteed that every worker had built its Evaluator
+  before the points that count (a worker's first point costs several points' time), and a stateful
+  worker is what an actor is. `SweepRunner.start()` waits until every worker is ready.
+- The driver keeps two points at each worker (the one it runs, the next one waiting), so the
+  workers stay equally busy and never wait for the driver to write a result; stopping ends the
+  workers that hold points. A worker that dies is replaced: the point it was running is recorded
+  as failed, the one waiting behind it goes back to the queue.
 - Every finished point (a failure included, with its error) is written at once: `points.parquet`
   in the output directory is rewritten atomically after each result, so a stopped or crashed sweep
   keeps everything finished so far, and a re-run skips points already there (failed ones are retried).
@@ -18,6 +26,7 @@ import json
 import os
 import socket
 import threading
+from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -28,24 +37,47 @@ from inspector.sweep.evaluate import Evaluator, Point, SweepError, SweepSpec
 RESULTS_FILE = "points.parquet"
 META_FILE = "sweep.json"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+AHEAD = 2  # points handed to a worker at once: the next one waits there, so no worker idles while the driver writes
 SINGLE_THREADED = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 # on_result(row, finished, total): called in the driver as each point finishes
 ResultFn = Callable[[dict[str, Any], int, int], None]
 
-_EVALUATORS: dict[str, Evaluator] = {}  # per worker process: one Evaluator per sweep
 
 
-def _evaluate_in_worker(key: str, spec_box: list, point: Point) -> dict[str, Any]:
-    """Runs in a Ray worker. `spec_box` holds the spec's ObjectRef, fetched only on a cache miss."""
-    import ray
-    import torch
+def _error_row(point: Point, error: str) -> dict[str, Any]:
+    return {
+        "point_id": point.point_id, "kind": point.kind, "knob": point.knob, "setting": point.setting,
+        "layer": point.layer, "label": point.label, "quant_config": point.quant_config,
+        "status": "error", "error": error,
+    }
 
-    torch.set_num_threads(1)
-    if key not in _EVALUATORS:
-        _EVALUATORS.clear()  # one sweep at a time per worker: do not keep old models alive
-        _EVALUATORS[key] = Evaluator(ray.get(spec_box[0]))
-    return _EVALUATORS[key].evaluate(point)
+
+class SweepWorker:
+    """A Ray actor (one CPU) that evaluates points with its own Evaluator, built on start."""
+
+    def __init__(self, spec: SweepSpec):
+        import torch
+
+        torch.set_num_threads(1)  # one point per CPU: the parallelism is across workers
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:  # a reused process that already ran torch work keeps its pool
+            pass
+        try:
+            self.evaluator: Optional[Evaluator] = Evaluator(spec)
+            self.evaluator.calibration(spec.base.calibration_tokens)  # what nearly every point converts with
+            self.error = ""
+        except Exception as exc:  # e.g. a text too short: every point says why
+            self.evaluator, self.error = None, f"{type(exc).__name__}: {exc}"
+
+    def ready(self) -> int:
+        return os.getpid()
+
+    def evaluate(self, point: Point) -> dict[str, Any]:
+        if self.evaluator is None:
+            return _error_row(point, self.error) | {"pid": os.getpid()}
+        return self.evaluator.evaluate(point)
 
 
 class ResultStore:
@@ -113,6 +145,8 @@ class SweepRunner:
         self.workers = workers
         self._started_ray = False
         self._spec_ref = None
+        self._actor_class = None
+        self._pool: list = []  # the SweepWorker actors
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._check_meta()
         self.store = ResultStore(self.out_dir)
@@ -166,17 +200,51 @@ class SweepRunner:
             self._started_ray = True
         if self._spec_ref is None:
             self._spec_ref = ray.put(self.spec)
-            self._task = ray.remote(num_cpus=1, max_retries=0)(_evaluate_in_worker)
+            self._actor_class = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)(SweepWorker)
         return ray
 
+    def pool_size(self) -> int:
+        """Workers to start: `workers` if given, else one per CPU of the Ray instance."""
+        import ray
+
+        return self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+    def _new_worker(self):
+        return self._actor_class.remote(self._spec_ref)
+
+    def start(self) -> list[int]:
+        """Start Ray and the workers and wait until every worker has built its Evaluator (the
+        float logits and calibration every point reuses). `run` starts them anyway; calling this
+        first keeps that start-up out of whatever is timed next. Returns the workers' process ids."""
+        ray = self._ray()
+        while len(self._pool) < self.pool_size():
+            self._pool.append(self._new_worker())
+        try:
+            return ray.get([worker.ready.remote() for worker in self._pool])
+        except Exception as exc:
+            raise SweepError(f"the sweep workers did not start: {type(exc).__name__}: {exc}") from None
+
+    def _end_workers(self, workers: list) -> None:
+        import ray
+
+        for worker in workers:
+            if ray.is_initialized():
+                ray.kill(worker, no_restart=True)
+            if worker in self._pool:
+                self._pool.remove(worker)
+
     def close(self) -> None:
-        """Shut down the Ray instance if this runner started it (no worker processes linger)."""
+        """End the workers, and shut down the Ray instance if this runner started it (no worker
+        processes linger; on an existing cluster the workers' CPUs are given back)."""
+        if self._pool:
+            self._end_workers(list(self._pool))
         if self._started_ray:
             import ray
 
             ray.shutdown()
             self._started_ray = False
         self._spec_ref = None
+        self._actor_class = None
 
     def __enter__(self) -> "SweepRunner":
         return self
@@ -201,24 +269,41 @@ class SweepRunner:
                     on_result(self.store.rows[p.point_id], finished, len(unique))
         if todo and not (stop is not None and stop.is_set()):
             ray = self._ray()
-            key = self.spec.key
-            pending = {self._task.remote(key, [self._spec_ref], p): p for p in todo}
-            while pending:
+            while len(self._pool) < self.pool_size():
+                self._pool.append(self._new_worker())
+            queue = list(reversed(todo))  # popped from the end: the points' order
+            calls: dict[Any, deque] = {worker: deque() for worker in self._pool}  # per worker, oldest first
+            running: dict[Any, tuple[Any, Point]] = {}  # call ref -> (worker, point)
+            while queue or running:
                 if stop is not None and stop.is_set():
-                    for ref in pending:
-                        ray.cancel(ref, force=True)
+                    self._end_workers([worker for worker, refs in calls.items() if refs])  # the next run starts new ones
                     break
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.25)
+                for worker, refs in calls.items():  # keep AHEAD points waiting at each worker
+                    while queue and len(refs) < AHEAD:
+                        point = queue.pop()
+                        ref = worker.evaluate.remote(point)
+                        refs.append(ref)
+                        running[ref] = (worker, point)
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=0.25)
                 for ref in ready:
-                    point = pending.pop(ref)
+                    if ref not in running:  # a call of a worker whose death was already handled
+                        continue
+                    worker, point = running.pop(ref)
                     try:
                         row = ray.get(ref)
+                        calls[worker].remove(ref)
                     except Exception as exc:  # the worker died or Ray failed: still a recorded result
-                        row = {
-                            "point_id": point.point_id, "kind": point.kind, "knob": point.knob, "setting": point.setting,
-                            "layer": point.layer, "label": point.label, "quant_config": point.quant_config,
-                            "status": "error", "error": f"Ray task failed: {type(exc).__name__}: {exc}",
-                        }
+                        # the worker's oldest call is the point it was running; the ones queued
+                        # behind it go back to the queue for the other workers
+                        pending = list(calls.pop(worker))
+                        point_of = {r: running.pop(r)[1] for r in pending if r in running} | {ref: point}
+                        failed = point_of[pending[0]]
+                        queue.extend(point_of[r] for r in reversed(pending[1:]))
+                        row = _error_row(failed, f"Ray task failed: {type(exc).__name__}: {exc}")
+                        self._end_workers([worker])
+                        replacement = self._new_worker()
+                        self._pool.append(replacement)
+                        calls[replacement] = deque()
                     self.store.add(row)
                     finished += 1
                     if on_result is not None:
