@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ import torch
 from benchmarks.dense_reference import DenseReferenceLM
 from inspector.checkpoint import LoadedModel
 from inspector.config import PUBLISHED_CONFIGS
+from inspector.memory import peak_resident_bytes
 from inspector.synthetic import published_config, random_frozen_model
 from inspector.tokenizer import train_bpe_tokenizer
 
@@ -105,7 +105,7 @@ def analysis_run(name: str, tokens: int) -> dict:
     converted = time.perf_counter()
     analyze(emulator, PROMPT, SamplingSettings(max_new_tokens=tokens, temperature=0.8, seed=1))
     done = time.perf_counter()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_resident_bytes()
     return {
         "model": name,
         "tokens": tokens,

@@ -45,6 +45,7 @@ from benchmarks.scale import random_published
 from inspector.catalog import sample_models, validation_text
 from inspector.checkpoint import LoadedModel, load_checkpoint
 from inspector.emulator.engine import Emulator
+from inspector.memory import peak_resident_bytes
 from inspector.quant.config import QuantConfig
 from inspector.sweep.evaluate import SweepSpec, held_out_ids
 from inspector.sweep.runner import SweepRunner
@@ -193,9 +194,7 @@ def report(name: str, n: int, seq_s: float, tok_s: float, head_s: float, target:
 
 
 def peak_rss_gb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return peak_resident_bytes() / 2**30
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import resource
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,6 +41,7 @@ from inspector.emulator.hardware import HardwareConfig
 from inspector.emulator.mapper import CoreMap, NeuronGroup, layer_groups, map_groups
 from inspector.emulator.probes import RecordingProbe
 from inspector.errors import InspectorError
+from inspector.memory import peak_resident_bytes
 from inspector.model import Block, RMSNorm
 from inspector.quant.calibrate import CHUNK, observe, observe_modules, observe_trace
 from inspector.quant.config import QuantConfig
@@ -202,7 +202,7 @@ def random_weights_label(seed: int) -> str:
 
 def peak_rss_bytes() -> int:
     """This process's peak resident memory so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return peak_resident_bytes()
 
 
 def measure_random(

@@ -276,3 +276,23 @@ def test_sample_models_load_whatever_the_roots(tmp_path, monkeypatch):
         pytest.skip("no sample model trained yet")
     monkeypatch.setenv("INSPECTOR_MODEL_ROOTS", str(tmp_path))
     assert load_checkpoint(next(iter(samples.values()))).config.vocab_size > 0
+
+
+def test_peak_resident_memory_of_a_child_is_its_own_not_its_parents():
+    """ru_maxrss survives fork + exec (a child would report its parent's size); VmHWM does not."""
+    import subprocess
+    import sys
+
+    from inspector.memory import peak_resident_bytes
+
+    ballast = bytearray(700 * 1024**2)  # touched: resident in this (parent) process
+    for i in range(0, len(ballast), 4096):
+        ballast[i] = 1
+    parent = peak_resident_bytes()
+    child = int(subprocess.run(
+        [sys.executable, "-c", "from inspector.memory import peak_resident_bytes; print(peak_resident_bytes())"],
+        capture_output=True, text=True, check=True,
+    ).stdout)
+    del ballast
+    assert parent >= 700 * 1024**2
+    assert child < parent - 500 * 1024**2
