@@ -19,6 +19,22 @@ from inspector.checkpoint import load_checkpoint
 from inspector.generate import SamplingSettings
 
 
+def timed_generation(key: str, loaded, prompt: str, settings: SamplingSettings):
+    """Generate with probes on one backend: (run, seconds to the first token, seconds for the rest).
+
+    The first token includes the prompt and, for Lava, start-up and compile; it is timed apart."""
+    backend = make_backend(key, loaded)
+    try:
+        start = time.perf_counter()
+        run, stream = backend.generate(prompt, settings, probes=True)
+        next(stream)
+        first = time.perf_counter()
+        list(stream)
+        return run, first - start, time.perf_counter() - first
+    finally:
+        backend.close()
+
+
 def published_check(name: str, tokens: int) -> int:
     """Greedy generation of a random-weight published model on the emulator and on Lava, probes on:
     the same tokens, logits and every probed integer, or a non-zero exit naming the first difference."""
@@ -32,18 +48,9 @@ def published_check(name: str, tokens: int) -> int:
     settings = SamplingSettings(tokens, 0.0, 0, 0)
     runs = {}
     for key in ("emulator", "lava"):
-        backend = make_backend(key, loaded)
-        try:
-            start = time.perf_counter()
-            run, stream = backend.generate("the quick brown fox", settings, probes=True)
-            stamps = []
-            for _ in stream:
-                stamps.append(time.perf_counter())
-            runs[key] = run
-            first, rest = stamps[0] - start, (stamps[-1] - stamps[0]) / max(len(stamps) - 1, 1)
-            print(f"{key:9s} first token after {first:.1f} s, then {rest:.1f} s per token")
-        finally:
-            backend.close()
+        run, first, rest = timed_generation(key, loaded, "the quick brown fox", settings)
+        runs[key] = run
+        print(f"{key:9s} first token after {first:.1f} s, then {rest / max(len(run.tokens) - 1, 1):.1f} s per token")
     emulator, lava = runs["emulator"].probe, runs["lava"].probe
     if [t.token_id for t in runs["emulator"].tokens] != [t.token_id for t in runs["lava"].tokens]:
         print("DIFFERENT tokens")
@@ -57,7 +64,7 @@ def published_check(name: str, tokens: int) -> int:
         return 1
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
     print(f"{name}: {tokens} tokens, every probed integer and the logits identical on both backends "
-          f"(largest child process peak RSS {peak:.2f} GB)")
+          f"(largest child process peak RSS {peak:.2f} GB, pages shared with this process at its fork included)")
     return 0
 
 
@@ -73,18 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = SamplingSettings(max(args.tokens, 2), 0.0, 0, 0)
     rates = {}
     for key in ("emulator", "lava"):
-        backend = make_backend(key, loaded)
-        try:
-            start = time.perf_counter()
-            run, stream = backend.generate("Once upon a time", settings, probes=True)
-            next(stream)  # the prompt and the first generated token (for Lava: start-up and compile)
-            first = time.perf_counter()
-            list(stream)
-            end = time.perf_counter()
-        finally:
-            backend.close()
-        rates[key] = (len(run.tokens) - 1) / (end - first)
-        print(f"{key:9s} {rates[key]:8.2f} tokens/s after the first token (probes on); first token after {first - start:.2f} s")
+        run, first, rest = timed_generation(key, loaded, "Once upon a time", settings)
+        rates[key] = (len(run.tokens) - 1) / rest
+        print(f"{key:9s} {rates[key]:8.2f} tokens/s after the first token (probes on); first token after {first:.2f} s")
     print(f"lava / emulator = {rates['lava'] / rates['emulator']:.4f}")
     return 0
 

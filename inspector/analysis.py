@@ -90,10 +90,14 @@ class Analysis:
         """First and last token with per-neuron data (state codes, rasters, tensors)."""
         return self.window_start, self.run.probe.tokens() - 1 if self.run.probe is not None else self.window_start
 
+    def producing_rows(self) -> pl.DataFrame:
+        """The diff's per-token rows whose distributions produced the generated tokens: row t predicts
+        token t + 1, so rows n-1 .. n+g-2 for a prompt of n tokens and g generated ones."""
+        return self.diff.tokens.slice(self.producing_position(self.prompt_tokens), len(self.run.tokens))
+
     def generation_agreement(self) -> tuple[float, float]:
-        """(share of generated tokens where both models ranked the same token first, mean KL in nats),
-        over the distributions that produced the generated tokens (rows n-1 .. n+g-2 of the diff)."""
-        producing = self.diff.tokens.slice(self.producing_position(self.prompt_tokens), len(self.run.tokens))
+        """(share of generated tokens where both models ranked the same token first, mean KL in nats)."""
+        producing = self.producing_rows()
         if producing.height == 0:
             return 0.0, 0.0
         return float(producing["agree"].mean()), float(producing["kl"].mean())

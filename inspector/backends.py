@@ -37,7 +37,8 @@ from inspector.memory import available_bytes
 from inspector.quant.calibrate import calibrate, default_calibration_text
 from inspector.quant.config import QuantConfig
 from inspector.quant.convert import convert
-from inspector.quant.integer_model import PROJECTION_NAMES, IntegerLM, Probe
+from inspector.quant.integer_model import IntegerLM, Probe
+from inspector.sites import PROJECTIONS
 
 
 @dataclass
@@ -114,7 +115,7 @@ class IntegerBackend:
         self.calibration = calibrate(loaded.model, loaded.tokenizer, text, self.qc.calibration_tokens, on_progress)
         self.params = convert(loaded.model, self.calibration, self.qc)
         self.integer = IntegerLM(self.params, loaded.model)
-        weights = [{name: getattr(layer, name).matrix.values for name in PROJECTION_NAMES} for layer in self.params.layers]
+        weights = [{name: getattr(layer, name).matrix.values for name in PROJECTIONS} for layer in self.params.layers]
         self.core_map: CoreMap = map_model(loaded.config, self.hardware, weights)
 
     def new_probe(self, record_tensors: bool = True, keep_from: int = 0) -> RecordingProbe:

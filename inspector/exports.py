@@ -133,10 +133,8 @@ def run_metadata(analysis: Analysis, *, model: str, directory: str, parameters: 
 
 def generation_table(analysis: Analysis, tokenizer: Tokenizer) -> pl.DataFrame:
     """The integer model's generated tokens, with how far the float model's distribution was at each."""
-    n = analysis.prompt_tokens
-    rows = token_table(analysis.run.tokens, tokenizer, first_token=n)
-    metrics = analysis.diff.tokens  # row t predicts t + 1: generated token g came from row g - 1
-    producing = metrics.slice(n - 1, len(rows))
+    rows = token_table(analysis.run.tokens, tokenizer, first_token=analysis.prompt_tokens)
+    producing = analysis.producing_rows()
     return pl.DataFrame(rows).with_columns(
         pl.Series("kl_nats", producing["kl"].to_list(), dtype=pl.Float64),
         pl.Series("same_top1", producing["agree"].to_list(), dtype=pl.Boolean),

@@ -46,7 +46,8 @@ from inspector.model import Block, RMSNorm
 from inspector.quant.calibrate import CHUNK, observe, observe_modules, observe_trace
 from inspector.quant.config import QuantConfig
 from inspector.quant.convert import IntegerParams, convert_final_norm, convert_layer, site_scale
-from inspector.quant.integer_model import PROJECTION_NAMES, IntegerLM
+from inspector.quant.integer_model import IntegerLM
+from inspector.sites import PROJECTIONS
 
 MEASURE_TOKENS = 32  # tokens whose activity is recorded (the first tokens of the calibration sequence)
 # the sources whose code decides a measurement's numbers: a change to any of them invalidates cached ones
@@ -169,7 +170,7 @@ def measure_layerwise(
         int_layer = convert_layer(k, block, bound, x_scale, cal, qc)
         del block, outputs
         x_scale = int_layer.scales["residual_mlp"]
-        weights = {name: getattr(int_layer, name).weight for name in PROJECTION_NAMES}
+        weights = {name: getattr(int_layer, name).weight for name in PROJECTIONS}
         local = [NeuronGroup(0, g.name, g.synapses, g.fan_in) for g in layer_groups(config, 0, weights)]
         probe = RecordingProbe(map_groups(local, hw), record_tensors=False)
         probe.site("embeddings", x_int, x_scale, None, "activation")  # the layer's input; the probe counts tokens by it

@@ -148,7 +148,6 @@ def _nonzero_share(analysis: Analysis) -> float:
     return float(table["nonzero"].sum()) / max(float(table["spikes"].sum()), 1.0)
 
 
-SPIKE_INPUTS = PROJECTIONS
 
 
 def spike_nonzero_table(analysis: Analysis) -> pl.DataFrame:
@@ -170,7 +169,7 @@ def spike_nonzero_table(analysis: Analysis) -> pl.DataFrame:
 def spike_sparsity_figure(table: pl.DataFrame) -> go.Figure:
     """Share of graded spikes that were nonzero, per projection input and layer (0% would be free)."""
     fig = go.Figure()
-    for index, projection in enumerate(p for p in SPIKE_INPUTS if p in set(table["projection"].to_list())):
+    for index, projection in enumerate(p for p in PROJECTIONS if p in set(table["projection"].to_list())):
         part = table.filter(pl.col("projection") == projection)
         fig.add_bar(
             x=[f"layer {n}" for n in part["layer"].to_list()], y=part["nonzero_share"].to_list(), name=projection,

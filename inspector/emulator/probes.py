@@ -145,7 +145,7 @@ class RecordingProbe:
         self._cores = {key: frame for key, frame in core_map.table.group_by(["layer", "group"], maintain_order=True)}
         self._pending: dict[tuple[int, str], _GroupChunk] = {}
         self._group_tokens: dict[tuple[int, str], int] = {}
-        # per group: (first token, messages (T, cores), active (T, cores), synops (T, cores)) chunks
+        # per group: one _ChunkActivity per forward call
         self._activity: dict[tuple[int, str], list[_ChunkActivity]] = {}
         self._unsynced: dict[tuple[int, str], list] = {}  # chunks whose synaptic ops are not counted yet
         self._unsynced_tokens: dict[tuple[int, str], int] = {}
@@ -163,11 +163,6 @@ class RecordingProbe:
         tokens = codes.shape[0]
         start, record.seen = record.seen, record.seen + tokens
         skip = min(max(self.keep_from - start, 0), tokens)  # rows before the window
-
-        def kept(tensor: torch.Tensor) -> torch.Tensor:
-            # the window's rows; a slice is copied, or it would keep the whole chunk alive
-            return tensor if skip == 0 else tensor[skip:].clone()
-
         if kind == S.HOST:
             values = codes.float()
             if self.chunk_values is not None:
@@ -189,7 +184,11 @@ class RecordingProbe:
         if group_key is not None:
             self._add_part(group_key, "messages", key if group_key == FINAL_GROUP else split_site_key(key)[1], codes != 0)
         if skip < tokens:
-            record.clipped.append(kept(mask) if mask is not None else self._no_clips(tokens - skip, codes.shape[1]))
+            if mask is None:
+                mask = self._no_clips(tokens - skip, codes.shape[1])
+            elif skip:
+                mask = mask[skip:].clone()  # a copy: a view would keep the whole chunk's mask alive
+            record.clipped.append(mask)
             if record.keeps_codes:
                 record.codes.append(codes[skip:].to(torch.int32))
 

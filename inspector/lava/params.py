@@ -16,12 +16,11 @@ import numpy as np
 
 from inspector.emulator.mapper import GROUP_ORDER
 from inspector.quant.convert import IntegerParams, IntLayer, IntNorm, Requant, ResidualAdd
-from inspector.quant.integer_model import PROJECTION_NAMES
+from inspector.sites import PROJECTIONS
 
 # Neuron groups of one layer, in data-flow order: the core mapper's groups, each of which becomes
 # one Lava process.
 GROUPS = GROUP_ORDER
-PROJECTIONS = PROJECTION_NAMES
 
 
 @dataclass(frozen=True)

@@ -45,9 +45,6 @@ class FeedingProbe(Probe, Protocol):
     def previous_states(self, key: str, initial: torch.Tensor, steps: int) -> torch.Tensor: ...
 
 
-PROJECTION_NAMES = S.PROJECTIONS
-
-
 class Sites:
     """Where one layer reports its sites: the probe (or none), the key prefix and the layer's scales.
 

@@ -34,7 +34,8 @@ from inspector.estimate import estimate
 from inspector.quant.calibrate import calibrate, default_calibration_text
 from inspector.quant.config import QuantConfig
 from inspector.quant.convert import IntegerParams, convert
-from inspector.quant.integer_model import PROJECTION_NAMES, IntegerLM
+from inspector.quant.integer_model import IntegerLM
+from inspector.sites import PROJECTIONS
 from inspector.tokenizer import encode_document
 
 
@@ -152,7 +153,7 @@ class Evaluator:
     def core_map(self, qc: QuantConfig, params: IntegerParams) -> CoreMap:
         hw = hardware_for(qc, self.spec.hardware)
         if qc.state_bits not in self._maps:
-            weights = [{name: getattr(layer, name).weight for name in PROJECTION_NAMES} for layer in params.layers]
+            weights = [{name: getattr(layer, name).weight for name in PROJECTIONS} for layer in params.layers]
             self._maps[qc.state_bits] = map_model(self.spec.loaded.config, hw, weights)
         return self._maps[qc.state_bits]
 
