@@ -148,6 +148,22 @@ class _GroupModel(PyLoihiProcessModel):
         self.readback.send(out)
 
 
+class _ProjectionModel(_GroupModel):
+    """A projection group with one synapse input (o_proj, down_proj): saturate what its Dense
+    delivered in the accumulator register, requantize it into the next group's code."""
+
+    site = ""  # the projection's probed site; its accumulator is `site.accumulator`
+
+    def project(self, accumulator: PyInPort, out: PyOutPort) -> None:
+        received = accumulator.recv()
+        if received[VALID] != 1:
+            return self.quiet(out)
+        acc, acc_clipped = _accumulate(received, self.proc_params["accumulator_bits"])
+        codes, clipped = requant(acc, self.proc_params["requant"])
+        out.send(message(codes, received[RESET]))
+        self.report({f"{self.site}.accumulator": (acc, acc_clipped), self.site: (codes, clipped)}, nonzero(codes))
+
+
 def _accumulate(received: np.ndarray, bits: int) -> tuple[Codes, Clipped]:
     """The dendritic accumulator of a neuron: what the synapses delivered, in a `bits`-bit register."""
     return clip(data(received), bits)
@@ -273,20 +289,14 @@ class PyMLGRUModel(_GroupModel):
 @implements(proc=ProjO, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyProjOModel(_GroupModel):
-    group = "proj_o"
+class PyProjOModel(_ProjectionModel):
+    group, site = "proj_o", "o_proj"
     acc_o: PyInPort = IN
     o_out: PyOutPort = OUT
     readback: PyOutPort = OUT
 
     def run_spk(self) -> None:
-        received = self.acc_o.recv()
-        if received[VALID] != 1:
-            return self.quiet(self.o_out)
-        acc, acc_clipped = _accumulate(received, self.proc_params["accumulator_bits"])
-        o, o_clipped = requant(acc, self.proc_params["requant"])
-        self.o_out.send(message(o, received[RESET]))
-        self.report({"o_proj.accumulator": (acc, acc_clipped), "o_proj": (o, o_clipped)}, nonzero(o))
+        self.project(self.acc_o, self.o_out)
 
 
 @implements(proc=NormMlp, protocol=LoihiProtocol)
@@ -373,20 +383,14 @@ class PyGLUModel(_GroupModel):
 @implements(proc=ProjDown, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyProjDownModel(_GroupModel):
-    group = "proj_down"
+class PyProjDownModel(_ProjectionModel):
+    group, site = "proj_down", "down_proj"
     acc_down: PyInPort = IN
     d_out: PyOutPort = OUT
     readback: PyOutPort = OUT
 
     def run_spk(self) -> None:
-        received = self.acc_down.recv()
-        if received[VALID] != 1:
-            return self.quiet(self.d_out)
-        acc, acc_clipped = _accumulate(received, self.proc_params["accumulator_bits"])
-        d, d_clipped = requant(acc, self.proc_params["requant"])
-        self.d_out.send(message(d, received[RESET]))
-        self.report({"down_proj.accumulator": (acc, acc_clipped), "down_proj": (d, d_clipped)}, nonzero(d))
+        self.project(self.acc_down, self.d_out)
 
 
 @implements(proc=Residual, protocol=LoihiProtocol)
