@@ -2,7 +2,9 @@
 
     python -m inspector run  --model shakespeare --prompt "ROMEO:" --tokens 32 --out traces/romeo
     python -m inspector diff --model shakespeare --text sample_models/corpora/tinyshakespeare.txt
-    python -m inspector map  --config MMfreeLM-370M
+    python -m inspector map  --config MMfreeLM-370M --layout one-block-per-chip --lm-head host
+    python -m inspector paper
+    python -m inspector estimate --config MMfreeLM-370M --preset fitted --layout one-block-per-chip
     python -m inspector quality --model tinystories
     python -m inspector sweep --model shakespeare --out artifacts/sweeps/shakespeare
     python -m inspector ab    --model shakespeare --a default --b artifacts/sweeps/shakespeare/best_quant_config.json
@@ -31,10 +33,11 @@ from inspector.checkpoint import LoadedModel, load_checkpoint
 from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
 from inspector.diff import compare, lockstep_ids, sqnr_table
 from inspector.emulator.engine import Emulator
-from inspector.emulator.mapper import map_model
+from inspector.emulator.mapper import LAYOUTS, LM_HEAD, ONE_BLOCK_PER_CHIP, PACKED, lm_head_group, map_groups, map_model
 from inspector.errors import InspectorError
 from inspector.generate import SamplingSettings, encode_prompt
 from inspector.local_error import local_vs_cumulative
+from inspector.paper import LM_HEAD_CHIPS_PAPER
 from inspector.quant.config import QUANT_PRESETS, QuantConfig, QuantConfigError
 from inspector.quant.files import load_quant_config, parse_value, quant_spec
 from inspector.sweep.evaluate import SweepSpec, held_out_ids
@@ -270,13 +273,103 @@ def cmd_ab(args) -> int:
 
 
 def cmd_map(args) -> int:
+    lm_head = args.lm_head == "chip"
     if args.config:
         if args.config not in PUBLISHED_CONFIGS:
             raise InspectorError(f"unknown --config {args.config!r}; choose from {', '.join(PUBLISHED_CONFIGS)}")
-        core_map = map_model(HGRNBitConfig(**PUBLISHED_CONFIGS[args.config]))
+        config = HGRNBitConfig(**PUBLISHED_CONFIGS[args.config])
+        core_map = map_model(config, layout=args.layout, lm_head_on_chip=lm_head)
     else:
-        core_map = Emulator(resolve_model(args.model)).core_map
-    print(json.dumps(core_map.summary(), indent=2))
+        emulator = Emulator(resolve_model(args.model))
+        groups = emulator.core_map.groups + ([lm_head_group(emulator.loaded.config)] if lm_head else [])
+        core_map = map_groups(groups, emulator.hardware, layout=args.layout)
+    summary = core_map.summary() | {"layout": args.layout, "lm_head": args.lm_head}
+    if lm_head:
+        summary["lm_head_chips"] = core_map.table.filter(pl.col("group") == LM_HEAD)["chip"].n_unique()
+        summary["lm_head_chips_paper_estimate"] = LM_HEAD_CHIPS_PAPER
+    print(json.dumps(summary, indent=2))
+    note = core_map.oversized_blocks()
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
+def _print_table(table: pl.DataFrame, title: str) -> None:
+    pl.Config.set_tbl_rows(-1)
+    pl.Config.set_tbl_cols(-1)
+    pl.Config.set_tbl_width_chars(220)
+    pl.Config.set_fmt_str_lengths(120)
+    pl.Config.set_float_precision(4)
+    print(f"\n{title}")
+    print(table)
+
+
+def cmd_paper(args) -> int:
+    """The paper's figures as reported, the fitted preset's residuals, its constants and the held-out single chip."""
+    from inspector.chip_fit import FitTable, fitted_preset_costs, single_chip_table
+    from inspector.chip_fit import figures as fit_figures
+    from inspector.costs import FITTED_NAME, preset
+    from inspector.paper import measured_table, residual_table, statements_table
+
+    table = FitTable.load()
+    costs = fitted_preset_costs()
+    _print_table(measured_table(), "The paper's 24-chip measurement of MMfreeLM-370M (as reported)")
+    _print_table(statements_table(), "Its other statements (as reported)")
+    _print_table(residual_table(fit_figures(table, costs)),
+                 f"Preset '{FITTED_NAME}': paper measured | fitted estimate | residual "
+                 f"({table.chips} chips, {table.stages['layer'].n_unique()} stages' layers, {table.crossings} crossings)")
+    _print_table(preset(FITTED_NAME).table(), "Its constants, each with its source and the public figure to compare")
+    _print_table(single_chip_table(table, costs), "Held out of the fit: the single-chip configuration (not tuned)")
+    return 0
+
+
+def _positive(value: str, field: str, kind=float):
+    """A command-line number that must be positive and finite; the error names the field."""
+    try:
+        number = kind(value)
+    except ValueError:
+        raise InspectorError(f"{field} must be a number, got {value!r}") from None
+    if number != number or number in (float("inf"), float("-inf")) or number <= 0:
+        raise InspectorError(f"{field} must be a positive finite number, got {value!r}")
+    return number
+
+
+def cmd_estimate(args) -> int:
+    """A published size's (cached) measured activity or a model's run, estimated under a preset and a layout."""
+    from inspector.activity_cache import published_activity
+    from inspector.costs import FITTED_NAME, custom_preset, preset
+    from inspector.emulator.hardware import HardwareConfig
+    from inspector.hardware_report import evaluate, export_names
+    from inspector.paper import estimate_figures, residual_table
+
+    name = FITTED_NAME if args.preset == "fitted" else args.preset
+    chosen = preset(name)
+    prompt_tokens = int(_positive(args.prompt_tokens, "--prompt-tokens", int))
+    costs = chosen.costs
+    if args.static_w is not None:
+        costs = dataclasses.replace(costs, static_w_per_chip=_positive(args.static_w, "--static-w"))
+        chosen = custom_preset(costs, name)
+    if args.config not in PUBLISHED_CONFIGS:
+        raise InspectorError(f"unknown --config {args.config!r}; choose from {', '.join(PUBLISHED_CONFIGS)}")
+    measured = published_activity(args.config, parse_overrides(args.quant), measure=args.measure)
+    if measured is None:
+        raise InspectorError(
+            f"{args.config} has not been measured for this QuantConfig: run `python -m inspector measure --config "
+            f"{args.config}` (or add --measure)"
+        )
+    config = HGRNBitConfig(**PUBLISHED_CONFIGS[args.config])
+    head = lm_head_group(config) if args.lm_head == "chip" else None
+    result = evaluate(args.config, measured.weights, measured.groups, measured.activity, HardwareConfig(), False, costs,
+                      prompt_tokens, args.layout, head)
+    print(f"{args.config}: {measured.weights}; preset {chosen.name if args.static_w is None else name + ' (static power set)'}; "
+          f"layout {args.layout}; LM head on the {args.lm_head}")
+    _print_table(export_names(pl.DataFrame([result.row()])).transpose(include_header=True, column_names=["value"]), "Estimate")
+    _print_table(result.estimate.summary(), "Both phases")
+    if args.config == "MMfreeLM-370M":
+        _print_table(residual_table(estimate_figures(result.estimate)), "Beside the paper's 24-chip measurement (as reported)")
+    note = result.core_map.oversized_blocks()
+    if note:
+        print(f"note: {note}")
     return 0
 
 
@@ -388,7 +481,25 @@ def build_parser() -> argparse.ArgumentParser:
     mapper = sub.add_parser("map", help="core map summary of a model or a published configuration")
     mapper.add_argument("--model", default="shakespeare")
     mapper.add_argument("--config", help=f"one of {', '.join(PUBLISHED_CONFIGS)}")
+    mapper.add_argument("--layout", choices=list(LAYOUTS), default=PACKED,
+                        help="packed: fill each chip; one-block-per-chip: as the paper deployed 370M on 24 chips")
+    mapper.add_argument("--lm-head", choices=["host", "chip"], default="host",
+                        help="the LM head on the host (as measured) or on chip")
     mapper.set_defaults(func=cmd_map)
+
+    paper = sub.add_parser("paper", help="the paper's measured Loihi 2 figures, the fitted preset's residuals and constants")
+    paper.set_defaults(func=cmd_paper)
+
+    est = sub.add_parser("estimate", help="time and energy per token of a published size under a cost preset and a layout")
+    est.add_argument("--config", default="MMfreeLM-370M", help=f"one of {', '.join(PUBLISHED_CONFIGS)}")
+    est.add_argument("--preset", default="fitted", help="'fitted' (the preset fitted to the paper) or a preset's name")
+    est.add_argument("--layout", choices=list(LAYOUTS), default=ONE_BLOCK_PER_CHIP)
+    est.add_argument("--lm-head", choices=["host", "chip"], default="host")
+    est.add_argument("--prompt-tokens", default="500", help="prompt length for the time to first token")
+    est.add_argument("--static-w", default=None, help="static power per chip (W), replacing the preset's")
+    est.add_argument("--quant", nargs="*", default=[], metavar="KEY=VALUE", help="QuantConfig overrides of the measurement")
+    est.add_argument("--measure", action="store_true", help="measure the published size first if it is not cached")
+    est.set_defaults(func=cmd_estimate)
 
     measure = sub.add_parser("measure", help="measure (once, cached) the activity of a published size with random weights")
     measure.add_argument("--config", default="MMfreeLM-370M", help=f"one of {', '.join(PUBLISHED_CONFIGS)}, or all")

@@ -370,3 +370,50 @@ def stage_time_figure(per_group: pl.DataFrame) -> go.Figure:
         )
     fig.update_layout(barmode="stack")
     return _layout(fig, "Time per token in each stage (µs), stacked per layer", "layer (-1: final norm)", "µs")
+
+
+def context_length_figure(
+    table: pl.DataFrame, crossovers: dict[str, float | None], paper_points: list[dict] | None = None,
+) -> go.Figure:
+    """Tokens/s (top) and mJ/token (bottom) against context length, one line per system
+    (`inspector.context_length.context_table`), a dotted line where the transformer crosses our
+    estimate (when it does within the plotted range), and the paper's reported points as markers.
+
+    paper_points: dicts with system, context_tokens, tokens_per_s, mj_per_token and optional
+    *_low / *_high for a reported range.
+    """
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("tokens/s (generation)", "energy per token (mJ)"))
+    colors = {}
+    for index, system in enumerate(table["system"].unique(maintain_order=True).to_list()):
+        part = table.filter(pl.col("system") == system).sort("context_tokens")
+        colors[system] = series_color(index)
+        for row, column in ((1, "tokens_per_s"), (2, "mj_per_token")):
+            fig.add_scatter(
+                x=part["context_tokens"].to_list(), y=part[column].to_list(), mode="lines", name=system, legendgroup=system,
+                showlegend=row == 1, line_color=colors[system], row=row, col=1,
+            )
+    for index, point in enumerate(paper_points or []):
+        color = series_color(len(colors) + index)
+        for row, column in ((1, "tokens_per_s"), (2, "mj_per_token")):
+            low, high = point.get(f"{column}_low"), point.get(f"{column}_high")
+            error = None if low is None else dict(
+                type="data", symmetric=False, array=[high - point[column]], arrayminus=[point[column] - low],
+            )
+            fig.add_scatter(
+                x=[point["context_tokens"]], y=[point[column]], error_y=error, mode="markers", marker_symbol="diamond",
+                marker_size=10, marker_color=color, name=point["system"], legendgroup=point["system"], showlegend=row == 1,
+                row=row, col=1,
+            )
+    low, high = table["context_tokens"].min(), table["context_tokens"].max()
+    for row, column in ((1, "tokens_per_s"), (2, "mj_per_token")):
+        at = crossovers.get(column)
+        if at is not None and low <= at <= high:
+            fig.add_vline(x=at, line_dash="dot", line_color="#d62728", row=row, col=1,
+                          annotation_text=f"crossover {at:,.0f} tokens")
+    _layout(fig, "Per-token cost against context length", "", "", height=560)
+    fig.update_xaxes(type="log", title_text="context (tokens)", row=2, col=1)
+    fig.update_xaxes(type="log", row=1, col=1)
+    fig.update_yaxes(rangemode="tozero", title_text="tokens/s", row=1, col=1)
+    fig.update_yaxes(rangemode="tozero", title_text="mJ/token", row=2, col=1)
+    return fig

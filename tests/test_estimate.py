@@ -7,32 +7,32 @@ import dataclasses
 import polars as pl
 import pytest
 
-from inspector.costs import CUSTOM, PRESETS, CostError, OpCosts, custom_preset, preset
+from inspector.costs import CUSTOM, FITTED_NAME, PRESETS, CostError, OpCosts, custom_preset, preset
 from inspector.estimate import estimate
-from inspector.paper import PAPER_CLAIMS, BaselineError, GpuBaseline, ratios
+from inspector.paper import PAPER_CLAIMS, BaselineError, GpuBaseline, estimate_figures, measured_table, ratios, statements_table
 
 # round numbers so that every figure below can be checked by hand
 COSTS = OpCosts(
-    synop_pj=1, synop_ns=1, neuron_update_pj=2, neuron_update_ns=10, message_pj=4, message_ns=100, static_w_per_chip=0.5,
-    barrier_ns=1000,
+    synop_pj=1, synop_ns=1, neuron_update_pj=2, neuron_update_ns=10, neuron_inactive_pj=1, neuron_inactive_ns=5, message_pj=4,
+    message_ns=100, static_w_per_chip=0.5, barrier_ns=200, barrier_per_doubling_ns=100, chip_crossing_ns=0,
 )
-CHIPS = 2
+CHIPS = 2  # synchronization floor: 200 + 100 * log2(2) = 300 ns
 
 
-def activity() -> pl.DataFrame:
-    """Two tokens, one layer of two groups: A on cores 0-1, B on core 2."""
+def activity(chips: tuple[int, ...] = (0,) * 6) -> pl.DataFrame:
+    """Two tokens, one layer of two groups: A on cores 0-1, B on core 2. A neuron that sends a message is active."""
     rows = [
-        # token, core, group, synops, neuron_updates, messages
-        (0, 0, "A", 100, 5, 1),  # 100*1 + 5*10 + 1*100 = 250 ns
-        (0, 1, "A", 300, 5, 0),  # 350 ns -> stage A = 350 + 1000 = 1350
-        (0, 2, "B", 0, 20, 3),  # 500 ns -> stage B = 1500
-        (1, 0, "A", 0, 5, 0),  # 50 ns
-        (1, 1, "A", 100, 5, 2),  # 350 ns -> stage A = 1350
-        (1, 2, "B", 0, 20, 1),  # 300 ns -> stage B = 1300
+        # token, core, group, synops, neuron_updates, messages   core work (1 active update if any message)
+        (0, 0, "A", 100, 5, 1),  # 100*1 + 1*10 + 4*5 + 1*100 = 230 ns
+        (0, 1, "A", 300, 5, 0),  # 300 + 5*5 = 325 ns -> stage A = max(325, floor 300) = 325
+        (0, 2, "B", 0, 20, 3),  # 10 + 19*5 + 300 = 405 ns -> stage B = 405
+        (1, 0, "A", 0, 5, 0),  # 25 ns
+        (1, 1, "A", 100, 5, 2),  # 100 + 10 + 20 + 200 = 330 ns -> stage A = 330
+        (1, 2, "B", 0, 20, 1),  # 10 + 95 + 100 = 205 ns -> stage B = the floor, 300
     ]
     return pl.DataFrame(
         {
-            "token": [r[0] for r in rows], "core": [r[1] for r in rows], "chip": [0] * 6, "layer": [0] * 6,
+            "token": [r[0] for r in rows], "core": [r[1] for r in rows], "chip": list(chips), "layer": [0] * 6,
             "group": [r[2] for r in rows], "messages": [r[5] for r in rows], "active_neurons": [min(r[5], 1) for r in rows],
             "synops": [r[3] for r in rows], "neuron_updates": [r[4] for r in rows],
             # a group's size, deliberately not its updates: the estimate must charge neuron updates
@@ -41,39 +41,70 @@ def activity() -> pl.DataFrame:
     )
 
 
-def test_timing_by_hand():
+def test_timing_by_hand_two_chips():
     est = estimate(activity(), CHIPS, COSTS, prompt_tokens=3)
-    # generation: latency = sum of stages: token 0 = 1350 + 1500 = 2850 ns, token 1 = 1350 + 1300 = 2650 ns
-    assert est.per_token["latency_us"].to_list() == pytest.approx([2.85, 2.65])
-    assert est.generation.seconds_per_token == pytest.approx(2750e-9)
-    assert est.generation.tokens_per_s == pytest.approx(1 / 2750e-9)
-    # prefill: one token per slowest stage: 1500 and 1350 ns
-    assert est.prefill.seconds_per_token == pytest.approx(1425e-9)
+    assert est.sync_floor_ns == pytest.approx(300)
+    # generation: latency = sum of stages: token 0 = 325 + 405 = 730 ns, token 1 = 330 + 300 = 630 ns
+    assert est.per_token["latency_us"].to_list() == pytest.approx([0.730, 0.630])
+    assert est.generation.seconds_per_token == pytest.approx(680e-9)
+    assert est.generation.tokens_per_s == pytest.approx(1 / 680e-9)
+    # prefill: one token per slowest stage: 405 and 330 ns
+    assert est.prefill.seconds_per_token == pytest.approx(367.5e-9)
     # time to first token of a 3-token prompt: one full latency + 2 pipeline intervals
-    assert est.time_to_first_token_s == pytest.approx(2750e-9 + 2 * 1425e-9)
-    assert est.latency_per_token_ms == pytest.approx(2750e-6)
+    assert est.time_to_first_token_s == pytest.approx(680e-9 + 2 * 367.5e-9)
+    assert est.latency_per_token_ms == pytest.approx(680e-6)
+    assert est.steps_per_token == 2 and est.crossings == 0
+
+
+def test_timing_by_hand_one_chip_and_a_crossing():
+    one = estimate(activity(), 1, COSTS, prompt_tokens=3)
+    # one chip: floor = 200 ns, so token 1's stage B takes its own 205 ns
+    assert one.sync_floor_ns == pytest.approx(200)
+    assert one.per_token["latency_us"].to_list() == pytest.approx([0.730, 0.535])
+    assert one.generation.static_mj == pytest.approx(0.5 * 632.5e-9 * 1e3)
+    # B on a second chip: one crossing per token, 50 ns each, in generation only
+    crossed = estimate(activity((0, 0, 1, 0, 0, 1)), CHIPS, dataclasses.replace(COSTS, chip_crossing_ns=50), prompt_tokens=3)
+    assert crossed.crossings == 1
+    assert crossed.generation.seconds_per_token == pytest.approx(730e-9)
+    assert crossed.prefill.seconds_per_token == pytest.approx(367.5e-9)
+    assert crossed.per_group["crossing_ns"].to_list() == [0, 50]
 
 
 def test_energy_by_hand():
     est = estimate(activity(), CHIPS, COSTS, prompt_tokens=3)
-    # dynamic, mean over the two tokens: synops (400 + 100) / 2 * 1 pJ, updates 30 * 2 pJ, messages (4 + 3) / 2 * 4 pJ
+    # dynamic, mean over the two tokens: synops (400 + 100) / 2 * 1 pJ; updates: 2 active * 2 pJ + 28 inactive * 1 pJ
+    # per token; messages (4 + 3) / 2 * 4 pJ
     for phase in (est.generation, est.prefill):
         assert phase.synops_mj == pytest.approx(250e-9)
-        assert phase.neuron_mj == pytest.approx(60e-9)
+        assert phase.neuron_mj == pytest.approx(32e-9)
         assert phase.message_mj == pytest.approx(14e-9)
     # static: 2 chips * 0.5 W * the time a token occupies them
-    assert est.generation.static_mj == pytest.approx(1.0 * 2750e-9 * 1e3)
-    assert est.prefill.static_mj == pytest.approx(1.0 * 1425e-9 * 1e3)
-    assert est.energy_per_token_mj == pytest.approx(2750e-6 + 324e-9)
-    # per token (generation): token 0 = 476 pJ dynamic + 1 W * 2850 ns
-    assert est.per_token["energy_uj"].to_list() == pytest.approx([476e-6 + 2.85, 172e-6 + 2.65])
+    assert est.generation.static_mj == pytest.approx(1.0 * 680e-9 * 1e3)
+    assert est.prefill.static_mj == pytest.approx(1.0 * 367.5e-9 * 1e3)
+    assert est.energy_per_token_mj == pytest.approx(680e-6 + 296e-9)
+    # per token (generation): token 0 = 400 + 32 + 16 pJ dynamic + 1 W * 730 ns
+    assert est.per_token["energy_uj"].to_list() == pytest.approx([448e-6 + 0.730, 144e-6 + 0.630])
+
+
+def test_more_chips_never_lower_static_energy():
+    statics = [estimate(activity(), n, COSTS).generation.static_mj for n in (1, 2, 3, 4, 8, 24, 100, 1000)]
+    assert all(b >= a for a, b in zip(statics, statics[1:], strict=False))
+    prefill = [estimate(activity(), n, COSTS).prefill.static_mj for n in (1, 2, 3, 4, 8, 24, 100, 1000)]
+    assert all(b >= a for a, b in zip(prefill, prefill[1:], strict=False))
+
+
+def test_halving_synaptic_operations_halves_their_energy():
+    base = estimate(activity(), CHIPS, COSTS)
+    half = estimate(activity().with_columns(pl.col("synops") // 2), CHIPS, COSTS)
+    assert half.generation.synops_mj == pytest.approx(base.generation.synops_mj / 2)
+    assert half.generation.neuron_mj == pytest.approx(base.generation.neuron_mj)
 
 
 def test_breakdown_per_group_and_layer_adds_up():
     est = estimate(activity(), CHIPS, COSTS)
     g = {row["group"]: row for row in est.per_group.iter_rows(named=True)}
-    assert g["A"]["stage_ns"] == pytest.approx(1350) and g["B"]["stage_ns"] == pytest.approx(1400)
-    assert g["A"]["static_uj"] == pytest.approx(1.35) and g["B"]["static_uj"] == pytest.approx(1.4)
+    assert g["A"]["stage_ns"] == pytest.approx(327.5) and g["B"]["stage_ns"] == pytest.approx(352.5)
+    assert g["A"]["static_uj"] == pytest.approx(0.3275) and g["B"]["static_uj"] == pytest.approx(0.3525)
     assert g["A"]["synops_uj"] == pytest.approx(250e-6) and g["B"]["synops_uj"] == 0
     assert g["B"]["message_uj"] == pytest.approx(2 * 4e-6)
     layer = est.per_layer().row(0, named=True)
@@ -81,13 +112,16 @@ def test_breakdown_per_group_and_layer_adds_up():
     dynamic = layer["synops_uj"] + layer["neuron_uj"] + layer["message_uj"]
     assert dynamic * 1e-3 == pytest.approx(est.generation.dynamic_mj)
     summary = est.summary()
-    assert summary.filter(pl.col("figure") == "tokens/s")["value"].to_list() == pytest.approx([1 / 1425e-9, 1 / 2750e-9])
+    assert summary.filter(pl.col("figure") == "tokens/s")["value"].to_list() == pytest.approx([1 / 367.5e-9, 1 / 680e-9])
 
 
 def test_costs_scale_energy_and_time_separately():
     base = estimate(activity(), CHIPS, COSTS)
     slow = estimate(
-        activity(), CHIPS, dataclasses.replace(COSTS, synop_ns=2, neuron_update_ns=20, message_ns=200, barrier_ns=2000),
+        activity(), CHIPS, dataclasses.replace(
+            COSTS, synop_ns=2, neuron_update_ns=20, neuron_inactive_ns=10, message_ns=200, barrier_ns=400,
+            barrier_per_doubling_ns=200,
+        ),
     )
     assert slow.generation.seconds_per_token == pytest.approx(2 * base.generation.seconds_per_token)
     assert slow.generation.dynamic_mj == pytest.approx(base.generation.dynamic_mj)
@@ -101,6 +135,14 @@ def test_bad_inputs_are_clear_errors():
         estimate(activity(), CHIPS, COSTS, prompt_tokens=0)
     with pytest.raises(CostError, match="synop_pj"):
         OpCosts(synop_pj=-1.0)
+    with pytest.raises(CostError, match="static power per chip"):
+        OpCosts(static_w_per_chip=float("nan"))
+    with pytest.raises(CostError, match="absurd"):
+        OpCosts(barrier_ns=1e15)
+    with pytest.raises(CostError, match="chips = 2,000,000 is absurd"):
+        estimate(activity(), 2_000_000, COSTS)
+    with pytest.raises(CostError, match="chips must be a whole number >= 1"):
+        estimate(activity(), 0, COSTS)
     with pytest.raises(CostError, match="no cost preset"):
         preset("Loihi 3")
 
@@ -112,17 +154,43 @@ def test_every_preset_loads_with_a_source_for_every_number(name):
     assert table.height == len(dataclasses.fields(OpCosts))
     assert all(source.strip() for source in table["source"].to_list())
     assert table["value"].to_list() == [float(getattr(p.costs, f.name)) for f in dataclasses.fields(OpCosts)]
-    assert "idle" in p.sources["static_w_per_chip"]
     estimate(activity(), CHIPS, p.costs)  # usable as is
 
 
-def test_loihi2_preset_follows_intels_statement():
-    old, new = PRESETS["Loihi (2018 measurements)"].costs, PRESETS["Loihi 2 (Intel's public statements)"].costs
-    for field in ("synop_ns", "neuron_update_ns", "message_ns", "barrier_ns"):
-        assert getattr(new, field) == pytest.approx(getattr(old, field) / 10)
-    for field in ("synop_pj", "neuron_update_pj", "message_pj", "static_w_per_chip"):
-        assert getattr(new, field) == getattr(old, field)
-    assert "10" in PRESETS["Loihi 2 (Intel's public statements)"].sources["synop_ns"]
+def test_first_loihi_preset_is_davies_table_2_and_frady():
+    p = PRESETS["Loihi (2018 figures)"]
+    c = p.costs
+    assert (c.synop_pj, c.synop_ns) == (23.6, 3.5)
+    assert (c.neuron_update_pj, c.neuron_update_ns, c.neuron_inactive_pj, c.neuron_inactive_ns) == (81, 8.4, 52, 5.3)
+    assert c.message_pj == pytest.approx(1.7 + 3.5)
+    assert "maximum time" in p.sources["synop_ns"] and "pre-silicon" in p.sources["synop_pj"]
+    assert c.sync_floor_ns(1) == 465
+    assert c.sync_floor_ns(256) == pytest.approx(14_300)  # Frady et al. 2020: a 256-chip column
+    assert c.sync_floor_ns(768) == pytest.approx(16_200, rel=0.06)  # 768 chips: 16.2 us measured
+    assert c.static_w_per_chip == pytest.approx(3.34 / 32, rel=0.01)
+
+
+def test_loihi2_preset_applies_each_statement_to_what_it_was_said_about():
+    old, new = PRESETS["Loihi (2018 figures)"].costs, PRESETS["Loihi 2 (Intel's statements)"]
+    assert new.costs.neuron_update_ns == pytest.approx(old.neuron_update_ns / 2)
+    assert new.costs.neuron_inactive_ns == pytest.approx(old.neuron_inactive_ns / 2)
+    assert new.costs.message_ns == pytest.approx(old.message_ns / 10)
+    assert new.costs.synop_ns == pytest.approx(old.synop_ns / 10)
+    assert new.costs.barrier_ns == old.barrier_ns
+    for field in ("synop_pj", "neuron_update_pj", "neuron_inactive_pj", "message_pj"):
+        assert getattr(new.costs, field) == getattr(old, field)
+    assert "2x" in new.sources["neuron_update_ns"] and "10x" in new.sources["message_ns"]
+    assert new.costs.static_w_per_chip == 1.0 and "16-chip" in new.sources["static_w_per_chip"]
+
+
+def test_fitted_preset_says_it_is_fitted_and_what_to_compare_with():
+    p = PRESETS[FITTED_NAME]
+    assert next(iter(PRESETS)) == FITTED_NAME  # the page's default
+    for field in ("synop_pj", "static_w_per_chip", "barrier_per_doubling_ns", "synop_ns"):
+        assert p.sources[field].startswith("fitted to the paper's 24-chip 370M measurement")
+    assert "23.6 pJ" in p.compare["synop_pj"] and "1 W per chip" in p.compare["static_w_per_chip"]
+    assert "14.3" in p.compare["barrier_per_doubling_ns"]
+    assert p.table()["public figure to compare"].to_list().count("") < p.table().height
 
 
 def test_custom_preset_marks_what_the_user_changed():
@@ -135,19 +203,44 @@ def test_custom_preset_marks_what_the_user_changed():
 
 def test_paper_ratios_by_hand():
     est = estimate(activity(), CHIPS, COSTS, prompt_tokens=3)
-    table = ratios(est, GpuBaseline(tokens_per_s=100_000, watts=10, ttft_s=1e-3))
-    ours = table["our estimate (ratio vs your baseline)"].to_list()
-    assert ours[0] == pytest.approx((1 / 2750e-9) / 100_000)
-    assert ours[1] == pytest.approx((10 / 100_000 * 1e3) / (2750e-6 + 324e-9))  # baseline mJ/token over ours
-    assert ours[2] == pytest.approx(1e-3 / (2750e-9 + 2 * 1425e-9))
-    assert table["paper (ratio vs GPU)"].to_list() == [r for _, r, _ in PAPER_CLAIMS] == [3.0, 2.0, 6.6]
-    sources = GpuBaseline().table()["source"].to_list()
-    assert "NVIDIA" in sources[1] and sources[0].startswith("not given")
-    assert GpuBaseline(tokens_per_s=5, watts=7).table()["source"].to_list()[:2] == ["entered by you", "entered by you"]
-    missing = ratios(est, GpuBaseline())
-    assert missing["our estimate (ratio vs your baseline)"].null_count() == 3
-    with pytest.raises(BaselineError, match="watts"):
-        GpuBaseline(watts=0)
+    table = ratios(estimate_figures(est), GpuBaseline(tokens_per_s=100_000, energy_mj=0.1, ttft_s=1e-3))
+    ours = table["our estimate vs this baseline"].to_list()
+    assert ours[0] == pytest.approx((1 / 680e-9) / 100_000)
+    assert ours[1] == pytest.approx(0.1 / (680e-6 + 296e-9))  # baseline mJ/token over ours
+    assert ours[2] == pytest.approx(1e-3 / (680e-9 + 2 * 367.5e-9))
+    assert table["paper's claim"].to_list() == [r for _, r, _ in PAPER_CLAIMS] == [3.0, 2.0, 6.6]
+    # the paper's own figures against its own Jetson numbers reproduce its claims
+    jetson = ratios(estimate_figures(est), GpuBaseline())["paper's 24-chip figure vs this baseline"].to_list()
+    assert jetson == pytest.approx([41.5 / 15.4, 719 / 405, 0.659 / 0.099])
+    assert all("Jetson" in s and "as reported" in s for s in GpuBaseline().table()["source"].to_list())
+    assert GpuBaseline(tokens_per_s=5).table()["source"].to_list()[0] == "entered by you"
+    for bad in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(BaselineError, match="baseline tokens/s"):
+            GpuBaseline(tokens_per_s=bad)
+
+
+def test_the_paper_table_is_as_reported():
+    table = measured_table()
+    assert table["Loihi 2, 24 chips"].to_list() == [41.5, 405.0, 6632.0, 3.7, 0.099]
+    assert all("as reported" in s for s in table["source"].to_list())
+    assert "12.6-15.4" in table["Jetson Orin Nano 8GB, FP16"].to_list()
+    said = " ".join(statements_table()["the paper says"].to_list())
+    for fact in ("71.3", "59 mJ", "14x", "H100", "0.4%", "39.6", "51.1", "16,000"):
+        assert fact in said
+
+
+def test_exported_estimates_read_back_with_polars():
+    import io
+
+    from inspector.exports import csv_bytes, parquet_bytes
+    from inspector.hardware_report import export_names, readable_seconds
+
+    table = pl.DataFrame({"generation tokens/s": [41.5], "time to first token 500 tokens (s)": [0.099], "model": ["x"]})
+    exported = export_names(table)
+    assert exported.columns == ["generation_tokens_per_s", "time_to_first_token_500_tokens_s", "model"]
+    assert pl.read_parquet(io.BytesIO(parquet_bytes(exported, {"run": 1}))).equals(exported)
+    assert pl.read_csv(io.BytesIO(csv_bytes(exported, {"run": 1})), comment_prefix="#").equals(exported)
+    assert readable_seconds(94.68) == "94.7 s" and readable_seconds(9468.0) == "2.6 h" and readable_seconds(0.0993) == "99.3 ms"
 
 
 def test_hardware_limits_table_has_a_source_for_every_limit():

@@ -19,6 +19,13 @@ one program (what the emulator and the Lava graph assume). `share_cores=True` is
 Hardware page: the groups of one layer are packed one after the other onto the same run of cores,
 so a core may hold the tail of one group and the head of the next (two neuron programs on one core);
 the table then has one row per (core, group) segment.
+
+Two chip layouts (`LAYOUTS`): **packed** fills every chip's cores before the next chip, so a block may
+straddle two chips; **one-block-per-chip** is what the paper deployed (370M: 24 blocks on 24 chips):
+each layer starts on a chip of its own (a block that needs more cores than a chip has takes the next
+chips too; the per-core limits apply inside a chip either way), the final norm follows the last
+block. The LM head (`lm_head_group`, a ternary BitLinear of vocab x hidden) stays on the host unless
+asked for; on chip it starts a chip of its own in the one-block-per-chip layout.
 """
 
 from __future__ import annotations
@@ -38,6 +45,9 @@ from inspector.errors import InspectorError
 DEFAULT_TERNARY_DENSITY = 0.69
 
 GROUP_ORDER = ("norm_attn", "proj_ifg", "mlgru", "proj_o", "norm_mlp", "proj_gate", "glu", "proj_down", "residual")
+PACKED, ONE_BLOCK_PER_CHIP = "packed", "one-block-per-chip"
+LAYOUTS = (PACKED, ONE_BLOCK_PER_CHIP)
+LM_HEAD = "lm_head"
 
 
 class MappingError(InspectorError):
@@ -68,9 +78,30 @@ class CoreMap:
     def cores(self) -> int:
         return self.table["core"].n_unique() if self.table.height else 0
 
+    layout: str = PACKED
+
     @property
     def chips(self) -> int:
-        return int(self.table["chip"].max()) + 1 if self.table.height else 0
+        return self.table["chip"].n_unique() if self.table.height else 0
+
+    def chips_per_block(self) -> dict[int, int]:
+        """layer -> chips its cores occupy (a block larger than a chip spans several)."""
+        t = self.table.filter(pl.col("layer") >= 0)
+        return dict(t.group_by("layer").agg(pl.col("chip").n_unique()).sort("layer").iter_rows())
+
+    def oversized_blocks(self) -> str | None:
+        """In the one-block-per-chip layout, a sentence when a block does not fit one chip (else None)."""
+        if self.layout != ONE_BLOCK_PER_CHIP:
+            return None
+        spans = {layer: n for layer, n in self.chips_per_block().items() if n > 1}
+        if not spans:
+            return None
+        cores = self.table.filter(pl.col("layer") == next(iter(spans)))["core"].n_unique()
+        return (
+            f"{len(spans)} block(s) do not fit one chip (layer {next(iter(spans))} needs {cores:,} cores, a chip has "
+            f"{self.hardware.cores_per_chip}): each takes {max(spans.values())} chips; the per-core limits still apply "
+            "inside every chip."
+        )
 
     def summary(self) -> dict[str, float]:
         t = self.table
@@ -186,6 +217,7 @@ CONSUMERS: dict[str, tuple[tuple[int, str], ...]] = {
     "glu": ((0, "proj_down"),),
     "proj_down": ((0, "residual"),),
     "residual": ((1, "norm_attn"), (1, "norm_mlp")),
+    "final_norm": ((0, LM_HEAD),),
 }
 
 
@@ -221,8 +253,28 @@ def _check_fan_out(pieces: list[tuple[NeuronGroup, int, int, int, int]], hw: Har
             )
 
 
-def map_groups(groups: list[NeuronGroup], hw: HardwareConfig, share_cores: bool = False) -> CoreMap:
+def _one_block_per_chip(pieces: list[tuple[NeuronGroup, int, int, int, int]], hw: HardwareConfig) -> list:
+    """Renumber cores so that every layer (and the LM head) starts on a fresh chip; chip = core // cores_per_chip."""
+    out, shift, last_core, last_block = [], 0, -1, None
+    for group, core, start, end, count in pieces:
+        block = LM_HEAD if group.name == LM_HEAD else group.layer
+        starts_block = block != last_block and (block == LM_HEAD or group.layer >= 0)
+        if starts_block and last_core >= 0 and core != last_core:
+            next_free = last_core + shift + 1
+            shift = -(-next_free // hw.cores_per_chip) * hw.cores_per_chip - core
+        last_block, last_core = block, core
+        out.append((group, core + shift, start, end, count))
+    return out
+
+
+def map_groups(
+    groups: list[NeuronGroup], hw: HardwareConfig, share_cores: bool = False, layout: str = PACKED,
+) -> CoreMap:
+    if layout not in LAYOUTS:
+        raise MappingError(f"unknown layout {layout!r}; choose {' or '.join(LAYOUTS)}")
     pieces = _segments(groups, hw, share_cores)
+    if layout == ONE_BLOCK_PER_CHIP:
+        pieces = _one_block_per_chip(pieces, hw)
     _check_fan_out(pieces, hw)
     core, start_a, end_a, syn_a = (np.asarray([p[k] for p in pieces], dtype=np.int64) for k in (1, 2, 3, 4))
     neurons = end_a - start_a
@@ -239,7 +291,14 @@ def map_groups(groups: list[NeuronGroup], hw: HardwareConfig, share_cores: bool 
             "memory_bytes": -(-(syn_a * hw.bits_per_synapse) // 8) + neurons * hw.bytes_per_neuron,
         }
     )
-    return CoreMap(table, hw, groups)
+    return CoreMap(table, hw, groups, layout)
+
+
+def lm_head_group(config: HGRNBitConfig, density: float = DEFAULT_TERNARY_DENSITY) -> NeuronGroup:
+    """The LM head as a neuron group: one neuron per vocabulary entry, a ternary BitLinear over the
+    final norm's outputs (synapses from the typical ternary density: the measured runs keep it on the host)."""
+    per_neuron = int(round(density * config.hidden_size))
+    return NeuronGroup(-1, LM_HEAD, np.full(config.vocab_size, per_neuron, dtype=np.int64), config.hidden_size)
 
 
 def model_groups(config: HGRNBitConfig, weights_by_layer: list[dict[str, torch.Tensor]] | None = None) -> list[NeuronGroup]:
@@ -256,6 +315,9 @@ def map_model(
     hw: HardwareConfig | None = None,
     weights_by_layer: list[dict[str, torch.Tensor]] | None = None,
     share_cores: bool = False,
+    layout: str = PACKED,
+    lm_head_on_chip: bool = False,
 ) -> CoreMap:
     """Map a whole model; without weights, synapse counts assume the typical ternary density."""
-    return map_groups(model_groups(config, weights_by_layer), hw or HardwareConfig(), share_cores)
+    groups = model_groups(config, weights_by_layer) + ([lm_head_group(config)] if lm_head_on_chip else [])
+    return map_groups(groups, hw or HardwareConfig(), share_cores, layout)

@@ -1,4 +1,8 @@
-"""Streamlit glue of the Hardware page: the what-if widgets and the cached published measurements."""
+"""Streamlit glue of the Hardware page: the what-if widgets and the cached published measurements.
+
+Every widget that can hold an invalid value shows its message next to itself and returns None, so
+the page skips only what depends on it and keeps the rest usable.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,13 @@ import dataclasses
 import streamlit as st
 
 from inspector.activity_cache import published_activity
-from inspector.costs import CUSTOM, PRESETS, CostPreset, OpCosts, custom_preset
-from inspector.emulator.hardware import HardwareConfig
+from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
+from inspector.context_length import TRANSFORMER_LABELS, TRANSFORMER_SOURCES, ContextError, TransformerBaseline
+from inspector.costs import COST_LABELS, CUSTOM, FITTED_NAME, PRESETS, CostError, CostPreset, OpCosts, custom_preset
+from inspector.emulator.hardware import HardwareConfig, HardwareConfigError
+from inspector.emulator.mapper import LAYOUTS, ONE_BLOCK_PER_CHIP, lm_head_group
 from inspector.hardware_report import Evaluation, evaluate
+from inspector.paper import BASELINE_LABELS, JETSON_DEFAULTS, JETSON_SOURCE, BaselineError, GpuBaseline
 from inspector.published_activity import MeasuredActivity
 from inspector.quant.config import QuantConfig
 from inspector.ui.sidebar import keep, kept
@@ -22,10 +30,12 @@ LIMITS = {
     "synapse_memory_bytes": ("Synapse memory per core (KiB)", 1024),
     "bytes_per_neuron": ("Bytes of state per neuron", 1),
 }
+LAYOUT_LABELS = {ONE_BLOCK_PER_CHIP: "one block per chip (as the paper deployed)", "packed": "packed (fill every chip)"}
 
 
-def what_if_hardware() -> tuple[HardwareConfig, bool]:
-    """The per-core limits, synapse bits and core sharing the user chose (raises HardwareConfigError)."""
+def what_if_hardware() -> tuple[HardwareConfig | None, bool]:
+    """The per-core limits, synapse bits and core sharing the user chose; None (with a message beside
+    the limits) when they do not make a valid core."""
     defaults = HardwareConfig()
     bits = keep("hw_bits", st.select_slider(
         "Synapse storage bits per ternary weight", [1, 2, 4, 8, 16], kept("hw_bits", defaults.bits_per_synapse), key="hw_bits",
@@ -39,37 +49,90 @@ def what_if_hardware() -> tuple[HardwareConfig, bool]:
     columns = st.columns(len(LIMITS))
     for column, (name, (label, unit)) in zip(columns, LIMITS.items(), strict=True):
         key = f"hw_{name}"
-        value = column.number_input(label, min_value=1, value=int(kept(key, getattr(defaults, name) // unit)), step=1, key=key)
+        value = column.number_input(label, value=int(kept(key, getattr(defaults, name) // unit)), step=1, key=key)
         values[name] = int(keep(key, value)) * unit
-    return defaults.with_overrides(values), bool(share)
+    try:
+        return defaults.with_overrides(values), bool(share)
+    except HardwareConfigError as exc:
+        st.error(f"These limits are not a valid core: {exc}. The core map and the estimates wait for valid limits.")
+        return None, bool(share)
 
 
-def cost_preset() -> CostPreset:
-    """A named preset, or custom costs edited from one (every changed number is marked "set by you")."""
-    choice = keep(
-        "cost_preset",
-        st.radio(
-            "Cost preset", [*PRESETS, CUSTOM], index=[*PRESETS, CUSTOM].index(kept("cost_preset", next(iter(PRESETS)))),
-            key="cost_preset", horizontal=True
-        )
-    )
+def layout_choice() -> tuple[str, bool]:
+    """The chip layout and whether the LM head is mapped on chip."""
+    left, right = st.columns(2)
+    options = list(LAYOUTS)[::-1]  # one block per chip first: the paper's layout
+    layout = keep("hw_layout", left.radio(
+        "Chip layout", options, index=options.index(kept("hw_layout", ONE_BLOCK_PER_CHIP)), key="hw_layout",
+        format_func=LAYOUT_LABELS.get, horizontal=True,
+    ))
+    head = keep("hw_lm_head", right.radio(
+        "LM head", ["host", "chip"], index=["host", "chip"].index(kept("hw_lm_head", "host")), key="hw_lm_head",
+        horizontal=True, format_func={"host": "on the host (as measured)", "chip": "on chip (mapped)"}.get,
+    ))
+    return layout, head == "chip"
+
+
+def cost_preset() -> CostPreset | None:
+    """A named preset, or custom costs edited from one (every changed number is marked "set by you");
+    None, with the message beside the fields, when an edited number is not a cost."""
+    options = [*PRESETS, CUSTOM]
+    choice = keep("cost_preset", st.radio(
+        "Cost preset", options, index=options.index(kept("cost_preset", FITTED_NAME)), key="cost_preset", horizontal=True,
+    ))
     if choice != CUSTOM:
         return PRESETS[choice]
-    base = keep(
-        "cost_base",
-        st.selectbox(
-            "Start from", list(PRESETS), index=list(PRESETS).index(kept("cost_base", next(iter(PRESETS)))), key="cost_base"
-        )
-    )
+    base = keep("cost_base", st.selectbox(
+        "Start from", list(PRESETS), index=list(PRESETS).index(kept("cost_base", FITTED_NAME)), key="cost_base",
+    ))
     fields = dataclasses.fields(OpCosts)
     columns = st.columns(4)
     values = {}
     for k, field in enumerate(fields):
         key = f"cost_{base}_{field.name}"
         values[field.name] = keep(key, columns[k % 4].number_input(
-            field.name, min_value=0.0, value=float(kept(key, getattr(PRESETS[base].costs, field.name))), format="%.4g", key=key
+            COST_LABELS[field.name], value=float(kept(key, getattr(PRESETS[base].costs, field.name))), format="%.4g", key=key,
         ))
-    return custom_preset(OpCosts(**values), base)
+    try:
+        return custom_preset(OpCosts(**values), base)
+    except CostError as exc:
+        st.error(f"{exc}. Nothing below is computed from it: the estimates wait for a valid number.")
+        return None
+
+
+def gpu_baseline() -> GpuBaseline | None:
+    """The GPU baseline, defaulting to the paper's Jetson figures; None (message beside it) when invalid."""
+    columns = st.columns(len(BASELINE_LABELS))
+    values = {}
+    for column, (name, label) in zip(columns, BASELINE_LABELS.items(), strict=True):
+        values[name] = column.number_input(
+            label[0].upper() + label[1:], value=float(JETSON_DEFAULTS[name]), format="%.4g", key=f"base_{name}",
+            help=JETSON_SOURCE,
+        )
+    try:
+        return GpuBaseline(**values)
+    except BaselineError as exc:
+        st.error(f"{exc}. The ratios wait for a valid baseline.")
+        return None
+
+
+def transformer_baseline() -> TransformerBaseline | None:
+    """The context-length chart's transformer (defaults: Qwen2.5-0.5B FP16 on a Jetson Orin Nano 8GB)."""
+    defaults = TransformerBaseline()
+    columns = st.columns(4)
+    values = {}
+    for k, field in enumerate(dataclasses.fields(TransformerBaseline)):
+        default = getattr(defaults, field.name)
+        values[field.name] = columns[k % 4].number_input(
+            TRANSFORMER_LABELS[field.name][0].upper() + TRANSFORMER_LABELS[field.name][1:], value=default,
+            step=1 if isinstance(default, int) else None, format=None if isinstance(default, int) else "%.4g",
+            key=f"ctx_{field.name}", help=TRANSFORMER_SOURCES[field.name],
+        )
+    try:
+        return TransformerBaseline(**values)
+    except ContextError as exc:
+        st.error(f"{exc}. The chart waits for a valid value.")
+        return None
 
 
 @st.cache_resource(show_spinner=False, max_entries=6)
@@ -80,14 +143,16 @@ def cached_published(name: str, qc: QuantConfig) -> MeasuredActivity | None:
 
 @st.cache_resource(show_spinner="Re-mapping and estimating the published sizes…", max_entries=24)
 def cached_published_evaluation(
-    name: str, qc: QuantConfig, hw: HardwareConfig, share: bool, costs: OpCosts, prompt_tokens: int
+    name: str, qc: QuantConfig, hw: HardwareConfig, share: bool, costs: OpCosts, prompt_tokens: int,
+    layout: str = ONE_BLOCK_PER_CHIP, lm_head_on_chip: bool = False,
 ) -> Evaluation | None:
     """A published size's estimate under these settings (2.7B takes seconds: widgets that do not
     change the settings, like the paper's baseline, must not pay for it again)."""
     measured = cached_published(name, qc)
     if measured is None:
         return None
-    return evaluate(name, measured.weights, measured.groups, measured.activity, hw, share, costs, prompt_tokens)
+    head = lm_head_group(HGRNBitConfig(**PUBLISHED_CONFIGS[name])) if lm_head_on_chip else None
+    return evaluate(name, measured.weights, measured.groups, measured.activity, hw, share, costs, prompt_tokens, layout, head)
 
 
 def measure_published(name: str, qc: QuantConfig) -> None:
