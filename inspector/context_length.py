@@ -100,7 +100,8 @@ def context_table(
     return pl.concat(
         [
             pl.DataFrame({"context_tokens": ctx, "system": "Loihi 2 (our estimate)",
-                          "tokens_per_s": np.full(ctx.size, ours_tokens_per_s), "mj_per_token": np.full(ctx.size, ours_mj)}),
+                          "tokens_per_s": np.full(ctx.size, float(ours_tokens_per_s)),
+                          "mj_per_token": np.full(ctx.size, float(ours_mj))}),
             pl.DataFrame({"context_tokens": ctx, "system": "transformer on the GPU (KV-cache roofline)",
                           "tokens_per_s": 1 / seconds, "mj_per_token": gpu.watts * seconds * 1e3}),
         ]

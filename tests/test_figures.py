@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import polars as pl
 import pytest
@@ -122,17 +124,22 @@ def test_core_map_and_saturation_figures(analysis):
 def test_estimate_scales_with_costs(analysis):
     emulator, a = analysis
     base = estimate(a.tables["activity"], emulator.core_map.chips)
+    c = OpCosts()
     doubled = estimate(
         a.tables["activity"], emulator.core_map.chips,
-        OpCosts(synop_pj=2 * 23.6, neuron_update_pj=2 * 52.0, message_pj=10.0, static_w_per_chip=2.0),
+        dataclasses.replace(
+            c, synop_pj=2 * c.synop_pj, neuron_update_pj=2 * c.neuron_update_pj, neuron_inactive_pj=2 * c.neuron_inactive_pj,
+            message_pj=2 * c.message_pj, static_w_per_chip=2 * c.static_w_per_chip,
+        ),
     )
     assert doubled.energy_per_token_mj == pytest.approx(2 * base.energy_per_token_mj)
     assert base.generation.tokens_per_s > 0 and base.prefill.tokens_per_s >= base.generation.tokens_per_s
-    # a hand computation for the first token
+    # a hand computation for the first token: active neurons (those that sent a message) and silent ones cost differently
     act = a.tables["activity"].filter(pl.col("token") == 0)
-    c = OpCosts()
+    active = act["active_neurons"].sum()
     dynamic_uj = (
-        act["synops"].sum() * c.synop_pj + act["neuron_updates"].sum() * c.neuron_update_pj + act["messages"].sum() * c.message_pj
+        act["synops"].sum() * c.synop_pj + active * c.neuron_update_pj
+        + (act["neuron_updates"].sum() - active) * c.neuron_inactive_pj + act["messages"].sum() * c.message_pj
     ) * 1e-6
     first = base.per_token.row(0, named=True)
     static_uj = emulator.core_map.chips * c.static_w_per_chip * first["latency_us"]

@@ -204,3 +204,49 @@ def test_packed_synapses_need_fewer_cores():
     config = HGRNBitConfig(**PUBLISHED_CONFIGS["MMfreeLM-370M"])
     eight, two = map_model(config, HardwareConfig()), map_model(config, HardwareConfig(bits_per_synapse=2))
     assert two.cores < eight.cores and two.summary()["synapses"] == eight.summary()["synapses"]
+
+
+def test_one_block_per_chip_puts_each_layer_on_its_own_chip():
+    """The paper's layout: 370M's 24 blocks on 24 chips (the final norm with the last block), limits unchanged."""
+    from inspector.emulator.mapper import ONE_BLOCK_PER_CHIP
+
+    config = HGRNBitConfig(**PUBLISHED_CONFIGS["MMfreeLM-370M"])
+    hw = HardwareConfig()
+    packed, blocks = map_model(config, hw), map_model(config, hw, layout=ONE_BLOCK_PER_CHIP)
+    check_limits(blocks, hw)
+    assert (packed.chips, blocks.chips) == (15, 24) and blocks.cores == packed.cores
+    per_layer = blocks.table.group_by("layer").agg(pl.col("chip").unique()).sort("layer")
+    chips = dict(zip(per_layer["layer"].to_list(), per_layer["chip"].to_list(), strict=True))
+    assert all(chips[layer] == [layer] for layer in range(24)) and chips[-1] == [23]
+    assert blocks.oversized_blocks() is None and packed.oversized_blocks() is None
+    # the per-core contents do not depend on the layout: only core numbers and chips move
+    assert blocks.table.select("layer", "group", "start", "end", "synapses").equals(
+        packed.table.select("layer", "group", "start", "end", "synapses")
+    )
+
+
+def test_a_block_larger_than_a_chip_spans_chips_and_says_so():
+    from inspector.emulator.mapper import ONE_BLOCK_PER_CHIP
+
+    config = HGRNBitConfig(**PUBLISHED_CONFIGS["MMfreeLM-1.3B"])
+    core_map = map_model(config, HardwareConfig(), layout=ONE_BLOCK_PER_CHIP)
+    check_limits(core_map, HardwareConfig())
+    assert set(core_map.chips_per_block().values()) == {3} and core_map.chips == 72
+    assert "do not fit one chip" in core_map.oversized_blocks() and "per-core limits" in core_map.oversized_blocks()
+    with pytest.raises(MappingError, match="unknown layout"):
+        map_model(config, HardwareConfig(), layout="diagonal")
+
+
+def test_lm_head_on_chip_is_mapped_after_the_final_norm():
+    from inspector.emulator.mapper import LM_HEAD, ONE_BLOCK_PER_CHIP
+
+    config = HGRNBitConfig(**PUBLISHED_CONFIGS["MMfreeLM-370M"])
+    hw = HardwareConfig()
+    for layout, chips in (("packed", 16), (ONE_BLOCK_PER_CHIP, 26)):
+        core_map = map_model(config, hw, layout=layout, lm_head_on_chip=True)
+        check_limits(core_map, hw)
+        head = core_map.table.filter(pl.col("group") == LM_HEAD)
+        assert int(head["neurons"].sum()) == config.vocab_size and core_map.chips == chips
+        assert head["core"].min() > core_map.table.filter(pl.col("group") == "final_norm")["core"].max()
+    # one block per chip: the head starts on a chip of its own (2 chips at the typical density)
+    assert head["chip"].n_unique() == 2 and head["chip"].min() == 24
