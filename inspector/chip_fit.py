@@ -65,6 +65,10 @@ class FitTable:
         meta |= {f"dyn_{k}": v for k, v in self.dynamic.items()}
         self.stages.with_columns(pl.lit(json.dumps(meta, sort_keys=True)).alias("meta")).write_parquet(path, compression="zstd")
 
+    @property
+    def steps_per_token(self) -> int:
+        return self.stages.filter(pl.col("token") == self.stages["token"].min()).height
+
     @classmethod
     def load(cls, path: Path = PINNED) -> "FitTable":
         table = pl.read_parquet(path)

@@ -317,7 +317,7 @@ def cmd_paper(args) -> int:
     _print_table(statements_table(), "Its other statements (as reported)")
     _print_table(residual_table(fit_figures(table, costs)),
                  f"Preset '{FITTED_NAME}': paper measured | fitted estimate | residual "
-                 f"({table.chips} chips, {table.stages['layer'].n_unique()} stages' layers, {table.crossings} crossings)")
+                 f"({table.chips} chips, {table.steps_per_token} time steps per token, {table.crossings} crossings)")
     _print_table(preset(FITTED_NAME).table(), "Its constants, each with its source and the public figure to compare")
     _print_table(single_chip_table(table, costs), "Held out of the fit: the single-chip configuration (not tuned)")
     return 0
@@ -331,6 +331,8 @@ def _positive(value: str, field: str, kind=float):
         raise InspectorError(f"{field} must be a number, got {value!r}") from None
     if number != number or number in (float("inf"), float("-inf")) or number <= 0:
         raise InspectorError(f"{field} must be a positive finite number, got {value!r}")
+    if number > 1e9:
+        raise InspectorError(f"{field} = {value} is absurd")
     return number
 
 
@@ -345,6 +347,8 @@ def cmd_estimate(args) -> int:
     name = FITTED_NAME if args.preset == "fitted" else args.preset
     chosen = preset(name)
     prompt_tokens = int(_positive(args.prompt_tokens, "--prompt-tokens", int))
+    if prompt_tokens > 1_000_000:
+        raise InspectorError(f"--prompt-tokens {prompt_tokens:,} is absurd (at most 1,000,000)")
     costs = chosen.costs
     if args.static_w is not None:
         costs = dataclasses.replace(costs, static_w_per_chip=_positive(args.static_w, "--static-w"))

@@ -87,7 +87,7 @@ st.caption(
     f"Preset **{FITTED_NAME}**: four constants (synchronization floor, a scale on per-operation times, static power per chip, "
     "a scale on per-operation energies) fitted by least squares to the five measured figures, with this project's own "
     f"measured activity of the 370M configuration (random weights, default QuantConfig, pinned) mapped one block per chip: "
-    f"{fit_table.chips} chips, {fit_table.stages.filter(fit_table.stages['token'] == 0).height} time steps per token and "
+    f"{fit_table.chips} chips, {fit_table.steps_per_token} time steps per token and "
     f"{fit_table.crossings} chip crossings from the core map, not fitted."
 )
 st.dataframe(residuals, hide_index=True, width="stretch", column_config=PERCENT)

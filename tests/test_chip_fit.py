@@ -115,3 +115,62 @@ def test_fitted_costs_scale_what_they_say():
     assert c.barrier_ns == 2 * base.barrier_ns and c.synop_ns == 3 * base.synop_ns and c.static_w_per_chip == 0.5
     assert c.message_pj == 0.25 * base.message_pj
     assert dataclasses.replace(c, chip_crossing_ns=0) == c  # crossings are not fitted
+
+
+def test_cli_map_layouts_and_lm_head(capsys):
+    import json
+
+    from inspector.cli import main
+
+    assert main(["map", "--config", "MMfreeLM-370M", "--layout", "one-block-per-chip"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["chips"], summary["layout"], summary["lm_head"]) == (24, "one-block-per-chip", "host")
+    assert main(["map", "--config", "MMfreeLM-370M", "--layout", "packed", "--lm-head", "chip"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["lm_head_chips"] == 2 and summary["lm_head_chips_paper_estimate"] == 7 and summary["chips"] == 16
+    assert main(["map", "--config", "MMfreeLM-1.3B", "--layout", "one-block-per-chip"]) == 0
+    assert "do not fit one chip" in capsys.readouterr().err
+
+
+def test_cli_paper_prints_the_measurement_the_residuals_and_the_single_chip(capsys):
+    from inspector.cli import main
+
+    assert main(["paper"]) == 0
+    out = capsys.readouterr().out
+    for text in ("as reported", "6632", "residual", "fitted to the paper's 24-chip 370M measurement", "71.3", "23.6 pJ",
+                 "217 time steps per token", "23 crossings"):
+        assert text in out
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--prompt-tokens", "-5"], "--prompt-tokens must be a positive"),
+    (["--prompt-tokens", "ten"], "--prompt-tokens must be a number"),
+    (["--prompt-tokens", "5000000"], "--prompt-tokens 5,000,000 is absurd"),
+    (["--static-w", "nan"], "--static-w must be a positive finite number"),
+    (["--static-w", "0"], "--static-w must be a positive"),
+    (["--preset", "Loihi 3"], "no cost preset 'Loihi 3'"),
+    (["--config", "MMfreeLM-9B"], "unknown --config"),
+    ([], "has not been measured"),
+])
+def test_cli_estimate_bad_input_names_the_field(args, words, capsys, monkeypatch, tmp_path):
+    from inspector.cli import main
+
+    monkeypatch.setenv("LOIHI_INSPECTOR_CACHE", str(tmp_path))
+    assert main(["estimate", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and words in err and "Traceback" not in err
+
+
+def test_cli_estimate_of_a_measured_size(capsys, monkeypatch, tmp_path):
+    from inspector.cli import main
+    from inspector.config import PUBLISHED_CONFIGS
+
+    monkeypatch.setitem(PUBLISHED_CONFIGS, "tiny-0.1B", {"hidden_size": 32, "num_hidden_layers": 2, "vocab_size": 300,
+                                                          "intermediate_size": 48})
+    monkeypatch.setenv("LOIHI_INSPECTOR_CACHE", str(tmp_path))
+    argv = ["estimate", "--config", "tiny-0.1B", "--measure", "--quant", "calibration_tokens=64", "--lm-head", "chip"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "layout one-block-per-chip" in out and "LM head on the chip" in out and "generation_tokens_per_s" in out
+    assert main([*argv, "--static-w", "0.5", "--layout", "packed"]) == 0
+    assert "static power set" in capsys.readouterr().out
