@@ -511,6 +511,28 @@ def test_hardware_page_measures_a_published_size(app, monkeypatch, tmp_path):
     assert any(tmp_path.rglob("tiny-published-*.npz"))
 
 
+def test_hardware_what_ifs_say_how_much_each_change_moves(app, monkeypatch, tmp_path):
+    from inspector.config import PUBLISHED_CONFIGS
+
+    monkeypatch.setenv("LOIHI_INSPECTOR_CACHE", str(tmp_path))
+    # a tiny stand-in for the 370M configuration, so that its measurement takes a second
+    monkeypatch.setitem(
+        PUBLISHED_CONFIGS, "MMfreeLM-370M",
+        {"hidden_size": 32, "num_hidden_layers": 3, "vocab_size": 300, "intermediate_size": 48},
+    )
+    app.switch_page("pages/hardware.py").run()
+    assert any("Measure MMfreeLM-370M (above)" in i.value for i in app.info)
+    app.button(key="measure_MMfreeLM-370M").click().run()
+    assert not app.exception, app.exception
+    table = next(d.value for d in app.dataframe if "what if" in d.value.columns)
+    assert table["what if"].iloc[0].startswith("the paper's layout")
+    assert table["change mJ/token (%)"].iloc[0] == 0
+    halved = table[table["what if"] == "static power halved"]
+    assert halved["change mJ/token (%)"].iloc[0] < -40  # static power dominates
+    assert table["chips"].iloc[0] == 3 and table[table["what if"] == "fewer chips: packed layout"]["chips"].iloc[0] == 1
+    assert any(m.startswith("activity:") for m in table["what if"])  # the loaded model's run beside it
+
+
 def test_hardware_page_uses_the_loaded_checkpoint_for_its_published_size(app, monkeypatch):
     from inspector.config import PUBLISHED_CONFIGS
 
