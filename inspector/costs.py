@@ -118,8 +118,8 @@ class CostPreset:
             {
                 "quantity": [COST_LABELS[n] for n in names],
                 "value": [float(getattr(self.costs, n)) for n in names],
-                "source": [self.sources[n] for n in names],
                 "public figure to compare": [self.compare.get(n, "") for n in names],
+                "source": [self.sources[n] for n in names],
             }
         )
 
@@ -182,7 +182,7 @@ def _loihi_2() -> CostPreset:
 # (inspector/data/activity_370m_one_block_per_chip.parquet); tests/test_chip_fit.py checks that the
 # fit still lands on them, so they are the fit's output written down, not chosen.
 FITTED_NAME = "Loihi 2, fitted to the paper's 370M measurement"
-FITTED_SOURCE = "fitted to the paper's 24-chip 370M measurement (Abreu et al. 2025, as reported; least squares, 5 figures)"
+FITTED_SOURCE = "fitted to the paper's 24-chip 370M measurement"
 FITTED = {  # the four free constants of the fit, as `fit_paper()` returns them (5 significant digits)
     "sync_scale": 10.726,  # x the Loihi 2 (Intel's statements) synchronization floor (barrier and its growth)
     "time_scale": 3.2452,  # x the Loihi 2 (Intel's statements) per-operation times
@@ -236,11 +236,11 @@ def _fitted() -> CostPreset:
             "chip_crossing_ns": NO_CROSSING,
         },
         {
-            "synop_pj": "first Loihi: 23.6 pJ (" + DAVIES_2018 + ")",
+            "synop_pj": "first Loihi: 23.6 pJ (Davies et al. 2018, Table 2)",
             "synop_ns": "first Loihi: 3.5 ns maximum; Intel's 'up to 10x': 0.35 ns",
             "neuron_update_ns": "first Loihi: 8.4 ns; Intel's 2x: 4.2 ns",
             "static_w_per_chip": "~1 W per chip measured on a 16-chip Loihi 2 system (board included)",
-            "barrier_per_doubling_ns": "first Loihi across chips: 14.3-16.2 us for 256-768 chips (" + FRADY_2020 + "); "
+            "barrier_per_doubling_ns": "first Loihi across chips: 14.3-16.2 us for 256-768 chips (Frady et al. 2020); "
             f"{OpCosts().sync_floor_ns(24) / 1e3:.1f} us at 24 chips by the same curve",
         },
     )

@@ -412,6 +412,8 @@ def context_length_figure(
             fig.add_vline(x=at, line_dash="dot", line_color="#d62728", row=row, col=1,
                           annotation_text=f"crossover {at:,.0f} tokens")
     _layout(fig, "Per-token cost against context length", "", "", height=560)
+    # three rows of legend would cover the top panel's title: the legend goes below the plot
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.16, xanchor="left", x=0), margin=dict(t=60, b=160))
     fig.update_xaxes(type="log", title_text="context (tokens)", row=2, col=1)
     fig.update_xaxes(type="log", row=1, col=1)
     fig.update_yaxes(rangemode="tozero", title_text="tokens/s", row=1, col=1)

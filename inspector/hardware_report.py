@@ -215,8 +215,6 @@ def what_if_table(rows: list[tuple[str, Evaluation]]) -> pl.DataFrame:
         e = evaluation.estimate
         out.append({
             "what if": label,
-            "model": evaluation.model,
-            "activity from": evaluation.weights,
             "chips": e.chips,
             "generation tokens/s": e.generation.tokens_per_s,
             "change tokens/s (%)": change(e.generation.tokens_per_s, reference.generation.tokens_per_s),
@@ -225,5 +223,7 @@ def what_if_table(rows: list[tuple[str, Evaluation]]) -> pl.DataFrame:
             "prefill tokens/s": e.prefill.tokens_per_s,
             "prefill mJ/token": e.prefill.energy_per_token_mj,
             "time to first token (s)": e.time_to_first_token_s,
+            "model": evaluation.model,
+            "activity from": evaluation.weights,
         })
     return pl.DataFrame(out)

@@ -82,7 +82,7 @@ def measured_table() -> pl.DataFrame:
             "unit": [f.unit for f in MEASURED_24],
             "Loihi 2, 24 chips": [f.loihi for f in MEASURED_24],
             "Jetson Orin Nano 8GB, FP16": [jetson(f) for f in MEASURED_24],
-            "source": [AS_REPORTED + " (Tables 1-3)"] * len(MEASURED_24),
+            "source": ["as reported (Tables 1-3)"] * len(MEASURED_24),
         }
     )
 
@@ -104,13 +104,13 @@ def estimate_figures(est: Estimate) -> dict[str, float]:
 
 
 def residual_table(figures: dict[str, float]) -> pl.DataFrame:
-    """paper measured | our estimate | residual (estimate / measured - 1), one row per figure."""
+    """paper measured | our estimate | residual (%) (100 x (estimate / measured - 1)), one row per figure."""
     return pl.DataFrame(
         {
             "figure": [f"{f.label} ({f.unit})" for f in MEASURED_24],
             "paper measured (24 chips)": [f.loihi for f in MEASURED_24],
             "our estimate": [figures[f.name] for f in MEASURED_24],
-            "residual": [figures[f.name] / f.loihi - 1 for f in MEASURED_24],
+            "residual (%)": [round(100 * (figures[f.name] / f.loihi - 1), 2) + 0.0 for f in MEASURED_24],
         }
     )
 
@@ -122,7 +122,7 @@ class BaselineError(InspectorError):
 JETSON_DEFAULTS = {  # the strongest Jetson figure of each range (the hardest baseline to beat)
     "tokens_per_s": 15.4, "energy_mj": 719.0, "ttft_s": 0.659,
 }
-JETSON_SOURCE = AS_REPORTED + ": Jetson Orin Nano 8GB, FP16 transformers; the best of the reported range"
+JETSON_SOURCE = "the paper's Jetson Orin Nano 8GB figure (FP16 transformers), as reported: the best of its range"
 BASELINE_LABELS = {
     "tokens_per_s": "baseline tokens/s (generation)",
     "energy_mj": "baseline energy per token (mJ, generation)",
@@ -185,8 +185,8 @@ def ratios(ours: dict[str, float], baseline: GpuBaseline) -> pl.DataFrame:
         {
             "measure": [m for m, _, _ in PAPER_CLAIMS],
             "paper's claim": [r for _, r, _ in PAPER_CLAIMS],
-            "paper's 24-chip figure vs this baseline": pl.Series(paper_vs_baseline, dtype=pl.Float64),
             "our estimate vs this baseline": pl.Series(mine, dtype=pl.Float64),
+            "paper's 24-chip figure vs this baseline": pl.Series(paper_vs_baseline, dtype=pl.Float64),
             "paper says": [t for _, _, t in PAPER_CLAIMS],
         }
     )

@@ -55,7 +55,7 @@ from inspector.ui.hardware import (
 from inspector.ui.runs import page_analysis
 from inspector.ui.sidebar import backend_for
 
-PERCENT = {"residual": st.column_config.NumberColumn(format="percent")}
+PERCENT = {"residual (%)": st.column_config.NumberColumn(format="%+.2f %%")}
 
 
 @st.cache_resource(show_spinner=False)
@@ -170,13 +170,14 @@ if loaded is not None:
     st.subheader("Estimated time and energy per token")
     st.caption(f"Costs: {preset.name}. Activity: {weights_label}. {est.steps_per_token} time steps per token, "
                f"{est.crossings} chip crossings, synchronization floor {est.sync_floor_ns / 1e3:,.2f} µs on {est.chips} chip(s).")
-    c1, c2, c3, c4, c5 = st.columns(5)
+    c1, c2, c3 = st.columns(3)
     c1.metric("Generation, tokens/s", f"{est.generation.tokens_per_s:,.1f}")
     c2.metric("Generation, energy/token", f"{est.generation.energy_per_token_mj:,.3g} mJ")
-    c3.metric("Prefill, tokens/s", f"{est.prefill.tokens_per_s:,.1f}")
-    c4.metric("Prefill, energy/token", f"{est.prefill.energy_per_token_mj:,.3g} mJ")
-    c5.metric(f"First token, {prompt_tokens:,}-token prompt", readable_seconds(est.time_to_first_token_s))
-    st.metric("Static share of generation energy", f"{est.generation.static_mj / est.generation.energy_per_token_mj:.1%}")
+    c3.metric("Static share of generation energy", f"{est.generation.static_mj / est.generation.energy_per_token_mj:.1%}")
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Prefill, tokens/s", f"{est.prefill.tokens_per_s:,.1f}")
+    c2.metric("Prefill, energy/token", f"{est.prefill.energy_per_token_mj:,.3g} mJ")
+    c3.metric(f"First token, {prompt_tokens:,}-token prompt", readable_seconds(est.time_to_first_token_s))
     st.dataframe(est.summary(), hide_index=True, width="stretch")
     by = st.radio("Energy breakdown by", ["layer", "group"], horizontal=True, key="breakdown_by")
     chart(energy_breakdown_figure(est.per_group, by), "energy_breakdown")
@@ -260,7 +261,7 @@ else:
         rows = what_if_rows("MMfreeLM-370M", measured_370m.weights, measured_370m.groups, measured_370m.activity, config,
                             preset.costs, prompt_tokens or DEFAULT_PROMPT_TOKENS)
         reference = rows[0][1]
-        rows += [(f"activity: {e.model} ({e.weights[:60]})", e) for e in evaluations if e.model != "MMfreeLM-370M"]
+        rows += [(f"activity: {e.model}, this page's settings", e) for e in evaluations if e.model != "MMfreeLM-370M"]
         table = what_if_table(rows)
         st.caption(f"Costs: {preset.name}. Each row changes one thing against the first (MMfreeLM-370M, measured activity, "
                    f"{reference.estimate.chips} chips); the other models' rows follow the settings above.")

@@ -439,8 +439,8 @@ def test_hardware_page_beside_the_paper(app, monkeypatch, tmp_path):
     measured = next(f for f in frames if "Loihi 2, 24 chips" in f.columns)
     assert list(measured["Loihi 2, 24 chips"]) == [41.5, 405.0, 6632.0, 3.7, 0.099]
     assert all("as reported" in s for s in measured["source"])
-    residuals = next(f for f in frames if "residual" in f.columns)
-    assert residuals["residual"].abs().max() < 0.10
+    residuals = next(f for f in frames if "residual (%)" in f.columns)
+    assert residuals["residual (%)"].abs().max() < 10
     constants = next(f for f in frames if "public figure to compare" in f.columns)
     assert constants["source"].str.startswith("fitted to the paper's 24-chip 370M measurement").sum() >= 10
     single = next(f for f in frames if "paper's single-chip estimate" in f.columns)
@@ -463,7 +463,7 @@ def test_hardware_bad_inputs_say_which_field_and_keep_the_page(app, monkeypatch,
     assert not app.exception, app.exception
     assert any("not a valid core" in e.value for e in app.error)
     # the rest of the page stays: the paper, the fit, the context chart, the ratios; no stale core map
-    assert any("residual" in d.value.columns for d in app.dataframe)
+    assert any("residual (%)" in d.value.columns for d in app.dataframe)
     assert any("paper's claim" in d.value.columns for d in app.dataframe)
     assert "Neuro-cores" not in _metrics(app)
     assert 1 <= len(app.get("plotly_chart")) < charts
@@ -479,7 +479,7 @@ def test_hardware_bad_inputs_say_which_field_and_keep_the_page(app, monkeypatch,
     app.radio(key="cost_preset").set_value("custom").run()
     app.number_input(key=f"cost_{FITTED}_synop_pj").set_value(-1.0).run()
     assert any("energy per synaptic operation" in e.value for e in app.error)
-    assert "Neuro-cores" not in _metrics(app) and any("residual" in d.value.columns for d in app.dataframe)
+    assert "Neuro-cores" not in _metrics(app) and any("residual (%)" in d.value.columns for d in app.dataframe)
     app.number_input(key=f"cost_{FITTED}_synop_pj").set_value(5.0).run()
     app.number_input(key="ttft_prompt").set_value(0).run()
     assert any("prompt length must be 1" in e.value for e in app.error)
