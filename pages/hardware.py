@@ -27,7 +27,6 @@ from inspector.hardware_report import (
     matching_published,
     readable_seconds,
     results_table,
-    what_if_rows,
     what_if_table,
 )
 from inspector.paper import (
@@ -43,8 +42,8 @@ from inspector.paper import (
 )
 from inspector.ui.export import chart, table_downloads, thousands
 from inspector.ui.hardware import (
-    cached_published,
     cached_published_evaluation,
+    cached_what_ifs,
     cost_preset,
     gpu_baseline,
     layout_choice,
@@ -253,15 +252,13 @@ st.subheader("What moves the estimate")
 if preset is None:
     st.info("Waiting for valid costs (see the message under Settings).")
 else:
-    measured_370m = cached_published("MMfreeLM-370M", session.qc)
-    if measured_370m is None:
+    rows = cached_what_ifs("MMfreeLM-370M", session.qc, preset.costs, prompt_tokens or DEFAULT_PROMPT_TOKENS)
+    if rows is None:
         st.info("Measure MMfreeLM-370M (above) to see what each change does to it.")
     else:
-        config = HGRNBitConfig(**PUBLISHED_CONFIGS["MMfreeLM-370M"])
-        rows = what_if_rows("MMfreeLM-370M", measured_370m.weights, measured_370m.groups, measured_370m.activity, config,
-                            preset.costs, prompt_tokens or DEFAULT_PROMPT_TOKENS)
         reference = rows[0][1]
-        rows += [(f"activity: {e.model}, this page's settings", e) for e in evaluations if e.model != "MMfreeLM-370M"]
+        # the other activities (this run, the other sizes) under this page's settings
+        rows = rows + [(f"activity: {e.model}, this page's settings", e) for e in evaluations if e.weights != reference.weights]
         table = what_if_table(rows)
         st.caption(f"Costs: {preset.name}. Each row changes one thing against the first (MMfreeLM-370M, measured activity, "
                    f"{reference.estimate.chips} chips); the other models' rows follow the settings above.")

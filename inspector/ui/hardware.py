@@ -16,7 +16,7 @@ from inspector.context_length import TRANSFORMER_LABELS, TRANSFORMER_SOURCES, Co
 from inspector.costs import COST_LABELS, CUSTOM, FITTED_NAME, PRESETS, CostError, CostPreset, OpCosts, custom_preset
 from inspector.emulator.hardware import HardwareConfig, HardwareConfigError
 from inspector.emulator.mapper import LAYOUTS, ONE_BLOCK_PER_CHIP, lm_head_group
-from inspector.hardware_report import Evaluation, evaluate
+from inspector.hardware_report import Evaluation, evaluate, what_if_rows
 from inspector.paper import BASELINE_LABELS, JETSON_DEFAULTS, JETSON_SOURCE, BaselineError, GpuBaseline
 from inspector.published_activity import MeasuredActivity
 from inspector.quant.config import QuantConfig
@@ -155,6 +155,16 @@ def cached_published_evaluation(
     return evaluate(name, measured.weights, measured.groups, measured.activity, hw, share, costs, prompt_tokens, layout, head)
 
 
+@st.cache_resource(show_spinner="Estimating what each change does…", max_entries=8)
+def cached_what_ifs(name: str, qc: QuantConfig, costs: OpCosts, prompt_tokens: int) -> list[tuple[str, Evaluation]] | None:
+    """A published size's what-if rows (`what_if_rows`), or None when it has not been measured."""
+    measured = cached_published(name, qc)
+    if measured is None:
+        return None
+    config = HGRNBitConfig(**PUBLISHED_CONFIGS[name])
+    return what_if_rows(name, measured.weights, measured.groups, measured.activity, config, costs, prompt_tokens)
+
+
 def measure_published(name: str, qc: QuantConfig) -> None:
     """Measure one published size now, with a progress bar (the result lands in the disk cache)."""
     progress = st.progress(0.0, text=f"{name}: building and running the layers with random weights…")
@@ -165,4 +175,5 @@ def measure_published(name: str, qc: QuantConfig) -> None:
     published_activity(name, qc, on_progress=on_progress)
     cached_published.clear()
     cached_published_evaluation.clear()
+    cached_what_ifs.clear()
     progress.empty()
