@@ -212,6 +212,9 @@ if ready:
         except MappingError as exc:
             st.error(f"{name} does not map with these limits: {exc}")
             continue
+        except InspectorError as exc:  # e.g. an absurd number of chips under extreme limits
+            st.error(f"{name}: cannot estimate with these settings: {exc}")
+            continue
         if evaluation is None:
             missing.append(name)
         else:
