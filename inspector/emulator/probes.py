@@ -1,8 +1,10 @@
 """Probes: what the emulated chip did, per token, per layer and per core.
 
 - Activity: a neuron that outputs a nonzero code sends one message (a graded spike); zeros are
-  free (event-driven). A nonzero input spike costs one synaptic operation per stored (nonzero)
-  synapse it reaches. Every neuron of a group updates once per token.
+  free (event-driven). Into a BitLinear, what is sent follows the group's messaging mode
+  (`inspector.quant.messaging`): under sigma-delta only changes of at least vth are messages.
+  A message costs one synaptic operation per stored (nonzero) synapse it reaches. Every neuron
+  of a group updates once per token.
 - Saturation: every site reports which values were clipped to their register range, how many
   codes were 0 and the largest |code| (from which the bits actually used follow).
 - Tensors: every site's integer values, dequantized to real units for diffing with the float model.
@@ -181,7 +183,7 @@ class RecordingProbe:
         if summarized:
             self._summarize(record, codes[:summarized], mask[:summarized] if mask is not None else None)
         group_key = self._message_group(key)
-        if group_key is not None:
+        if group_key is not None and not key.endswith(S.SPIKES):  # spikes: counted from what was sent (synapses)
             self._add_part(group_key, "messages", key if group_key == FINAL_GROUP else split_site_key(key)[1], codes != 0)
         if skip < tokens:
             if mask is None:
@@ -211,12 +213,19 @@ class RecordingProbe:
         return mask
 
     def synapses(self, key: str, spikes: torch.Tensor, proj: IntBitLinear) -> None:
+        """`spikes`: what the projection's input neurons sent (0 = no message; the deltas under
+        sigma-delta). Each message is one message of the sending group and one synaptic operation
+        per stored synapse it reaches (its fan-out)."""
         if not self.summaries:
             return
         layer, name = split_site_key(key)
+        sending = self._message_group(key + S.SPIKES)
+        sent = spikes[0] != 0  # (T, N), batch 1
+        if sending is not None:
+            self._add_part(sending, "messages", name + S.SPIKES, sent)
         group = _SYNAPSE_OF.get(name)
         if group is not None:  # counted later on the shared int8 ternary matrix (see _count_synops)
-            self._add_part((layer, group), "synops", name, (proj.matrix, (spikes[0] != 0).to(torch.int8)))
+            self._add_part((layer, group), "synops", name, (proj.matrix, sent.to(torch.int8)))
 
     # -- activity, reduced per core as soon as a group's parts are all there --------------------
     def _message_group(self, key: str) -> Optional[tuple[int, str]]:

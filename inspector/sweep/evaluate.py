@@ -106,11 +106,11 @@ class LayerwiseIntegerLM(IntegerLM):
         super().__init__(dataclasses.replace(base, layers=layers), float_model)
         self._layer_qc = {i: p.qc for i, p in layer_params.items()}
 
-    def block(self, idx, x, h, probe=None):
+    def block(self, idx, x, h, probe=None, senders=None):
         base = self.qc
         self.qc = self._layer_qc.get(idx, base)
         try:
-            return super().block(idx, x, h, probe)
+            return super().block(idx, x, h, probe, senders)
         finally:
             self.qc = base
 
