@@ -180,3 +180,16 @@ def test_probes_count_changes_under_delta_and_the_estimate_follows(tiny_checkpoi
     coarse_cost = estimate(coarse.activity(), emulator.core_map.chips)
     assert coarse.activity()["messages"].sum() < dense.activity()["messages"].sum()
     assert coarse_cost.energy_per_token_mj < dense_cost.energy_per_token_mj
+
+
+def test_messaging_knobs_and_the_threshold_ladder():
+    from inspector.sweep.knobs import VTH_RUNGS, knobs
+
+    found, skipped = knobs(QuantConfig())
+    names = {k.name for k in found}
+    assert {f"messaging_{g}" for g in GROUPS} <= names
+    assert not names & {f"vth_{g}" for g in GROUPS} and "vth_o" in skipped  # thresholds of dense groups change nothing
+    found, _ = knobs(_delta(0))
+    vth = {k.name: k for k in found}["vth_o"]
+    assert vth.searchable and not vth.per_layer
+    assert vth.ladder(0) == VTH_RUNGS[1] and vth.ladder(VTH_RUNGS[-1]) is None
