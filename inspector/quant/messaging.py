@@ -59,6 +59,7 @@ GROUPS: dict[str, MessagingGroup] = {
         MessagingGroup("down", "glu", ("down_proj",), "down_proj input"),
     )
 }
+CORE_GROUPS = {g.core_group: g for g in GROUPS.values()}
 GROUP_OF_PROJECTION = {proj: g for g in GROUPS.values() for proj in g.projections}
 MODE_FIELDS = tuple(f"messaging_{k}" for k in GROUPS)
 VTH_FIELDS = tuple(f"vth_{k}" for k in GROUPS)
@@ -72,6 +73,13 @@ class Messaging:
     mode: str = DENSE
     vth: int = 0
     cum_error: bool = False
+
+    @property
+    def label(self) -> str:
+        """"dense", "delta vth=4", "delta vth=4 cum_error", "threshold vth=8"."""
+        if self.mode == DENSE:
+            return DENSE
+        return f"{self.mode} vth={self.vth}" + (" cum_error" if self.cum_error and self.mode == DELTA else "")
 
     @property
     def stateful(self) -> bool:
