@@ -111,14 +111,14 @@ def any_stateful(qc) -> bool:
 
 
 def describe(qc) -> str:
-    """A short label of a QuantConfig's messaging, e.g. "dense" or "delta vth ifg=2,o=2,gate=2,down=2"."""
-    parts = [setting(qc, g) for g in GROUPS]
-    if all(p.mode == DENSE for p in parts):
+    """A short label of a QuantConfig's messaging: "dense", "delta vth=2 (all groups)" or "o delta vth=8; others dense"."""
+    labels = {g: setting(qc, g).label for g in GROUPS}
+    if all(label == DENSE for label in labels.values()):
         return DENSE
-    modes = {p.mode for p in parts}
-    head = modes.pop() if len(modes) == 1 else "mixed"
-    vths = ",".join(f"{g}={p.vth}" if p.mode != DENSE else f"{g}=dense" for g, p in zip(GROUPS, parts, strict=True))
-    return f"{head} vth {vths}" + (" cum_error" if qc.messaging_cum_error else "")
+    if len(set(labels.values())) == 1:
+        return f"{labels['ifg']} (all groups)"
+    sending = "; ".join(f"{g} {label}" for g, label in labels.items() if label != DENSE)
+    return sending + ("; others dense" if DENSE in labels.values() else "")
 
 
 # -- the dynamics ------------------------------------------------------------------------------
