@@ -74,6 +74,8 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "messages": ("messages", "graded spikes sent by the core's neurons in this token's time step; a neuron sends one per nonzero "
     "output per destination group, so a norm neuron feeding the i, f and g projections can send three"),
     "active_neurons": ("neurons", "neurons of the core that sent at least one message"),
+    "messaging": ("", "how the group's neurons send: dense (every nonzero code), delta vth=N (sigma-delta: only changes of at "
+    "least N codes) or threshold vth=N (only codes of at least N); only the BitLinear input groups have a mode"),
     "synops": ("synaptic operations", "synaptic operations: one per message per stored (nonzero) synapse it reaches"),
     "neuron_updates": ("updates", "neuron state updates (every neuron of the core updates once per time step)"),
     "neurons": ("neurons", "neurons mapped to the core"),

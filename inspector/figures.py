@@ -209,8 +209,11 @@ def sparsity_figure(activity: pl.DataFrame) -> go.Figure:
     return _layout(fig, "Event sparsity per layer (silent neurons cost nothing)", "layer", "silent neurons")
 
 
-def raster_figure(messages: np.ndarray, core: int, start: int, group: str, layer: int, first_token: int = 0) -> go.Figure:
-    """Which neurons of one core sent a message at which token (`first_token`: the row 0's token)."""
+def raster_figure(
+    messages: np.ndarray, core: int, start: int, group: str, layer: int, first_token: int = 0, what: str = "Raster"
+) -> go.Figure:
+    """Which neurons of one core sent a message at which token (`first_token`: the row 0's token).
+    `what` names the raster in the title (e.g. "Code changes")."""
     tokens, neurons = np.nonzero(messages)
     fig = go.Figure(
         go.Scattergl(
@@ -220,9 +223,24 @@ def raster_figure(messages: np.ndarray, core: int, start: int, group: str, layer
     )
     fig.update_xaxes(range=[first_token - 0.5, first_token + messages.shape[0] - 0.5])
     return _layout(
-        fig, f"Raster of core {core} (layer {layer}, {group}, neurons {start}-{start + messages.shape[1] - 1})", "token",
+        fig, f"{what} of core {core} (layer {layer}, {group}, neurons {start}-{start + messages.shape[1] - 1})", "token",
         "neuron", height=420,
     )
+
+
+def messaging_figure(comparison: pl.DataFrame, run_label: str) -> go.Figure:
+    """Messages per token of each BitLinear input group: dense, sigma-delta at vth = 0 (the messages
+    that carry a change) and this run's own mode (`inspector.messaging_view.mode_comparison`)."""
+    labels = comparison["label"].to_list()
+    fig = go.Figure()
+    for column, name, color in (
+        ("dense", "dense (every nonzero code)", "#8c8c8c"),
+        ("changes", "delta, vth = 0 (codes that changed)", "#4c72b0"),
+        ("this_run", f"this run ({run_label})", "#dd8452"),
+    ):
+        fig.add_trace(go.Bar(x=labels, y=comparison[column].to_list(), name=name, marker_color=color))
+    fig.update_layout(barmode="group")
+    return _layout(fig, "Messages per token into each BitLinear: dense and event-driven", "sending group", "messages per token")
 
 
 def synops_figure(activity: pl.DataFrame, prompt_tokens: int = 0) -> go.Figure:

@@ -92,13 +92,22 @@ def pareto_figure(points: pl.DataFrame, front: pl.DataFrame, winner_id: str | No
     """Accuracy vs chip cost of every evaluated all-layer config; the Pareto front joined up."""
     ok = points.filter((pl.col("status") == "ok") & (pl.col("layer") < 0))
     fig = go.Figure()
-    fig.add_scatter(
-        x=ok["energy_per_token_uj"], y=ok["delta_bpc_pct"], mode="markers", name="evaluated",
-        text=ok["label"], customdata=ok.select("cores", "chips").rows(),
-        hovertemplate="%{text}<br>%{x:.1f} uJ/token, %{y:+.2f}% bits/char<br>%{customdata[0]} cores, %{customdata[1]} "
-        "chip(s)<extra></extra>",
-        marker=dict(color="#9ecae1"),
-    )
+    # points evaluated with event-driven messaging (sigma-delta or threshold) get their own colour:
+    # they trade accuracy for messages, where bit widths trade it for precision
+    event = pl.col("messaging").fill_null("dense") != "dense" if "messaging" in ok.columns else pl.lit(False)
+    groups = ((ok.filter(~event), "evaluated", "#9ecae1"), (ok.filter(event), "event-driven messaging", "#fdae6b"))
+    for subset, name, color in groups:
+        if name != "evaluated" and not subset.height:
+            continue
+        messages = subset["messages_per_token"] if "messages_per_token" in subset.columns else pl.Series([None] * subset.height)
+        messages = messages.cast(pl.Float64).fill_null(float("nan"))
+        fig.add_scatter(
+            x=subset["energy_per_token_uj"], y=subset["delta_bpc_pct"], mode="markers", name=name,
+            text=subset["label"], customdata=list(zip(subset["cores"], subset["chips"], messages, strict=True)),
+            hovertemplate="%{text}<br>%{x:.1f} uJ/token, %{y:+.2f}% bits/char<br>%{customdata[0]} cores, %{customdata[1]} "
+            "chip(s), %{customdata[2]:,.0f} messages/token<extra></extra>",
+            marker=dict(color=color),
+        )
     fig.add_scatter(
         x=front["energy_per_token_uj"], y=front["delta_bpc_pct"], mode="lines+markers", name="Pareto front",
         marker=dict(color="#1f77b4"),

@@ -2,7 +2,7 @@
 
 Schema (all integer columns Int64; `token` counts prompt and generated tokens from 0):
 - tokens.parquet: token, token_id, piece (raw vocabulary entry), text (decoded), is_prompt, is_special
-- activity.parquet: token, core, chip, layer, group, messages, active_neurons, synops, neuron_updates, neurons
+- activity.parquet: token, core, chip, layer, group, messages, active_neurons, synops, neuron_updates, neurons, messaging
 - saturation.parquet: token, layer, site, kind, clipped, values, zero, max_abs_code, effective_bits, bits,
   underflow. `clipped`: values beyond the register's range; `zero`: codes equal to 0; `underflow`: values
   the float model (run in lockstep on the same tokens) has nonzero and the integer code rounds to 0

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from inspector.generate import MAX_SEED
-from inspector.quant.config import QUANT_PRESETS, SCALE_RULES
+from inspector.quant.config import QUANT_PRESETS, SCALE_RULES, QuantConfig
+from inspector.quant.messaging import GROUPS as MESSAGING_GROUPS
+from inspector.quant.messaging import MODES as MESSAGING_MODES
 
 MAX_PROMPT_CHARS_IN_URL = 4000  # longer prompts are left out of the link (browsers and proxies cap URLs)
 MAX_PATH_CHARS = 1024
@@ -30,6 +32,18 @@ QUANT_SLIDERS: dict[str, tuple[str, int, int]] = {
     "gate_frac_bits": ("Gate fraction bits", 4, 16),
     "lut_bits": ("SiLU table output bits", 6, 24),
 }
+
+# The largest messaging threshold a widget or link accepts: the largest |code| at the widest spike_bits
+# slider setting; QuantConfig then checks it against the chosen spike_bits and names the field if beyond.
+MAX_VTH = 1 << (QUANT_SLIDERS["spike_bits"][2] - 1)
+
+
+def messaging_defaults() -> dict[str, Any]:
+    """The messaging widgets' keys and default values (mode, vth per group; cum_error)."""
+    qc = QuantConfig()
+    values: dict[str, Any] = {f"q_msg_{g}": getattr(qc, f"messaging_{g}") for g in MESSAGING_GROUPS}
+    values |= {f"q_vth_{g}": getattr(qc, f"vth_{g}") for g in MESSAGING_GROUPS}
+    return values | {"q_cum_error": qc.messaging_cum_error}
 
 
 @dataclass(frozen=True)
@@ -129,6 +143,9 @@ def fields(models: tuple[str, ...], backends: tuple[str, ...]) -> list[Field]:
         Field("preset", "q_preset", _one_of(tuple(QUANT_PRESETS))),
         Field("scale_rule", "q_scale_rule", _one_of(SCALE_RULES)),
         Field("window", "window", _window, str),
+        *[Field(f"messaging_{g}", f"q_msg_{g}", _one_of(MESSAGING_MODES)) for g in MESSAGING_GROUPS],
+        *[Field(f"vth_{g}", f"q_vth_{g}", _int_in(0, MAX_VTH)) for g in MESSAGING_GROUPS],
+        Field("cum_error", "q_cum_error", _bool, lambda v: "1" if v else "0"),
     ]
 
 

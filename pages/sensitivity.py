@@ -71,6 +71,11 @@ def show_results(out_dir: Path) -> None:
         steps = search["steps"] if search else []
         winner_id = steps[-1]["point_id"] if steps else None
         chart(pareto_figure(points, pareto_front(points), winner_id), "pareto")
+        st.caption(
+            "Energy per token is the hardware estimate's, from each point's own message and synaptic-op counts. "
+            "Orange points send event-driven messages (knobs `messaging_*`; with a group in delta or threshold "
+            "mode its `vth_*` becomes a knob the search raises): they trade accuracy for messages, not for bits."
+        )
         if search is not None:
             st.caption(f"Budget: +{search['budget_pct']}% bits/char over the float model. {search.get('note') or ''}")
             if steps:

@@ -6,7 +6,9 @@ import polars as pl
 import streamlit as st
 
 from inspector.exports import TABLE_NOTES
-from inspector.figures import activity_heatmap, raster_figure, sparsity_figure, synops_figure
+from inspector.figures import activity_heatmap, messaging_figure, raster_figure, sparsity_figure, synops_figure
+from inspector.messaging_view import change_raster, mode_comparison
+from inspector.quant import messaging
 from inspector.ui.export import chart, table_downloads
 from inspector.ui.runs import page_analysis
 
@@ -27,6 +29,28 @@ c1, c2, c3 = st.columns(3)
 c1.metric("Messages per token", f"{per_token['messages']:,.0f}")
 c2.metric("Synaptic ops per token", f"{per_token['synops']:,.0f}")
 c3.metric("Neurons silent per token", f"{per_token['silent_share']:.1%}")
+
+st.subheader("Dense and event-driven")
+comparison = mode_comparison(analysis.run.probe, activity)
+run_label = messaging.describe(session.qc)
+dense_total, change_total = float(comparison["dense"].sum()), float(comparison["changes"].sum())
+st.caption(
+    "Into each BitLinear, a neuron can send its code on every token (dense) or, as Loihi 2's sigma-delta neurons "
+    "(Lava's `lava.proc.sdn`), only the *change* since what its receivers last got, when the change reaches a "
+    "threshold vth; the receivers add up what arrives, so their input is W times the sum of the changes. At vth = 0 "
+    "the outputs are bit-identical to dense and only neurons whose code changed send. Counted here from this run's "
+    f"codes over tokens of the per-neuron window ({int(comparison['tokens'].max())} tokens). This run's messaging: "
+    f"**{run_label}** (sidebar: QuantConfig overrides, Event-driven messaging)."
+)
+c1, c2, c3 = st.columns(3)
+c1.metric("Dense messages per token", f"{dense_total:,.0f}", help="BitLinear inputs only: every nonzero code")
+c2.metric(
+    "Messages that carry a change", f"{change_total:,.0f}",
+    delta=f"{change_total / max(dense_total, 1) - 1:+.1%}", delta_color="inverse",
+    help="sigma-delta at vth = 0: the same outputs, only codes that changed are sent",
+)
+c3.metric("This run", f"{float(comparison['this_run'].sum()):,.0f}", help=run_label)
+chart(messaging_figure(comparison, run_label), "messaging_modes")
 
 by = st.segmented_control("Heatmap rows", ["core", "layer"], default="layer", key="heat_by") or "layer"
 value = st.segmented_control("Count", ["messages", "synops"], default="messages", key="heat_value") or "messages"
@@ -49,11 +73,18 @@ group = c2.selectbox("Neuron group", groups, index=groups.index("mlgru") if "mlg
 core_ids = cores.filter((pl.col("layer") == layer) & (pl.col("group") == group))["core"].to_list()
 core = c3.selectbox("Core", core_ids, key="raster_core")
 row = cores.filter(pl.col("core") == core).row(0, named=True)
-messages = analysis.run.probe.core_messages(core)
-first = analysis.run.probe.window_start
+shown = st.segmented_control(
+    "Raster shows", ["messages sent (this run)", "code changes (delta, vth = 0)"], default="messages sent (this run)",
+    key="raster_what",
+) or "messages sent (this run)"
+if shown.startswith("code changes"):
+    changes, first = change_raster(analysis.run.probe, layer, group)
+    messages, what = changes[:, row["start"] : row["end"]], "Code changes"
+else:
+    messages, first, what = analysis.run.probe.core_messages(core), analysis.run.probe.window_start, "Raster"
 st.caption(
     f"Tokens {first}-{first + messages.shape[0] - 1} (the sidebar's 'Per-neuron detail' chooses which tokens keep a raster).",
 )
-chart(raster_figure(messages, core, row["start"], group, layer, first_token=first), "raster")
+chart(raster_figure(messages, core, row["start"], group, layer, first_token=first, what=what), "raster")
 st.subheader("Activity table")
 table_downloads(activity, "activity", TABLE_NOTES["activity"])

@@ -17,18 +17,21 @@ from inspector.catalog import sample_models
 from inspector.checkpoint import load_checkpoint
 from inspector.emulator.engine import Emulator
 from inspector.generate import SamplingSettings, generate
+from inspector.quant.config import QuantConfig
 
 GOLDEN_FILE = Path(__file__).with_name("golden_outputs.json")
 PROMPTS = {"shakespeare": "ROMEO:\n", "tinystories": "Once upon a time, "}
 TOKENS = 24
 
 
-def compute_golden(name: str) -> dict:
+def compute_golden(name: str, qc: QuantConfig | None = None) -> dict:
+    """`qc`: None pins the default QuantConfig; another one must give the same bits where it is
+    promised to (e.g. sigma-delta messaging at vth = 0)."""
     loaded = load_checkpoint(sample_models()[name])
     prompt = PROMPTS[name]
     settings = SamplingSettings(max_new_tokens=TOKENS, temperature=0.0)
     float_steps = list(generate(loaded.model, loaded.tokenizer, prompt, **vars(settings)))
-    emulator = Emulator(loaded)
+    emulator = Emulator(loaded, qc)
     run, stream = emulator.generate(prompt, settings, probes=True)
     list(stream)
     states = run.probe.states().sort(["token", "layer", "neuron"])

@@ -656,3 +656,26 @@ def test_saturation_page_counts_underflow(app):
     metrics = {m.label: m.value for m in app.metric}
     assert int(metrics["Underflowed values"].replace(",", "")) > 0
     assert "underflow" in app.dataframe[0].value.columns and "effective_bits" in app.dataframe[0].value.columns
+
+
+def test_spike_activity_shows_dense_and_event_driven_side_by_side(app):
+    """Issue 19: dense and sigma-delta message counts side by side, and a raster of code changes."""
+    app.switch_page("pages/spike_activity.py").run()
+    labels = {m.label: m.value for m in app.metric}
+    assert "Messages that carry a change" in labels and "Dense messages per token" in labels
+    app.segmented_control(key="raster_what").set_value("code changes (delta, vth = 0)").run()
+    assert not app.exception, app.exception
+    assert any("Code changes of core" in str(c.proto.spec) for c in app.get("plotly_chart"))
+    # switching the o_proj input to delta with a threshold re-runs with the mode in the counts
+    app.selectbox(key="q_msg_o").select("delta").run()
+    app.number_input(key="q_vth_o").set_value(8).run()
+    assert not app.exception, app.exception
+    assert "delta vth" in _texts(app)
+
+
+def test_a_messaging_threshold_beyond_the_code_range_is_a_message(app):
+    app.slider(key="q_spike_bits").set_value(4).run()
+    app.selectbox(key="q_msg_gate").select("threshold").run()
+    app.number_input(key="q_vth_gate").set_value(100).run()
+    assert not app.exception, app.exception
+    assert any("vth_gate=100" in e.value for e in app.error), [e.value for e in app.error]

@@ -20,6 +20,7 @@ from inspector.generate import SamplingSettings
 from inspector.lava.activity import PortActivityProbe
 from inspector.lava.backend import LavaLM
 from inspector.lava.worker import LavaBackendError
+from inspector.quant.config import QuantConfig
 
 
 def _smallest_sample_model():
@@ -68,6 +69,38 @@ def without_lava_loihi(monkeypatch):
     backends.backend_statuses.cache_clear()
     yield
     backends.backend_statuses.cache_clear()
+
+
+def test_lava_event_driven_messaging_is_bit_exact_with_the_emulator():
+    """Issue 19: sigma-delta (with and without threshold crossings held back) and threshold messaging in
+    the per-group Lava graph: the same tokens, site codes, messages and synaptic ops as the emulator."""
+    loaded = _smallest_sample_model()
+    qc = QuantConfig().with_overrides({
+        "messaging_ifg": "delta", "vth_ifg": 6, "messaging_o": "delta", "vth_o": 3,
+        "messaging_gate": "threshold", "vth_gate": 9, "messaging_down": "delta", "vth_down": 5,
+    })
+    settings = SamplingSettings(max_new_tokens=2, temperature=0.0)
+    emulator = make_backend("emulator", loaded, qc)
+    lava = make_backend("lava", loaded, qc)
+    try:
+        e_run, e_stream = emulator.generate("Once", settings)
+        e_tokens = [t.token_id for t in e_stream]
+        l_run, l_stream = lava.generate("Once", settings)
+        l_tokens = [t.token_id for t in l_stream]
+    finally:
+        lava.close()
+    assert l_tokens == e_tokens
+    e_probe, l_probe = e_run.probe, l_run.probe
+    assert l_probe.tokens() == e_probe.tokens() >= 3
+    for key, record in e_probe.sites.items():
+        if record.codes:
+            assert torch.equal(l_probe.site_codes(key), e_probe.site_codes(key)), key
+    e_activity, l_activity = e_probe.activity(), l_probe.activity()
+    assert l_activity.equals(e_activity)
+    # the thresholds held messages back: fewer than a dense run of the same model sends
+    dense_run, dense_stream = make_backend("emulator", loaded).generate("Once", settings)
+    list(dense_stream)
+    assert e_activity["messages"].sum() < dense_run.probe.activity()["messages"].sum()
 
 
 def test_loihi2_hardware_is_reported_unavailable_with_the_reason(without_lava_loihi):

@@ -70,3 +70,14 @@ def test_ab_figures():
     assert list(SF.ab_sites_figure(sites).data[1].y) == [21.0, 25.0]
     tokens = pl.DataFrame({"token": [0, 1], "kl_a": [0.1, 0.2], "kl_b": [0.3, 0.4]})
     assert list(SF.ab_tokens_figure(tokens).data[0].y) == [0.1, 0.2]
+
+
+def test_pareto_figure_marks_event_driven_points():
+    points = _points().with_columns(
+        pl.Series("messaging", ["dense", "delta vth=4 (all groups)", "dense", "dense"][: _points().height]),
+        pl.Series("messages_per_token", [100.0, 60.0, 100.0, 100.0][: _points().height]),
+    )
+    fig = SF.pareto_figure(points, pareto_front(points))
+    names = [trace.name for trace in fig.data]
+    assert names[:2] == ["evaluated", "event-driven messaging"]
+    assert list(fig.data[1].text) == points.filter(pl.col("messaging") != "dense")["label"].to_list()

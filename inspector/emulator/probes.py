@@ -1,8 +1,10 @@
 """Probes: what the emulated chip did, per token, per layer and per core.
 
 - Activity: a neuron that outputs a nonzero code sends one message (a graded spike); zeros are
-  free (event-driven). A nonzero input spike costs one synaptic operation per stored (nonzero)
-  synapse it reaches. Every neuron of a group updates once per token.
+  free (event-driven). Into a BitLinear, what is sent follows the group's messaging mode
+  (`inspector.quant.messaging`): under sigma-delta only changes of at least vth are messages.
+  A message costs one synaptic operation per stored (nonzero) synapse it reaches. Every neuron
+  of a group updates once per token.
 - Saturation: every site reports which values were clipped to their register range, how many
   codes were 0 and the largest |code| (from which the bits actually used follow).
 - Tensors: every site's integer values, dequantized to real units for diffing with the float model.
@@ -29,6 +31,7 @@ import torch
 from inspector import sites as S
 from inspector.emulator.activity import GroupActivity
 from inspector.emulator.mapper import CoreMap
+from inspector.quant import messaging
 from inspector.quant.config import QuantConfig
 from inspector.quant.convert import IntBitLinear
 from inspector.sites import site_bits, split_site_key
@@ -181,7 +184,7 @@ class RecordingProbe:
         if summarized:
             self._summarize(record, codes[:summarized], mask[:summarized] if mask is not None else None)
         group_key = self._message_group(key)
-        if group_key is not None:
+        if group_key is not None and not key.endswith(S.SPIKES):  # spikes: counted from what was sent (synapses)
             self._add_part(group_key, "messages", key if group_key == FINAL_GROUP else split_site_key(key)[1], codes != 0)
         if skip < tokens:
             if mask is None:
@@ -211,12 +214,19 @@ class RecordingProbe:
         return mask
 
     def synapses(self, key: str, spikes: torch.Tensor, proj: IntBitLinear) -> None:
+        """`spikes`: what the projection's input neurons sent (0 = no message; the deltas under
+        sigma-delta). Each message is one message of the sending group and one synaptic operation
+        per stored synapse it reaches (its fan-out)."""
         if not self.summaries:
             return
         layer, name = split_site_key(key)
+        sending = self._message_group(key + S.SPIKES)
+        sent = spikes[0] != 0  # (T, N), batch 1
+        if sending is not None:
+            self._add_part(sending, "messages", name + S.SPIKES, sent)
         group = _SYNAPSE_OF.get(name)
         if group is not None:  # counted later on the shared int8 ternary matrix (see _count_synops)
-            self._add_part((layer, group), "synops", name, (proj.matrix, (spikes[0] != 0).to(torch.int8)))
+            self._add_part((layer, group), "synops", name, (proj.matrix, sent.to(torch.int8)))
 
     # -- activity, reduced per core as soon as a group's parts are all there --------------------
     def _message_group(self, key: str) -> Optional[tuple[int, str]]:
@@ -412,10 +422,18 @@ class RecordingProbe:
                         "synops": np.concatenate([c.synops for c in chunks]).reshape(-1),
                         "neuron_updates": np.tile(sizes, tokens),
                         "neurons": np.tile(sizes, tokens),
+                        "messaging": [self._messaging_of(group)] * (tokens * n_cores),
                     }
                 )
             )
         return pl.concat(frames).sort(["token", "core"])
+
+    def _messaging_of(self, group: str) -> str:
+        """How a group's neurons send: "dense", or e.g. "delta vth=4" for a BitLinear input group."""
+        sending = messaging.CORE_GROUPS.get(group)
+        if sending is None or self.qc is None:
+            return messaging.DENSE
+        return messaging.setting(self.qc, sending.key).label
 
     def saturation(self) -> pl.DataFrame:
         """token x site: clipped values, of how many, zero codes, max |code|, and the bits used and available."""

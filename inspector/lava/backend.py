@@ -21,6 +21,7 @@ from inspector.generate import GeneratedToken, SamplingSettings
 from inspector.lava.activity import PortActivityProbe
 from inspector.lava.params import graph_spec, site_scale, synapse_weights
 from inspector.lava.worker import LavaBackendError, LavaWorker
+from inspector.quant import messaging
 from inspector.quant.integer_model import IntegerLM, Probe
 
 
@@ -55,7 +56,15 @@ class LavaLM:
     def _load_state(self, state: Optional[list[torch.Tensor]]) -> None:
         if state is None:
             self.graph.reset_state()
-        elif self._state is None or any(not torch.equal(a, b) for a, b in zip(state, self._state, strict=True)):
+        elif self._state is None or len(state) != len(self._state) or any(
+            not torch.equal(a, b) for a, b in zip(state, self._state, strict=True)
+        ):
+            if messaging.any_stateful(self.integer.qc):
+                # the delta encoders' and Sigmas' state lives in the graph's processes, not in `state`
+                raise LavaBackendError(
+                    "with delta messaging the Lava graph continues only the sequence it ran last "
+                    "(its encoders' state lives in the graph); start a new sequence"
+                )
             self.graph.set_state([h.reshape(-1).numpy() for h in state])
 
     @torch.no_grad()
@@ -108,9 +117,10 @@ class LavaLM:
                 mask = torch.from_numpy(row[clip_span].astype(bool)).reshape(1, 1, -1)
                 key = f"layers.{idx}.{slot.site}"
                 probe.site(key, codes, site_scale(layer, slot.site), mask, slot.kind)
-                if slot.site.endswith(".spikes"):  # the spikes a group process sent into its Dense
+                if slot.site.endswith(".spikes"):  # what a group process sent into its Dense (0 = no message)
                     name = slot.site[: -len(".spikes")]
-                    probe.synapses(f"layers.{idx}.{name}", codes, getattr(layer, name))
+                    sent = torch.from_numpy(row[layout.sent_slice(name)]).reshape(1, 1, -1)
+                    probe.synapses(f"layers.{idx}.{name}", sent, getattr(layer, name))
             if isinstance(probe, PortActivityProbe):
                 for group, _ in layout.group_neurons:
                     probe.port_activity(idx, group, row[layout.messages_slice(group)], int(row[layout.rounds_index(group)]))

@@ -136,15 +136,15 @@ class LayerProcesses:
 
     def __init__(self, spec: GraphSpec, idx: int, weights: dict[str, np.ndarray]):
         layer, layout = spec.layers[idx], spec.layout
-        acc_bits = spec.qc_accumulator_bits
-        self.norm_attn = NormAttn(layer, layout)
-        self.proj_ifg = ProjIFG(layer, layout, acc_bits)
-        self.mlgru = MLGRU(layer, layout, spec.qc_internal_bits, spec.qc_gate_frac_bits, spec.qc_state_bits)
-        self.proj_o = ProjO(layer, layout, acc_bits)
-        self.norm_mlp = NormMlp(layer, layout)
-        self.proj_gate = ProjGate(layer, layout, acc_bits)
-        self.glu = GLU(layer, layout, spec.qc_internal_bits)
-        self.proj_down = ProjDown(layer, layout, acc_bits)
+        acc_bits, msg = spec.qc_accumulator_bits, spec.messaging
+        self.norm_attn = NormAttn(layer, layout, msg)
+        self.proj_ifg = ProjIFG(layer, layout, acc_bits, msg)
+        self.mlgru = MLGRU(layer, layout, spec.qc_internal_bits, spec.qc_gate_frac_bits, spec.qc_state_bits, msg)
+        self.proj_o = ProjO(layer, layout, acc_bits, msg)
+        self.norm_mlp = NormMlp(layer, layout, msg)
+        self.proj_gate = ProjGate(layer, layout, acc_bits, msg)
+        self.glu = GLU(layer, layout, spec.qc_internal_bits, msg)
+        self.proj_down = ProjDown(layer, layout, acc_bits, msg)
         self.residual = Residual(layer, layout)
         synapses = (
             ("i_proj", self.norm_attn.s_i, self.proj_ifg.acc_i),

@@ -28,6 +28,7 @@ from inspector.lava.processes import (
     GLU,
     MLGRU,
     RESET,
+    SHORT,
     VALID,
     FinalNorm,
     NormAttn,
@@ -88,6 +89,23 @@ def lookup(table: np.ndarray, codes: Codes, bits: int) -> Codes:
     return table.astype(np.int64)[codes + (1 << (bits - 1))]
 
 
+def delta_encode(codes: Codes, state: np.ndarray, vth: int, cum_error: bool) -> tuple[Codes, np.ndarray]:
+    """One step of Lava's Delta encoder (lava.proc.sdn, spike_exp = state_exp = 0): (sent, new state).
+
+    state (3, N) = act, residue, error:  delta = codes - act + residue; sent = delta where |delta| >= vth
+    (with cum_error: where |error + delta| >= vth, and the error is reset where sent); residue = delta - sent.
+    """
+    act, residue, error = (row.astype(np.int64) for row in state)
+    delta = codes - act + residue
+    if cum_error:
+        error = error + delta
+        sent = np.where(np.abs(error) >= vth, delta, 0)
+        error = np.where(sent != 0, 0, error)
+    else:
+        sent = np.where(np.abs(delta) >= vth, delta, 0)
+    return sent, np.stack([codes, delta - sent, error])
+
+
 def nonzero(*vectors: Codes) -> np.ndarray:
     """Messages per neuron: a neuron sends a graded spike for each nonzero value (zeros are free)."""
     return sum((v != 0).astype(np.int32) for v in vectors)
@@ -134,8 +152,37 @@ class _GroupModel(PyLoihiProcessModel):
                 zeros = self._zeros[port.shape] = np.zeros(port.shape, np.int32)
             port.send(zeros)
 
-    def report(self, sites: dict[str, tuple[Codes, Clipped | None]], messages: np.ndarray) -> None:
+    def send_spikes(self, projection: str, spikes: Codes, reset: int) -> Codes:
+        """What a BitLinear's input neurons send under their messaging mode (0 = no message)."""
+        mode, vth, cum_error = self.proc_params["messaging"][projection]
+        if mode == "dense":
+            return spikes
+        if mode == "threshold":
+            return np.where(np.abs(spikes) >= vth, spikes, 0)
+        encoder = getattr(self, f"delta_{SHORT[projection]}")
+        if reset == 1:
+            encoder[:] = 0
+        sent, encoder[:] = delta_encode(spikes, encoder, vth, cum_error)
+        return sent
+
+    def receive_synapses(self, projection: str, received: np.ndarray) -> Codes:
+        """What a projection's neurons take as their synaptic input: what the Dense delivered, or, when
+        the senders send deltas, its running sum (a Sigma: W times the sum of the deltas)."""
+        values = data(received)
+        if self.proc_params["messaging"][projection][0] != "delta":
+            return values
+        sigma = getattr(self, f"sigma_{SHORT[projection]}")
+        if received[RESET] == 1:
+            sigma[:] = 0
+        sigma[:] = sigma.astype(np.int64) + values
+        return sigma.astype(np.int64)
+
+    def report(
+        self, sites: dict[str, tuple[Codes, Clipped | None]], messages: np.ndarray, sent: dict[str, Codes] | None = None
+    ) -> None:
         out = np.zeros(self.layout.size, np.int32)
+        for projection, values in (sent or {}).items():
+            out[self.layout.sent_slice(projection)] = values
         for site, (codes, clipped) in sites.items():
             slot = self.slots[site]
             out[slot.offset : slot.offset + slot.size] = codes
@@ -158,15 +205,10 @@ class _ProjectionModel(_GroupModel):
         received = accumulator.recv()
         if received[VALID] != 1:
             return self.quiet(out)
-        acc, acc_clipped = _accumulate(received, self.proc_params["accumulator_bits"])
+        acc, acc_clipped = clip(self.receive_synapses(self.site, received), self.proc_params["accumulator_bits"])
         codes, clipped = requant(acc, self.proc_params["requant"])
         out.send(message(codes, received[RESET]))
         self.report({f"{self.site}.accumulator": (acc, acc_clipped), self.site: (codes, clipped)}, nonzero(codes))
-
-
-def _accumulate(received: np.ndarray, bits: int) -> tuple[Codes, Clipped]:
-    """The dendritic accumulator of a neuron: what the synapses delivered, in a `bits`-bit register."""
-    return clip(data(received), bits)
 
 
 # -- the groups ----------------------------------------------------------------------------------
@@ -184,6 +226,9 @@ class PyNormAttnModel(_GroupModel):
     gain_i: np.ndarray = state(16)
     gain_f: np.ndarray = state(16)
     gain_g: np.ndarray = state(16)
+    delta_i: np.ndarray = state(24)
+    delta_f: np.ndarray = state(24)
+    delta_g: np.ndarray = state(24)
 
     def run_spk(self) -> None:
         x = self.x_in.recv()
@@ -192,13 +237,13 @@ class PyNormAttnModel(_GroupModel):
         norms = self.proc_params["norms"]
         a, a_clipped = rms_norm(data(x), self.gain_attn, norms["attn"])
         sites = {"attn_norm": (a, a_clipped)}
-        spikes = []
+        sent = {}
         for name, port, gain in (("i", self.s_i, self.gain_i), ("f", self.s_f, self.gain_f), ("g", self.s_g, self.gain_g)):
             s, s_clipped = rms_norm(a, gain, norms[name])
-            port.send(message(s, x[RESET]))
+            sent[f"{name}_proj"] = self.send_spikes(f"{name}_proj", s, x[RESET])
+            port.send(message(sent[f"{name}_proj"], x[RESET]))
             sites[f"{name}_proj.spikes"] = (s, s_clipped)
-            spikes.append(s)
-        self.report(sites, nonzero(*spikes))
+        self.report(sites, nonzero(*sent.values()), sent)
 
 
 @implements(proc=ProjIFG, protocol=LoihiProtocol)
@@ -211,6 +256,9 @@ class PyProjIFGModel(_GroupModel):
     acc_g: PyInPort = IN
     ifg_out: PyOutPort = OUT
     readback: PyOutPort = OUT
+    sigma_i: np.ndarray = state(24)
+    sigma_f: np.ndarray = state(24)
+    sigma_g: np.ndarray = state(24)
 
     def run_spk(self) -> None:
         received = [self.acc_i.recv(), self.acc_f.recv(), self.acc_g.recv()]
@@ -219,7 +267,7 @@ class PyProjIFGModel(_GroupModel):
         bits, requants = self.proc_params["accumulator_bits"], self.proc_params["requant"]
         sites, codes = {}, []
         for name, acc_msg in zip("ifg", received, strict=True):
-            acc, acc_clipped = _accumulate(acc_msg, bits)
+            acc, acc_clipped = clip(self.receive_synapses(f"{name}_proj", acc_msg), bits)
             code, code_clipped = requant(acc, requants[name])
             sites[f"{name}_proj.accumulator"] = (acc, acc_clipped)
             sites[f"{name}_proj"] = (code, code_clipped)
@@ -244,6 +292,7 @@ class PyMLGRUModel(_GroupModel):
     lower_bound: np.ndarray = state(24)
     gain_g: np.ndarray = state(16)
     gain_o: np.ndarray = state(16)
+    delta_o: np.ndarray = state(24)
 
     def run_spk(self) -> None:
         received = self.ifg_in.recv()
@@ -271,7 +320,8 @@ class PyMLGRUModel(_GroupModel):
         h_code, h_code_clipped = requant(h, p["state_to_code"])
         gated, gated_clipped = requant(g_normed * lookup(self.silu_h, h_code, bits), p["gated_out"])
         spikes, spikes_clipped = rms_norm(gated, self.gain_o, p["o_norm"])
-        self.s_o.send(message(spikes, received[RESET]))
+        sent = self.send_spikes("o_proj", spikes, received[RESET])
+        self.s_o.send(message(sent, received[RESET]))
         self.report(
             {
                 "forget_gate": (f_q, None),
@@ -282,7 +332,8 @@ class PyMLGRUModel(_GroupModel):
                 "gated_output": (gated, gated_clipped),
                 "o_proj.spikes": (spikes, spikes_clipped),
             },
-            nonzero(spikes),
+            nonzero(sent),
+            {"o_proj": sent},
         )
 
 
@@ -294,6 +345,7 @@ class PyProjOModel(_ProjectionModel):
     acc_o: PyInPort = IN
     o_out: PyOutPort = OUT
     readback: PyOutPort = OUT
+    sigma_o: np.ndarray = state(24)
 
     def run_spk(self) -> None:
         self.project(self.acc_o, self.o_out)
@@ -312,6 +364,7 @@ class PyNormMlpModel(_GroupModel):
     x: np.ndarray = state(24)
     gain_mlp: np.ndarray = state(16)
     gain_gate: np.ndarray = state(16)
+    delta_gate: np.ndarray = state(24)
 
     def run_spk(self) -> None:
         x, o = self.x_in.recv(), self.o_in.recv()
@@ -323,11 +376,13 @@ class PyNormMlpModel(_GroupModel):
         r, r_clipped = residual_add(self.x.astype(np.int64), data(o), p["add"])
         m, m_clipped = rms_norm(r, self.gain_mlp, p["mlp_norm"])
         spikes, spikes_clipped = rms_norm(m, self.gain_gate, p["gate_norm"])
-        self.s_gate.send(message(spikes, o[RESET]))
+        sent = self.send_spikes("gate_proj", spikes, o[RESET])
+        self.s_gate.send(message(sent, o[RESET]))
         self.r_out.send(message(r, o[RESET]))
         self.report(
             {"residual_attn": (r, r_clipped), "mlp_norm": (m, m_clipped), "gate_proj.spikes": (spikes, spikes_clipped)},
-            nonzero(spikes),
+            nonzero(sent),
+            {"gate_proj": sent},
         )
 
 
@@ -339,13 +394,14 @@ class PyProjGateModel(_GroupModel):
     acc_gate: PyInPort = IN
     gy_out: PyOutPort = OUT
     readback: PyOutPort = OUT
+    sigma_gate: np.ndarray = state(24)
 
     def run_spk(self) -> None:
         received = self.acc_gate.recv()
         if received[VALID] != 1:
             return self.quiet(self.gy_out)
         p = self.proc_params
-        acc, acc_clipped = _accumulate(received, p["accumulator_bits"])
+        acc, acc_clipped = clip(self.receive_synapses("gate_proj", received), p["accumulator_bits"])
         gate_acc, y_acc = np.split(acc, 2)
         gate, gate_clipped = requant(gate_acc, p["gate"])
         y, y_clipped = requant(y_acc, p["y"])
@@ -367,6 +423,7 @@ class PyGLUModel(_GroupModel):
     readback: PyOutPort = OUT
     silu_gate: np.ndarray = state(24)
     gain_down: np.ndarray = state(16)
+    delta_down: np.ndarray = state(24)
 
     def run_spk(self) -> None:
         received = self.gy_in.recv()
@@ -376,8 +433,11 @@ class PyGLUModel(_GroupModel):
         gate, y = np.split(data(received), 2)
         glu, glu_clipped = requant(lookup(self.silu_gate, gate, p["internal_bits"]) * y, p["glu_out"])
         spikes, spikes_clipped = rms_norm(glu, self.gain_down, p["down_norm"])
-        self.s_down.send(message(spikes, received[RESET]))
-        self.report({"glu": (glu, glu_clipped), "down_proj.spikes": (spikes, spikes_clipped)}, nonzero(spikes))
+        sent = self.send_spikes("down_proj", spikes, received[RESET])
+        self.s_down.send(message(sent, received[RESET]))
+        self.report(
+            {"glu": (glu, glu_clipped), "down_proj.spikes": (spikes, spikes_clipped)}, nonzero(sent), {"down_proj": sent},
+        )
 
 
 @implements(proc=ProjDown, protocol=LoihiProtocol)
@@ -388,6 +448,7 @@ class PyProjDownModel(_ProjectionModel):
     acc_down: PyInPort = IN
     d_out: PyOutPort = OUT
     readback: PyOutPort = OUT
+    sigma_down: np.ndarray = state(24)
 
     def run_spk(self) -> None:
         self.project(self.acc_down, self.d_out)

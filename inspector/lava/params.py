@@ -10,11 +10,12 @@ process that builds the graph (see worker.py). Lava itself is not imported.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from inspector.emulator.mapper import GROUP_ORDER
+from inspector.quant import messaging
 from inspector.quant.convert import IntegerParams, IntLayer, IntNorm, Requant, ResidualAdd
 from inspector.sites import PROJECTIONS
 
@@ -91,7 +92,7 @@ class ReadbackLayout:
     """One layer's readback message, assembled by Lava from every group process's part:
 
         [codes of every site | their clipped masks | messages each group neuron sent |
-         update rounds per group | reports]
+         update rounds per group | what each BitLinear's input neurons sent | reports]
 
     Every group process sends a full-size vector that is zero outside its own slots, and all of
     them are connected to one Extractor, whose InPort adds what arrives (Lava sums fan-in).
@@ -100,6 +101,9 @@ class ReadbackLayout:
 
     slots: tuple[SiteSlot, ...]
     group_neurons: tuple[tuple[str, int], ...]
+    # per projection, the width of its input: the payloads its input neurons sent (0 = no message),
+    # which differ from the `.spikes` codes under event-driven messaging (inspector.quant.messaging)
+    sent: tuple[tuple[str, int], ...] = ()
 
     @property
     def codes_size(self) -> int:
@@ -125,8 +129,20 @@ class ReadbackLayout:
         return self.rounds_offset + GROUPS.index(group)
 
     @property
+    def sent_offset(self) -> int:
+        return self.rounds_offset + len(GROUPS)
+
+    def sent_slice(self, projection: str) -> slice:
+        start = self.sent_offset
+        for name, size in self.sent:
+            if name == projection:
+                return slice(start, start + size)
+            start += size
+        raise KeyError(projection)
+
+    @property
     def size(self) -> int:
-        return self.rounds_offset + len(GROUPS) + 1  # the last element counts the reports
+        return self.sent_offset + sum(n for _, n in self.sent) + 1  # the last element counts the reports
 
     def slot(self, site: str) -> SiteSlot:
         for slot in self.slots:
@@ -174,7 +190,8 @@ def layer_layout(hidden: int, mixer: int, inner: int) -> ReadbackLayout:
         offset += size
     neurons = {"norm_attn": D, "proj_ifg": 3 * M, "mlgru": M, "proj_o": D, "norm_mlp": D,
                "proj_gate": 2 * I, "glu": I, "proj_down": D, "residual": D}
-    return ReadbackLayout(tuple(slots), tuple((g, neurons[g]) for g in GROUPS))
+    sent = (("i_proj", D), ("f_proj", D), ("g_proj", D), ("o_proj", M), ("gate_proj", D), ("down_proj", I))
+    return ReadbackLayout(tuple(slots), tuple((g, neurons[g]) for g in GROUPS), sent)
 
 
 def site_scale(layer: IntLayer, site: str) -> float:
@@ -222,6 +239,8 @@ class GraphSpec:
     layers: tuple[LayerSpec, ...]
     final_norm: NormConst
     layout: ReadbackLayout
+    # per projection: (mode, vth, cum_error) of its input neurons' messaging (inspector.quant.messaging)
+    messaging: dict[str, tuple[str, int, bool]] = field(default_factory=dict)
 
 
 def layer_spec(layer: IntLayer, hidden: int, mixer: int, inner: int) -> LayerSpec:
@@ -267,6 +286,9 @@ def graph_spec(params: IntegerParams) -> GraphSpec:
         layers=tuple(layer_spec(layer, hidden, mixer, inner) for layer in params.layers),
         final_norm=norm_const(params.final_norm),
         layout=layer_layout(hidden, mixer, inner),
+        messaging={
+            name: (m.mode, m.vth, m.cum_error) for name in PROJECTIONS for m in [messaging.for_projection(qc, name)]
+        },
     )
 
 

@@ -52,6 +52,24 @@ def _port_out(size: int) -> OutPort:
     return OutPort(shape=(size + CONTROL,))
 
 
+# Event-driven messaging (inspector.quant.messaging). A sending group keeps, per BitLinear it feeds,
+# the delta encoder's state `delta_<p>` (3, N): act, residue, error, as Lava's Delta (lava.proc.sdn);
+# the receiving group keeps `sigma_<p>` (N,): the sum of the W-weighted deltas delivered, as Lava's
+# Sigma. Both exist in every mode (zero and unused unless the projection's input is in `delta` mode).
+SHORT = {"i_proj": "i", "f_proj": "f", "g_proj": "g", "o_proj": "o", "gate_proj": "gate", "down_proj": "down"}
+Messaging = dict[str, tuple[str, int, bool]]  # projection -> (mode, vth, cum_error)
+
+
+def _encoders(process: AbstractProcess, sizes: dict[str, int]) -> None:
+    for projection, size in sizes.items():
+        setattr(process, f"delta_{SHORT[projection]}", Var(shape=(3, size), init=np.zeros((3, size), dtype=np.int32)))
+
+
+def _sigmas(process: AbstractProcess, sizes: dict[str, int]) -> None:
+    for projection, size in sizes.items():
+        setattr(process, f"sigma_{SHORT[projection]}", Var(shape=(size,), init=np.zeros(size, dtype=np.int32)))
+
+
 class _GroupProcess(AbstractProcess):
     """A neuron group of one layer: knows its layer's readback layout and sends its part of it."""
 
@@ -68,10 +86,11 @@ class NormAttn(_GroupProcess):
 
     group = "norm_attn"
 
-    def __init__(self, spec: LayerSpec, layout: ReadbackLayout):
+    def __init__(self, spec: LayerSpec, layout: ReadbackLayout, messaging: Messaging):
         norms = {"attn": spec.attn_norm, **{k: spec.proj_norms[k + "_proj"] for k in "ifg"}}
-        super().__init__(layout, norms=norms)
+        super().__init__(layout, norms=norms, messaging=messaging)
         D = spec.hidden
+        _encoders(self, {"i_proj": D, "f_proj": D, "g_proj": D})
         self.x_in = _port_in(D)
         self.s_i, self.s_f, self.s_g = _port_out(D), _port_out(D), _port_out(D)
         self.gain_attn = _var(spec.attn_norm.gain)
@@ -83,10 +102,11 @@ class ProjIFG(_GroupProcess):
 
     group = "proj_ifg"
 
-    def __init__(self, spec: LayerSpec, layout: ReadbackLayout, accumulator_bits: int):
+    def __init__(self, spec: LayerSpec, layout: ReadbackLayout, accumulator_bits: int, messaging: Messaging):
         outs = {k: spec.proj_out[k + "_proj"] for k in "ifg"}
-        super().__init__(layout, requant=outs, accumulator_bits=accumulator_bits)
+        super().__init__(layout, requant=outs, accumulator_bits=accumulator_bits, messaging=messaging)
         M = spec.mixer
+        _sigmas(self, {"i_proj": M, "f_proj": M, "g_proj": M})
         self.acc_i, self.acc_f, self.acc_g = _port_in(M), _port_in(M), _port_in(M)
         self.ifg_out = _port_out(3 * M)
 
@@ -97,9 +117,13 @@ class MLGRU(_GroupProcess):
 
     group = "mlgru"
 
-    def __init__(self, spec: LayerSpec, layout: ReadbackLayout, internal_bits: int, gate_frac_bits: int, state_bits: int):
+    def __init__(
+        self, spec: LayerSpec, layout: ReadbackLayout, internal_bits: int, gate_frac_bits: int, state_bits: int,
+        messaging: Messaging,
+    ):
         super().__init__(
             layout,
+            messaging=messaging,
             internal_bits=internal_bits,
             gate_frac_bits=gate_frac_bits,
             state_bits=state_bits,
@@ -111,6 +135,7 @@ class MLGRU(_GroupProcess):
             o_norm=spec.proj_norms["o_proj"],
         )
         M = spec.mixer
+        _encoders(self, {"o_proj": M})
         self.ifg_in = _port_in(3 * M)
         self.s_o = _port_out(M)
         self.h = Var(shape=(M,), init=np.zeros(M, dtype=np.int32))
@@ -127,8 +152,9 @@ class ProjO(_GroupProcess):
 
     group = "proj_o"
 
-    def __init__(self, spec: LayerSpec, layout: ReadbackLayout, accumulator_bits: int):
-        super().__init__(layout, requant=spec.proj_out["o_proj"], accumulator_bits=accumulator_bits)
+    def __init__(self, spec: LayerSpec, layout: ReadbackLayout, accumulator_bits: int, messaging: Messaging):
+        super().__init__(layout, requant=spec.proj_out["o_proj"], accumulator_bits=accumulator_bits, messaging=messaging)
+        _sigmas(self, {"o_proj": spec.hidden})
         self.acc_o = _port_in(spec.hidden)
         self.o_out = _port_out(spec.hidden)
 
@@ -139,9 +165,12 @@ class NormMlp(_GroupProcess):
 
     group = "norm_mlp"
 
-    def __init__(self, spec: LayerSpec, layout: ReadbackLayout):
-        super().__init__(layout, add=spec.residual_attn, mlp_norm=spec.mlp_norm, gate_norm=spec.proj_norms["gate_proj"])
+    def __init__(self, spec: LayerSpec, layout: ReadbackLayout, messaging: Messaging):
+        super().__init__(
+            layout, add=spec.residual_attn, mlp_norm=spec.mlp_norm, gate_norm=spec.proj_norms["gate_proj"], messaging=messaging,
+        )
         D = spec.hidden
+        _encoders(self, {"gate_proj": D})
         self.x_in = _port_in(D)
         self.o_in = _port_in(D)
         self.s_gate = _port_out(D)
@@ -157,8 +186,11 @@ class ProjGate(_GroupProcess):
 
     group = "proj_gate"
 
-    def __init__(self, spec: LayerSpec, layout: ReadbackLayout, accumulator_bits: int):
-        super().__init__(layout, gate=spec.proj_out["gate"], y=spec.proj_out["y"], accumulator_bits=accumulator_bits)
+    def __init__(self, spec: LayerSpec, layout: ReadbackLayout, accumulator_bits: int, messaging: Messaging):
+        super().__init__(
+            layout, gate=spec.proj_out["gate"], y=spec.proj_out["y"], accumulator_bits=accumulator_bits, messaging=messaging,
+        )
+        _sigmas(self, {"gate_proj": 2 * spec.inner})
         self.acc_gate = _port_in(2 * spec.inner)
         self.gy_out = _port_out(2 * spec.inner)
 
@@ -168,8 +200,12 @@ class GLU(_GroupProcess):
 
     group = "glu"
 
-    def __init__(self, spec: LayerSpec, layout: ReadbackLayout, internal_bits: int):
-        super().__init__(layout, internal_bits=internal_bits, glu_out=spec.glu_out, down_norm=spec.proj_norms["down_proj"])
+    def __init__(self, spec: LayerSpec, layout: ReadbackLayout, internal_bits: int, messaging: Messaging):
+        super().__init__(
+            layout, internal_bits=internal_bits, glu_out=spec.glu_out, down_norm=spec.proj_norms["down_proj"],
+            messaging=messaging,
+        )
+        _encoders(self, {"down_proj": spec.inner})
         self.gy_in = _port_in(2 * spec.inner)
         self.s_down = _port_out(spec.inner)
         self.silu_gate = _var(spec.silu_gate)
@@ -181,8 +217,9 @@ class ProjDown(_GroupProcess):
 
     group = "proj_down"
 
-    def __init__(self, spec: LayerSpec, layout: ReadbackLayout, accumulator_bits: int):
-        super().__init__(layout, requant=spec.proj_out["down_proj"], accumulator_bits=accumulator_bits)
+    def __init__(self, spec: LayerSpec, layout: ReadbackLayout, accumulator_bits: int, messaging: Messaging):
+        super().__init__(layout, requant=spec.proj_out["down_proj"], accumulator_bits=accumulator_bits, messaging=messaging)
+        _sigmas(self, {"down_proj": spec.hidden})
         self.acc_down = _port_in(spec.hidden)
         self.d_out = _port_out(spec.hidden)
 

@@ -92,6 +92,17 @@ class QuantConfig:
     calibration_tokens: int = 2048  # tokens of text used to calibrate the scales
     embedding_on_host: bool = True  # the embedding lookup runs off-chip (paper: floating point)
     lm_head_on_host: bool = True  # the LM head runs off-chip in floating point (paper)
+    # Event-driven messaging of the graded spikes into each BitLinear (inspector.quant.messaging):
+    # "dense" (every nonzero code), "delta" (Lava's sigma-delta) or "threshold"; vth in codes.
+    messaging_ifg: str = "dense"  # norm_attn -> the i, f, g projections
+    messaging_o: str = "dense"  # mlgru -> o_proj
+    messaging_gate: str = "dense"  # norm_mlp -> gate_proj
+    messaging_down: str = "dense"  # glu -> down_proj
+    vth_ifg: int = 0
+    vth_o: int = 0
+    vth_gate: int = 0
+    vth_down: int = 0
+    messaging_cum_error: bool = False  # delta: Lava's cum_error (send when the accumulated error reaches vth)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -142,10 +153,29 @@ class QuantConfig:
             )
         if self.calibration_tokens < 16:
             raise QuantConfigError("QuantConfig.calibration_tokens must be at least 16")
+        self._validate_messaging()
         if not (self.embedding_on_host and self.lm_head_on_host):
             raise QuantConfigError(
                 "the embedding and LM head run on the host in this version (the paper keeps them off-chip)"
             )
+
+    def _validate_messaging(self) -> None:
+        from inspector.quant.messaging import GROUPS, MODES
+
+        top = 1 << (self.spike_bits - 1)  # the largest |code| a spike can carry
+        for key, group in GROUPS.items():
+            mode, vth = getattr(self, f"messaging_{key}"), getattr(self, f"vth_{key}")
+            if mode not in MODES:
+                raise QuantConfigError(
+                    f"QuantConfig.messaging_{key}={mode!r} is not a messaging mode; choose one of {', '.join(MODES)}"
+                )
+            if vth < 0:
+                raise QuantConfigError(f"QuantConfig.vth_{key}={vth}: a threshold is a magnitude, it cannot be negative")
+            if vth > top:
+                raise QuantConfigError(
+                    f"QuantConfig.vth_{key}={vth} is beyond the code range of the {group.label} "
+                    f"(spike_bits={self.spike_bits}: |code| <= {top})"
+                )
 
     @classmethod
     def preset(cls, name: str) -> "QuantConfig":

@@ -25,13 +25,16 @@ import torch
 from inspector import sites as S
 from inspector.model import HGRNBitForCausalLM
 from inspector.quant import kernels as K
+from inspector.quant import messaging as msg
 from inspector.quant.convert import IntBitLinear, IntegerParams, IntLayer
 
 
 class Probe(Protocol):
     def site(self, key: str, codes: torch.Tensor, scale: float, clipped: Optional[torch.Tensor], kind: str) -> None: ...
 
-    def synapses(self, key: str, spikes: torch.Tensor, proj: IntBitLinear) -> None: ...
+    def synapses(self, key: str, spikes: torch.Tensor, proj: IntBitLinear) -> None:
+        """`spikes`: what the projection's input neurons *sent* (the messages' payloads, 0 = no
+        message): the codes when dense, the deltas under sigma-delta."""
 
 
 class FeedingProbe(Probe, Protocol):
@@ -78,6 +81,37 @@ class Sites:
         return self.probe.replace(self.prefix + name, codes, scale) if self.feeds else codes
 
 
+class Senders:
+    """The messaging of one layer's graded spikes into its BitLinears (`inspector.quant.messaging`).
+
+    Holds the delta encoders' state of the projections whose group is in `delta` mode, packed as
+    one (B, 3, sum of their input widths) tensor in the generation state: read at the start of a
+    block, written at its end.
+    """
+
+    def __init__(self, qc, layer: IntLayer, state: Optional[torch.Tensor]):
+        self.settings = {name: msg.for_projection(qc, name) for name in S.PROJECTIONS}
+        self.stateful = [name for name in S.PROJECTIONS if self.settings[name].stateful]
+        self.widths = [getattr(layer, name).matrix.shape[1] for name in self.stateful]
+        parts = state.split(self.widths, dim=2) if state is not None and self.stateful else [None] * len(self.stateful)
+        self.states: dict[str, Optional[torch.Tensor]] = dict(zip(self.stateful, parts, strict=True))
+
+    def send(self, name: str, spikes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(what the receivers accumulate, what was sent) for a projection's input spikes (B, T, N)."""
+        received, sent, new_state = msg.transmit(spikes, self.settings[name], self.states.get(name))
+        if new_state is not None:
+            self.states[name] = new_state
+        return received, sent
+
+    def state(self, batch: int) -> Optional[torch.Tensor]:
+        if not self.stateful:
+            return None
+        return torch.cat([
+            s if s is not None else msg.zero_state(batch, width)
+            for s, width in zip(self.states.values(), self.widths, strict=True)
+        ], dim=2)
+
+
 class IntegerLM:
     """Callable like the float model: (input_ids, state) -> (logits, state); states are int64.
 
@@ -94,24 +128,36 @@ class IntegerLM:
         self.config = float_model.config
 
     def init_state(self, batch: int = 1) -> list[torch.Tensor]:
-        return [torch.zeros(batch, self.config.mixer_size, dtype=K.INT) for _ in self.params.layers]
+        """One MLGRU state (B, M) per layer; with a `delta` messaging group, then one delta-encoder
+        state (B, 3, N) per layer (see `Senders`)."""
+        hs = [torch.zeros(batch, self.config.mixer_size, dtype=K.INT) for _ in self.params.layers]
+        if not msg.any_stateful(self.qc):
+            return hs
+        return hs + [Senders(self.qc, layer, None).state(batch) for layer in self.params.layers]
 
     # -- the model, piece by piece, as inspector.model ------------------------------------------
-    def bitlinear(self, proj: IntBitLinear, codes: torch.Tensor, site: Sites, name: str) -> torch.Tensor:
-        """A BitLinear core: integer RMSNorm into 8-bit spikes, ternary synapses, saturating accumulator."""
+    def bitlinear(
+        self, proj: IntBitLinear, codes: torch.Tensor, site: Sites, name: str, senders: Optional[Senders] = None
+    ) -> torch.Tensor:
+        """A BitLinear core: integer RMSNorm into 8-bit spikes, messages (dense or event-driven),
+        ternary synapses, saturating accumulator."""
         spikes = site(name + S.SPIKES, proj.norm, codes, scale=proj.norm.out_scale)  # (B, T, in) spike_bits
+        received, sent = senders.send(name, spikes) if senders is not None else (spikes, spikes)
         if site.watched:
-            site.probe.synapses(site.prefix + name, spikes, proj)
-        acc = proj.accumulate(spikes)  # (B, T, out) exact: sum_j W[o, j] * spikes[j]
+            site.probe.synapses(site.prefix + name, sent, proj)
+        # (B, T, out) exact: sum_j W[o, j] * received[j]; under delta, W times the sum of the received deltas
+        acc = proj.accumulate(received)
         acc, clipped = K.saturate(acc, self.qc.accumulator_bits, site.watched)
         return site.record(name + S.ACCUMULATOR_SUFFIX, acc, clipped, S.ACCUMULATOR, proj.acc_scale)
 
-    def mlgru(self, L: IntLayer, a: torch.Tensor, h: torch.Tensor, site: Sites) -> tuple[torch.Tensor, torch.Tensor]:
+    def mlgru(
+        self, L: IntLayer, a: torch.Tensor, h: torch.Tensor, site: Sites, senders: Optional[Senders] = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The MLGRU token mixer; returns (o_proj output (B, T, D), last state (B, M))."""
         qc, one = self.qc, 1 << self.qc.gate_frac_bits
-        i = site(S.I_PROJ, L.i_out, self.bitlinear(L.i_proj, a, site, S.I_PROJ))  # (B, T, M) internal_bits
-        f = site(S.F_PROJ, L.f_out, self.bitlinear(L.f_proj, a, site, S.F_PROJ))  # (B, T, M) internal_bits
-        g = site(S.G_PROJ, L.g_out, self.bitlinear(L.g_proj, a, site, S.G_PROJ))  # (B, T, M) internal_bits
+        i = site(S.I_PROJ, L.i_out, self.bitlinear(L.i_proj, a, site, S.I_PROJ, senders))  # (B, T, M) internal_bits
+        f = site(S.F_PROJ, L.f_out, self.bitlinear(L.f_proj, a, site, S.F_PROJ, senders))  # (B, T, M) internal_bits
+        g = site(S.G_PROJ, L.g_out, self.bitlinear(L.g_proj, a, site, S.G_PROJ, senders))  # (B, T, M) internal_bits
         f_q = K.lut_lookup(f, L.sigmoid_f, qc.internal_bits)  # (B, T, M) sigmoid, gate_frac_bits fixed point
         if L.lower_bound_q is not None:
             f_q = L.lower_bound_q + K.round_shift((one - L.lower_bound_q) * f_q, qc.gate_frac_bits)
@@ -123,7 +169,7 @@ class IntegerLM:
         h_code = site(S.HIDDEN_CODE, L.state_to_code, hs)  # (B, T, M) the state read out as internal_bits
         swish_h = K.lut_lookup(h_code, L.silu_h, qc.internal_bits)  # (B, T, M) SiLU(h), lut_bits
         gated = site(S.GATED_OUTPUT, L.gated_out, gn * swish_h)  # (B, T, M) internal_bits
-        o = site(S.O_PROJ, L.o_out, self.bitlinear(L.o_proj, gated, site, S.O_PROJ))  # (B, T, D) act_bits
+        o = site(S.O_PROJ, L.o_out, self.bitlinear(L.o_proj, gated, site, S.O_PROJ, senders))  # (B, T, D) act_bits
         return o, h
 
     def recurrence(
@@ -147,27 +193,30 @@ class IntegerLM:
         clipped = torch.stack(masks, dim=1) if watched else None
         return site.record(S.HIDDEN, hs, clipped, S.STATE), h
 
-    def glu(self, L: IntLayer, m: torch.Tensor, site: Sites) -> torch.Tensor:
+    def glu(self, L: IntLayer, m: torch.Tensor, site: Sites, senders: Optional[Senders] = None) -> torch.Tensor:
         """The GLU channel mixer: down_proj(SiLU(gate) * y), gate and y the halves of gate_proj."""
-        acc = self.bitlinear(L.gate_proj, m, site, S.GATE_PROJ)  # (B, T, 2I)
+        acc = self.bitlinear(L.gate_proj, m, site, S.GATE_PROJ, senders)  # (B, T, 2I)
         inner = acc.shape[-1] // 2
         gate = site(S.GATE_HALF, L.gate_out, acc[..., :inner])  # (B, T, I) internal_bits
         y = site(S.Y, L.y_out, acc[..., inner:])  # (B, T, I) internal_bits
         silu_gate = K.lut_lookup(gate, L.silu_gate, self.qc.internal_bits)  # (B, T, I) lut_bits
         product = site(S.GLU, L.glu_out, silu_gate * y)  # (B, T, I) internal_bits
-        return site(S.DOWN_PROJ, L.down_out, self.bitlinear(L.down_proj, product, site, S.DOWN_PROJ))  # (B, T, D) act_bits
+        down = self.bitlinear(L.down_proj, product, site, S.DOWN_PROJ, senders)
+        return site(S.DOWN_PROJ, L.down_out, down)  # (B, T, D) act_bits
 
     def block(
-        self, idx: int, x: torch.Tensor, h: torch.Tensor, probe: Optional[Probe] = None
+        self, idx: int, x: torch.Tensor, h: torch.Tensor, probe: Optional[Probe] = None, senders: Optional[Senders] = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One layer: x += mlgru(attn_norm(x)); x += glu(mlp_norm(x)). Returns (output (B, T, D), last state)."""
+        """One layer: x += mlgru(attn_norm(x)); x += glu(mlp_norm(x)). Returns (output (B, T, D), last state).
+
+        `senders`: the layer's event-driven messaging (None: dense); its delta state is updated in place."""
         L = self.params.layers[idx]
         site = Sites(probe, S.layer_key(idx, ""), L.scales)
         a = site(S.ATTN_NORM, L.attn_norm, x)  # (B, T, D) act_bits
-        o, h = self.mlgru(L, a, h, site)  # (B, T, D), (B, M)
+        o, h = self.mlgru(L, a, h, site, senders)  # (B, T, D), (B, M)
         r = site(S.RESIDUAL_ATTN, L.residual_attn, x, o)  # (B, T, D) residual_bits
         m = site(S.MLP_NORM, L.mlp_norm, r)  # (B, T, D) act_bits
-        d = self.glu(L, m, site)  # (B, T, D) act_bits
+        d = self.glu(L, m, site, senders)  # (B, T, D) act_bits
         return site(S.RESIDUAL_MLP, L.residual_mlp, r, d), h  # (B, T, D) residual_bits
 
     # -- host side -------------------------------------------------------------------------------
@@ -193,12 +242,25 @@ class IntegerLM:
         scales = {S.EMBEDDINGS: self.params.input_scale, S.FINAL_NORM: self.params.final_norm.out_scale, S.LOGITS: 1.0}
         outer = Sites(probe, "", scales)
         x = outer(S.EMBEDDINGS, self.embed, input_ids)  # (B, T, D) residual_bits
+        layers, batch = len(self.params.layers), input_ids.shape[0]
         if state is None:
-            state = self.init_state(input_ids.shape[0])
-        new_state = []
-        for idx in range(len(self.params.layers)):
-            x, h = self.block(idx, x, state[idx], probe)
+            state = self.init_state(batch)
+        event_driven = msg.event_driven(self.qc)
+        stateful = msg.any_stateful(self.qc)
+        if stateful and len(state) != 2 * layers:
+            raise ValueError(
+                f"a delta-messaging state has {2 * layers} entries (MLGRU states, then encoder states), got {len(state)}"
+            )
+        new_state, encoders = [], []
+        for idx in range(layers):
+            senders = None
+            if event_driven:
+                senders = Senders(self.qc, self.params.layers[idx], state[layers + idx] if stateful else None)
+            x, h = self.block(idx, x, state[idx], probe, senders)
             new_state.append(h)
+            if stateful:
+                encoders.append(senders.state(batch))
+        new_state += encoders
         final = outer(S.FINAL_NORM, self.params.final_norm, x)  # (B, T, D) act_bits
         logits = self.host_logits(final)  # (B, T, vocab) float, on the host
         if probe is not None:

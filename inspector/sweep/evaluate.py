@@ -4,7 +4,8 @@ The integer model reads the whole text at once (the sequence path; it gives the 
 by token, tested), with a probe that counts activity but records no tensors. From one run:
 validation bits/char, mean next-token KL from the float model, top-1 agreement, the share of
 clipped values, and the chip cost: cores and chips of the core map, energy per token from the
-estimator. Nothing here knows about Ray; `inspector.sweep.runner` ships these calls to workers.
+estimator, messages and synaptic ops per token (which the messaging mode moves). Nothing here knows
+about Ray; `inspector.sweep.runner` ships these calls to workers.
 
 Chip cost depends on the widths through the neuron state: `HardwareConfig.bytes_per_neuron` assumes
 four 24-bit state variables per fused neuron; a point with `state_bits` = b is mapped with four
@@ -35,6 +36,8 @@ from inspector.quant.calibrate import calibrate, default_calibration_text
 from inspector.quant.config import QuantConfig
 from inspector.quant.convert import IntegerParams, convert
 from inspector.quant.integer_model import IntegerLM
+from inspector.quant.messaging import MESSAGING_FIELDS
+from inspector.quant.messaging import describe as describe_messaging
 from inspector.sites import PROJECTIONS
 from inspector.tokenizer import encode_document
 
@@ -106,11 +109,11 @@ class LayerwiseIntegerLM(IntegerLM):
         super().__init__(dataclasses.replace(base, layers=layers), float_model)
         self._layer_qc = {i: p.qc for i, p in layer_params.items()}
 
-    def block(self, idx, x, h, probe=None):
+    def block(self, idx, x, h, probe=None, senders=None):
         base = self.qc
         self.qc = self._layer_qc.get(idx, base)
         try:
-            return super().block(idx, x, h, probe)
+            return super().block(idx, x, h, probe, senders)
         finally:
             self.qc = base
 
@@ -143,12 +146,15 @@ class Evaluator:
         return self._calibrations[tokens]
 
     def params(self, qc: QuantConfig) -> IntegerParams:
-        key = json.dumps(qc.to_dict(), sort_keys=True)
+        """Converted parameters, cached by every field but the messaging ones: messaging changes what
+        neurons send, not one weight, scale or table, so a threshold search converts once."""
+        key = json.dumps({k: v for k, v in qc.to_dict().items() if k not in MESSAGING_FIELDS}, sort_keys=True)
         if key not in self._params:
             if len(self._params) > 8:
                 self._params.pop(next(iter(self._params)))
             self._params[key] = convert(self.spec.loaded.model, self.calibration(qc.calibration_tokens), qc)
-        return self._params[key]
+        params = self._params[key]
+        return params if params.qc == qc else dataclasses.replace(params, qc=qc)
 
     def core_map(self, qc: QuantConfig, params: IntegerParams) -> CoreMap:
         hw = hardware_for(qc, self.spec.hardware)
@@ -186,12 +192,16 @@ class Evaluator:
                 for mask in record.clipped:
                     clipped += int(mask.sum())
                     values += mask.numel()
-            cost = estimate(probe.activity(), core_map.chips)
+            activity = probe.activity()
+            cost = estimate(activity, core_map.chips)
+            tokens = max(activity["token"].n_unique(), 1)
             row.update(
                 status="ok", error="", bits_per_char=bpc, delta_bpc_pct=100 * (bpc / self.float_bpc - 1),
                 mean_kl=float(kl.mean()), top1_agreement=float((logp.argmax(-1) == self.float_logp.argmax(-1)).double().mean()),
                 clipped_fraction=clipped / max(values, 1), cores=core_map.cores, chips=core_map.chips,
                 energy_per_token_uj=cost.energy_per_token_mj * 1e3, latency_per_token_us=cost.latency_per_token_ms * 1e3,
+                messages_per_token=float(activity["messages"].sum()) / tokens,
+                synops_per_token=float(activity["synops"].sum()) / tokens, messaging=describe_messaging(qc),
             )
         except Exception as exc:  # a failed point is a result too: recorded with its error, never dropped
             message = str(exc) if isinstance(exc, InspectorError) else f"{type(exc).__name__}: {exc}"

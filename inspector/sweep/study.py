@@ -4,7 +4,8 @@ Sensitivity: the base QuantConfig, then each knob alone set to its lower setting
 precise one (for all layers), and, for knobs that can differ per layer, each layer alone lowered.
 
 Search (greedy, one knob step per round): every round tries each still-open bit-width knob one step
-lower than the current config, all in parallel; of the candidates whose validation bits/char stay
+lower than the current config (and, for groups with event-driven messaging, each threshold one rung
+higher), all in parallel; of the candidates whose validation bits/char stay
 within `budget_pct` percent of the float model's, the one that adds least KL from the float model
 is kept (chosen by KL, not bits/char: on a few hundred tokens a narrower width can lower bits/char
 by chance, and choosing by that noise would walk the search toward it). A knob whose
@@ -87,9 +88,11 @@ def bit_width_search(
     on_phase: Optional[PhaseFn] = None,
     stop: Optional[threading.Event] = None,
     max_rounds: int = 64,
+    only: Optional[set[str]] = None,
 ) -> SearchResult:
+    """`only`: search these knobs alone (e.g. the messaging thresholds), the others stay as in `base`."""
     found, _ = knobs(base)
-    ladder = {k.name: k for k in found if k.minimum is not None}
+    ladder = {k.name: k for k in found if k.searchable and (only is None or k.name in only)}
     base_rows = runner.run([point("base", "", base)], on_result, stop)
     result = SearchResult(base)
     if not base_rows or base_rows[0].get("status") != "ok":

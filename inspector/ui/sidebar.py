@@ -26,7 +26,19 @@ from inspector.keyed_lock import KeyedLocks
 from inspector.paths import checkpoint_directory
 from inspector.quant.config import QUANT_PRESETS, SCALE_RULES, QuantConfig
 from inspector.quant.files import load_quant_config
-from inspector.url_settings import HEADROOMS, MAX_TOKENS_IN_UI, QUANT_SLIDERS, Field, fields, parse_query, to_query
+from inspector.quant.messaging import GROUPS as MESSAGING_GROUPS
+from inspector.quant.messaging import MODES as MESSAGING_MODES
+from inspector.url_settings import (
+    HEADROOMS,
+    MAX_TOKENS_IN_UI,
+    MAX_VTH,
+    QUANT_SLIDERS,
+    Field,
+    fields,
+    messaging_defaults,
+    parse_query,
+    to_query,
+)
 
 LOCAL_CHOICE = "Local checkpoint directory…"
 URL_LOCAL = "local"  # the model choice LOCAL_CHOICE in a link
@@ -147,6 +159,8 @@ def _apply_preset() -> None:
     preset = QuantConfig.preset(st.session_state["q_preset"])
     values = {f"q_{name}": getattr(preset, name) for name in QUANT_SLIDERS}
     values |= {"q_headroom": preset.state_headroom, "q_pow2": preset.pow2_scales, "q_scale_rule": preset.scale_rule}
+    values |= {f"q_msg_{g}": getattr(preset, f"messaging_{g}") for g in MESSAGING_GROUPS}
+    values |= {f"q_vth_{g}": getattr(preset, f"vth_{g}") for g in MESSAGING_GROUPS} | {"q_cum_error": preset.messaging_cum_error}
     for key, value in values.items():
         st.session_state[key] = value
         st.session_state[f"keep.{key}"] = value
@@ -187,7 +201,33 @@ def _quant_overrides() -> QuantConfig:
             help="max_code: max|x| / (2^(b-1) - 1), nothing calibrated clips. study: max|x| / (2^(b-1) - 0.5), "
             "the paper's GPU study (calculate_qparams).",
         )
+        values |= _messaging_widgets(defaults)
     return defaults.with_overrides(values)
+
+
+def _messaging_widgets(defaults: QuantConfig) -> dict:
+    """Event-driven messaging per BitLinear input group: mode and threshold (inspector.quant.messaging)."""
+    st.caption(
+        "Event-driven messaging into each BitLinear: dense sends every nonzero code; delta (sigma-delta, as Lava's "
+        "lava.proc.sdn) sends only changes of at least vth codes; threshold sends only codes of at least vth."
+    )
+    values = {}
+    for key, group in MESSAGING_GROUPS.items():
+        left, right = st.columns([3, 2])
+        with left:
+            values[f"messaging_{key}"] = _choice(
+                st.selectbox, group.label, list(MESSAGING_MODES), f"q_msg_{key}",
+                MESSAGING_MODES.index(getattr(defaults, f"messaging_{key}")),
+            )
+        with right:
+            widget = f"q_vth_{key}"
+            values[f"vth_{key}"] = keep(widget, int(right.number_input(
+                "vth (codes)", 0, MAX_VTH, kept(widget, getattr(defaults, f"vth_{key}")), key=widget,
+            )))
+    values["messaging_cum_error"] = keep("q_cum_error", st.toggle(
+        "delta: cumulative error (Lava's cum_error)", kept("q_cum_error", defaults.messaging_cum_error), key="q_cum_error",
+    ))
+    return values
 
 
 PROBLEMS_KEY = "settings_problems"
@@ -245,12 +285,14 @@ def _write_url(spec: list[Field], session: Session | None, choice: str) -> dict[
         "q_preset": kept("q_preset", "default"),
         "q_scale_rule": kept("q_scale_rule", QuantConfig().scale_rule),
         "window": kept("window", GENERATED_WINDOW),
+        **{k: kept(k, v) for k, v in messaging_defaults().items()},
     }
     defaults = {
         "model_choice": next(iter(sample_models()), None), "backend": "emulator", "max_new_tokens": 32, "temperature": 0.8,
         "top_k": 40, "seed": 0, "q_headroom": QuantConfig().state_headroom, "q_pow2": QuantConfig().pow2_scales,
         "q_preset": "default", "q_scale_rule": QuantConfig().scale_rule, "window": GENERATED_WINDOW,
         **{f"q_{n}": getattr(QuantConfig(), n) for n in QUANT_SLIDERS},
+        **messaging_defaults(),
     }
     if session is not None:
         defaults["prompt"] = DEFAULT_PROMPTS.get(session.loaded.name, "The ")

@@ -1,0 +1,189 @@
+"""Event-driven messaging of graded spikes: dense, sigma-delta, or thresholded (per site group).
+
+On Loihi 2 a neuron that does not send costs nothing, so *what* a neuron sends decides the
+energy. A messaging group is a neuron group whose graded spikes feed a BitLinear's synapses:
+
+    ifg  (norm_attn)  the i, f and g BitLinear inputs     o    (mlgru)     the o_proj input
+    gate (norm_mlp)   the gate_proj (GLU) input           down (glu)       the down_proj input
+
+Each group has a mode (`QuantConfig.messaging_<group>`) and a threshold `vth` in codes
+(`QuantConfig.vth_<group>`):
+
+- `dense`: every nonzero code is sent, every token (zeros are free).
+- `delta`: sigma-delta, exactly Lava's `lava.proc.sdn` Delta dynamics (`AbstractDeltaModel`):
+
+      delta   = code - act + residue
+      s_out   = delta if |delta| >= vth else 0     (with cum_error: if |error + delta| >= vth)
+      residue = delta - s_out;  act = code           (with cum_error: error reset where sent)
+
+  The receiver's Sigma accumulates what arrives, so its synaptic input is W times the sum of the
+  received deltas, which is W times `code - residue` (the value the receivers last got): the
+  emulator computes that reconstruction directly, the same integers. At vth <= 1 the residue stays
+  0 (every nonzero change is sent), so the receivers get the codes themselves and the outputs are
+  bit-identical to `dense`; only neurons whose code changed send.
+- `threshold`: a code is sent only when |code| >= vth; otherwise nothing (the receiver sees 0).
+
+The delta state (act, residue, error per sending neuron) lives from token to token like the MLGRU
+state, and a new sequence starts from zero. Messaging does not change calibration (which runs the
+float model) nor any scale: only what the receivers are given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+DENSE, DELTA, THRESHOLD = "dense", "delta", "threshold"
+MODES = (DENSE, DELTA, THRESHOLD)
+
+
+@dataclass(frozen=True)
+class MessagingGroup:
+    """A sending neuron group of the core map and the projections its graded spikes feed."""
+
+    key: str  # QuantConfig field suffix: messaging_<key>, vth_<key>
+    core_group: str  # the core map's group name (inspector.emulator.mapper)
+    projections: tuple[str, ...]
+    label: str
+
+
+GROUPS: dict[str, MessagingGroup] = {
+    g.key: g
+    for g in (
+        MessagingGroup("ifg", "norm_attn", ("i_proj", "f_proj", "g_proj"), "i/f/g BitLinear inputs (token mixer)"),
+        MessagingGroup("o", "mlgru", ("o_proj",), "o_proj input"),
+        MessagingGroup("gate", "norm_mlp", ("gate_proj",), "gate_proj input (GLU)"),
+        MessagingGroup("down", "glu", ("down_proj",), "down_proj input"),
+    )
+}
+CORE_GROUPS = {g.core_group: g for g in GROUPS.values()}
+GROUP_OF_PROJECTION = {proj: g for g in GROUPS.values() for proj in g.projections}
+MODE_FIELDS = tuple(f"messaging_{k}" for k in GROUPS)
+VTH_FIELDS = tuple(f"vth_{k}" for k in GROUPS)
+MESSAGING_FIELDS = (*MODE_FIELDS, *VTH_FIELDS, "messaging_cum_error")
+
+
+@dataclass(frozen=True)
+class Messaging:
+    """One group's setting: mode, threshold (codes) and Lava's cum_error flag."""
+
+    mode: str = DENSE
+    vth: int = 0
+    cum_error: bool = False
+
+    @property
+    def label(self) -> str:
+        """"dense", "delta vth=4", "delta vth=4 cum_error", "threshold vth=8"."""
+        if self.mode == DENSE:
+            return DENSE
+        return f"{self.mode} vth={self.vth}" + (" cum_error" if self.cum_error and self.mode == DELTA else "")
+
+    @property
+    def stateful(self) -> bool:
+        """Whether the sender keeps a state across tokens (delta does; dense and threshold do not)."""
+        return self.mode == DELTA
+
+    @property
+    def exact(self) -> bool:
+        """Whether receivers get exactly the codes (dense; delta with vth <= 1; threshold with vth <= 1)."""
+        return self.mode == DENSE or self.vth <= 1
+
+
+def setting(qc, group: str) -> Messaging:
+    """The Messaging of one group (a GROUPS key) under a QuantConfig."""
+    return Messaging(getattr(qc, f"messaging_{group}"), getattr(qc, f"vth_{group}"), qc.messaging_cum_error)
+
+
+def for_projection(qc, projection: str) -> Messaging:
+    return setting(qc, GROUP_OF_PROJECTION[projection].key)
+
+
+def event_driven(qc) -> bool:
+    """Whether any group sends other than dense."""
+    return any(setting(qc, g).mode != DENSE for g in GROUPS)
+
+
+def any_stateful(qc) -> bool:
+    return any(setting(qc, g).stateful for g in GROUPS)
+
+
+def describe(qc) -> str:
+    """A short label of a QuantConfig's messaging: "dense", "delta vth=2 (all groups)" or "o delta vth=8; others dense"."""
+    labels = {g: setting(qc, g).label for g in GROUPS}
+    if all(label == DENSE for label in labels.values()):
+        return DENSE
+    if len(set(labels.values())) == 1:
+        return f"{labels['ifg']} (all groups)"
+    sending = "; ".join(f"{g} {label}" for g, label in labels.items() if label != DENSE)
+    return sending + ("; others dense" if DENSE in labels.values() else "")
+
+
+# -- the dynamics ------------------------------------------------------------------------------
+def zero_state(batch: int, neurons: int) -> torch.Tensor:
+    """A sender's delta state (act, residue, error), all zero: (B, 3, N) int64."""
+    return torch.zeros(batch, 3, neurons, dtype=torch.int64)
+
+
+def delta_step(
+    code: torch.Tensor, state: torch.Tensor, vth: int, cum_error: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One token of Lava's Delta encoder (spike_exp = state_exp = 0): (sent, received, new state).
+
+    code (B, N); state (B, 3, N) = act, residue, error. `received` is what the receivers' Sigma holds
+    after this token: the sum of everything sent so far, = code - residue.
+    """
+    act, residue, error = state.unbind(1)
+    delta = code - act + residue
+    if cum_error:
+        error = error + delta
+        sent = torch.where(error.abs() >= vth, delta, 0)
+        error = torch.where(sent != 0, 0, error)
+    else:
+        sent = torch.where(delta.abs() >= vth, delta, 0)
+    residue = delta - sent
+    return sent, code - residue, torch.stack([code, residue, error], dim=1)
+
+
+def transmit(
+    codes: torch.Tensor, m: Messaging, state: Optional[torch.Tensor] = None
+) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """What a group's neurons send and what their receivers get, for T tokens.
+
+    codes (B, T, N) the senders' codes; state (B, 3, N) for delta (None: a new sequence).
+    Returns (received (B, T, N), sent (B, T, N): the payload of each message, 0 = no message,
+    new state (delta) or None). The sequence and the token-by-token calls give the same bits.
+    """
+    if m.mode == DENSE:
+        return codes, codes, None
+    if m.mode == THRESHOLD:
+        received = codes if m.vth <= 1 else torch.where(codes.abs() >= m.vth, codes, 0)
+        return received, received, None
+    batch, tokens, neurons = codes.shape
+    state = zero_state(batch, neurons) if state is None else state
+    if m.exact and not bool(state[:, 1:].any()):
+        # vth <= 1 and no residue or error left: every change is sent, so receivers hold the codes.
+        previous = torch.cat([state[:, 0:1], codes[:, :-1]], dim=1)
+        new_state = torch.stack([codes[:, -1], state[:, 1], state[:, 2]], dim=1)
+        return codes, codes - previous, new_state
+    sent, received = torch.empty_like(codes), torch.empty_like(codes)
+    for t in range(tokens):
+        sent[:, t], received[:, t], state = delta_step(codes[:, t], state, m.vth, m.cum_error)
+    return received, sent, state
+
+
+def count_messages(codes: np.ndarray | torch.Tensor, mode: str = DENSE, vth: int = 0, cum_error: bool = False) -> np.ndarray:
+    """Messages sent per token by neurons with these codes (T, N), from a fresh sequence: (T,) int64.
+
+    The library call for teaching and figures: `count_messages(codes, "delta", 0)` counts the
+    neurons whose code changed from the previous token (the first token: nonzero codes).
+    """
+    codes = torch.as_tensor(np.asarray(codes), dtype=torch.int64)
+    if codes.ndim != 2:
+        raise ValueError(f"codes must be (tokens, neurons), got shape {tuple(codes.shape)}")
+    if mode not in MODES:
+        raise ValueError(f"unknown messaging mode {mode!r}; choose one of {', '.join(MODES)}")
+    _, sent, _ = transmit(codes[None], Messaging(mode, int(vth), cum_error))
+    return (sent[0] != 0).sum(dim=1).numpy().astype(np.int64)

@@ -1,0 +1,195 @@
+"""Event-driven messaging (inspector.quant.messaging): sigma-delta and threshold against plain references,
+the integer model's sequence and token paths, the probes' counts and the hardware estimate."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from inspector.checkpoint import load_checkpoint
+from inspector.emulator.engine import Emulator
+from inspector.emulator.probes import RecordingProbe
+from inspector.estimate import estimate
+from inspector.quant.config import QuantConfig, QuantConfigError
+from inspector.quant.files import load_quant_config
+from inspector.quant.messaging import GROUPS, Messaging, count_messages, transmit
+
+
+def plain_sigma_delta(codes: list[list[int]], weight: list[list[int]], vth: int, cum_error: bool):
+    """Lava's Delta (sender) and Sigma (receiver of W times the deltas) for one site, in plain loops.
+
+    codes[t][n]; weight[o][n]. Returns per token the sent deltas (payload, 0 = none) and each
+    receiver's accumulated synaptic input.
+    """
+    neurons = len(codes[0])
+    act, residue, error = [0] * neurons, [0] * neurons, [0] * neurons
+    sigma = [0] * len(weight)
+    sent_all, inputs_all = [], []
+    for row in codes:
+        sent = []
+        for n in range(neurons):
+            delta = row[n] - act[n] + residue[n]
+            if cum_error:
+                error[n] += delta
+                s = delta if abs(error[n]) >= vth else 0
+                if s != 0:
+                    error[n] = 0
+            else:
+                s = delta if abs(delta) >= vth else 0
+            residue[n] = delta - s
+            act[n] = row[n]
+            sent.append(s)
+        for o in range(len(weight)):
+            sigma[o] += sum(weight[o][n] * sent[n] for n in range(neurons))
+        sent_all.append(sent)
+        inputs_all.append(list(sigma))
+    return sent_all, inputs_all
+
+
+def _codes(tokens=12, neurons=9, seed=0, spread=6):
+    """Slowly drifting 8-bit codes, some zeros: a realistic mix of small and large changes."""
+    gen = np.random.default_rng(seed)
+    walk = np.cumsum(gen.integers(-spread, spread + 1, size=(tokens, neurons)), axis=0) + gen.integers(-60, 60, neurons)
+    walk[gen.random((tokens, neurons)) < 0.15] = 0
+    return np.clip(walk, -128, 127)
+
+
+@pytest.mark.parametrize("vth", [0, 1, 2, 5, 17])
+@pytest.mark.parametrize("cum_error", [False, True])
+def test_sigma_delta_matches_a_plain_reference(vth, cum_error):
+    codes = _codes()
+    weight = np.random.default_rng(1).integers(-1, 2, size=(4, codes.shape[1]))
+    ref_sent, ref_inputs = plain_sigma_delta(codes.tolist(), weight.tolist(), vth, cum_error)
+    received, sent, _ = transmit(torch.tensor(codes)[None], Messaging("delta", vth, cum_error))
+    assert sent[0].tolist() == ref_sent
+    # our receivers accumulate W times the reconstruction; the plain one sums W times each delta
+    assert (received[0] @ torch.tensor(weight).T).tolist() == ref_inputs
+    assert count_messages(codes, "delta", vth, cum_error).tolist() == [sum(s != 0 for s in row) for row in ref_sent]
+
+
+def test_delta_at_zero_sends_exactly_the_changed_codes_and_delivers_the_codes():
+    codes = _codes(spread=1)
+    received, sent, state = transmit(torch.tensor(codes)[None], Messaging("delta", 0))
+    assert torch.equal(received[0], torch.tensor(codes))
+    previous = np.vstack([np.zeros((1, codes.shape[1]), dtype=codes.dtype), codes[:-1]])
+    assert count_messages(codes, "delta", 0).tolist() == (codes != previous).sum(axis=1).tolist()
+    assert count_messages(codes, "dense").tolist() == (codes != 0).sum(axis=1).tolist()
+    assert state[0, 0].tolist() == codes[-1].tolist() and not state[0, 1:].any()
+
+
+def test_delta_token_by_token_equals_the_sequence():
+    codes = torch.tensor(_codes(tokens=10))[None]
+    m = Messaging("delta", 4, True)
+    whole_received, whole_sent, whole_state = transmit(codes, m)
+    state, parts = None, []
+    for t in range(codes.shape[1]):
+        received, sent, state = transmit(codes[:, t : t + 1], m, state)
+        parts.append((received, sent))
+    assert torch.equal(torch.cat([p[0] for p in parts], 1), whole_received)
+    assert torch.equal(torch.cat([p[1] for p in parts], 1), whole_sent)
+    assert torch.equal(state, whole_state)
+
+
+def test_threshold_sends_only_codes_of_at_least_vth():
+    codes = _codes()
+    received, sent, state = transmit(torch.tensor(codes)[None], Messaging("threshold", 20))
+    expected = np.where(np.abs(codes) >= 20, codes, 0)
+    assert received[0].tolist() == expected.tolist() and sent[0].tolist() == expected.tolist() and state is None
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"vth_o": -1}, "vth_o"),
+        ({"vth_ifg": 129}, "vth_ifg"),
+        ({"spike_bits": 4, "vth_down": 9}, "vth_down"),
+        ({"messaging_gate": "sparse"}, "messaging_gate"),
+        ({"messaging_down": 3}, "messaging_down"),
+        ({"vth_gate": 1.5}, "vth_gate"),
+    ],
+)
+def test_bad_messaging_settings_name_the_field(overrides, field):
+    with pytest.raises(QuantConfigError, match=f"QuantConfig.{field}"):
+        QuantConfig().with_overrides(overrides)
+
+
+def test_a_saved_file_with_a_bad_mode_is_refused(tmp_path):
+    path = tmp_path / "qc.json"
+    path.write_text('{"quant_config": {"messaging_o": "delta", "vth_o": 500}}', encoding="utf-8")
+    with pytest.raises(QuantConfigError, match="vth_o=500"):
+        load_quant_config(path)
+
+
+def test_the_cli_refuses_a_bad_mode():
+    from inspector.cli import parse_overrides
+
+    with pytest.raises(QuantConfigError, match="messaging_ifg"):
+        parse_overrides(["messaging_ifg=often"])
+
+
+# -- the integer model ----------------------------------------------------------------------------
+def _delta(vth: int, cum_error: bool = False) -> QuantConfig:
+    fields = {f"messaging_{g}": "delta" for g in GROUPS} | {f"vth_{g}": vth for g in GROUPS}
+    return QuantConfig().with_overrides(fields | {"messaging_cum_error": cum_error})
+
+
+@pytest.mark.parametrize("cum_error", [False, True])
+def test_the_sequence_path_equals_token_by_token_under_delta(tiny_checkpoint, cum_error):
+    loaded = load_checkpoint(tiny_checkpoint)
+    integer = Emulator(loaded, _delta(3, cum_error)).integer
+    ids = torch.tensor([loaded.tokenizer.encode("To be, or not to be, that is").ids[:10]])
+    logits, state = integer(ids)
+    step_state, rows = None, []
+    for t in range(ids.shape[1]):
+        row, step_state = integer(ids[:, t : t + 1], step_state)
+        rows.append(row)
+    assert torch.equal(torch.cat(rows, 1), logits)
+    assert len(state) == 2 * len(integer.params.layers)
+    assert all(torch.equal(a, b) for a, b in zip(state, step_state, strict=True))
+
+
+def _activity(loaded, qc: QuantConfig, ids: torch.Tensor):
+    emulator = Emulator(loaded, qc)
+    probe = RecordingProbe(emulator.core_map, record_tensors=False, qc=qc)
+    logits, _ = emulator.integer(ids, None, probe)
+    return logits, probe, emulator
+
+
+def test_probes_count_changes_under_delta_and_the_estimate_follows(tiny_checkpoint):
+    loaded = load_checkpoint(tiny_checkpoint)
+    ids = torch.tensor([loaded.tokenizer.encode(" Once upon a time there was a little girl named Lily.").ids[:16]])
+    dense_logits, dense, emulator = _activity(loaded, QuantConfig(), ids)
+    zero_logits, zero, _ = _activity(loaded, _delta(0), ids)
+    assert torch.equal(dense_logits, zero_logits)
+    # the norm_attn group of layer 0 sends the i, f, g spikes: under delta, only their changes
+    spikes = [dense.site_codes(f"layers.0.{p}_proj.spikes").numpy() for p in "ifg"]
+    changed = sum(count_messages(s, "delta", 0) for s in spikes)
+    nonzero = sum(count_messages(s, "dense") for s in spikes)
+    by_token = lambda probe: (  # noqa: E731
+        probe.activity().filter((pl.col("layer") == 0) & (pl.col("group") == "norm_attn"))
+        .group_by("token").agg(pl.col("messages").sum(), pl.col("synops").sum()).sort("token")
+    )
+    assert by_token(dense)["messages"].to_list() == nonzero.tolist()
+    assert by_token(zero)["messages"].to_list() == changed.tolist()
+    # synaptic ops are the sent messages times their fan-out: fewer messages, fewer ops
+    assert by_token(zero)["synops"].sum() <= by_token(dense)["synops"].sum()
+    _, coarse, _ = _activity(loaded, _delta(24), ids)
+    dense_cost = estimate(dense.activity(), emulator.core_map.chips)
+    coarse_cost = estimate(coarse.activity(), emulator.core_map.chips)
+    assert coarse.activity()["messages"].sum() < dense.activity()["messages"].sum()
+    assert coarse_cost.energy_per_token_mj < dense_cost.energy_per_token_mj
+
+
+def test_messaging_knobs_and_the_threshold_ladder():
+    from inspector.sweep.knobs import VTH_RUNGS, knobs
+
+    found, skipped = knobs(QuantConfig())
+    names = {k.name for k in found}
+    assert {f"messaging_{g}" for g in GROUPS} <= names
+    assert not names & {f"vth_{g}" for g in GROUPS} and "vth_o" in skipped  # thresholds of dense groups change nothing
+    found, _ = knobs(_delta(0))
+    vth = {k.name: k for k in found}["vth_o"]
+    assert vth.searchable and not vth.per_layer
+    assert vth.ladder(0) == VTH_RUNGS[1] and vth.ladder(VTH_RUNGS[-1]) is None
