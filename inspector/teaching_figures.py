@@ -39,11 +39,12 @@ LAYER_NODES = tuple(n for n, _, _ in FLOW_NODES[1:12])
 HIGHLIGHT = "#ffcc33"
 
 
-def flow_map_dot(highlight: tuple[str, ...] = (), caption: str = "") -> str:
-    """Graphviz DOT of one layer's data flow, left to right, `highlight`ed nodes filled yellow.
+def flow_map_dot(highlight: tuple[str, ...] = ()) -> str:
+    """Graphviz DOT of one layer's data flow, `highlight`ed nodes filled yellow.
 
-    Host nodes are grey boxes, chip nodes white; the repeated layer sits in a dashed box labelled
-    "one of the N layers" by the caller's `caption` (shown under the graph)."""
+    Two rows, read as a snake (left to right, then right to left), so the labels stay readable in
+    the width of a page: the token mixer on top, the channel mixer below. Host nodes are grey
+    boxes, chip nodes white rounded boxes; the residual skips are dashed."""
     unknown = set(highlight) - {n for n, _, _ in FLOW_NODES}
     if unknown:
         raise ValueError(f"unknown flow-map nodes: {sorted(unknown)}")
@@ -53,27 +54,25 @@ def flow_map_dot(highlight: tuple[str, ...] = (), caption: str = "") -> str:
         width = "2.5" if name in highlight else "1"
         text = html.escape(label).replace("\n", "<br/>")
         style = "filled" if where == "host" else '"rounded,filled"'
-        return f'  {name} [label=<{text}>, fillcolor="{fill}", penwidth={width}, shape=box, style={style}];'
+        return f"  {name} [label=<{text}>, fillcolor=\"{fill}\", penwidth={width}, shape=box, style={style}];"
 
+    order = [n for n, _, _ in FLOW_NODES]
+    top, bottom = order[:7], order[7:]
     lines = [
         "digraph flow {",
-        '  rankdir=LR; nodesep=0.15; ranksep=0.18; bgcolor="transparent";',
-        '  node [fontname="Helvetica", fontsize=11, style=filled, margin="0.06,0.03", height=0.3];',
+        '  rankdir=LR; nodesep=0.25; ranksep=0.25; bgcolor="transparent"; newrank=true;',
+        '  node [fontname="Helvetica", fontsize=12, margin="0.08,0.04", height=0.42, width=1.1];',
         '  edge [arrowsize=0.6, color="#555555"];',
     ]
-    host = [n for n in FLOW_NODES if n[2] == "host"]
-    lines.append(node(*host[0]))
-    lines.append("  subgraph cluster_layer {")
-    lines.append('  label="one layer (repeated), on the chip"; style=dashed; fontsize=10; fontname="Helvetica";')
-    lines += ["  " + node(*n) for n in FLOW_NODES[1:12]]
-    lines.append("  }")
-    lines += [node(*FLOW_NODES[12]), node(*host[1])]
-    order = [n for n, _, _ in FLOW_NODES]
-    lines += [f"  {a} -> {b};" for a, b in zip(order, order[1:], strict=False)]
-    lines.append('  embedding -> residual_attn [style=dashed, constraint=false, color="#999999"];')  # the skip connections
-    lines.append('  residual_attn -> residual_mlp [style=dashed, constraint=false, color="#999999"];')
-    if caption:
-        lines.append(f'  label="{caption}"; labelloc=b; fontsize=11; fontname="Helvetica";')
+    lines += [node(*n) for n in FLOW_NODES]
+    # rows: the top row left to right, the bottom row drawn right to left under it (column k under column 6 - k)
+    for k in range(7):
+        lines.append(f"  {{rank=same; {top[k]}; {bottom[6 - k]};}}")
+    lines += [f"  {a} -> {b};" for a, b in zip(top, top[1:], strict=False)]
+    lines.append(f"  {top[-1]} -> {bottom[0]};")
+    lines += [f"  {b} -> {a} [dir=back];" for a, b in zip(bottom, bottom[1:], strict=False)]
+    lines.append('  embedding -> residual_attn [style=dashed, constraint=false, color="#999999", label=" skip", fontsize=10];')
+    lines.append('  residual_attn -> residual_mlp [style=dashed, constraint=false, color="#999999", label=" skip", fontsize=10];')
     lines.append("}")
     return "\n".join(lines)
 

@@ -49,18 +49,18 @@ from inspector.ui.sidebar import backend_for, cached_backend
 STEPS = {
     "1. Ternary weights": PROJECTION_NODES,
     "2. Graded spikes": ("attn_norm", "mlp_norm", *PROJECTION_NODES),
-    "3. The MLGRU neuron": ("mlgru", "swish_gate"),
+    "3. MLGRU neuron": ("mlgru", "swish_gate"),
     "4. Messaging": PROJECTION_NODES,
     "5. Saturation": ("mlgru", "residual_attn", "residual_mlp"),
-    "6. Drift between float and integer": (*LAYER_NODES, "final_norm", "lm_head"),
-    "7. From a layer to neuro-cores": LAYER_NODES,
-    "8. Where the energy goes": (*LAYER_NODES, "final_norm"),
+    "6. Drift": (*LAYER_NODES, "final_norm", "lm_head"),
+    "7. Neuro-cores": LAYER_NODES,
+    "8. Energy": (*LAYER_NODES, "final_norm"),
 }
 NAMES = list(STEPS)
 # The map stays at the top of the window while the step scrolls under it.
 STICKY_CSS = """<style>
-.st-key-tour_map {position: sticky; top: 3.75rem; z-index: 100; background: white; border-bottom: 1px solid #ddd;
-                  padding-bottom: 0.25rem}
+div[data-testid="stLayoutWrapper"]:has(> .st-key-tour_map) {position: sticky; top: 3.75rem; z-index: 100; background: white;
+  border-bottom: 1px solid #ddd; padding-bottom: 0.25rem}
 </style>"""
 
 
@@ -105,8 +105,9 @@ with st.container(key="tour_map"):
     step = st.radio("Step", NAMES, horizontal=True, key="tour_step", label_visibility="collapsed")
     st.graphviz_chart(flow_map_dot(STEPS[step]), width="stretch")
     st.caption(
-        f"One layer's data flow (grey: host, white: chip, yellow: this step). The tour follows token {last} ({last_text}) "
-        f"and neuron {neuron} of layer 0 (its MLGRU channel: output {neuron} of i, f and g, state h{neuron})."
+        f"Data flow along the arrows. Grey: host; white: chip (RMSNorm to + residual: one layer, ×{cfg.num_hidden_layers}); "
+        f"yellow: this step. Following token {last} ({last_text}) and neuron {neuron} of layer 0 (output {neuron} of i, f, g; "
+        f"state h{neuron})."
     )
 
 with st.expander("Words used in this tour", expanded=False):

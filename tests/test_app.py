@@ -168,18 +168,18 @@ def test_learn_tour_points(app):
     radio.set_value("4. Messaging").run()
     text = " ".join(m.value for m in app.markdown)
     assert "Sigma-delta" in text and "static power" in text and "Dense" in text
-    radio.set_value("6. Drift between float and integer").run()
+    radio.set_value("6. Drift").run()
     text = " ".join(m.value for m in app.markdown)
     assert "signal-to-quantization-noise ratio" in text and "10·log10" in text and "local" in text and "cumulative" in text
 
 
 PREDICTIONS = [
     ("2. Graded spikes", "predict_spike_bits"),
-    ("3. The MLGRU neuron", "predict_memory"),
+    ("3. MLGRU neuron", "predict_memory"),
     ("4. Messaging", "predict_sigma_delta"),
     ("5. Saturation", "predict_state_bits"),
-    ("7. From a layer to neuro-cores", "predict_chips"),
-    ("8. Where the energy goes", "predict_energy"),
+    ("7. Neuro-cores", "predict_chips"),
+    ("8. Energy", "predict_energy"),
 ]
 
 
