@@ -18,6 +18,7 @@ from inspector.emulator.hardware import HardwareConfig
 from inspector.emulator.mapper import DEFAULT_TERNARY_DENSITY, CoreMap, map_model
 from inspector.estimate import estimate
 from inspector.figures import _layout, series_color
+from inspector.local_error import local_vs_cumulative
 from inspector.quant.config import QuantConfig
 from inspector.quant.convert import convert
 from inspector.quant.integer_model import IntegerLM
@@ -383,6 +384,7 @@ def paper_energy() -> dict[str, float]:
     return {
         "chips": PAPER_CHIPS, "generation_w": gen_w, "prefill_w": pre_w, "dynamic_mj_per_token": dynamic_mj,
         "generation_mj_per_token": PAPER_GENERATION["mj_per_token"],
+        "prefill_mj_per_token": PAPER_PREFILL["mj_per_token"],
         "static_share_generation": 1 - dynamic_mj / PAPER_GENERATION["mj_per_token"],
         "ms_per_token": 1e3 / PAPER_GENERATION["tokens_per_s"],
     }
@@ -437,3 +439,14 @@ def bits_sweep(emulator: Emulator, ids: list[int], name: str, values: tuple[int,
             "states_clipped": float(states["clipped"].sum() / states["values"].sum()),
         })
     return pl.DataFrame(rows)
+
+
+# -- step 6: local vs cumulative error ------------------------------------------------------------
+def local_cumulative_sqnr(emulator: Emulator, ids: list[int], site: str = "residual_mlp") -> pl.DataFrame:
+    """Per layer, one site's SQNR from its own rounding alone (local) and with everything it inherits
+    (cumulative), on the run's tokens (`inspector.local_error`, teacher-forced)."""
+    result = local_vs_cumulative(emulator, ids)
+    return (
+        result.sites.filter((pl.col("site") == site) & (pl.col("layer") >= 0))
+        .select("layer", "local_sqnr_db", "cumulative_sqnr_db").sort("layer")
+    )

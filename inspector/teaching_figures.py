@@ -54,14 +54,14 @@ def flow_map_dot(highlight: tuple[str, ...] = ()) -> str:
         width = "2.5" if name in highlight else "1"
         text = html.escape(label).replace("\n", "<br/>")
         style = "filled" if where == "host" else '"rounded,filled"'
-        return f"  {name} [label=<{text}>, fillcolor=\"{fill}\", penwidth={width}, shape=box, style={style}];"
+        return f'  {name} [label=<{text}>, fillcolor="{fill}", penwidth={width}, shape=box, style={style}];'
 
     order = [n for n, _, _ in FLOW_NODES]
     top, bottom = order[:7], order[7:]
     lines = [
         "digraph flow {",
-        '  rankdir=LR; nodesep=0.25; ranksep=0.25; bgcolor="transparent"; newrank=true;',
-        '  node [fontname="Helvetica", fontsize=12, margin="0.08,0.04", height=0.42, width=1.1];',
+        '  rankdir=LR; nodesep=0.12; ranksep=0.22; bgcolor="transparent"; newrank=true; size="11,1.45";',
+        '  node [fontname="Helvetica", fontsize=12, margin="0.06,0.02", height=0.36, width=1.0];',
         '  edge [arrowsize=0.6, color="#555555"];',
     ]
     lines += [node(*n) for n in FLOW_NODES]
@@ -71,8 +71,8 @@ def flow_map_dot(highlight: tuple[str, ...] = ()) -> str:
     lines += [f"  {a} -> {b};" for a, b in zip(top, top[1:], strict=False)]
     lines.append(f"  {top[-1]} -> {bottom[0]};")
     lines += [f"  {b} -> {a} [dir=back];" for a, b in zip(bottom, bottom[1:], strict=False)]
-    lines.append('  embedding -> residual_attn [style=dashed, constraint=false, color="#999999", label=" skip", fontsize=10];')
-    lines.append('  residual_attn -> residual_mlp [style=dashed, constraint=false, color="#999999", label=" skip", fontsize=10];')
+    lines.append('  embedding -> residual_attn [style=dashed, constraint=false, color="#999999"];')
+    lines.append('  residual_attn -> residual_mlp [style=dashed, constraint=false, color="#999999"];')
     lines.append("}")
     return "\n".join(lines)
 
@@ -203,7 +203,7 @@ def kl_legend_figure(tokens: pl.DataFrame, prompt_tokens: int = 0) -> go.Figure:
     fig = go.Figure()
     for agree, color, label in ((True, "#2ca02c", "same top-1 token"), (False, "#d62728", "different top-1 token")):
         part = tokens.filter(pl.col("agree") == agree)
-        fig.add_bar(x=part["token"].to_list(), y=part["kl"].to_list(), marker_color=color, name=label)
+        fig.add_bar(x=part["token"].to_list(), y=part["kl"].to_list(), marker_color=color, name=label, width=0.8)
     if prompt_tokens:
         fig.add_vline(x=prompt_tokens - 0.5, line_dash="dot", annotation_text="generation starts")
     fig.update_layout(barmode="overlay", showlegend=True)
@@ -247,8 +247,12 @@ def energy_share_figure(rows: list[dict]) -> go.Figure:
     """Static vs dynamic share of the energy per generated token, one bar per system; each row:
     {"system", "static_mj", "dynamic_mj"}. Shares, since the systems differ 100-fold in size."""
     fig = go.Figure()
-    systems = [r["system"] for r in rows]
     totals = [r["static_mj"] + r["dynamic_mj"] for r in rows]
+    # the dynamic share is too thin a bar to hold its own label: it goes into the row's name
+    systems = [
+        f"{r['system']}<br>dynamic {r['dynamic_mj'] / t:.1%} ({r['dynamic_mj']:.3g} mJ)"
+        for r, t in zip(rows, totals, strict=True)
+    ]
     for key, label, color in (
         ("static_mj", "static (idle power × time)", "#bbbbbb"),
         ("dynamic_mj", "dynamic (work done)", "#1f77b4"),
@@ -267,3 +271,18 @@ def energy_share_figure(rows: list[dict]) -> go.Figure:
     fig.update_layout(barmode="stack", legend=LEGEND_TOP)
     fig.update_xaxes(range=[0, 1], tickformat=".0%")
     return _layout(fig, "Energy per generated token: static vs dynamic", "share of the energy per token", "", height=300)
+
+
+def local_cumulative_figure(table: pl.DataFrame, site: str, bits: int) -> go.Figure:
+    """A site's SQNR per layer: its own rounding (local) beside everything it carries (cumulative)."""
+    fig = go.Figure()
+    for column, label, color in (
+        ("local_sqnr_db", "local: this site's own rounding", "#1f77b4"),
+        ("cumulative_sqnr_db", "cumulative: with every earlier error", "#d62728"),
+    ):
+        fig.add_bar(
+            x=[f"layer {k}" for k in table["layer"].to_list()], y=table[column].to_list(), name=label, marker_color=color,
+            text=[f"{v:.1f} dB" for v in table[column].to_list()], textposition="outside",
+        )
+    fig.update_layout(barmode="group")
+    return _layout(fig, f"SQNR of {site} ({bits}-bit codes) per layer: local vs cumulative", "layer", "SQNR (dB)")

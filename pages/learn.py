@@ -17,6 +17,7 @@ from inspector.teaching import (
     group_split,
     host_share,
     layer_op_counts,
+    local_cumulative_sqnr,
     lower_bounds,
     message_counts,
     messaging_totals,
@@ -36,6 +37,7 @@ from inspector.teaching_figures import (
     flow_map_dot,
     kl_legend_figure,
     layer_cores_figure,
+    local_cumulative_figure,
     messaging_figure,
     mlgru_figure,
     sweep_figure,
@@ -47,13 +49,13 @@ from inspector.ui.sidebar import backend_for, cached_backend
 
 # Each step, and the nodes of the data-flow map it is about.
 STEPS = {
-    "1. Ternary weights": PROJECTION_NODES,
-    "2. Graded spikes": ("attn_norm", "mlp_norm", *PROJECTION_NODES),
-    "3. MLGRU neuron": ("mlgru", "swish_gate"),
+    "1. Weights": PROJECTION_NODES,
+    "2. Spikes": ("attn_norm", "mlp_norm", *PROJECTION_NODES),
+    "3. MLGRU": ("mlgru", "swish_gate"),
     "4. Messaging": PROJECTION_NODES,
     "5. Saturation": ("mlgru", "residual_attn", "residual_mlp"),
     "6. Drift": (*LAYER_NODES, "final_norm", "lm_head"),
-    "7. Neuro-cores": LAYER_NODES,
+    "7. Cores": LAYER_NODES,
     "8. Energy": (*LAYER_NODES, "final_norm"),
 }
 NAMES = list(STEPS)
@@ -68,6 +70,11 @@ div[data-testid="stLayoutWrapper"]:has(> .st-key-tour_map) {position: sticky; to
 def _sweep(run_key: tuple, ids: tuple[int, ...], name: str, values: tuple[int, ...], _emulator) -> pl.DataFrame:
     """A width sweep, computed once per model, settings and tokens (run_key), then answered from memory."""
     return bits_sweep(_emulator, list(ids), name, values)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _local(run_key: tuple, ids: tuple[int, ...], _emulator) -> pl.DataFrame:
+    return local_cumulative_sqnr(_emulator, list(ids))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -103,12 +110,13 @@ ids = tuple(analysis.run.all_ids)
 st.markdown(STICKY_CSS, unsafe_allow_html=True)
 with st.container(key="tour_map"):
     step = st.radio("Step", NAMES, horizontal=True, key="tour_step", label_visibility="collapsed")
-    st.graphviz_chart(flow_map_dot(STEPS[step]), width="stretch")
-    st.caption(
-        f"Data flow along the arrows. Grey: host; white: chip (RMSNorm to + residual: one layer, ×{cfg.num_hidden_layers}); "
-        f"yellow: this step. Following token {last} ({last_text}) and neuron {neuron} of layer 0 (output {neuron} of i, f, g; "
-        f"state h{neuron})."
-    )
+    st.graphviz_chart(flow_map_dot(STEPS[step]), width="content")
+st.caption(
+    f"Map above: the data flow along the arrows (dashed: residual skips). Grey: host; white: chip (RMSNorm to + residual: "
+    f"one layer, ×{cfg.num_hidden_layers}); yellow: this step. "
+    f"Following token {last} ({last_text}) and neuron {neuron} of layer 0 (output {neuron} of i, f, g; "
+    f"state h{neuron})."
+)
 
 with st.expander("Words used in this tour", expanded=False):
     st.markdown(
@@ -273,13 +281,16 @@ elif step == NAMES[3]:
         f"- **Dense** (every neuron sends every token, a clocked design): {dense['messages_per_token']:,.0f} messages, "
         f"{dense['synops_per_token']:,.0f} synaptic ops per token.\n"
         f"- **Graded spikes** (what this app's integer model does: only nonzero codes are sent): "
-        f"{nonzero['share_of_dense']:.0%} of the dense synaptic ops. With {qc.spike_bits}-bit codes, a code is 0 only "
-        "within half a step of zero, so most neurons speak every token.\n"
+        f"{nonzero['share_of_dense']:.0%} of the dense synaptic ops. With {qc.spike_bits}-bit codes a code is 0 only "
+        f"within half a step of zero: {nonzero['messages_per_token'] / dense['messages_per_token']:.0%} of the neurons "
+        "send a message at a token.\n"
         f"- **Sigma-delta** (send only when the code changed since the neuron's last message; the receiver keeps the last "
-        f"value): {changes['share_of_dense']:.0%}. Fine codes change at almost every token, so this saves little here.\n"
-        f"- **Sigma-delta with a threshold of {threshold}** (send only changes larger than {threshold} codes; the receiver's "
-        f"copy may then lag by up to {threshold} codes, an error this count does not weigh): "
-        f"{thresholded['share_of_dense']:.0%}."
+        f"value): {changes['share_of_dense']:.0%}, "
+        + ("more than graded spikes: fine codes change at almost every token, and a change to 0 must be sent too.\n"
+           if changes["synops_per_token"] >= nonzero["synops_per_token"] else "less than graded spikes.\n")
+        + f"- **Sigma-delta with a threshold of {threshold}** (send only changes larger than {threshold} "
+        f"code{'s' if threshold > 1 else ''}; the receiver's copy may then lag by up to that much, an error this count "
+        f"does not weigh): {thresholded['share_of_dense']:.0%}."
     )
     choice = predict(
         "with a threshold of 8 codes, will sigma-delta send fewer than half of the graded spikes' synaptic ops?",
@@ -334,10 +345,12 @@ elif step == NAMES[4]:
         chart(sweep_figure(sweep, "state_bits", {"states_underflowed": "MLGRU states underflowed",
                                                  "top1_agreement": "top-1 agreement with float"},
                            "Fewer state bits: more underflow, agreement holds longer", qc.state_bits), "tour_state_sweep")
+        holds = [r["state_bits"] for r in sweep.iter_rows(named=True) if first["top1_agreement"] - r["top1_agreement"] <= 0.05]
         st.markdown(
             f"At {final['state_bits']} bits, {final['states_underflowed']:.1%} of state values underflow and top-1 agreement "
-            f"is {final['top1_agreement']:.0%} (at {first['state_bits']} bits: {first['top1_agreement']:.0%}). The register "
-            "only has to hold what the model can use: this model needs far fewer than 24 bits of state."
+            f"is {final['top1_agreement']:.0%} (at {first['state_bits']} bits: {first['top1_agreement']:.0%}). Agreement stays "
+            f"within 5 points of the {first['state_bits']}-bit model down to {min(holds)} bits here: the register only has "
+            "to hold what the model can use."
         )
     st.markdown(
         "**Experiment.** The same tokens through the integer model under three settings: yours; a state range four "
@@ -372,9 +385,9 @@ elif step == NAMES[4]:
             f"its minimum (the narrowest the sidebar offers: {', '.join(f'{k} {v}' for k, v in NARROWEST.items())}), "
             f"{narrow['states_underflowed']:.0%} of state values underflowed"
             + (", while no value clipped" if narrow["values_clipped"] == 0 else f", {narrow['values_clipped']:,} values clipped")
-            + f", and the model is destroyed: top-1 agreement {narrow['top1_agreement']:.0%}, perplexity "
-            f"{narrow['perplexity_int']:,.0f} against a vocabulary of {cfg.vocab_size:,} words (a model that guesses "
-            f"uniformly scores {cfg.vocab_size:,})."
+            + (", and the model is destroyed" if narrow["top1_agreement"] < 0.05 else "")
+            + f": top-1 agreement {narrow['top1_agreement']:.0%}, perplexity {narrow['perplexity_int']:,.0f} against a "
+            f"vocabulary of {cfg.vocab_size:,} words (a model that guesses uniformly scores {cfg.vocab_size:,})."
         )
 elif step == NAMES[5]:
     d = analysis.diff
@@ -395,10 +408,27 @@ elif step == NAMES[5]:
         "tenth of the signal's amplitude). One rounding to a step Δ adds noise of power Δ²/12, so each extra bit (half "
         "the step) gains about 6 dB **for a site's own rounding** (its *local* error). What the chart shows is the "
         "*cumulative* error: each site also carries every earlier site's error, passed through the layers and the "
-        "state, so it sits lower and gains less per bit than its own rounding. The Quantization error page separates "
-        "the two (local vs cumulative)."
+        "state, so it sits lower and gains less per bit than its own rounding."
     )
     chart(layer_error_figure(d.tensors, sites=["attn_norm", "hidden", "residual_attn", "residual_mlp"]), "tour_depth")
+    choice = predict(
+        "compare a residual output's SQNR from its own rounding alone (local) with the SQNR it actually has "
+        "(cumulative). Which is higher?", ["local", "about the same", "cumulative"], "predict_local",
+    )
+    if choice is not None:
+        with st.spinner("Running the integer model fed with the float model's values, site by site (once per model)…"):
+            table = _local(session.run_key, ids, emulator)
+        gap = float((table["local_sqnr_db"] - table["cumulative_sqnr_db"]).mean())
+        verdict(choice, "local" if gap > 3 else "cumulative" if gap < -3 else "about the same",
+                f"{gap:.1f} dB apart on average over the layers")
+        chart(local_cumulative_figure(table, "residual_mlp", qc.residual_bits), "tour_local")
+        worst = table.row(table.height - 1, named=True)
+        st.markdown(
+            f"Layer {worst['layer']}'s residual output: **{worst['local_sqnr_db']:.1f} dB** from its own {qc.residual_bits}-bit "
+            f"rounding, **{worst['cumulative_sqnr_db']:.1f} dB** with everything upstream. A bit more at this site would "
+            "raise the local figure by about 6 dB but barely move the cumulative one, which is set by the errors of the "
+            "sites before it (computed now on this run's tokens, `inspector.local_error`)."
+        )
 elif step == NAMES[6]:
     core_map, hw = emulator.core_map, emulator.core_map.hardware
     split = group_split(core_map)
@@ -469,7 +499,8 @@ else:
         f"over 6,632 tokens/s is about **{paper['dynamic_mj_per_token']:.1f} mJ of dynamic energy per token**, so about "
         f"{paper['static_share_generation']:.1%} of a generated token's energy is static. At batch 1 in generation a token "
         "passes the 24 blocks one after the other, one block per chip: at any moment one chip works while **23 of 24 "
-        "idle**, drawing static power. Prefill keeps all chips busy with a pipeline of tokens, which is why it costs "
-        "100 times less per token. Event-driven sparsity trims the dynamic part; the static part shrinks only with "
+        "idle**, drawing static power (as reported). Prefill keeps all chips busy with a pipeline of tokens, which is why "
+        f"it costs {paper['generation_mj_per_token'] / paper['prefill_mj_per_token']:.0f} times less per token. "
+        "Event-driven sparsity trims the dynamic part; the static part shrinks only with "
         "fewer chips or more tokens in flight (batching, pipelining)."
     )

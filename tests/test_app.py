@@ -174,11 +174,12 @@ def test_learn_tour_points(app):
 
 
 PREDICTIONS = [
-    ("2. Graded spikes", "predict_spike_bits"),
-    ("3. MLGRU neuron", "predict_memory"),
+    ("2. Spikes", "predict_spike_bits"),
+    ("3. MLGRU", "predict_memory"),
     ("4. Messaging", "predict_sigma_delta"),
     ("5. Saturation", "predict_state_bits"),
-    ("7. Neuro-cores", "predict_chips"),
+    ("6. Drift", "predict_local"),
+    ("7. Cores", "predict_chips"),
     ("8. Energy", "predict_energy"),
 ]
 
@@ -197,7 +198,7 @@ def test_learn_predict_then_reveal(app, step, key):
     assert not app.exception, app.exception
     verdicts = [m.value for m in (*app.success, *app.info)]
     assert len(verdicts) == 1 and verdicts[0].startswith(("Right:", "Not quite:")), verdicts
-    if key in ("predict_spike_bits", "predict_state_bits"):
+    if key in ("predict_spike_bits", "predict_state_bits", "predict_local"):
         assert len(app.get("plotly_chart")) == charts + 1  # the sweep's chart
     app.radio(key=key).set_value(question.options[-1]).run()  # answered again from the cache
     assert not app.exception, app.exception

@@ -193,13 +193,13 @@ def test_bad_checkpoint_path_in_chromium(page, app_url):
 
 
 TOUR = [
-    ("1. Ternary weights", None),
-    ("2. Graded spikes", "predict_spike_bits"),
-    ("3. MLGRU neuron", "predict_memory"),
+    ("1. Weights", None),
+    ("2. Spikes", "predict_spike_bits"),
+    ("3. MLGRU", "predict_memory"),
     ("4. Messaging", "predict_sigma_delta"),
     ("5. Saturation", "predict_state_bits"),
-    ("6. Drift", None),
-    ("7. Neuro-cores", "predict_chips"),
+    ("6. Drift", "predict_local"),
+    ("7. Cores", "predict_chips"),
     ("8. Energy", "predict_energy"),
 ]
 

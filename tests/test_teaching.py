@@ -235,3 +235,17 @@ def test_tour_figures_say_what_colours_mean(tour):
     assert len(mlgru.data) == 6 and all(t.name.startswith("neuron") for t in mlgru.data)
     cores = TF.layer_cores_figure(emulator.core_map.table, 128 * 1024, 192 * 1024, 0)
     assert {t.name for t in cores.data} <= set(emulator.core_map.table["group"].to_list())
+
+
+def test_local_vs_cumulative_for_the_tour(tour):
+    from inspector.local_error import local_vs_cumulative
+
+    emulator, analysis = tour
+    table = T.local_cumulative_sqnr(emulator, analysis.run.all_ids)
+    sites = local_vs_cumulative(emulator, analysis.run.all_ids).sites
+    assert table["layer"].to_list() == list(range(len(emulator.params.layers)))
+    for row in table.iter_rows(named=True):
+        ref = sites.filter((pl.col("site") == "residual_mlp") & (pl.col("layer") == row["layer"])).row(0, named=True)
+        assert row["local_sqnr_db"] == ref["local_sqnr_db"] and row["cumulative_sqnr_db"] == ref["cumulative_sqnr_db"]
+    fig = TF.local_cumulative_figure(table, "residual_mlp", 8)
+    assert [t.name.split(":")[0] for t in fig.data] == ["local", "cumulative"]
