@@ -111,9 +111,7 @@ def mlgru_figure(
 ) -> go.Figure:
     """Left: the state h of a few neurons over tokens (float line, integer dots); right: their forget
     gate f over the same tokens, in the same colour per neuron."""
-    fig = make_subplots(
-        rows=1, cols=2, horizontal_spacing=0.09, subplot_titles=("state h", "forget gate f (1 = keep everything)")
-    )
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.09)
     for index, n in enumerate(neurons):
         color = series_color(index)
         fig.add_scatter(
@@ -147,9 +145,11 @@ def mlgru_figure(
             row=1,
             col=2,
         )
-    fig.update_yaxes(range=[0, 1.02], row=1, col=2)
+    fig.update_yaxes(range=[0, 1.02], title_text="forget gate f (1: keep everything)", row=1, col=2)
     fig.update_xaxes(title_text="token", row=1, col=2)
-    return _layout(fig, f"Layer {layer}: MLGRU state (left) and its forget gate (right), per neuron", "token", "h", height=440)
+    return _layout(
+        fig, f"Layer {layer}: MLGRU state (left) and its forget gate (right), per neuron", "token", "state h", height=440
+    )
 
 
 # -- step 4 ---------------------------------------------------------------------------------------
@@ -187,7 +187,7 @@ def sweep_figure(table: pl.DataFrame, x: str, series: dict[str, str], title: str
             name=label,
             line_color=series_color(index),
             text=[f"{v:.0%}" for v in table[column].to_list()],
-            textposition="top center",
+            textposition="bottom center" if index == 0 else "top center",
         )
     if highlight is not None:
         fig.add_vline(x=highlight, line_dash="dot", line_color="#555555", annotation_text="your setting")
@@ -281,8 +281,12 @@ def local_cumulative_figure(table: pl.DataFrame, site: str, bits: int) -> go.Fig
         ("cumulative_sqnr_db", "cumulative: with every earlier error", "#d62728"),
     ):
         fig.add_bar(
-            x=[f"layer {k}" for k in table["layer"].to_list()], y=table[column].to_list(), name=label, marker_color=color,
-            text=[f"{v:.1f} dB" for v in table[column].to_list()], textposition="outside",
+            x=[f"layer {k}" for k in table["layer"].to_list()],
+            y=table[column].to_list(),
+            name=label,
+            marker_color=color,
+            text=[f"{v:.1f} dB" for v in table[column].to_list()],
+            textposition="outside",
         )
     fig.update_layout(barmode="group")
     return _layout(fig, f"SQNR of {site} ({bits}-bit codes) per layer: local vs cumulative", "layer", "SQNR (dB)")

@@ -214,7 +214,7 @@ elif step == NAMES[1]:
             f"From {first['spike_bits']} to {final['spike_bits']} bits, nonzero spikes go from {first['nonzero_spikes']:.0%} "
             f"to {final['nonzero_spikes']:.0%} and top-1 agreement from {first['top1_agreement']:.0%} to "
             f"{final['top1_agreement']:.0%} (measured now, on this run's {len(ids)} tokens). A coarser step rounds more small "
-            "values to 0, which saves messages and is exactly the information the model loses."
+            "values to 0, which saves messages, and rounds every other value more coarsely too: both cost agreement."
         )
 elif step == NAMES[2]:
     layers = cfg.num_hidden_layers
