@@ -444,9 +444,10 @@ def bits_sweep(emulator: Emulator, ids: list[int], name: str, values: tuple[int,
 # -- step 6: local vs cumulative error ------------------------------------------------------------
 def local_cumulative_sqnr(emulator: Emulator, ids: list[int], site: str = "residual_mlp") -> pl.DataFrame:
     """Per layer, one site's SQNR from its own rounding alone (local) and with everything it inherits
-    (cumulative), on the run's tokens (`inspector.local_error`, teacher-forced)."""
+    (cumulative), on the run's tokens (`inspector.local_error`, teacher-forced), and the two noise-to-signal
+    ratios they come from."""
     result = local_vs_cumulative(emulator, ids)
     return (
         result.sites.filter((pl.col("site") == site) & (pl.col("layer") >= 0))
-        .select("layer", "local_sqnr_db", "cumulative_sqnr_db").sort("layer")
+        .select("layer", "local_sqnr_db", "cumulative_sqnr_db", "local_nsr", "cumulative_nsr").sort("layer")
     )

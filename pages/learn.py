@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import polars as pl
 import streamlit as st
 
@@ -423,11 +425,15 @@ elif step == NAMES[5]:
                 f"{gap:.1f} dB apart on average over the layers")
         chart(local_cumulative_figure(table, "residual_mlp", qc.residual_bits), "tour_local")
         worst = table.row(table.height - 1, named=True)
+        # one more bit quarters this site's own noise; if the errors add independently, the cumulative noise loses 3/4 of it
+        after = worst["cumulative_nsr"] - 0.75 * worst["local_nsr"]
+        gain = 10 * math.log10(worst["cumulative_nsr"] / after) if after > 0 else float("inf")
         st.markdown(
             f"Layer {worst['layer']}'s residual output: **{worst['local_sqnr_db']:.1f} dB** from its own {qc.residual_bits}-bit "
-            f"rounding, **{worst['cumulative_sqnr_db']:.1f} dB** with everything upstream. A bit more at this site would "
-            "raise the local figure by about 6 dB but barely move the cumulative one, which is set by the errors of the "
-            "sites before it (computed now on this run's tokens, `inspector.local_error`)."
+            f"rounding, **{worst['cumulative_sqnr_db']:.1f} dB** with everything upstream (computed now on this run's tokens, "
+            "`inspector.local_error`). One more bit at this site would quarter its own noise, +6 dB locally; if the errors "
+            f"add independently, the cumulative figure would gain only about {gain:.1f} dB, since most of its noise comes "
+            "from the sites before it."
         )
 elif step == NAMES[6]:
     core_map, hw = emulator.core_map, emulator.core_map.hardware
