@@ -33,18 +33,6 @@ def ternary_counts(emulator: Emulator, layer: int = 0) -> dict[str, int]:
     return {"-1": int((weights == -1).sum()), "0": int((weights == 0).sum()), "+1": int((weights == 1).sum())}
 
 
-def weight_histogram(emulator: Emulator, layer: int = 0) -> go.Figure:
-    """The latent float weights of f_proj and where absmean quantization cuts them into -1/0/+1."""
-    matrix = emulator.params.layers[layer].f_proj.matrix
-    beta, counts = matrix.beta, matrix.latent_histogram
-    edges = matrix.histogram_edges().numpy()
-    centers, widths = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
-    fig = go.Figure(go.Bar(x=centers, y=counts.numpy(), width=widths, marker_color="#4c72b0", name="float weights"))
-    for edge in (-beta / 2, beta / 2):
-        fig.add_vline(x=edge, line_dash="dash", line_color="#d62728")
-    return _layout(fig, f"Layer {layer} f_proj weights: |w| < mean|w|/2 become 0, the rest ±1", "weight", "count")
-
-
 def worked_synapse_example(emulator: Emulator, analysis: Analysis, layer: int = 0, neuron: int = 0, token: int = -1) -> dict:
     """One output neuron of i_proj: its accumulator is a sum of +inputs minus a sum of -inputs."""
     L = emulator.params.layers[layer]
@@ -172,22 +160,6 @@ def spike_nonzero_table(analysis: Analysis) -> pl.DataFrame:
         .select(pl.col("layer").cast(pl.Int64), "projection", pl.col("spikes").cast(pl.Int64), pl.col("nonzero").cast(pl.Int64))
     )
     return table.with_columns((pl.col("nonzero") / pl.col("spikes")).alias("nonzero_share")).sort("layer")
-
-
-def spike_sparsity_figure(table: pl.DataFrame) -> go.Figure:
-    """Share of graded spikes that were nonzero, per projection input and layer (0% would be free)."""
-    fig = go.Figure()
-    for index, projection in enumerate(p for p in PROJECTIONS if p in set(table["projection"].to_list())):
-        part = table.filter(pl.col("projection") == projection)
-        fig.add_bar(
-            x=[f"layer {n}" for n in part["layer"].to_list()], y=part["nonzero_share"].to_list(), name=projection,
-            marker_color=series_color(index),
-        )
-    fig.update_yaxes(range=[0, 1], tickformat=".0%")
-    fig.update_layout(barmode="group")
-    return _layout(
-        fig, "Graded spikes that were nonzero (each one is a message and costs synaptic ops)", "layer", "nonzero spikes",
-    )
 
 
 def layer_op_counts(emulator: Emulator, layer: int = 0) -> dict[str, int]:
