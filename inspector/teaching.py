@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Callable
 
 import numpy as np
@@ -10,10 +11,17 @@ import polars as pl
 import torch
 
 from inspector.analysis import Analysis
+from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
 from inspector.diff import compare
 from inspector.emulator.engine import Emulator
+from inspector.emulator.hardware import HardwareConfig
+from inspector.emulator.mapper import DEFAULT_TERNARY_DENSITY, CoreMap, map_model
+from inspector.estimate import estimate
 from inspector.figures import _layout, series_color
+from inspector.local_error import local_vs_cumulative
 from inspector.quant.config import QuantConfig
+from inspector.quant.convert import convert
+from inspector.quant.integer_model import IntegerLM
 from inspector.sites import PROJECTIONS
 from inspector.traces import with_underflow
 
@@ -23,18 +31,6 @@ def ternary_counts(emulator: Emulator, layer: int = 0) -> dict[str, int]:
     L = emulator.params.layers[layer]
     weights = torch.cat([p.weight.reshape(-1) for p in (L.i_proj, L.f_proj, L.g_proj, L.o_proj, L.gate_proj, L.down_proj)])
     return {"-1": int((weights == -1).sum()), "0": int((weights == 0).sum()), "+1": int((weights == 1).sum())}
-
-
-def weight_histogram(emulator: Emulator, layer: int = 0) -> go.Figure:
-    """The latent float weights of f_proj and where absmean quantization cuts them into -1/0/+1."""
-    matrix = emulator.params.layers[layer].f_proj.matrix
-    beta, counts = matrix.beta, matrix.latent_histogram
-    edges = matrix.histogram_edges().numpy()
-    centers, widths = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
-    fig = go.Figure(go.Bar(x=centers, y=counts.numpy(), width=widths, marker_color="#4c72b0", name="float weights"))
-    for edge in (-beta / 2, beta / 2):
-        fig.add_vline(x=edge, line_dash="dash", line_color="#d62728")
-    return _layout(fig, f"Layer {layer} f_proj weights: |w| < mean|w|/2 become 0, the rest ±1", "weight", "count")
 
 
 def worked_synapse_example(emulator: Emulator, analysis: Analysis, layer: int = 0, neuron: int = 0, token: int = -1) -> dict:
@@ -166,38 +162,41 @@ def spike_nonzero_table(analysis: Analysis) -> pl.DataFrame:
     return table.with_columns((pl.col("nonzero") / pl.col("spikes")).alias("nonzero_share")).sort("layer")
 
 
-def spike_sparsity_figure(table: pl.DataFrame) -> go.Figure:
-    """Share of graded spikes that were nonzero, per projection input and layer (0% would be free)."""
-    fig = go.Figure()
-    for index, projection in enumerate(p for p in PROJECTIONS if p in set(table["projection"].to_list())):
-        part = table.filter(pl.col("projection") == projection)
-        fig.add_bar(
-            x=[f"layer {n}" for n in part["layer"].to_list()], y=part["nonzero_share"].to_list(), name=projection,
-            marker_color=series_color(index),
-        )
-    fig.update_yaxes(range=[0, 1], tickformat=".0%")
-    fig.update_layout(barmode="group")
-    return _layout(
-        fig, "Graded spikes that were nonzero (each one is a message and costs synaptic ops)", "layer", "nonzero spikes",
-    )
-
-
 def layer_op_counts(emulator: Emulator, layer: int = 0) -> dict[str, int]:
     """Per token in one layer: additions through ternary synapses vs the multiplies that remain.
 
     Synapses add or subtract (one per nonzero weight, when every input is nonzero). Multiplies are
-    left per *neuron*: each projection output is requantized (an integer multiply and a shift),
-    each RMSNorm squares its inputs and scales by its gain, and the MLGRU computes f*h.
+    left per *neuron*, counted from the integer model's own operations (inspector.quant.integer_model):
+    - nine RMSNorms (attn_norm, mlp_norm, g_norm and the input norm of each of the six BitLinears):
+      per element a square, x * inverse root, and x * (gain and requantization folded): 3;
+    - requantizations (a multiply and a shift) of every projection output (gate and y of gate_proj
+      separately), of the input gate into the state, of the state read out, of the swish-gated and
+      the GLU products;
+    - gates: (1 - lb) * f (layers with a lower bound), silu(i) * (1 - f), f * h, g_norm * swish(h),
+      silu(gate) * y;
+    - residual adds: each operand rescaled to the sum's scale (two multiplies per element, two adds).
     """
     L = emulator.params.layers[layer]
     projections = (L.i_proj, L.f_proj, L.g_proj, L.o_proj, L.gate_proj, L.down_proj)
-    hidden = int(L.i_proj.weight.shape[1])
-    return {
+    D = int(L.attn_norm.weight_q.numel())
+    M = int(L.f_proj.weight.shape[0])
+    inner = int(L.gate_proj.weight.shape[0]) // 2
+    norm_widths = [D, int(L.mlp_norm.weight_q.numel()), int(L.g_norm.weight_q.numel())]
+    norm_widths += [int(p.norm.weight_q.numel()) for p in projections]
+    # i, f, g, input_to_state, state_to_code, gated output, o, gate, y, glu, down
+    requant_widths = [M, M, M, M, M, M, D, inner, inner, inner, D]
+    gate_widths = [M, M, M, inner] + ([M] if L.lower_bound_q is not None else [])
+    counts = {
         "synapse_additions": sum(int((p.weight != 0).sum()) for p in projections),
-        "requantize_multiplies": sum(int(p.weight.shape[0]) for p in projections),
-        "norm_multiplies": 2 * 2 * hidden,  # two norms: a square and a gain per neuron
-        "state_multiplies": int(L.f_proj.weight.shape[0]),  # f * h, one per MLGRU neuron
+        "norms": len(norm_widths),
+        "norm_multiplies": 3 * sum(norm_widths),
+        "requantize_multiplies": sum(requant_widths),
+        "gate_multiplies": sum(gate_widths),
+        "residual_multiplies": 2 * 2 * D,
     }
+    kinds = ("norm_multiplies", "requantize_multiplies", "gate_multiplies", "residual_multiplies")
+    counts["multiplies"] = sum(counts[k] for k in kinds)
+    return counts
 
 
 def host_share(emulator: Emulator) -> dict[str, float]:
@@ -206,3 +205,221 @@ def host_share(emulator: Emulator) -> dict[str, float]:
     lm_head = int(cfg.vocab_size) * int(cfg.hidden_size)
     per_layer = layer_op_counts(emulator)["synapse_additions"]
     return {"lm_head_weights": lm_head, "lm_head_in_layers": lm_head / max(per_layer, 1)}
+
+
+# -- step 3: the MLGRU memory, per layer -----------------------------------------------------------
+def forget_memory(analysis: Analysis, gate_frac_bits: int) -> pl.DataFrame:
+    """Per layer, from the integer model's forget-gate codes over the run's kept tokens: the mean
+    forget gate f, the learned lower bound's mean, and the memory in tokens, 1 / (1 - f) (the number
+    of past tokens a leaky average with factor f spans), as a mean and a median over neurons and tokens.
+
+    1 / (1 - f) is averaged per neuron and token, so a few slow neurons (f near 1) pull the mean above
+    the median: the median neuron forgets much faster than the mean suggests."""
+    probe, one = analysis.diff.int_probe, float(1 << gate_frac_bits)
+    rows = []
+    layer = 0
+    while probe.has_values(f"layers.{layer}.forget_gate"):
+        f = probe.site_codes(f"layers.{layer}.forget_gate").double().numpy() / one
+        memory = 1.0 / np.maximum(1.0 - f, 1.0 / one)  # f = 1 in fixed point would be an endless memory: cap at 2^Q tokens
+        rows.append({
+            "layer": layer, "mean_forget_gate": float(f.mean()), "min_forget_gate": float(f.min()),
+            "mean_memory_tokens": float(memory.mean()), "median_memory_tokens": float(np.median(memory)),
+        })
+        layer += 1
+    return pl.DataFrame(rows)
+
+
+def lower_bounds(emulator: Emulator) -> list[float]:
+    """Mean learned lower bound of the forget gate per layer (0 in layer 0, which has none)."""
+    one = float(1 << emulator.qc.gate_frac_bits)
+    return [0.0 if L.lower_bound_q is None else float(L.lower_bound_q.double().mean()) / one for L in emulator.params.layers]
+
+
+def tour_neuron(analysis: Analysis, layer: int = 0) -> int:
+    """The neuron the tour follows: layer 0's MLGRU neuron with the largest mean |h| in the float
+    model (its state moves the most, so it is the easiest to watch). Channel n is the same neuron
+    through i_proj, f_proj, g_proj (outputs n), the MLGRU (state h_n) and the swish gate."""
+    h = analysis.diff.float_values[f"layers.{layer}.hidden"].abs().mean(dim=0)
+    return int(torch.argmax(h))
+
+
+# -- step 4: messaging ----------------------------------------------------------------------------
+def sigma_delta_messages(codes: np.ndarray, threshold: int = 0) -> np.ndarray:
+    """Which neurons send a message at each token under sigma-delta encoding: a neuron sends when its
+    code differs from the last value it sent by more than `threshold` (then that is its last sent value).
+    `codes`: (tokens, neurons) int. At threshold 0 this is "the code changed"; the first token sends
+    every nonzero code (the receivers start from 0). Returns a (tokens, neurons) bool mask."""
+    sent = np.zeros(codes.shape[1], dtype=np.int64)
+    mask = np.zeros(codes.shape, dtype=bool)
+    for t in range(codes.shape[0]):
+        fire = np.abs(codes[t] - sent) > threshold
+        mask[t] = fire
+        sent = np.where(fire, codes[t], sent)
+    return mask
+
+
+def message_counts(analysis: Analysis, emulator: Emulator, threshold: int = 1) -> pl.DataFrame:
+    """Messages and synaptic ops per token into every layer's ternary synapses, under four encodings,
+    all computed from the run's own spike codes (the kept tokens):
+
+    - dense: every neuron sends every token (a clocked, non-event-driven design);
+    - graded spikes: only nonzero codes are sent (what the emulator and its activity tables count);
+    - sigma-delta: only codes that changed since the neuron's last message (threshold 0: lossless);
+    - sigma-delta with a threshold: only changes larger than `threshold` codes (lossy: the receiver's
+      copy may lag the true code by up to `threshold`).
+
+    A message from input j costs one synaptic op per nonzero weight in column j of the projection.
+    This one function is where the tour's messaging counts come from: when the probes count
+    event-driven messages themselves, it can read theirs instead.
+    """
+    probe = analysis.diff.int_probe
+    rows = []
+    for layer, L in enumerate(emulator.params.layers):
+        for name in PROJECTIONS:
+            key = f"layers.{layer}.{name}.spikes"
+            if not probe.has_values(key):
+                continue
+            codes = probe.site_codes(key).numpy().astype(np.int64)
+            fan_out = (getattr(L, name).weight != 0).sum(dim=0).numpy()  # synapses per input neuron
+            masks = {
+                "dense": np.ones(codes.shape, dtype=bool),
+                "graded spikes (nonzero)": codes != 0,
+                "sigma-delta (changes)": sigma_delta_messages(codes, 0),
+                f"sigma-delta, threshold {threshold}": sigma_delta_messages(codes, threshold),
+            }
+            for encoding, mask in masks.items():
+                rows.append({
+                    "layer": layer, "projection": name, "encoding": encoding,
+                    "messages_per_token": float(mask.sum()) / codes.shape[0],
+                    "synops_per_token": float((mask * fan_out).sum()) / codes.shape[0],
+                })
+    return pl.DataFrame(rows)
+
+
+def messaging_totals(counts: pl.DataFrame) -> pl.DataFrame:
+    """The whole model's messages and synaptic ops per token per encoding, and the share of dense."""
+    totals = counts.group_by("encoding", maintain_order=True).agg(pl.col("messages_per_token", "synops_per_token").sum())
+    dense = totals.filter(pl.col("encoding") == "dense").row(0, named=True)
+    return totals.with_columns((pl.col("synops_per_token") / dense["synops_per_token"]).alias("share_of_dense"))
+
+
+# -- step 7: from a layer to neuro-cores ----------------------------------------------------------
+def group_split(core_map: CoreMap, layer: int = 0) -> pl.DataFrame:
+    """Per fused neuron group of one layer: neurons, stored synapses, cores, and the limit that decides
+    how many cores it takes (the one that alone would need the most cores)."""
+    hw = core_map.hardware
+    rows = []
+    for group in (g for g in core_map.groups if g.layer == layer):
+        cores = int(core_map.table.filter((pl.col("layer") == layer) & (pl.col("group") == group.name)).height)
+        synapse_bytes = int(group.synapses.sum()) * hw.bits_per_synapse / 8
+        need = {
+            "synapse memory": synapse_bytes / hw.synapse_memory_bytes,
+            "core SRAM": (synapse_bytes + group.neurons * hw.bytes_per_neuron) / hw.core_sram_bytes,
+            "neurons per core": group.neurons / hw.max_neurons_per_core,
+        }
+        limit = max(need, key=lambda k: need[k])
+        rows.append({
+            "group": group.name, "neurons": group.neurons, "synapses": int(group.synapses.sum()), "cores": cores,
+            "deciding_limit": limit if cores > 1 else "none (fits one core)",
+            "synapse_memory_use": need["synapse memory"],
+        })
+    return pl.DataFrame(rows)
+
+
+def published_mapping(name: str = "MMfreeLM-370M", hw: HardwareConfig | None = None) -> dict[str, float]:
+    """The mapper on a published model's shapes alone (no weights: synapse counts assume the typical
+    ternary density, `DEFAULT_TERNARY_DENSITY`): cores, chips, and cores per layer."""
+    config = HGRNBitConfig(**PUBLISHED_CONFIGS[name])
+    core_map = map_model(config, hw)
+    per_layer = core_map.table.filter(pl.col("layer") == 0)["core"].n_unique()
+    return {
+        "layers": config.num_hidden_layers, "hidden_size": config.hidden_size, "cores": core_map.cores,
+        "chips": core_map.chips, "cores_per_layer": per_layer, "density": DEFAULT_TERNARY_DENSITY,
+    }
+
+
+# -- step 8: where the energy goes ----------------------------------------------------------------
+# The paper's 24-chip measurement of MMfreeLM-370M (Abreu et al., arXiv 2503.18002, Tables 1-3 as
+# reported by a third-party summary that reproduces every ratio of the abstract).
+PAPER_SOURCE = "Abreu et al., arXiv 2503.18002, Loihi 2 measurement of MMfreeLM-370M on 24 chips (as reported)"
+PAPER_CHIPS = 24
+PAPER_GENERATION = {"mj_per_token": 405.0, "tokens_per_s": 41.5}
+PAPER_PREFILL = {"mj_per_token": 3.7, "tokens_per_s": 6632.0}
+
+
+def paper_energy() -> dict[str, float]:
+    """Arithmetic from the reported figures (not reported themselves): system power in each phase,
+    and the dynamic energy per token as the extra power of prefill over its token rate."""
+    gen_w = PAPER_GENERATION["mj_per_token"] * 1e-3 * PAPER_GENERATION["tokens_per_s"]
+    pre_w = PAPER_PREFILL["mj_per_token"] * 1e-3 * PAPER_PREFILL["tokens_per_s"]
+    dynamic_mj = (pre_w - gen_w) / PAPER_PREFILL["tokens_per_s"] * 1e3
+    return {
+        "chips": PAPER_CHIPS, "generation_w": gen_w, "prefill_w": pre_w, "dynamic_mj_per_token": dynamic_mj,
+        "generation_mj_per_token": PAPER_GENERATION["mj_per_token"],
+        "prefill_mj_per_token": PAPER_PREFILL["mj_per_token"],
+        "static_share_generation": 1 - dynamic_mj / PAPER_GENERATION["mj_per_token"],
+        "ms_per_token": 1e3 / PAPER_GENERATION["tokens_per_s"],
+    }
+
+
+def energy_split(analysis: Analysis, emulator: Emulator) -> dict[str, float]:
+    """This model's estimated energy per generated token, static vs dynamic, from the app's chip
+    estimate (`inspector.estimate`) on the run's measured activity. The one place the tour reads the
+    estimate, so a refitted estimate changes the step without touching the page."""
+    est = estimate(analysis.tables["activity"], emulator.core_map.chips)
+    g = est.generation
+    return {
+        "chips": est.chips, "static_mj": g.static_mj, "synops_mj": g.synops_mj, "neuron_mj": g.neuron_mj,
+        "message_mj": g.message_mj, "dynamic_mj": g.dynamic_mj, "total_mj": g.energy_per_token_mj,
+        "static_share": g.static_mj / g.energy_per_token_mj, "ms_per_token": g.seconds_per_token * 1e3,
+    }
+
+
+# -- hands-on sweeps (steps 2 and 5) --------------------------------------------------------------
+SPIKE_BITS_SWEEP = (8, 6, 5, 4)
+STATE_BITS_SWEEP = (24, 12, 10, 8)
+
+
+def variant(emulator: Emulator, overrides: dict) -> Emulator:
+    """The same model under other bit widths, reusing the emulator's calibration (calibration is a
+    float pass that does not depend on the widths) and core map (the widths do not move synapses):
+    converting takes well under a second where calibrating again would take several."""
+    qc = emulator.qc.with_overrides(overrides)
+    other = copy.copy(emulator)
+    other.qc = qc
+    other.params = convert(emulator.loaded.model, emulator.calibration, qc)
+    other.integer = IntegerLM(other.params, emulator.loaded.model)
+    return other
+
+
+def bits_sweep(emulator: Emulator, ids: list[int], name: str, values: tuple[int, ...]) -> pl.DataFrame:
+    """One width (`spike_bits` or `state_bits`) at each of `values`, everything else as the user set it:
+    the integer model on the run's tokens against the float model. Per setting: top-1 agreement, mean
+    KL, the share of nonzero spikes into the synapses, and the MLGRU states that underflowed or clipped."""
+    rows = []
+    for bits in values:
+        result = compare(variant(emulator, {name: bits}), ids, keep_from=len(ids) - 1)  # per-token counts only
+        saturation = with_underflow(result.int_probe.saturation(), result.tensors)
+        spikes = saturation.filter(pl.col("site").str.ends_with(".spikes") & (pl.col("layer") >= 0))
+        states = saturation.filter(pl.col("kind") == "state")
+        rows.append({
+            name: bits,
+            "top1_agreement": float(result.tokens["agree"].mean()),
+            "mean_kl": float(result.tokens["kl"].mean()),
+            "nonzero_spikes": float((spikes["values"].sum() - spikes["zero"].sum()) / spikes["values"].sum()),
+            "states_underflowed": float(states["underflow"].sum() / states["values"].sum()),
+            "states_clipped": float(states["clipped"].sum() / states["values"].sum()),
+        })
+    return pl.DataFrame(rows)
+
+
+# -- step 6: local vs cumulative error ------------------------------------------------------------
+def local_cumulative_sqnr(emulator: Emulator, ids: list[int], site: str = "residual_mlp") -> pl.DataFrame:
+    """Per layer, one site's SQNR from its own rounding alone (local) and with everything it inherits
+    (cumulative), on the run's tokens (`inspector.local_error`, teacher-forced), and the two noise-to-signal
+    ratios they come from."""
+    result = local_vs_cumulative(emulator, ids)
+    return (
+        result.sites.filter((pl.col("site") == site) & (pl.col("layer") >= 0))
+        .select("layer", "local_sqnr_db", "cumulative_sqnr_db", "local_nsr", "cumulative_nsr").sort("layer")
+    )

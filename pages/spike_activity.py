@@ -22,7 +22,8 @@ st.caption(
     "message, but each neuron of an attention-norm core feeds the i, f and g projections with separately quantized "
     "values and can send up to three per token: the counts below are messages, not neurons. Each message then costs "
     "one synaptic operation per stored synapse it reaches. These counts come from the integer model's actual "
-    f"values, as computed by the {session.backend.label} backend. One time step processes one token."
+    f"values, as computed by the {session.backend.label} backend. A token crosses the fused neuron groups of the "
+    "layer stack one after the other, one time step per group; every count here is per token."
 )
 per_token = analysis.activity_per_token()
 c1, c2, c3 = st.columns(3)

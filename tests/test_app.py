@@ -154,25 +154,54 @@ def test_hardware_backend_says_why_it_is_unavailable(app, monkeypatch):
 
 
 def test_learn_tour_points(app):
-    """Issue 11, Learn tour: wording, definitions, the measured sparsity chart, SQNR defined."""
-    import re
-
+    """Issues 11 and 21, Learn tour: definitions, the itemized multiplies, messaging, SQNR, the map."""
     app.switch_page("pages/learn.py").run()
     glossary = " ".join(m.value for m in app.expander[0].markdown)
     for word in ("Neuro-core", "Message", "Synaptic operation", "Time step", "embedding", "LM head", "host"):
         assert word in glossary, word
+    assert "one time step per group" in glossary  # as the Spike activity caption says
+    assert len(app.get("graphviz_chart")) == 1  # the data-flow map
     step1 = " ".join(m.value for m in app.markdown)
-    assert "a layer needs no multiplier" not in step1 and "requantized" in step1 and "f·h" in step1
+    assert "9 RMSNorms" in step1 and "requantizations" in step1 and "f·h" in step1
+    assert "Loihi 2's synapses still multiply" in step1 and "β = mean |w|" in step1
     radio = app.radio(key="tour_step")
-    radio.set_value(radio.options[3]).run()
+    radio.set_value("4. Messaging").run()
     text = " ".join(m.value for m in app.markdown)
-    assert re.search(r"\d+% of the spikes into the ternary synapses were nonzero", text)
-    assert re.search(r"\*\*(rarely|often|only sometimes) zero\*\*", text)
-    assert "What would make them sparser" in text
-    assert any(k.proto.id and "tour_sparsity" in k.proto.id for k in app.get("plotly_chart")) or len(app.get("plotly_chart")) == 1
-    radio.set_value(radio.options[5]).run()
+    assert "Sigma-delta" in text and "static power" in text and "Dense" in text
+    radio.set_value("6. Drift").run()
     text = " ".join(m.value for m in app.markdown)
-    assert "signal-to-quantization-noise ratio" in text and "10·log10" in text
+    assert "signal-to-quantization-noise ratio" in text and "10·log10" in text and "local" in text and "cumulative" in text
+
+
+PREDICTIONS = [
+    ("2. Spikes", "predict_spike_bits"),
+    ("3. MLGRU", "predict_memory"),
+    ("4. Messaging", "predict_sigma_delta"),
+    ("5. Saturation", "predict_state_bits"),
+    ("6. Drift", "predict_local"),
+    ("7. Cores", "predict_chips"),
+    ("8. Energy", "predict_energy"),
+]
+
+
+@pytest.mark.parametrize("step,key", PREDICTIONS)
+def test_learn_predict_then_reveal(app, step, key):
+    """Issue 21.2: a step shows no answer until a prediction is picked, then says whether it was right."""
+    app.switch_page("pages/learn.py").run()
+    app.radio(key="tour_step").set_value(step).run()
+    assert not app.exception, app.exception
+    question = app.radio(key=key)
+    assert question.value is None and "Predict first" in question.label
+    assert not app.success and not app.info
+    charts = len(app.get("plotly_chart"))
+    question.set_value(question.options[0]).run()
+    assert not app.exception, app.exception
+    verdicts = [m.value for m in (*app.success, *app.info)]
+    assert len(verdicts) == 1 and verdicts[0].startswith(("Right:", "Not quite:")), verdicts
+    if key in ("predict_spike_bits", "predict_state_bits", "predict_local"):
+        assert len(app.get("plotly_chart")) == charts + 1  # the sweep's chart
+    app.radio(key=key).set_value(question.options[-1]).run()  # answered again from the cache
+    assert not app.exception, app.exception
 
 
 def _all_messages(at: AppTest) -> list[str]:

@@ -142,26 +142,6 @@ def test_exported_figure_draws_offline(page, tmp_path):
     assert blocked == []  # it did not even try to fetch anything
 
 
-def test_learn_steps_in_chromium(page, app_url):
-    """Screenshots of the tour steps changed by issue 11 (MLGRU colors, the sparsity chart, drift)."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.goto(f"{app_url}/learn", wait_until="domcontentloaded")
-    page.get_by_role("heading", name="Learn").first.wait_for(timeout=180_000)
-    _settle(page)
-    page.get_by_text("Words used in this tour").click()
-    steps = (
-        ("3. The MLGRU neuron", "learn_mlgru"), ("4. Event-driven sparsity", "learn_sparsity"),
-        ("6. Drift between float and integer", "learn_drift"),
-    )
-    for label, slug in steps:
-        page.get_by_text(label).click()
-        _settle(page)
-        page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
-        page.screenshot(path=str(SHOTS / f"{slug}.png"), full_page=True)
-        assert page.locator('[data-testid="stException"]').count() == 0
-    assert "Synaptic operation" in page.inner_text("body")
-
-
 def test_bundle_downloads_in_chromium(page, app_url, tmp_path):
     """The sidebar's one-click bundle (issue 11.7) downloads a zip with every part, built on click."""
     import json
@@ -210,3 +190,73 @@ def test_bad_checkpoint_path_in_chromium(page, app_url):
     page.screenshot(path=str(SHOTS / "bad_path.png"), full_page=True)
     assert "no user 'nosuchuser'" in page.inner_text("body")
     assert "Traceback" not in page.inner_text("body")
+
+
+TOUR = [
+    ("1. Weights", None),
+    ("2. Spikes", "predict_spike_bits"),
+    ("3. MLGRU", "predict_memory"),
+    ("4. Messaging", "predict_sigma_delta"),
+    ("5. Saturation", "predict_state_bits"),
+    ("6. Drift", "predict_local"),
+    ("7. Cores", "predict_chips"),
+    ("8. Energy", "predict_energy"),
+]
+
+
+def _screens(page, stem: str, step_px: int = 600) -> int:
+    """Screenshots of the whole scrolled page as a user sees it, window by window: Streamlit scrolls
+    inside its main element, so a full-page screenshot would show only the first window."""
+    main = page.locator('[data-testid="stMain"]')
+    main.evaluate("e => e.scrollTo(0, 0)")
+    page.wait_for_timeout(400)
+    shots = 0
+    while True:
+        page.screenshot(path=str(SHOTS / f"{stem}_{shots}.png"))
+        shots += 1
+        if main.evaluate("e => e.scrollTop + e.clientHeight >= e.scrollHeight - 2") or shots >= 8:
+            return shots
+        main.evaluate(f"e => e.scrollBy(0, {step_px})")
+        page.wait_for_timeout(500)
+
+
+def test_learn_tour_at_1300_in_chromium(app_url):
+    """Issue 21.5: every step of the tour at 1300 x 900, reached as a user does (the sidebar's
+    navigation), its prediction answered (and step 5's experiment run): screenshots window by window,
+    nothing wider than the window, the data-flow map on screen after scrolling."""
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_context(viewport={"width": 1300, "height": 900}).new_page()
+        page.goto(app_url, wait_until="domcontentloaded")
+        page.get_by_role("heading", name="Generation").first.wait_for(timeout=180_000)
+        _settle(page)
+        page.locator('[data-testid="stSidebarNav"]').get_by_text("Learn").click()
+        page.get_by_role("heading", name="Learn").first.wait_for(timeout=180_000)
+        _settle(page)
+        tour_map = page.locator(".st-key-tour_map")
+        for number, (label, question) in enumerate(TOUR, start=1):
+            tour_map.get_by_text(label, exact=True).click()
+            _settle(page)
+            if question is not None:
+                page.locator(f".st-key-{question}").locator("label").nth(1).click()  # the first option (0 is the question)
+                page.locator('[data-testid="stAlert"]').first.wait_for(timeout=300_000)
+                _settle(page)
+            if number == 5:
+                page.get_by_role("button", name="Run the experiment").click()
+                page.get_by_text("With the squeezed state range").wait_for(timeout=300_000)
+                _settle(page)
+            page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+            tour_map.locator("svg").first.wait_for(timeout=60_000)
+            assert page.locator('[data-testid="stException"]').count() == 0, label
+            assert page.evaluate("() => document.documentElement.scrollWidth") <= 1300, label
+            for frame in page.locator('[data-testid="stDataFrame"]').all():  # every column of a table is in view
+                box = frame.bounding_box()
+                assert box is not None and box["x"] + box["width"] <= 1300, label
+            shots = _screens(page, f"learn_step{number}")
+            if shots > 1:  # scrolled down: the map is still at the top of the window
+                box = tour_map.bounding_box()
+                assert box is not None and 0 <= box["y"] < 120, (label, box)
+        browser.close()
