@@ -173,7 +173,8 @@ def analyze(
             on_progress(phase, done, total)
 
     float_tokens = []
-    for token in generate(emulator.loaded.model, tokenizer, prompt, **vars(sampling)):
+    eos = emulator.loaded.eos_token_ids
+    for token in generate(emulator.loaded.model, tokenizer, prompt, **vars(sampling), eos_token_ids=eos):
         float_tokens.append(token)
         tick("float", len(float_tokens), "".join(t.text for t in float_tokens))
 

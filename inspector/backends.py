@@ -137,7 +137,9 @@ class IntegerBackend:
         """
         run = IntegerRun(prompt, encode_prompt(self.loaded.tokenizer, prompt))
         run.probe = self.new_probe(record_tensors, keep_from) if probes else None
-        stream = generate(self.step_fn(run.probe), self.loaded.tokenizer, prompt, **vars(sampling))
+        stream = generate(
+            self.step_fn(run.probe), self.loaded.tokenizer, prompt, **vars(sampling), eos_token_ids=self.loaded.eos_token_ids,
+        )
 
         def tokens() -> Iterator[GeneratedToken]:
             for token in stream:

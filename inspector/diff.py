@@ -229,7 +229,8 @@ def lockstep_ids(emulator: Emulator, prompt: str, follow: str, sampling: Samplin
         step = emulator.step_fn(None)
     else:
         raise ValueError(f"follow must be 'text', 'float' or 'integer', got {follow!r}")
-    generated = [t.token_id for t in generate(step, tokenizer, prompt, **vars(sampling))]
+    eos = emulator.loaded.eos_token_ids
+    generated = [t.token_id for t in generate(step, tokenizer, prompt, **vars(sampling), eos_token_ids=eos)]
     return encode_prompt(tokenizer, prompt) + generated
 
 
