@@ -218,7 +218,8 @@ def check_weight_source(shapes: dict[str, tuple[int, ...]], source: WeightSource
     if config_file is not None and expected != held:
         raise CheckpointError(
             config_file, "num_hidden_layers",
-            f"config: {expected} layers, weights: {held} (in {source.where()}); the config and the weights are of different models",
+            f"config: {expected} layers, weights: {held} (in {source.where()}); "
+            "the config and the weights are of different models",
         )
     for key, shape in shapes.items():
         if key not in source.files:
@@ -263,7 +264,9 @@ def read_generation_eos(path: Path, vocab_size: int) -> tuple[int, ...] | None:
         return None
     ids = eos if isinstance(eos, list) else [eos]
     if not ids or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < vocab_size for i in ids):
-        raise CheckpointError(str(path), "eos_token_id", f"must be a token id below vocab_size {vocab_size} or a list of them, got {eos!r}")
+        raise CheckpointError(
+            str(path), "eos_token_id", f"must be a token id below vocab_size {vocab_size} or a list of them, got {eos!r}",
+        )
     return tuple(ids)
 
 

@@ -249,7 +249,8 @@ def _write_url(spec: list[Field], session: Session | None, choice: str) -> dict[
     }
     defaults = {
         "model_choice": next(iter(sample_models()), None), "backend": "emulator", "max_new_tokens": 32, "temperature": 0.8,
-        "top_k": 40, "seed": 0, "ignore_eos": False, "q_headroom": QuantConfig().state_headroom, "q_pow2": QuantConfig().pow2_scales,
+        "top_k": 40, "seed": 0, "ignore_eos": False,
+        "q_headroom": QuantConfig().state_headroom, "q_pow2": QuantConfig().pow2_scales,
         "q_preset": "default", "q_scale_rule": QuantConfig().scale_rule, "window": GENERATED_WINDOW,
         **{f"q_{n}": getattr(QuantConfig(), n) for n in QUANT_SLIDERS},
     }
