@@ -27,6 +27,7 @@ from inspector.errors import CheckpointError
 from inspector.memory import check_model_fits
 from inspector.model import BitLinear, HGRNBitForCausalLM
 from inspector.paths import checkpoint_directory
+from inspector.quant.calibration_cache import WeightDigest
 from inspector.ternary import TernaryMatrix
 from inspector.tokenizer import TOKENIZER_FILE, load_tokenizer
 
@@ -49,6 +50,7 @@ class LoadedModel:
     card: dict[str, Any] | None = None
     generation_eos: tuple[int, ...] | None = None  # eos_token_id of generation_config.json, when it names one
     ignored_config_keys: tuple[str, ...] = ()  # Hugging Face bookkeeping keys of config.json, accepted and ignored
+    weights_digest: WeightDigest | None = None  # SHA-256 of the weight files (keys the calibration cache)
 
     @property
     def name(self) -> str:
@@ -288,6 +290,7 @@ def load_checkpoint(directory: str | Path, on_progress: Optional[ProgressFn] = N
         model = HGRNBitForCausalLM(config, initialize=False)
     shapes = expected_shapes(model)
     check_weight_source(shapes, source, str(directory / CONFIG_FILE))
+    digest = WeightDigest(list(source.files.values()))  # hashed in a background thread while the tensors load
     bitlinears = dict(model.bitlinears())
     keys = list(shapes)
     for done, key in enumerate(keys):
@@ -316,7 +319,7 @@ def load_checkpoint(directory: str | Path, on_progress: Optional[ProgressFn] = N
             raise CheckpointError(str(card_path), None, f"not valid JSON: {exc}") from None
     return LoadedModel(
         model=model, tokenizer=tokenizer, config=config, directory=directory, card=card, generation_eos=generation_eos,
-        ignored_config_keys=ignored_keys,
+        ignored_config_keys=ignored_keys, weights_digest=digest,
     )
 
 

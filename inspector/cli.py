@@ -99,6 +99,9 @@ def cmd_run(args) -> int:
     prompt_tokens = len(encode_prompt(loaded.tokenizer, args.prompt))
     keep_from = 0 if args.window is None else keep_from_for(args.window, prompt_tokens, sampling.max_new_tokens)
     emulator = make_backend(args.backend, loaded, qc)
+    for note in emulator.calibration_notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(emulator.calibration_status, file=sys.stderr)
     try:
         run, stream = emulator.generate(
             args.prompt, sampling, probes=True, record_tensors=not args.no_tensors, keep_from=keep_from,

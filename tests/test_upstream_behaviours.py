@@ -96,7 +96,7 @@ def test_cli_says_it_stopped_at_eos_and_ignore_eos_goes_on(tiny_checkpoint, tmp_
     argv = ["run", "--model", str(tiny_checkpoint), "--prompt", PROMPT, "--tokens", "10", "--temperature", "0", "--top-k", "0"]
     assert cli_main([*argv, "--out", str(tmp_path / "a")]) == 0
     err = capsys.readouterr().err
-    assert f"generation stopped at end-of-sequence" in err and f"id {eos}) after {position + 1} of 10 tokens" in err
+    assert "generation stopped at end-of-sequence" in err and f"id {eos}) after {position + 1} of 10 tokens" in err
     meta = json.loads((tmp_path / "a" / "run.json").read_text())
     assert meta["stopped_at_eos"] is True and meta["sampling"]["ignore_eos"] is False
     assert cli_main([*argv, "--out", str(tmp_path / "b"), "--ignore-eos"]) == 0
@@ -125,7 +125,7 @@ def test_app_stops_at_eos_says_so_and_the_checkbox_goes_on(tiny_checkpoint):
 # Hugging Face bookkeeping keys: accepted, listed; unknown keys still refused.
 
 HF_KEYS = {"_attn_implementation_autoset": True, "use_bfloat16": False, "tokenizer_class": "LlamaTokenizer",
-           "transformers_version": "4.48.0", "architectures": ["HGRNBitForCausalLM"], "torch_dtype": "bfloat16",
+           "transformers_version": "4.48.0", "architectures": ["HGRNBitModel"], "torch_dtype": "bfloat16",
            "_name_or_path": "ridger/MMfreeLM-370M", "pad_token_id": None, "output_past": True, "max_length": 20}
 
 
@@ -226,5 +226,5 @@ def test_the_released_config_fixture_still_loads(tmp_path):
     loaded = load_checkpoint(directory)
     assert loaded.eos_token_ids == (2,)
     assert set(loaded.ignored_config_keys) == set(released_config(10)) & {
-        "_name_or_path", "architectures", "auto_map", "fuse_cross_entropy", "torch_dtype", "transformers_version"}
+        "_name_or_path", "auto_map", "fuse_cross_entropy", "torch_dtype", "transformers_version"}
     assert isinstance(loaded.model.lm_head.ternary.values, torch.Tensor)
