@@ -38,6 +38,7 @@ from inspector.quant.config import QuantConfig
 
 CACHE_FORMAT = 1
 CHUNK_BYTES = 16 * 2**20
+MAX_ENTRY_BYTES = 64 * 2**20  # an entry is a few KB per layer; anything far larger is not one of ours
 # The sources whose code decides the maxima: the calibration pass, the float model it runs, the site
 # names, ternary quantization of the BitLinear weights, and tokenization of the text.
 CALIBRATION_SOURCES = ("quant/calibrate.py", "model.py", "sites.py", "ternary.py", "tokenizer.py", "quant/calibration_cache.py")
@@ -126,14 +127,17 @@ def load_calibration(key: CalibrationKey, note: NoteFn, root: Path | None = None
     """The cached maxima for `key`, or None (absent; or unreadable, said through `note`)."""
     path = (root or cache_root()) / f"{key.digest}.json"
     try:
-        raw = path.read_text(encoding="utf-8")
+        if path.stat().st_size > MAX_ENTRY_BYTES:
+            note(f"calibration cache file {path} is larger than any entry can be; ignored, recomputing")
+            return None
+        raw = path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as exc:
         note(f"calibration cache file {path} cannot be read ({exc.strerror}); recomputing")
         return None
     try:
-        record = json.loads(raw)
+        record = json.loads(raw.decode("utf-8"))
         if not isinstance(record, dict) or record.get("spec") != json.loads(json.dumps(key.spec, default=str)):
             raise ValueError("it belongs to another calibration")
         maxima = record["maxima"]
@@ -144,7 +148,7 @@ def load_calibration(key: CalibrationKey, note: NoteFn, root: Path | None = None
                 raise ValueError(f"entry {name!r} is not a number")
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"entry {name!r} is not a finite magnitude")
-    except (ValueError, KeyError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
+    except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         note(f"calibration cache file {path} is corrupt ({str(exc)[:80]}); ignored, recomputing")
         return None
     return {name: float(value) for name, value in maxima.items()}
