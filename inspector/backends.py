@@ -194,9 +194,12 @@ LAVA_LOIHI_HELP = (
 )
 
 
+EMULATOR_STATUS = BackendStatus("emulator", "Emulator (bit-accurate)", True, "vectorized integer emulator of Loihi 2 neuro-cores")
+
+
 @functools.lru_cache(maxsize=1)
 def backend_statuses() -> tuple[BackendStatus, ...]:
-    emulator = BackendStatus("emulator", "Emulator (bit-accurate)", True, "vectorized integer emulator of Loihi 2 neuro-cores")
+    emulator = EMULATOR_STATUS
     ok, why = lava_available()
     lava = BackendStatus(
         "lava", "Lava simulation", ok,
@@ -235,6 +238,8 @@ def _hardware_check(lava_ok: bool) -> tuple[bool, str]:
 
 
 def status_of(key: str) -> BackendStatus:
+    if key == EMULATOR_STATUS.key:  # always available: no need to import Lava (about a second) to say so
+        return EMULATOR_STATUS
     for status in backend_statuses():
         if status.key == key:
             return status
