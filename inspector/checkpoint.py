@@ -204,10 +204,11 @@ FLOAT_DTYPES = ("F64", "F32", "F16", "BF16", "float64", "float32", "float16", "b
 LAYER_KEY = re.compile(r"^model\.layers\.(\d+)\.")
 
 
-def weight_layers(keys: list[str]) -> int:
-    """Layers the weights hold: one more than the highest `model.layers.N.` index (0 without any)."""
-    found = [int(m.group(1)) for m in map(LAYER_KEY.match, keys) if m]
-    return max(found) + 1 if found else 0
+def weight_layers(keys: list[str]) -> int | None:
+    """Layers the weights hold, when their `model.layers.N.` indices are 0..M-1 without a gap; None when they are
+    not (a stray tensor of some layer is an unexpected tensor, not a different layer count)."""
+    found = {int(m.group(1)) for m in map(LAYER_KEY.match, keys) if m}
+    return len(found) if found == set(range(len(found))) else None
 
 
 def check_weight_source(shapes: dict[str, tuple[int, ...]], source: WeightSource, config_file: str | None = None) -> None:
@@ -217,7 +218,7 @@ def check_weight_source(shapes: dict[str, tuple[int, ...]], source: WeightSource
     symptom would be a missing or unexpected tensor of some layer, which hides the cause.
     """
     expected, held = weight_layers(list(shapes)), weight_layers(source.keys())
-    if config_file is not None and expected != held:
+    if config_file is not None and held is not None and expected != held:
         raise CheckpointError(
             config_file, "num_hidden_layers",
             f"config: {expected} layers, weights: {held} (in {source.where()}); "

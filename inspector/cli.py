@@ -111,8 +111,9 @@ def cmd_run(args) -> int:
     finally:
         emulator.close()
     # Underflow needs the float model's values on the same tokens: one lockstep pass (emulator
-    # integers, identical to any backend's), keeping no per-neuron data.
-    lockstep = compare(emulator, run.all_ids, keep_from=len(run.all_ids) - 1)
+    # integers, identical to any backend's). It reuses the integers the run's probe kept (the same
+    # bits, tested), so the integer model reads again only the tokens before the window, if any.
+    lockstep = compare(emulator, run.all_ids, integer_probe=run.probe, keep_from=keep_from)
     text = "".join(t.text for t in run.tokens)
     metadata = {
         "model": str(loaded.directory),
