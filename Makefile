@@ -33,6 +33,7 @@ bench: install
 	$(PY) -m benchmarks.page_switch
 	$(PY) -m benchmarks.lava
 	$(PY) -m benchmarks.scale --big
+	$(PY) -m benchmarks.open_370m
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -55,6 +55,7 @@ class Analysis:
     diff: DiffResult
     tables: dict[str, pl.DataFrame]
     window: Window = GENERATED_WINDOW
+    calibration_status: str = ""  # "calibration loaded from cache", or computed (IntegerBackend.calibration_status)
 
     @property
     def window_start(self) -> int:
@@ -173,7 +174,8 @@ def analyze(
             on_progress(phase, done, total)
 
     float_tokens = []
-    for token in generate(emulator.loaded.model, tokenizer, prompt, **vars(sampling)):
+    eos = emulator.loaded.eos_token_ids
+    for token in generate(emulator.loaded.model, tokenizer, prompt, **vars(sampling), eos_token_ids=eos):
         float_tokens.append(token)
         tick("float", len(float_tokens), "".join(t.text for t in float_tokens))
 
@@ -197,4 +199,4 @@ def analyze(
         on_progress("diff", 1, 1)
     tables = run_tables(run, emulator, tensors=False)  # the long tensor table is built on export only
     tables["saturation"] = with_underflow(tables["saturation"], diff.tensors)
-    return Analysis(prompt, sampling, float_tokens, run, diff, tables, window)
+    return Analysis(prompt, sampling, float_tokens, run, diff, tables, window, getattr(emulator, "calibration_status", ""))

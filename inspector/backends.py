@@ -34,7 +34,7 @@ from inspector.errors import BackendUnavailableError
 from inspector.generate import GeneratedToken, SamplingSettings, encode_prompt, generate
 from inspector.lava_compat import lava_available
 from inspector.memory import available_bytes
-from inspector.quant.calibrate import calibrate, default_calibration_text
+from inspector.quant.calibrate import calibrate_for, default_calibration_text
 from inspector.quant.config import QuantConfig
 from inspector.quant.convert import convert
 from inspector.quant.integer_model import IntegerLM, Probe
@@ -112,11 +112,19 @@ class IntegerBackend:
         self.qc = qc or QuantConfig()
         self.hardware = hardware or HardwareConfig()
         text = calibration_text if calibration_text is not None else default_calibration_text()
-        self.calibration = calibrate(loaded.model, loaded.tokenizer, text, self.qc.calibration_tokens, on_progress)
+        self.calibration_notes: list[str] = []  # cache files ignored on the way (said by the CLI and the app)
+        self.calibration, self.calibration_cached = calibrate_for(
+            loaded, self.qc, text, on_progress, note=self.calibration_notes.append,
+        )
         self.params = convert(loaded.model, self.calibration, self.qc)
         self.integer = IntegerLM(self.params, loaded.model)
         weights = [{name: getattr(layer, name).matrix.values for name in PROJECTIONS} for layer in self.params.layers]
         self.core_map: CoreMap = map_model(loaded.config, self.hardware, weights)
+
+    @property
+    def calibration_status(self) -> str:
+        """What the CLI prints and the app shows about where the calibration came from."""
+        return "calibration loaded from cache" if self.calibration_cached else "calibration computed"
 
     def new_probe(self, record_tensors: bool = True, keep_from: int = 0) -> RecordingProbe:
         """A probe for this model; per-neuron data is kept from token `keep_from` on (see probes.py)."""
@@ -137,7 +145,9 @@ class IntegerBackend:
         """
         run = IntegerRun(prompt, encode_prompt(self.loaded.tokenizer, prompt))
         run.probe = self.new_probe(record_tensors, keep_from) if probes else None
-        stream = generate(self.step_fn(run.probe), self.loaded.tokenizer, prompt, **vars(sampling))
+        stream = generate(
+            self.step_fn(run.probe), self.loaded.tokenizer, prompt, **vars(sampling), eos_token_ids=self.loaded.eos_token_ids,
+        )
 
         def tokens() -> Iterator[GeneratedToken]:
             for token in stream:
@@ -184,9 +194,12 @@ LAVA_LOIHI_HELP = (
 )
 
 
+EMULATOR_STATUS = BackendStatus("emulator", "Emulator (bit-accurate)", True, "vectorized integer emulator of Loihi 2 neuro-cores")
+
+
 @functools.lru_cache(maxsize=1)
 def backend_statuses() -> tuple[BackendStatus, ...]:
-    emulator = BackendStatus("emulator", "Emulator (bit-accurate)", True, "vectorized integer emulator of Loihi 2 neuro-cores")
+    emulator = EMULATOR_STATUS
     ok, why = lava_available()
     lava = BackendStatus(
         "lava", "Lava simulation", ok,
@@ -225,6 +238,8 @@ def _hardware_check(lava_ok: bool) -> tuple[bool, str]:
 
 
 def status_of(key: str) -> BackendStatus:
+    if key == EMULATOR_STATUS.key:  # always available: no need to import Lava (about a second) to say so
+        return EMULATOR_STATUS
     for status in backend_statuses():
         if status.key == key:
             return status

@@ -22,11 +22,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
-from inspector.config import HGRNBitConfig, read_config
+from inspector.config import HGRNBitConfig, read_config_and_ignored
 from inspector.errors import CheckpointError
 from inspector.memory import check_model_fits
 from inspector.model import BitLinear, HGRNBitForCausalLM
 from inspector.paths import checkpoint_directory
+from inspector.quant.calibration_cache import WeightDigest
 from inspector.ternary import TernaryMatrix
 from inspector.tokenizer import TOKENIZER_FILE, load_tokenizer
 
@@ -35,6 +36,7 @@ WEIGHTS_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 TORCH_FILE = "pytorch_model.bin"
 CARD_FILE = "card.json"
+GENERATION_CONFIG_FILE = "generation_config.json"
 
 
 @dataclass
@@ -46,10 +48,30 @@ class LoadedModel:
     config: HGRNBitConfig
     directory: Path
     card: dict[str, Any] | None = None
+    generation_eos: tuple[int, ...] | None = None  # eos_token_id of generation_config.json, when it names one
+    ignored_config_keys: tuple[str, ...] = ()  # Hugging Face bookkeeping keys of config.json, accepted and ignored
+    weights_digest: WeightDigest | None = None  # SHA-256 of the weight files (keys the calibration cache)
 
     @property
     def name(self) -> str:
         return self.directory.name
+
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        """The ids that end generation, as Hugging Face's `generate` reads them: generation_config.json's
+        `eos_token_id` (one id or a list), else config.json's."""
+        if self.generation_eos is not None:
+            return self.generation_eos
+        eos = self.config.eos_token_id
+        return tuple(eos) if isinstance(eos, (list, tuple)) else (() if eos is None else (int(eos),))
+
+
+def ignored_keys_note(keys: tuple[str, ...]) -> str:
+    """The line the CLI prints and the caption the app shows for config.json keys accepted and ignored."""
+    return (
+        f"config.json keys ignored ({len(keys)}; Hugging Face bookkeeping that the released code does not read either): "
+        + ", ".join(keys)
+    )
 
 
 class WeightSource:
@@ -59,9 +81,16 @@ class WeightSource:
     checked against the config before any tensor is read or any model memory is allocated.
     """
 
-    def __init__(self, files: dict[str, Path], readers: dict[Path, Any]):
+    def __init__(self, files: dict[str, Path], readers: dict[Path, Any], index: Path | None = None):
         self.files = files  # key -> file that holds it
         self._readers = readers
+        self.index = index  # model.safetensors.index.json of a sharded checkpoint
+
+    def where(self) -> str:
+        """The file a tensor that is not there should have been found through: the index, or the one weights file."""
+        if self.index is not None:
+            return str(self.index)
+        return str(next(iter(self.files.values()), next(iter(self._readers), "")))
 
     def keys(self) -> list[str]:
         return list(self.files)
@@ -120,9 +149,11 @@ def _sharded_source(index_path: Path) -> WeightSource:
                 raise CheckpointError(str(shard_path), None, f"shard listed in {INDEX_FILE} is missing")
             readers[shard_path] = _open_safetensors(shard_path)
         if key not in readers[shard_path].keys():
-            raise CheckpointError(str(shard_path), key, f"tensor listed in {INDEX_FILE} is not in the shard")
+            raise CheckpointError(
+                str(shard_path), key, f"missing tensor: {index_path} lists it in this shard ({shard}), which does not hold it",
+            )
         files[key] = shard_path
-    return WeightSource(files, readers)
+    return WeightSource(files, readers, index=index_path)
 
 
 def _torch_bin_source(path: Path) -> WeightSource:
@@ -170,11 +201,35 @@ def expected_shapes(model: HGRNBitForCausalLM) -> dict[str, tuple[int, ...]]:
 FLOAT_DTYPES = ("F64", "F32", "F16", "BF16", "float64", "float32", "float16", "bfloat16")
 
 
-def check_weight_source(shapes: dict[str, tuple[int, ...]], source: WeightSource) -> None:
-    """Compare names, shapes and dtypes against the config from the headers alone, naming the first offending key."""
+LAYER_KEY = re.compile(r"^model\.layers\.(\d+)\.")
+
+
+def weight_layers(keys: list[str]) -> int | None:
+    """Layers the weights hold, when their `model.layers.N.` indices are 0..M-1 without a gap; None when they are
+    not (a stray tensor of some layer is an unexpected tensor, not a different layer count)."""
+    found = {int(m.group(1)) for m in map(LAYER_KEY.match, keys) if m}
+    return len(found) if found == set(range(len(found))) else None
+
+
+def check_weight_source(shapes: dict[str, tuple[int, ...]], source: WeightSource, config_file: str | None = None) -> None:
+    """Compare names, shapes and dtypes against the config from the headers alone, naming the first offending key.
+
+    A different number of layers is said as such first (`config_file` is named with it): otherwise the first
+    symptom would be a missing or unexpected tensor of some layer, which hides the cause.
+    """
+    expected, held = weight_layers(list(shapes)), weight_layers(source.keys())
+    if config_file is not None and held is not None and expected != held:
+        raise CheckpointError(
+            config_file, "num_hidden_layers",
+            f"config: {expected} layers, weights: {held} (in {source.where()}); "
+            "the config and the weights are of different models",
+        )
     for key, shape in shapes.items():
         if key not in source.files:
-            raise CheckpointError(str(next(iter(source.files.values()), "")), key, "missing tensor")
+            where = source.where()
+            if source.index is not None:
+                raise CheckpointError(where, key, f"missing tensor: {INDEX_FILE} does not list it in any shard")
+            raise CheckpointError(where, key, "missing tensor")
         got = source.shape(key)
         if got != shape:
             raise CheckpointError(str(source.files[key]), key, f"shape {got} does not match the config's {shape}")
@@ -196,6 +251,28 @@ def _place(model: HGRNBitForCausalLM, key: str, tensor: torch.Tensor, bitlinears
     setattr(module, name, torch.nn.Parameter(tensor.to(torch.float32), requires_grad=False))
 
 
+def read_generation_eos(path: Path, vocab_size: int) -> tuple[int, ...] | None:
+    """`eos_token_id` of generation_config.json (one id or a list, as Hugging Face writes it), or None
+    when the file or the key is absent (config.json's then applies). Anything else is refused by name."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(str(path), None, f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(str(path), None, "the file must hold a JSON object")
+    eos = data.get("eos_token_id")
+    if eos is None:
+        return None
+    ids = eos if isinstance(eos, list) else [eos]
+    if not ids or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < vocab_size for i in ids):
+        raise CheckpointError(
+            str(path), "eos_token_id", f"must be a token id below vocab_size {vocab_size} or a list of them, got {eos!r}",
+        )
+    return tuple(ids)
+
+
 ProgressFn = Callable[[int, int, str], None]  # (tensors done, tensors total, key)
 
 
@@ -207,13 +284,14 @@ def load_checkpoint(directory: str | Path, on_progress: Optional[ProgressFn] = N
     a time (bf16 or float32 on disk, never two full copies in memory).
     """
     directory = checkpoint_directory(directory)  # validated, and within INSPECTOR_MODEL_ROOTS if set
-    config = read_config(directory / CONFIG_FILE)
+    config, ignored_keys = read_config_and_ignored(directory / CONFIG_FILE)
     check_model_fits(config, str(directory / CONFIG_FILE))
     source = weight_source(directory)
     with torch.device("meta"):
         model = HGRNBitForCausalLM(config, initialize=False)
     shapes = expected_shapes(model)
-    check_weight_source(shapes, source)
+    check_weight_source(shapes, source, str(directory / CONFIG_FILE))
+    digest = WeightDigest(list(source.files.values()))  # hashed in a background thread while the tensors load
     bitlinears = dict(model.bitlinears())
     keys = list(shapes)
     for done, key in enumerate(keys):
@@ -232,6 +310,7 @@ def load_checkpoint(directory: str | Path, on_progress: Optional[ProgressFn] = N
             None,
             f"tokenizer has {tokenizer.get_vocab_size()} tokens but config vocab_size is {config.vocab_size}",
         )
+    generation_eos = read_generation_eos(directory / GENERATION_CONFIG_FILE, config.vocab_size)
     card = None
     card_path = directory / CARD_FILE
     if card_path.exists():
@@ -239,7 +318,10 @@ def load_checkpoint(directory: str | Path, on_progress: Optional[ProgressFn] = N
             card = json.loads(card_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise CheckpointError(str(card_path), None, f"not valid JSON: {exc}") from None
-    return LoadedModel(model=model, tokenizer=tokenizer, config=config, directory=directory, card=card)
+    return LoadedModel(
+        model=model, tokenizer=tokenizer, config=config, directory=directory, card=card, generation_eos=generation_eos,
+        ignored_config_keys=ignored_keys, weights_digest=digest,
+    )
 
 
 def save_checkpoint(

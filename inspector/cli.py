@@ -29,13 +29,13 @@ from inspector.ab import ab_compare
 from inspector.analysis import keep_from_for
 from inspector.backends import make_backend, require_backend
 from inspector.catalog import sample_models, validation_text
-from inspector.checkpoint import LoadedModel, load_checkpoint
+from inspector.checkpoint import LoadedModel, ignored_keys_note, load_checkpoint
 from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
 from inspector.diff import compare, lockstep_ids, sqnr_table
 from inspector.emulator.engine import Emulator
 from inspector.emulator.mapper import LAYOUTS, LM_HEAD, ONE_BLOCK_PER_CHIP, PACKED, lm_head_group, map_groups, map_model
 from inspector.errors import InspectorError
-from inspector.generate import SamplingSettings, encode_prompt
+from inspector.generate import SamplingSettings, encode_prompt, eos_note, stopped_at_eos
 from inspector.local_error import local_vs_cumulative
 from inspector.paper import LM_HEAD_CHIPS_PAPER
 from inspector.quant.config import QUANT_PRESETS, QuantConfig, QuantConfigError
@@ -58,7 +58,10 @@ def resolve_model(name: str) -> LoadedModel:
             bar.total = total
             bar.update(done - bar.n)
 
-        return load_checkpoint(samples[name] if name in samples else name, on_progress=on_progress)
+        loaded = load_checkpoint(samples[name] if name in samples else name, on_progress=on_progress)
+    if loaded.ignored_config_keys:
+        print(f"note: {ignored_keys_note(loaded.ignored_config_keys)}", file=sys.stderr)
+    return loaded
 
 
 def parse_overrides(pairs: list[str], quant_file: str | None = None, preset: str = "default") -> QuantConfig:
@@ -83,7 +86,7 @@ def _qc(args) -> QuantConfig:
 
 
 def _sampling(args) -> SamplingSettings:
-    settings = SamplingSettings(args.tokens, args.temperature, args.top_k, args.seed)
+    settings = SamplingSettings(args.tokens, args.temperature, args.top_k, args.seed, getattr(args, "ignore_eos", False))
     settings.validate()
     return settings
 
@@ -99,6 +102,9 @@ def cmd_run(args) -> int:
     prompt_tokens = len(encode_prompt(loaded.tokenizer, args.prompt))
     keep_from = 0 if args.window is None else keep_from_for(args.window, prompt_tokens, sampling.max_new_tokens)
     emulator = make_backend(args.backend, loaded, qc)
+    for note in emulator.calibration_notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(emulator.calibration_status, file=sys.stderr)
     try:
         run, stream = emulator.generate(
             args.prompt, sampling, probes=True, record_tensors=not args.no_tensors, keep_from=keep_from,
@@ -108,8 +114,9 @@ def cmd_run(args) -> int:
     finally:
         emulator.close()
     # Underflow needs the float model's values on the same tokens: one lockstep pass (emulator
-    # integers, identical to any backend's), keeping no per-neuron data.
-    lockstep = compare(emulator, run.all_ids, keep_from=len(run.all_ids) - 1)
+    # integers, identical to any backend's). It reuses the integers the run's probe kept (the same
+    # bits, tested), so the integer model reads again only the tokens before the window, if any.
+    lockstep = compare(emulator, run.all_ids, integer_probe=run.probe, keep_from=keep_from)
     text = "".join(t.text for t in run.tokens)
     metadata = {
         "model": str(loaded.directory),
@@ -121,9 +128,12 @@ def cmd_run(args) -> int:
         "hardware": dataclasses.asdict(emulator.hardware),
         "core_map": emulator.core_map.summary(),
         "keep_from": keep_from,
+        "stopped_at_eos": stopped_at_eos(run.tokens),
     }
     out = write_traces(run, emulator, args.out, metadata, underflow=lockstep.tensors)
     print(args.prompt + text)
+    if note := eos_note(loaded.tokenizer, run.tokens, sampling.max_new_tokens):
+        print(f"{note} (--ignore-eos goes on)", file=sys.stderr)
     print(f"traces written to {out}", file=sys.stderr)
     return 0
 
@@ -415,6 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--temperature", type=float, default=0.8)
         p.add_argument("--top-k", type=int, default=40)
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument(
+            "--ignore-eos", action="store_true",
+            help="go on past the checkpoint's end-of-sequence token (by default generation stops there, as Hugging Face's does)",
+        )
         p.add_argument("--quant", nargs="*", default=[], metavar="KEY=VALUE", help="QuantConfig overrides")
         p.add_argument(
             "--quant-preset", default="default", choices=list(QUANT_PRESETS), help="QuantConfig preset the overrides apply to",

@@ -19,23 +19,32 @@ from inspector.errors import CheckpointError
 
 MODEL_TYPE = "hgrn_bit"
 
-# Keys every Hugging Face `PretrainedConfig` may write; none of them changes what the model computes.
+# Keys every Hugging Face `PretrainedConfig` may write (the common attributes of transformers'
+# `PretrainedConfig.__init__` and what `save_pretrained` adds, across 4.x and 5.x), plus the two fused-kernel
+# switches of the released configs. Upstream's `HGRNBitConfig` passes them to `PretrainedConfig` and its
+# model never reads them: none changes what the model computes. (Generation defaults such as
+# `temperature` or `max_length` do not steer generation here: the app's and CLI's settings do.)
 IGNORED_HF_KEYS = frozenset(
     {
-        "architectures",
-        "auto_map",
-        "torch_dtype",
-        "dtype",
-        "transformers_version",
-        "pad_token_id",
-        "fuse_cross_entropy",
-        "fuse_norm",
-        "output_attentions",
-        "output_hidden_states",
-        "return_dict",
-        "use_return_dict",
-        "_name_or_path",
-        "is_decoder",
+        # what save_pretrained and the Hub write
+        "architectures", "auto_map", "torch_dtype", "dtype", "transformers_version", "_name_or_path", "_commit_hash",
+        "_attn_implementation_autoset", "_attn_implementation_internal", "attn_implementation", "_from_model_config",
+        "use_bfloat16", "tokenizer_class", "model_type_version",
+        # outputs and training switches
+        "output_attentions", "output_hidden_states", "return_dict", "use_return_dict", "torchscript", "tf_legacy_loss",
+        "pruned_heads", "chunk_size_feed_forward", "gradient_checkpointing", "output_past",
+        # encoder-decoder and task heads (unused by a decoder-only LM)
+        "is_decoder", "is_encoder_decoder", "add_cross_attention", "cross_attention_hidden_size", "tie_encoder_decoder",
+        "decoder_start_token_id", "finetuning_task", "id2label", "label2id", "num_labels", "problem_type", "prefix",
+        "task_specific_params", "sep_token_id", "pad_token_id",
+        # legacy generation defaults
+        "max_length", "min_length", "do_sample", "early_stopping", "num_beams", "num_beam_groups", "diversity_penalty",
+        "temperature", "top_k", "top_p", "typical_p", "repetition_penalty", "length_penalty", "no_repeat_ngram_size",
+        "encoder_no_repeat_ngram_size", "bad_words_ids", "num_return_sequences", "output_scores",
+        "return_dict_in_generate", "forced_bos_token_id", "forced_eos_token_id", "remove_invalid_values",
+        "exponential_decay_length_penalty", "suppress_tokens", "begin_suppress_tokens",
+        # the released configs' fused-kernel switches (the same arithmetic, a different GPU kernel)
+        "fuse_cross_entropy", "fuse_norm",
     }
 )
 
@@ -105,11 +114,23 @@ class HGRNBitConfig:
             if key in IGNORED_HF_KEYS:
                 continue
             if key not in known:
-                raise CheckpointError(source, key, "unknown config key for an hgrn_bit model")
+                raise CheckpointError(
+                    source, key, "unknown config key for an hgrn_bit model (not one of its settings, nor a Hugging Face "
+                    "bookkeeping key that the released code ignores)",
+                )
             kwargs[key] = value
         config = cls(**kwargs)
         config.validate(source)
         return config
+
+    @staticmethod
+    def ignored_keys(data: dict[str, Any]) -> tuple[str, ...]:
+        """The keys of a config.json that `from_dict` accepts and ignores (listed by the CLI and the app).
+        `architectures` naming the one class of this family, as every hgrn_bit config does, says nothing new."""
+        return tuple(sorted(
+            key for key in data
+            if key in IGNORED_HF_KEYS and not (key == "architectures" and data[key] == ["HGRNBitForCausalLM"])
+        ))
 
     def validate(self, source: str = "config") -> None:
         """Reject values that the reference code would assert on or that we do not implement."""
@@ -132,6 +153,15 @@ class HGRNBitConfig:
             )
         if self.hidden_act not in SUPPORTED_ACTIVATIONS:
             raise CheckpointError(source, "hidden_act", f"only swish/silu is supported, got {self.hidden_act!r}")
+        if self.use_lower_bound and ratio != 1:
+            # Upstream adds the lower bound (hidden_size wide, one row per layer of model.lower_bounds) to the forget
+            # gate (hidden_size * expand_ratio wide): the shapes do not broadcast and its forward pass fails.
+            raise CheckpointError(
+                source, "expand_ratio",
+                f"expand_ratio {ratio} with use_lower_bound true cannot run: the lower bounds are hidden_size "
+                f"({self.hidden_size}) wide and the forget gate hidden_size * expand_ratio ({self.mixer_size}); the released "
+                "code fails on this combination too. Use expand_ratio 1 or use_lower_bound false.",
+            )
         if self.mixer_size % self.num_heads:
             raise CheckpointError(source, "num_heads", "hidden_size * expand_ratio must be divisible by num_heads")
         if self.tie_word_embeddings:
@@ -148,13 +178,19 @@ class HGRNBitConfig:
 
 def read_config(path: Path) -> HGRNBitConfig:
     """Read and validate `config.json`, naming the file in every error."""
+    return read_config_and_ignored(path)[0]
+
+
+def read_config_and_ignored(path: Path) -> tuple[HGRNBitConfig, tuple[str, ...]]:
+    """`read_config`, and the Hugging Face bookkeeping keys it ignored (for the CLI and the app to list)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(str(path), None, "file not found (a checkpoint directory needs config.json)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(str(path), None, f"not valid JSON: {exc}") from None
-    return HGRNBitConfig.from_dict(data, source=str(path))
+    config = HGRNBitConfig.from_dict(data, source=str(path))
+    return config, HGRNBitConfig.ignored_keys(data)
 
 
 # Published model sizes, for the core mapper and for benchmarks with random weights.

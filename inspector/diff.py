@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 import torch
 
@@ -108,15 +109,33 @@ def _float_sites(trace: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return sites
 
 
-def _metric_frame(key: str, f_value: torch.Tensor, i_value: torch.Tensor, first_token: int) -> pl.DataFrame:
-    metrics = tensor_metrics(f_value, i_value)
-    layer, site = split_site_key(key)
-    tokens = f_value.shape[0]
-    return pl.DataFrame(
-        {"token": list(range(first_token, first_token + tokens)), "layer": [layer] * tokens, "site": [site] * tokens}
-        | {name: value.tolist() for name, value in metrics.items()}
-        | {"values": [f_value.shape[1]] * tokens}
-    ).with_columns(pl.col("underflow").cast(pl.Int64), pl.col("values").cast(pl.Int64))
+class _MetricRows:
+    """The per-token, per-site metric rows of a comparison, gathered as tensors and made into one table at the
+    end (a DataFrame per site and chunk, hundreds of them for a large model, cost more than the metrics)."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[int, int, str, int, int, dict[str, torch.Tensor]]] = []
+
+    def add(self, key: str, f_value: torch.Tensor, i_value: torch.Tensor, first_token: int) -> None:
+        layer, site = split_site_key(key)
+        self.parts.append((first_token, layer, site, f_value.shape[0], f_value.shape[1], tensor_metrics(f_value, i_value)))
+
+    def frame(self) -> pl.DataFrame:
+        if not self.parts:
+            return pl.DataFrame()
+        counts = np.array([part[3] for part in self.parts])
+        columns: dict[str, object] = {
+            "token": np.concatenate([np.arange(first, first + n, dtype=np.int64) for first, _, _, n, _, _ in self.parts]),
+            "layer": np.repeat(np.array([part[1] for part in self.parts], dtype=np.int64), counts),
+            "site": pl.Series("site", [part[2] for part in self.parts], dtype=pl.String).gather(
+                np.repeat(np.arange(len(self.parts)), counts)
+            ),
+        }
+        for name in self.parts[0][5]:
+            values = torch.cat([part[5][name] for part in self.parts]).numpy()
+            columns[name] = values.astype(np.int64) if name == "underflow" else values.astype(np.float64)
+        columns["values"] = np.repeat(np.array([part[4] for part in self.parts], dtype=np.int64), counts)
+        return pl.DataFrame(columns).sort(["token"], maintain_order=True)
 
 
 @torch.no_grad()
@@ -150,7 +169,7 @@ def compare(
     # them again, through a probe that keeps nothing but the current chunk.
     forced = RecordingProbe(emulator.core_map, record_tensors=False, keep_from=len(ids), summaries=False) if reuse else probe
     f_state = i_state = None
-    frames: list[pl.DataFrame] = []
+    rows = _MetricRows()
     kept_float: dict[str, list[torch.Tensor]] = {}
     kept_logits: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
     per_token: dict[str, list[torch.Tensor]] = {name: [] for name in ("kl", "top_f", "top_i", "rank", "nll_f", "nll_i")}
@@ -174,7 +193,7 @@ def compare(
         del trace
         for key, f_value in float_values.items():
             if key in i_values and key != "logits":
-                frames.append(_metric_frame(key, f_value, i_values[key], start))
+                rows.add(key, f_value, i_values[key], start)
         skip = min(max(keep_from - start, 0), stop - start)
         if skip < stop - start:
             for key, value in float_values.items():
@@ -195,7 +214,7 @@ def compare(
         per_token["nll_f"].append(torch.where(valid, -log_pf.gather(1, targets.clamp(min=0)[:, None])[:, 0], torch.nan))
         per_token["nll_i"].append(torch.where(valid, -log_pi.gather(1, targets.clamp(min=0)[:, None])[:, 0], torch.nan))
     cat = {name: torch.cat(parts) for name, parts in per_token.items()}
-    tensors = pl.concat(frames).sort(["token"], maintain_order=True) if frames else pl.DataFrame()
+    tensors = rows.frame()
     tokens = pl.DataFrame(
         {
             "token": list(range(len(ids))),
@@ -229,7 +248,8 @@ def lockstep_ids(emulator: Emulator, prompt: str, follow: str, sampling: Samplin
         step = emulator.step_fn(None)
     else:
         raise ValueError(f"follow must be 'text', 'float' or 'integer', got {follow!r}")
-    generated = [t.token_id for t in generate(step, tokenizer, prompt, **vars(sampling))]
+    eos = emulator.loaded.eos_token_ids
+    generated = [t.token_id for t in generate(step, tokenizer, prompt, **vars(sampling), eos_token_ids=eos)]
     return encode_prompt(tokenizer, prompt) + generated
 
 

@@ -11,12 +11,17 @@ lockstep on the integer model's sequence (`inspector/diff.py`).
 
 Sampling is deterministic: the same model, prompt, settings and seed give the same tokens, because
 every random draw comes from one `torch.Generator` seeded with `seed`.
+
+End of sequence, as Hugging Face's `generate` does it: a run stops after the checkpoint's EOS token
+(`eos_token_id` of generation_config.json, else of config.json; `LoadedModel.eos_token_ids`), which is
+kept as the last generated token (`GeneratedToken.is_eos`), unless the user asks to go on past it
+(`SamplingSettings.ignore_eos`: the sidebar's "Continue past end-of-sequence", the CLI's `--ignore-eos`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Optional, Protocol
+from typing import Iterator, Optional, Protocol, Sequence
 
 import torch
 from tokenizers import Tokenizer
@@ -44,6 +49,7 @@ class GeneratedToken:
     token_id: int
     text: str  # the characters this token adds to the decoded text (may be "" mid UTF-8 sequence)
     logits: torch.Tensor  # (vocab,) float logits the token was sampled from
+    is_eos: bool = False  # the checkpoint's end-of-sequence token, which ended the run (it adds no text)
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class SamplingSettings:
     temperature: float = 0.8
     top_k: int = 40  # 0 disables top-k
     seed: int = 0
+    ignore_eos: bool = False  # go on past the end-of-sequence token (Hugging Face: stop there)
 
     def validate(self, vocab_size: int | None = None) -> None:
         """Refuse settings no run can use, saying which and why (`vocab_size` bounds top-k when known)."""
@@ -65,6 +72,22 @@ class SamplingSettings:
             raise PromptError(f"top-k must be at most the vocabulary size, {vocab_size:,} (0 disables it), got {self.top_k:,}")
         if not 0 <= self.seed <= MAX_SEED:
             raise PromptError(f"the seed must be between 0 and {MAX_SEED:,}, got {self.seed:,}")
+
+
+def stopped_at_eos(tokens: list[GeneratedToken]) -> bool:
+    """Whether a run ended on the checkpoint's end-of-sequence token (before its token limit, or at it)."""
+    return bool(tokens) and tokens[-1].is_eos
+
+
+def eos_note(tokenizer: Tokenizer, tokens: list[GeneratedToken], limit: int) -> str:
+    """What a page or the CLI says about a run that stopped at EOS ("" for one that did not)."""
+    if not stopped_at_eos(tokens):
+        return ""
+    eos = tokens[-1].token_id
+    return (
+        f"generation stopped at end-of-sequence ({tokenizer.id_to_token(eos) or '?'}, id {eos}) after {len(tokens)} of "
+        f"{limit} tokens"
+    )
 
 
 def encode_prompt(tokenizer: Tokenizer, prompt: str) -> list[int]:
@@ -108,9 +131,15 @@ def generate(
     temperature: float = 0.8,
     top_k: int = 40,
     seed: int = 0,
+    ignore_eos: bool = False,
+    eos_token_ids: Sequence[int] = (),
 ) -> Iterator[GeneratedToken]:
-    """Stream generated tokens one at a time, carrying the recurrent state between them."""
-    settings = SamplingSettings(max_new_tokens, temperature, top_k, seed)
+    """Stream generated tokens one at a time, carrying the recurrent state between them.
+
+    A token in `eos_token_ids` ends the stream (it is yielded, flagged `is_eos`, with the text still
+    held back by the decoder), unless `ignore_eos`; see the module docstring.
+    """
+    settings = SamplingSettings(max_new_tokens, temperature, top_k, seed, ignore_eos)
     settings.validate()
     prompt_ids = encode_prompt(tokenizer, prompt)
     generator = torch.Generator().manual_seed(seed)
@@ -121,8 +150,12 @@ def generate(
     # Decoded in the prompt's context, so a leading space survives; a partial UTF-8 character is held
     # back until the token that completes it (the last token flushes whatever is left).
     decoder = IncrementalDecoder(tokenizer, prompt_ids)
+    stop_ids = frozenset() if ignore_eos else frozenset(int(i) for i in eos_token_ids)
     for position in range(settings.max_new_tokens):
         token = sample_next(last, settings, generator)
+        if token in stop_ids:
+            yield GeneratedToken(position=position, token_id=token, text=decoder.flush(), logits=last.clone(), is_eos=True)
+            return
         piece = decoder.push(token)
         if position == settings.max_new_tokens - 1:
             piece += decoder.flush()

@@ -238,10 +238,13 @@ class Block(nn.Module):
 class HGRNBitModel(nn.Module):
     """Embedding, the stack of blocks, and the final norm (`model.*` keys of a checkpoint)."""
 
-    def __init__(self, config: HGRNBitConfig):
+    def __init__(self, config: HGRNBitConfig, initialize: bool = True):
         super().__init__()
         self.config = config
-        self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
+        # Without `initialize` (a checkpoint fills every tensor) the embedding skips its own random init: on the
+        # meta device that init goes through torch's reference kernels, whose first use imports torch._dynamo (seconds).
+        shape = (config.vocab_size, config.hidden_size)
+        self.embeddings = nn.Embedding(*shape) if initialize else nn.Embedding(*shape, _weight=torch.empty(shape))
         if config.use_lower_bound:
             self.lower_bounds = nn.Parameter(torch.zeros(config.num_hidden_layers, config.hidden_size))
         self.layers = nn.ModuleList(Block(config, i) for i in range(config.num_hidden_layers))
@@ -262,7 +265,7 @@ class HGRNBitForCausalLM(nn.Module):
         super().__init__()
         config.validate()
         self.config = config
-        self.model = HGRNBitModel(config)
+        self.model = HGRNBitModel(config, initialize)
         self.lm_head = BitLinear(config.hidden_size, config.vocab_size)
         if initialize:  # the checkpoint loader builds on the meta device and fills every tensor itself
             self.reset_parameters()

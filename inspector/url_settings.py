@@ -137,6 +137,7 @@ def fields(models: tuple[str, ...], backends: tuple[str, ...]) -> list[Field]:
         Field("temperature", "temperature", _float_in(0.0, 2.0), lambda v: f"{v:g}"),
         Field("top_k", "top_k", _int_in(0, 10**9)),
         Field("seed", "seed", _int_in(0, MAX_SEED)),
+        Field("ignore_eos", "ignore_eos", _bool, lambda v: "1" if v else "0"),
         *[Field(name, f"q_{name}", _int_in(lo, hi)) for name, (_, lo, hi) in QUANT_SLIDERS.items()],
         Field("headroom", "q_headroom", _one_of(HEADROOMS, float), lambda v: f"{v:g}"),
         Field("pow2", "q_pow2", _bool, lambda v: "1" if v else "0"),

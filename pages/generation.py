@@ -8,6 +8,7 @@ import streamlit as st
 
 from inspector.exports import generation_table
 from inspector.figures import colored_tokens_html, distribution_figure, layer_error_figure
+from inspector.generate import eos_note
 from inspector.sites import DEPTH_SITES
 from inspector.ui.export import chart, column_help, table_downloads
 from inspector.ui.runs import page_analysis
@@ -62,12 +63,16 @@ left, right = st.columns(2)
 with left:
     st.subheader("Float model")
     st.code(analysis.prompt + analysis.float_text, language=None, wrap_lines=True)
+    if note := eos_note(tokenizer, analysis.float_tokens, analysis.sampling.max_new_tokens):
+        st.caption(f"The float model's {note} (the sidebar's 'Continue past end-of-sequence' goes on).")
 
 tokens = table["token"].to_list()
 labels = {t: f"{t} · {text!r}"[:28] for t, text in zip(tokens, table["text"].to_list(), strict=True)}
 with right:
     st.subheader(f"Integer model · {session.backend.label}")
     text_slot = st.empty()
+    if note := eos_note(tokenizer, analysis.run.tokens, analysis.sampling.max_new_tokens):
+        st.caption(f"The integer model's {note} (the sidebar's 'Continue past end-of-sequence' goes on).")
 
 st.subheader("Inspect a token")
 if len(tokens) > 1:

@@ -50,5 +50,5 @@ def test_expand_ratio_must_be_a_positive_integer(ratio):
 
 
 def test_a_valid_expand_ratio_widens_the_mlgru():
-    config = HGRNBitConfig.from_dict(_config(expand_ratio=2))
+    config = HGRNBitConfig.from_dict(_config(expand_ratio=2, use_lower_bound=False))
     assert config.mixer_size == 128

@@ -535,29 +535,32 @@ class RecordingProbe:
         return pl.concat(frames) if frames else pl.DataFrame()
 
     def tensors(self) -> pl.DataFrame:
-        """Every recorded site's dequantized values for the window's tokens, long format (token, site, neuron, value)."""
+        """Every recorded site's dequantized values for the window's tokens, long format (token, site, neuron, value).
+
+        Built as one table from per-site arrays: millions of rows, whose site names are never a Python list."""
         if not self.record_tensors:
             raise ValueError("this run was recorded without tensors (record_tensors=False)")
-        frames = []
         first = self.window_start
+        names: list[str] = []
+        parts: dict[str, list[np.ndarray]] = {"token": [], "layer": [], "neuron": [], "value": []}
         for key, record in self.sites.items():
             if record.kind == S.HOST or not self.has_values(key):
                 continue
             values = self.site_values(key).numpy()
             tokens, neurons = values.shape
             layer, site = split_site_key(key)
-            frames.append(
-                pl.DataFrame(
-                    {
-                        "token": np.repeat(np.arange(first, first + tokens), neurons),
-                        "layer": np.full(tokens * neurons, layer),
-                        "site": [site] * (tokens * neurons),
-                        "neuron": np.tile(np.arange(neurons), tokens),
-                        "value": values.reshape(-1),
-                    }
-                )
-            )
-        return pl.concat(frames)
+            names.append(site)
+            parts["token"].append(np.repeat(np.arange(first, first + tokens), neurons))
+            parts["layer"].append(np.full(tokens * neurons, layer))
+            parts["neuron"].append(np.tile(np.arange(neurons), tokens))
+            parts["value"].append(values.reshape(-1))
+        if not names:
+            raise ValueError("no site recorded any values")  # as pl.concat([]) did
+        counts = np.array([len(p) for p in parts["token"]])
+        sites = pl.Series("site", names, dtype=pl.String).gather(np.repeat(np.arange(len(names)), counts))
+        columns = {name: np.concatenate(arrays) for name, arrays in parts.items()}
+        return pl.DataFrame({"token": columns["token"], "layer": columns["layer"], "site": sites,
+                             "neuron": columns["neuron"], "value": columns["value"]})
 
     def nbytes(self) -> int:
         """Memory held by the per-neuron data and summaries (for the run cache's budget)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -24,10 +24,20 @@ from tokenizers import Tokenizer
 
 from inspector import sites as S
 from inspector.model import BitLinear, HGRNBitForCausalLM, RMSNorm
+from inspector.quant.config import QuantConfig
 from inspector.tokenizer import encode_document
 
 CALIBRATION_TEXT = Path(__file__).resolve().parents[1] / "data" / "calibration.txt"
 CHUNK = 256  # tokens per forward call; the recurrent state carries across chunks
+# The QuantConfig fields calibration reads (the maxima are of the float model, so no bit width is among
+# them). The calibration cache is keyed by exactly these (`inspector.quant.calibration_cache`): list a
+# field here when calibration starts to depend on it.
+CALIBRATION_FIELDS = ("calibration_tokens",)
+
+
+def calibration_settings(qc: QuantConfig) -> dict[str, Any]:
+    """The values of `CALIBRATION_FIELDS` in `qc`: what `calibrate_for` passes on to `calibrate`."""
+    return {name: getattr(qc, name) for name in CALIBRATION_FIELDS}
 
 
 def default_calibration_text() -> str:
@@ -111,3 +121,25 @@ def calibrate(
     observe(maxima, "model.norm", normed)
     observe(maxima, S.FINAL_NORM, normed)
     return maxima
+
+
+def calibrate_for(
+    loaded, qc: QuantConfig, text: str, on_progress: Optional[Callable[[int, int], None]] = None,
+    note: Optional[Callable[[str], None]] = None,
+) -> tuple[dict[str, float], bool]:
+    """`calibrate` with the settings of `qc`, through the on-disk cache when the model came from files:
+    (maxima, loaded from the cache). `note(text)` hears about a cache file that was ignored."""
+    from inspector.quant.calibration_cache import calibration_key, load_calibration, save_calibration
+
+    settings = calibration_settings(qc)
+    digest = loaded.weights_digest.hexdigest() if getattr(loaded, "weights_digest", None) is not None else None
+    key = None
+    if digest is not None:
+        key = calibration_key(digest, loaded.config.to_dict(), loaded.tokenizer.to_str(), qc, text)
+        cached = load_calibration(key, note or (lambda _text: None))
+        if cached is not None:
+            return cached, True
+    maxima = calibrate(loaded.model, loaded.tokenizer, text, settings["calibration_tokens"], on_progress)
+    if key is not None and save_calibration(key, maxima) is None and note is not None:
+        note("the calibration cache could not be written (the next run calibrates again)")
+    return maxima, False

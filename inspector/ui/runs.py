@@ -150,6 +150,8 @@ def page_analysis() -> tuple[Session, Analysis]:
     analysis = ensure_analysis(session)
     if analysis is None:
         st.stop()
+    if analysis.calibration_status:
+        st.sidebar.caption(analysis.calibration_status[0].upper() + analysis.calibration_status[1:] + ".")
     metadata = run_metadata(
         analysis, model=session.loaded.name, directory=str(session.loaded.directory),
         parameters=session.loaded.model.num_parameters(), qc=session.qc, backend=session.backend.key,

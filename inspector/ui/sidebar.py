@@ -19,7 +19,7 @@ import streamlit as st
 from inspector.analysis import GENERATED_WINDOW, Window
 from inspector.backends import BackendStatus, IntegerBackend, backend_statuses, make_backend
 from inspector.catalog import checkpoint_fingerprint, sample_models
-from inspector.checkpoint import LoadedModel, load_checkpoint
+from inspector.checkpoint import LoadedModel, ignored_keys_note, load_checkpoint
 from inspector.errors import CheckpointError, InspectorError
 from inspector.generate import MAX_NEW_TOKENS, MAX_SEED, SamplingSettings
 from inspector.keyed_lock import KeyedLocks
@@ -279,6 +279,7 @@ def _write_url(spec: list[Field], session: Session | None, choice: str) -> dict[
         "temperature": kept("temperature", 0.8),
         "top_k": kept("top_k", 40),
         "seed": kept("seed", 0),
+        "ignore_eos": kept("ignore_eos", False),
         **{f"q_{n}": kept(f"q_{n}", getattr(QuantConfig(), n)) for n in QUANT_SLIDERS},
         "q_headroom": kept("q_headroom", QuantConfig().state_headroom),
         "q_pow2": kept("q_pow2", QuantConfig().pow2_scales),
@@ -289,7 +290,8 @@ def _write_url(spec: list[Field], session: Session | None, choice: str) -> dict[
     }
     defaults = {
         "model_choice": next(iter(sample_models()), None), "backend": "emulator", "max_new_tokens": 32, "temperature": 0.8,
-        "top_k": 40, "seed": 0, "q_headroom": QuantConfig().state_headroom, "q_pow2": QuantConfig().pow2_scales,
+        "top_k": 40, "seed": 0, "ignore_eos": False,
+        "q_headroom": QuantConfig().state_headroom, "q_pow2": QuantConfig().pow2_scales,
         "q_preset": "default", "q_scale_rule": QuantConfig().scale_rule, "window": GENERATED_WINDOW,
         **{f"q_{n}": getattr(QuantConfig(), n) for n in QUANT_SLIDERS},
         **messaging_defaults(),
@@ -355,6 +357,8 @@ def _sidebar(samples: dict) -> Session | None:
         st.error(f"Cannot load this checkpoint. {exc}")
         return None
     st.caption(model_caption(loaded))
+    if loaded.ignored_config_keys:
+        st.caption(ignored_keys_note(loaded.ignored_config_keys) + ".")
 
     statuses = backend_statuses()
     labels = {s.label: s for s in statuses if s.available}
@@ -384,12 +388,17 @@ def _sidebar(samples: dict) -> Session | None:
         f"Top-k (0 = off, at most {loaded.config.vocab_size:,})", value=int(kept("top_k", 40)), step=1, key="top_k"
     ))
     seed = keep("seed", st.number_input(f"Seed (0 to {MAX_SEED:,})", value=int(kept("seed", 0)), step=1, key="seed"))
+    ignore_eos = keep("ignore_eos", st.checkbox(
+        "Continue past end-of-sequence", kept("ignore_eos", False), key="ignore_eos",
+        help=f"Generation stops at the checkpoint's end-of-sequence token (id {', '.join(map(str, loaded.eos_token_ids))}), "
+        "as Hugging Face's generate does; tick to go on to the token limit.",
+    ))
     window = _choice(
         st.selectbox, "Per-neuron detail for", list(WINDOWS), "window", format_func=WINDOWS.get,
         help="Tensors, spike rasters and state histograms are kept for these tokens; every other token keeps "
         "per-token counts (activity, clipping, underflow, error metrics). Long prompts need far less memory this way.",
     )
-    sampling = SamplingSettings(int(tokens), float(temperature), int(top_k), int(seed))
+    sampling = SamplingSettings(int(tokens), float(temperature), int(top_k), int(seed), bool(ignore_eos))
     try:
         sampling.validate(loaded.config.vocab_size)
     except InspectorError as exc:

@@ -1,0 +1,172 @@
+"""Calibration results on disk, so a checkpoint opens in seconds the second time.
+
+Calibration (a float64 pass of the float model over the calibration text, `inspector.quant.calibrate`)
+is the slowest step of opening a large model: 8-9 s for MMfreeLM-370M. Its result, one max|x| per
+site, is a few KB and depends only on:
+- the weights: a SHA-256 of every weight file's bytes (`WeightDigest`; a header or a file size would
+  miss a changed weight), computed in a background thread while the checkpoint loads (hashlib releases
+  the GIL), so it costs no wall time on a 2-core machine;
+- config.json's values and the tokenizer (the text's tokens, the BOS policy);
+- the QuantConfig fields calibration reads (`CALIBRATION_FIELDS` in calibrate.py: a field added to
+  QuantConfig for anything else does not invalidate the cache);
+- the calibration text;
+- the code: a hash of the sources that compute the maxima (`code_version`), and the torch version.
+
+Entries live in $LOIHI_INSPECTOR_CACHE (default ~/.cache/loihi-lm-inspector)/calibration/<key>.json,
+written atomically (a temporary file, then a rename) and read as JSON only. A file that does not parse
+or does not hold what its key promises is ignored with a note, and the calibration is recomputed and
+written again. The maxima are float32 values held as Python floats; JSON writes them exactly
+(shortest round-trip repr), so a cached calibration gives bit-identical integers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import mmap
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from inspector.quant.config import QuantConfig
+
+CACHE_FORMAT = 1
+CHUNK_BYTES = 16 * 2**20
+MAX_ENTRY_BYTES = 64 * 2**20  # an entry is a few KB per layer; anything far larger is not one of ours
+# The sources whose code decides the maxima: the calibration pass, the float model it runs, the site
+# names, ternary quantization of the BitLinear weights, and tokenization of the text.
+CALIBRATION_SOURCES = ("quant/calibrate.py", "model.py", "sites.py", "ternary.py", "tokenizer.py", "quant/calibration_cache.py")
+
+
+class WeightDigest:
+    """SHA-256 over the bytes of a checkpoint's weight files (names and sizes included), computed in a
+    background thread from the moment it is made; `hexdigest()` waits for it."""
+
+    def __init__(self, files: list[Path]):
+        self.files = sorted({Path(f) for f in files})
+        self._digest: Optional[str] = None
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, name="weight-digest", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            digest = hashlib.sha256()
+            for path in self.files:
+                size = path.stat().st_size
+                digest.update(f"{path.name}\0{size}\0".encode())
+                if size == 0:
+                    continue
+                with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                    view = memoryview(mapped)
+                    try:
+                        for start in range(0, size, CHUNK_BYTES):
+                            digest.update(view[start : start + CHUNK_BYTES])
+                    finally:
+                        view.release()
+            self._digest = digest.hexdigest()
+        except (OSError, ValueError) as exc:  # unreadable now: no cache for this model, never a wrong one
+            self._error = exc
+
+    def hexdigest(self) -> Optional[str]:
+        """The digest, or None if the files could not be read."""
+        self._thread.join()
+        return self._digest
+
+
+def code_version() -> str:
+    """A hash of the sources that compute the maxima (a change to any of them never serves stale maxima)."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for name in CALIBRATION_SOURCES:
+        digest.update(name.encode() + b"\0" + (root / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cache_root() -> Path:
+    from inspector.activity_cache import cache_dir  # the app's one cache directory (LOIHI_INSPECTOR_CACHE)
+
+    return cache_dir() / "calibration"
+
+
+@dataclass(frozen=True)
+class CalibrationKey:
+    digest: str  # the key, and the entry's file name
+    spec: dict  # what went into it (stored beside the maxima, so an entry can be checked and explained)
+
+
+def calibration_key(
+    weights_digest: str, config: dict, tokenizer_json: str, qc: QuantConfig, text: str,
+) -> CalibrationKey:
+    from inspector.quant.calibrate import calibration_settings
+
+    spec = {
+        "format": CACHE_FORMAT,
+        "weights_sha256": weights_digest,
+        "config": config,
+        "tokenizer_sha256": hashlib.sha256(tokenizer_json.encode()).hexdigest(),
+        "quant": calibration_settings(qc),
+        "text_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "code": code_version(),
+        "torch": torch.__version__,
+    }
+    blob = json.dumps(spec, sort_keys=True, default=str).encode()
+    return CalibrationKey(hashlib.sha256(blob).hexdigest()[:32], spec)
+
+
+NoteFn = Callable[[str], None]
+
+
+def load_calibration(key: CalibrationKey, note: NoteFn, root: Path | None = None) -> Optional[dict[str, float]]:
+    """The cached maxima for `key`, or None (absent; or unreadable, said through `note`)."""
+    path = (root or cache_root()) / f"{key.digest}.json"
+    try:
+        if path.stat().st_size > MAX_ENTRY_BYTES:
+            note(f"calibration cache file {path} is larger than any entry can be; ignored, recomputing")
+            return None
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        note(f"calibration cache file {path} cannot be read ({exc.strerror}); recomputing")
+        return None
+    try:
+        record = json.loads(raw.decode("utf-8"))
+        if not isinstance(record, dict) or record.get("spec") != json.loads(json.dumps(key.spec, default=str)):
+            raise ValueError("it belongs to another calibration")
+        maxima = record["maxima"]
+        if not isinstance(maxima, dict) or not maxima:
+            raise ValueError("no maxima")
+        for name, value in maxima.items():
+            if not isinstance(name, str) or isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"entry {name!r} is not a number")
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"entry {name!r} is not a finite magnitude")
+    except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        note(f"calibration cache file {path} is corrupt ({str(exc)[:80]}); ignored, recomputing")
+        return None
+    return {name: float(value) for name, value in maxima.items()}
+
+
+def save_calibration(key: CalibrationKey, maxima: dict[str, float], root: Path | None = None) -> Optional[Path]:
+    """Write the entry atomically; a cache that cannot be written is skipped (the run goes on), returning None."""
+    folder = root or cache_root()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{key.digest}.", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump({"spec": key.spec, "maxima": maxima}, handle, default=str)
+            os.replace(tmp, folder / f"{key.digest}.json")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError:
+        return None
+    return folder / f"{key.digest}.json"

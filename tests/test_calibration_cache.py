@@ -1,0 +1,138 @@
+"""The calibration cache: a second run loads it and computes the same bits; any change to what calibration
+reads (a weight byte, a QuantConfig field it depends on) recomputes; a corrupt entry is ignored and rewritten."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from inspector.checkpoint import load_checkpoint
+from inspector.cli import main as cli_main
+from inspector.emulator.engine import Emulator
+from inspector.quant import calibrate as calibrate_module
+from inspector.quant.calibrate import CALIBRATION_FIELDS
+from inspector.quant.calibration_cache import WeightDigest, cache_root
+from inspector.quant.config import QuantConfig
+
+PROMPT = "To be, or not"
+QC = QuantConfig(calibration_tokens=64)
+
+
+@pytest.fixture()
+def counted(monkeypatch):
+    """How many times calibration really ran."""
+    calls = []
+    real = calibrate_module.calibrate
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(calibrate_module, "calibrate", counting)
+    return calls
+
+
+def _integers(emulator: Emulator) -> tuple:
+    """Every integer the model is made of, and the logits of a teacher-forced pass."""
+    params = emulator.params
+    logits, probe = emulator.teacher_forced(emulator.loaded.tokenizer.encode(PROMPT).ids)
+    return emulator.calibration, repr(params), logits
+
+
+def test_a_second_run_loads_the_cache_and_computes_the_same_bits(tiny_checkpoint, counted):
+    first = Emulator(load_checkpoint(tiny_checkpoint), QC)
+    second = Emulator(load_checkpoint(tiny_checkpoint), QC)
+    assert len(counted) == 1 and not first.calibration_cached and second.calibration_cached
+    assert second.calibration_status == "calibration loaded from cache"
+    a, b = _integers(first), _integers(second)
+    assert a[0] == b[0] and a[1] == b[1] and torch.equal(a[2], b[2])
+    assert [f.name for f in cache_root().iterdir()] == [next(cache_root().iterdir()).name]  # one entry, no temp files
+
+
+def test_a_changed_weight_byte_recomputes(tiny_checkpoint, counted):
+    Emulator(load_checkpoint(tiny_checkpoint), QC)
+    tensors = load_file(str(tiny_checkpoint / "model.safetensors"))
+    value = tensors["model.layers.1.attn.g_norm.weight"]
+    value.view(torch.int32)[3] ^= 1  # one bit of one float: same header, same file size
+    save_file(tensors, str(tiny_checkpoint / "model.safetensors"))
+    again = Emulator(load_checkpoint(tiny_checkpoint), QC)
+    assert len(counted) == 2 and not again.calibration_cached
+
+
+@pytest.mark.parametrize("field", CALIBRATION_FIELDS)
+def test_a_changed_field_that_calibration_reads_recomputes(tiny_checkpoint, counted, field):
+    Emulator(load_checkpoint(tiny_checkpoint), QC)
+    changed = QC.with_overrides({field: getattr(QC, field) + 16})
+    again = Emulator(load_checkpoint(tiny_checkpoint), changed)
+    assert len(counted) == 2 and not again.calibration_cached
+
+
+def test_a_field_calibration_does_not_read_reuses_it_with_the_same_bits(tiny_checkpoint, counted):
+    Emulator(load_checkpoint(tiny_checkpoint), QC)
+    other = QC.with_overrides({"act_bits": 6, "state_headroom": 4.0})
+    cached = Emulator(load_checkpoint(tiny_checkpoint), other)
+    assert len(counted) == 1 and cached.calibration_cached
+    cache_root_dir = cache_root()
+    for entry in cache_root_dir.iterdir():
+        entry.unlink()
+    fresh = Emulator(load_checkpoint(tiny_checkpoint), other)
+    assert len(counted) == 2
+    a, b = _integers(cached), _integers(fresh)
+    assert a[1] == b[1] and torch.equal(a[2], b[2])
+
+
+def test_a_different_calibration_text_recomputes(tiny_checkpoint, counted):
+    loaded = load_checkpoint(tiny_checkpoint)
+    Emulator(loaded, QC)
+    Emulator(loaded, QC, calibration_text="Once upon a time there was a little girl named Lily. " * 20)
+    assert len(counted) == 2
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[]", b'{"spec": {}, "maxima": {}}', b"\x00\xff" * 10])
+def test_a_corrupt_cache_file_is_ignored_with_a_note_and_rewritten(tiny_checkpoint, counted, content):
+    first = Emulator(load_checkpoint(tiny_checkpoint), QC)
+    (entry,) = cache_root().iterdir()
+    good = json.loads(entry.read_text())
+    entry.write_bytes(content)
+    second = Emulator(load_checkpoint(tiny_checkpoint), QC)
+    assert len(counted) == 2 and not second.calibration_cached
+    assert any("corrupt" in note and str(entry) in note for note in second.calibration_notes)
+    assert second.calibration == first.calibration
+    assert json.loads(entry.read_text()) == good  # written again, whole
+
+
+def test_a_tampered_maximum_is_refused(tiny_checkpoint, counted):
+    Emulator(load_checkpoint(tiny_checkpoint), QC)
+    (entry,) = cache_root().iterdir()
+    record = json.loads(entry.read_text())
+    record["maxima"][next(iter(record["maxima"]))] = float("nan")
+    entry.write_text(json.dumps(record))
+    again = Emulator(load_checkpoint(tiny_checkpoint), QC)
+    assert len(counted) == 2 and again.calibration_notes
+
+
+def test_the_weight_digest_reads_every_byte(tmp_path):
+    path = tmp_path / "w.bin"
+    path.write_bytes(b"\x01" * (3 * 2**20 + 5))
+    before = WeightDigest([path]).hexdigest()
+    data = bytearray(path.read_bytes())
+    data[2 * 2**20 + 7] ^= 0x10
+    path.write_bytes(bytes(data))
+    assert WeightDigest([path]).hexdigest() != before
+    assert WeightDigest([Path(tmp_path / "missing")]).hexdigest() is None
+
+
+def test_cli_says_calibration_loaded_from_cache(tiny_checkpoint, tmp_path, capsys):
+    argv = ["run", "--model", str(tiny_checkpoint), "--prompt", PROMPT, "--tokens", "3", "--quant", "calibration_tokens=64"]
+    assert cli_main([*argv, "--out", str(tmp_path / "a")]) == 0
+    assert "calibration loaded from cache" not in capsys.readouterr().err
+    assert cli_main([*argv, "--out", str(tmp_path / "b")]) == 0
+    assert "calibration loaded from cache" in capsys.readouterr().err
+    import polars as pl
+
+    for table in ("saturation", "states", "activity", "tensors"):
+        assert pl.read_parquet(tmp_path / "a" / f"{table}.parquet").equals(pl.read_parquet(tmp_path / "b" / f"{table}.parquet"))
