@@ -74,6 +74,7 @@ class Job:
     fraction: float = 0.0
     text: str = "waiting for its turn"
     result: Any = None
+    detail: Any = None  # what the page shows about the work (e.g. a sweep's phase and points)
     error: Optional[str] = None
     submitted: float = field(default_factory=time.monotonic)
     finished_at: Optional[float] = None
@@ -131,7 +132,7 @@ class JobQueue:
         self._jobs: dict[Hashable, Job] = {}  # key -> the job with that key (queued, running or recently finished)
 
     # -- asking for work -----------------------------------------------------------------------
-    def submit(self, key: Hashable, title: str, work: Callable[[Job], Any], waiter: Hashable) -> Job:
+    def submit(self, key: Hashable, title: str, work: Callable[[Job], Any], waiter: Hashable, detail: Any = None) -> Job:
         """The job for `key`, joined by `waiter`: the one queued, running or just finished, else a new one.
 
         A job that failed or was cancelled is started again; one that finished keeps its result for
@@ -143,10 +144,19 @@ class JobQueue:
                 job.waiters.add(waiter)
                 return job
             self._check_limit(waiter)
-            job = Job(key, title, work, {waiter})
+            job = Job(key, title, work, {waiter}, detail=detail)
             self._jobs[key] = job
             self._line.append(job)
             self._dispatch()
+            return job
+
+    def join(self, key: Hashable, waiter: Hashable) -> Optional[Job]:
+        """`waiter` now also waits for the unfinished job with `key` (None if there is none)."""
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is None or job.finished:
+                return None
+            job.waiters.add(waiter)
             return job
 
     @contextmanager

@@ -14,7 +14,14 @@ from inspector.figures import core_map_figure, energy_breakdown_figure, estimate
 from inspector.hardware_report import density_summary, evaluate, matching_published, results_table
 from inspector.paper import JETSON_ORIN_NANO_WATTS, JETSON_SOURCE, PAPER, PAPER_NOTE, GpuBaseline, ratios
 from inspector.ui.export import chart, table_downloads, thousands
-from inspector.ui.hardware import cached_published_evaluation, cost_preset, measure_published, what_if_hardware
+from inspector.ui.hardware import (
+    cached_published_evaluation,
+    cost_preset,
+    follow_measurement,
+    measure_published,
+    measurement_job,
+    what_if_hardware,
+)
 from inspector.ui.runs import page_analysis
 from inspector.ui.sidebar import backend_for
 
@@ -133,13 +140,20 @@ for name in missing:
         )
     except MappingError as exc:
         left.error(f"{name} does not map with these limits: {exc}")
-    if right.button(f"Measure {name}", key=f"measure_{name}"):
+    job = measurement_job(name, session.qc)
+    if job is not None and not job.finished:
+        with left:
+            follow_measurement(job, f"cancel_measure_{name}")
+    elif right.button(f"Measure {name}", key=f"measure_{name}"):
         try:
             measure_published(name, session.qc)
         except InspectorError as exc:
             st.error(str(exc))
         else:
             st.rerun()
+    elif job is not None:
+        with left:
+            follow_measurement(job, f"cancel_measure_{name}")  # says why it failed or that it was cancelled
 
 st.subheader("Beside the paper: ratios against a GPU baseline")
 st.warning(PAPER_NOTE)

@@ -1,8 +1,10 @@
-"""Streamlit glue of the Hardware page: the what-if widgets and the cached published measurements."""
+"""Streamlit glue of the Hardware page: the what-if widgets and the cached published measurements
+(measured through the job queue, `inspector.jobs`)."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import streamlit as st
 
@@ -10,8 +12,11 @@ from inspector.activity_cache import published_activity
 from inspector.costs import CUSTOM, PRESETS, CostPreset, OpCosts, custom_preset
 from inspector.emulator.hardware import HardwareConfig
 from inspector.hardware_report import Evaluation, evaluate
+from inspector.jobs import QUEUE, Job
 from inspector.published_activity import MeasuredActivity
 from inspector.quant.config import QuantConfig
+from inspector.run_cache import _release_to_os
+from inspector.ui.jobs import follow_job, waiter
 from inspector.ui.sidebar import keep, kept
 
 # what-if widgets: HardwareConfig field -> (label, unit divisor); memory sizes are edited in KiB
@@ -90,14 +95,41 @@ def cached_published_evaluation(
     return evaluate(name, measured.weights, measured.groups, measured.activity, hw, share, costs, prompt_tokens)
 
 
-def measure_published(name: str, qc: QuantConfig) -> None:
-    """Measure one published size now, with a progress bar (the result lands in the disk cache)."""
-    progress = st.progress(0.0, text=f"{name}: building and running the layers with random weights…")
+def measurement_key(name: str, qc: QuantConfig) -> tuple:
+    """One job per published size and QuantConfig: two tabs asking for the same measurement share it."""
+    return ("measure", name, json.dumps(qc.to_dict(), sort_keys=True, default=str))
 
-    def on_progress(done: int, total: int, what: str) -> None:
-        progress.progress(done / total, text=f"{name} (random weights, one layer at a time): {what}")
 
-    published_activity(name, qc, on_progress=on_progress)
-    cached_published.clear()
-    cached_published_evaluation.clear()
-    progress.empty()
+def measurement_job(name: str, qc: QuantConfig) -> Job | None:
+    """The queued, running or just finished measurement of `name` for `qc`, if any."""
+    return QUEUE.job(measurement_key(name, qc))
+
+
+def measure_published(name: str, qc: QuantConfig) -> Job:
+    """Queue the measurement of one published size (or join the one already queued or running).
+
+    It runs in a thread of the job queue (a heavy job: minutes and GBs for 2.7B) and stops at the
+    next layer when cancelled or when no session waits for it; the result lands in the disk cache."""
+
+    def work(job: Job) -> None:
+        def on_progress(done: int, total: int, what: str) -> None:
+            job.report(done / total, f"random weights, one layer at a time: {what}")
+
+        try:
+            published_activity(name, qc, on_progress=on_progress)
+        finally:
+            _release_to_os()  # the layers it built and freed: give the memory back
+        cached_published.clear()
+        cached_published_evaluation.clear()
+
+    return QUEUE.submit(measurement_key(name, qc), f"Measuring {name}", work, waiter())
+
+
+def follow_measurement(job: Job, key: str) -> None:
+    """Position in line or progress, and Cancel; the page redraws with the result when it is done."""
+
+    def refresh() -> None:
+        cached_published.clear()
+        cached_published_evaluation.clear()
+
+    follow_job(job, key, on_finished=refresh)
