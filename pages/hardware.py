@@ -18,7 +18,7 @@ from inspector.ui.hardware import (
     cached_published_evaluation,
     cost_preset,
     follow_measurement,
-    measure_published,
+    measure_button,
     measurement_job,
     what_if_hardware,
 )
@@ -141,19 +141,10 @@ for name in missing:
     except MappingError as exc:
         left.error(f"{name} does not map with these limits: {exc}")
     job = measurement_job(name, session.qc)
-    if job is not None and not job.finished:
+    if job is not None:  # queued or running: its place or progress; finished: why it failed or that it was cancelled
         with left:
             follow_measurement(job, f"cancel_measure_{name}")
-    elif right.button(f"Measure {name}", key=f"measure_{name}"):
-        try:
-            measure_published(name, session.qc)
-        except InspectorError as exc:
-            st.error(str(exc))
-        else:
-            st.rerun()
-    elif job is not None:
-        with left:
-            follow_measurement(job, f"cancel_measure_{name}")  # says why it failed or that it was cancelled
+    measure_button(name, session.qc, right)
 
 st.subheader("Beside the paper: ratios against a GPU baseline")
 st.warning(PAPER_NOTE)

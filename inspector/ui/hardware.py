@@ -11,6 +11,7 @@ import streamlit as st
 from inspector.activity_cache import published_activity
 from inspector.costs import CUSTOM, PRESETS, CostPreset, OpCosts, custom_preset
 from inspector.emulator.hardware import HardwareConfig
+from inspector.errors import InspectorError
 from inspector.hardware_report import Evaluation, evaluate
 from inspector.jobs import QUEUE, Job
 from inspector.published_activity import MeasuredActivity
@@ -123,6 +124,26 @@ def measure_published(name: str, qc: QuantConfig) -> Job:
         cached_published_evaluation.clear()
 
     return QUEUE.submit(measurement_key(name, qc), f"Measuring {name}", work, waiter())
+
+
+def request_measurement(name: str, qc: QuantConfig) -> None:
+    """The Measure button's callback: it runs before the page is drawn, so a click is never lost when
+    the page then shows a job another session started instead of the button (the click joins it)."""
+    try:
+        measure_published(name, qc)
+    except InspectorError as exc:  # e.g. this session's limit of queued jobs
+        st.session_state[f"measure_error_{name}"] = str(exc)
+
+
+def measure_button(name: str, qc: QuantConfig, where) -> None:
+    """Measure (or wait for the measurement another session started), with the reason it was refused."""
+    job = measurement_job(name, qc)
+    if job is None or job.finished or waiter() not in job.waiters:
+        label = f"Measure {name}" if job is None or job.finished else "Wait for it too"
+        where.button(label, key=f"measure_{name}", on_click=request_measurement, args=(name, qc))
+    problem = st.session_state.pop(f"measure_error_{name}", None)
+    if problem:
+        where.error(problem)
 
 
 def follow_measurement(job: Job, key: str) -> None:

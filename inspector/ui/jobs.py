@@ -48,7 +48,9 @@ def job_status(
         fraction, text = describe(job) if describe is not None else (job.fraction, job.text)
         st.progress(fraction, text=f"{job.title}: {text}")
     owner = waiter()
-    if cancel_for_everyone:
+    if owner not in job.waiters and not cancel_for_everyone:
+        st.caption("Started by another session.")
+    elif cancel_for_everyone:
         st.button("Stop", key=key, on_click=QUEUE.cancel, args=(job,), help="Stop it (for every session following it)")
     else:
         st.button(
