@@ -19,9 +19,11 @@ from typing import Iterator
 import streamlit as st
 
 from inspector.analysis import Analysis, analyze
+from inspector.diff import DiffResult
 from inspector.errors import InspectorError
 from inspector.exports import bundle_zip, run_metadata
 from inspector.jobs import QUEUE, Job
+from inspector.local_error import LocalErrorResult, local_vs_cumulative
 from inspector.run_cache import RUNS
 from inspector.ui.export import set_metadata
 from inspector.ui.jobs import line_text, waiter
@@ -169,6 +171,30 @@ def ensure_analysis(session: Session) -> Analysis | None:
         return None
     progress.empty()
     st.rerun()  # redraw from the cache, without the Stop button and the progress bar
+
+
+def local_split(session: Session, diff: DiffResult) -> LocalErrorResult:
+    """Local vs cumulative error of this session's analysis, over its per-neuron window, kept in the
+    run cache beside the analysis: shared by sessions with the same settings, counted in the cache's
+    memory budget, and freed with the session (never in session state, which outlives a closed tab)."""
+    owner = session_id()
+    key = ("local_split", session.run_key)
+    split = RUNS.get(key, owner)
+    if split is not None:
+        return split
+
+    def on_wait(seconds: float) -> None:
+        waiting.caption(f"Waiting for another session computing the same split ({seconds:.0f} s)…")
+
+    waiting = st.empty()
+    with st.spinner("Feeding every site the float model's values…"), RUNS.computing(key, on_wait, RUN_WAIT_S):
+        split = RUNS.get(key, owner)
+        if split is None:
+            split = local_vs_cumulative(backend_for(session), diff.ids, diff)
+            RUNS.put(key, split, split.nbytes(), owner)
+    waiting.empty()
+    _free_when_session_ends(owner)
+    return split
 
 
 def page_analysis() -> tuple[Session, Analysis]:
