@@ -118,6 +118,7 @@ def _settle(page, timeout_ms: int) -> None:
 
 def browser_main(args) -> int:
     """The 4,009-token prompt on every page of a real server, then the tab closed (see the module docstring)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
@@ -158,7 +159,7 @@ def browser_main(args) -> int:
             page.goto(f"{url}/?model={args.model}&tokens={args.tokens}", wait_until="domcontentloaded")
             page.get_by_role("heading", name="Generation").first.wait_for(timeout=timeout_ms)
             _settle(page, timeout_ms)
-            print(f"  {sampler.phase:45s} peak {sampler.peak(sampler.phase):6.0f} MB")
+            print(f"  {sampler.phase:45s} peak {sampler.peak(sampler.phase):6.0f} MB", flush=True)
             box = page.get_by_label("Prompt", exact=True)
             box.fill(prompt)
             for title, heading in PAGES:
@@ -168,14 +169,21 @@ def browser_main(args) -> int:
                     box.press("Control+Enter")  # applies the long prompt: the analysis runs here
                 else:
                     page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
-                page.get_by_role("heading", name=heading).first.wait_for(timeout=timeout_ms)
-                _settle(page, timeout_ms)
+                try:
+                    page.get_by_role("heading", name=heading).first.wait_for(timeout=timeout_ms)
+                    _settle(page, timeout_ms)
+                except PlaywrightTimeout:
+                    ok = False
+                    so_far = sampler.peak(title)
+                    print(f"  {title:45s} did not finish within {args.page_timeout:.0f} s (peak so far {so_far:.0f} MB)")
+                    break
                 errors = page.locator('[data-testid="stException"]').count()
                 peak = sampler.peak(title)
                 ok &= peak < BROWSER_PEAK_MB and errors == 0
                 print(
                     f"  {title:45s} peak {peak:6.0f} MB  {time.monotonic() - tick:6.1f} s"
-                    + (f"  ({errors} exception(s) on the page)" if errors else "")
+                    + (f"  ({errors} exception(s) on the page)" if errors else ""),
+                    flush=True,
                 )
             sampler.phase = "after the tab closed"
             closed = time.monotonic()
@@ -189,7 +197,7 @@ def browser_main(args) -> int:
                 break
         after = process_rss_mb(server.pid)
         sampler.done.set()
-        overall = max(mb for _, p, mb in sampler.samples if p in dict(PAGES))
+        overall = max((mb for _, p, mb in sampler.samples if p in dict(PAGES)), default=float("nan"))
         print(
             f"peak on the pages: {overall:.0f} MB (target < {BROWSER_PEAK_MB} MB: "
             f"{'met' if overall < BROWSER_PEAK_MB else 'MISSED'})"
@@ -222,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=None, help="tokens generated per run (default: 4, or 8 with --browser)")
     parser.add_argument("--browser", action="store_true", help="a real server and a headless-Chromium tab on every page")
     parser.add_argument("--model", default=DEFAULT_SAMPLE_MODEL, help="--browser: the sample model")
-    parser.add_argument("--page-timeout", type=float, default=600.0, help="--browser: seconds a page may take")
+    parser.add_argument("--page-timeout", type=float, default=1800.0, help="--browser: seconds a page may take")
     args = parser.parse_args(argv)
     if args.browser:
         args.prompt_tokens = args.prompt_tokens or 4009

@@ -133,14 +133,15 @@ class JobQueue:
 
     # -- asking for work -----------------------------------------------------------------------
     def submit(self, key: Hashable, title: str, work: Callable[[Job], Any], waiter: Hashable, detail: Any = None) -> Job:
-        """The job for `key`, joined by `waiter`: the one queued, running or just finished, else a new one.
+        """The job for `key`, joined by `waiter`: the one queued or running, else a new one.
 
-        A job that failed or was cancelled is started again; one that finished keeps its result for
-        `keep_finished_s` (its waiters read it from there)."""
+        A finished job keeps its result and state for `keep_finished_s` (`job(key)`: what its waiters
+        read and the page shows); asking again after it finished starts the work again (a measurement
+        lands in its disk cache, so a page asks again only when that result is not there)."""
         with self._lock:
             self._forget_old()
             job = self._jobs.get(key)
-            if job is not None and (not job.finished or job.state == DONE):
+            if job is not None and not job.finished:
                 job.waiters.add(waiter)
                 return job
             self._check_limit(waiter)

@@ -49,8 +49,11 @@ def test_two_sessions_asking_for_one_measurement_get_one_job_and_both_see_its_re
     assert a.wait(5)
     assert work.runs == 1 and a.state == DONE and a.result == "measured" and a.fraction == 1.0
     assert queue.job(("measure", "2.7B")).result == "measured"  # a page redrawn later still finds it
-    # asking again after it finished serves the finished job, not a new run
-    assert queue.submit(("measure", "2.7B"), "Measure 2.7B", Fake(), "tab-c") is a
+    # asking again after it finished is a new run (the page asks only when the result is not on disk)
+    again = Fake()
+    again.release.set()
+    c = queue.submit(("measure", "2.7B"), "Measure 2.7B", again, "tab-c")
+    assert c is not a and c.wait(5) and again.runs == 1
 
 
 def test_the_server_limit_holds_and_the_line_moves_in_order():
