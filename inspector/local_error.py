@@ -14,6 +14,13 @@ The difference is only what the site's own arithmetic adds: its output rounding,
 fixed-point multipliers, saturation. Input rounding is charged to the site that produced the input,
 so every rounding is counted once, at the site where it happens. A site whose integer operation is
 exact has zero local error, however much error it inherits (tested).
+
+Over the comparison's per-neuron window only: every fed operation reads the float model's values of
+its own token, except the recurrence, which also reads the float state of the token before. So the
+window's local error needs the float values of the window (which the comparison keeps) and the
+float model's state just before the window (one vector per layer, from a float run over the tokens
+before it, chunk by chunk); it is the same as the whole sequence's restricted to the window (tested),
+and a 4,000-token prompt costs no more memory than its window.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from inspector import sites as S
-from inspector.diff import DiffResult, compare
+from inspector.diff import CHUNK_TOKENS, DiffResult, compare
 from inspector.emulator.engine import Emulator
 from inspector.model import HGRNBitForCausalLM
 from inspector.quant import kernels as K
@@ -48,16 +55,20 @@ def site_ranges(params: IntegerParams) -> dict[str, tuple[int, int]]:
 class FeedProbe:
     """Records each site's integer output and feeds the next operation quantized float values."""
 
-    def __init__(self, float_sites: dict[str, torch.Tensor], params: IntegerParams):
+    def __init__(
+        self, float_sites: dict[str, torch.Tensor], params: IntegerParams, before: Optional[list[torch.Tensor]] = None,
+    ):
         self.float_sites = float_sites
         self.params = params
+        self.before = before  # per layer, the float state before the first fed token (None: zeros)
         self.ranges = site_ranges(params)
         self.outputs: dict[str, torch.Tensor] = {}  # key -> (T, N) the site's integer output, dequantized
         self.fed: dict[str, torch.Tensor] = {}  # key -> (T, N) what the next operation received, dequantized
+        self.fed_before: dict[str, torch.Tensor] = {}  # hidden key -> (N,) the state fed to the first token, dequantized
 
-    def _quantize(self, key: str, scale: float) -> torch.Tensor:
+    def _quantize(self, key: str, scale: float, real: Optional[torch.Tensor] = None) -> torch.Tensor:
         lo, hi = self.ranges[key]
-        real = self.float_sites[key].double()
+        real = (self.float_sites[key] if real is None else real).double()
         return torch.floor(real / scale + 0.5).clamp(lo, hi).to(K.INT)
 
     def site(self, key: str, codes: torch.Tensor, scale: float, clipped: Optional[torch.Tensor], kind: str) -> None:
@@ -76,13 +87,20 @@ class FeedProbe:
 
     def previous_states(self, key: str, initial: torch.Tensor, steps: int) -> torch.Tensor:
         layer, _ = split_site_key(key)
-        q = self._quantize(key, self.params.layers[layer].scales["hidden"])[None]
+        scale = self.params.layers[layer].scales["hidden"]
+        q = self._quantize(key, scale)[None]
+        if self.before is not None:  # the window starts after token 0: the float state before it, quantized
+            initial = self._quantize(key, scale, self.before[layer].reshape(1, -1))
+            self.fed_before[key] = initial[0].double() * scale
         return torch.cat([initial[:, None], q[:, :-1]], dim=1)
 
 
 @torch.no_grad()
-def float_reference(model: HGRNBitForCausalLM, fed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Each site's float operation applied to the dequantized inputs the integer site received.
+def float_reference(
+    model: HGRNBitForCausalLM, fed: dict[str, torch.Tensor], fed_before: Optional[dict[str, torch.Tensor]] = None,
+) -> dict[str, torch.Tensor]:
+    """Each site's float operation applied to the dequantized inputs the integer site received
+    (`fed_before`: the state fed to the first token's recurrence, when it was not zero).
 
     Uses the float model's own modules (norms, BitLinears), so a change to the float model is picked up.
     """
@@ -105,7 +123,8 @@ def float_reference(model: HGRNBitForCausalLM, fed: dict[str, torch.Tensor]) -> 
         out[p + "forget_gate"] = f
         out[p + "input_gate"] = F.silu(v(p + "i_proj")) * (1 - v(p + "forget_gate"))
         h = v(p + "hidden")
-        before = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1)
+        first = fed_before[p + "hidden"].float().reshape(1, 1, -1) if fed_before and p + "hidden" in fed_before else None
+        before = torch.cat([torch.zeros_like(h[:, :1]) if first is None else first, h[:, :-1]], dim=1)
         out[p + "hidden"] = v(p + "forget_gate") * before + v(p + "input_gate")
         out[p + "gated_output"] = attn.g_norm(v(p + "g_proj")) * F.silu(v(p + "hidden"))
         out[p + "o_proj"] = attn.o_proj(v(p + "gated_output"))
@@ -136,25 +155,46 @@ def _db(signal: torch.Tensor | float, noise: torch.Tensor | float) -> torch.Tens
 class LocalErrorResult:
     tokens: pl.DataFrame  # token, layer, site, local_sqnr_db, cumulative_sqnr_db, local_nsr, cumulative_nsr
     sites: pl.DataFrame  # layer, site, local_sqnr_db, cumulative_sqnr_db, local_nsr, cumulative_nsr, rank, introduces
-    diff: DiffResult
+    diff: DiffResult  # the comparison it was computed from (its memory is the analysis's, not this result's)
+    window_start: int = 0  # the first token of `tokens` (counted from the start of the sequence)
+
+    def nbytes(self) -> int:
+        """What this result holds beyond its comparison: its two tables (for the run cache's budget)."""
+        return int(self.tokens.estimated_size() + self.sites.estimated_size())
+
+
+@torch.no_grad()
+def float_state_before(
+    model: HGRNBitForCausalLM, ids: list[int], stop: int, chunk_tokens: int = CHUNK_TOKENS,
+) -> list[torch.Tensor]:
+    """The float model's recurrent state after reading `ids[:stop]`, in the chunks `compare` reads them
+    (the same float operations, so the same values as the comparison's)."""
+    state = None
+    for start in range(0, stop, chunk_tokens):
+        _, state = model(torch.tensor([ids[start : min(start + chunk_tokens, stop)]]), state)
+    return [h[0] for h in state]
 
 
 def local_vs_cumulative(emulator: Emulator, ids: list[int], diff: Optional[DiffResult] = None) -> LocalErrorResult:
-    """Both errors for every site, per token, on a fixed token sequence (teacher-forced, at once).
+    """Both errors for every site, per token, on a fixed token sequence (teacher-forced, at once),
+    over the comparison's per-neuron window (see the module docstring).
 
-    `diff`: an existing comparison on exactly `ids` (its cumulative errors are reused).
+    `diff`: an existing comparison on exactly `ids` (its window and cumulative errors are used);
+    without one, the whole sequence is compared and every token is in the window.
     """
-    if diff is None or diff.ids != list(ids) or diff.window_start != 0:
-        # The fed run needs the float values of every token (the recurrence carries them all), so a
-        # comparison that kept per-neuron values for a window only is redone for the whole sequence.
+    if diff is None or diff.ids != list(ids):
         diff = compare(emulator, list(ids), keep_from=0)
+    start = diff.window_start
+    window = list(ids)[start:]
     model = emulator.loaded.model
-    probe = FeedProbe(diff.float_values, emulator.params)
+    before = float_state_before(model, list(ids), start) if start > 0 else None
+    probe = FeedProbe(diff.float_values, emulator.params, before)
     with torch.no_grad():
-        emulator.integer(torch.tensor([list(ids)]), None, probe)
-    reference = float_reference(model, probe.fed)
+        emulator.integer(torch.tensor([window]), None, probe)
+    reference = float_reference(model, probe.fed, probe.fed_before)
     reference["embeddings"] = diff.float_values["embeddings"]  # the host's quantization is the operation
     frames, summary = [], []
+    tokens = list(range(start, len(ids)))
     for key, local_ref in reference.items():
         if key not in probe.outputs or key not in diff.sites():
             continue
@@ -164,9 +204,9 @@ def local_vs_cumulative(emulator: Emulator, ids: list[int], diff: Optional[DiffR
         frames.append(
             pl.DataFrame(
                 {
-                    "token": list(range(len(ids))),
-                    "layer": [layer] * len(ids),
-                    "site": [site] * len(ids),
+                    "token": tokens,
+                    "layer": [layer] * len(tokens),
+                    "site": [site] * len(tokens),
                     "local_sqnr_db": _db(s_loc, n_loc).tolist(),
                     "cumulative_sqnr_db": _db(s_cum, n_cum).tolist(),
                     "local_nsr": (n_loc / s_loc.clamp(min=1e-30)).tolist(),
@@ -184,8 +224,9 @@ def local_vs_cumulative(emulator: Emulator, ids: list[int], diff: Optional[DiffR
                 "cumulative_nsr": float(n_cum.sum() / s_cum.sum().clamp(min=1e-30)),
             }
         )
+    del probe, reference
     sites = pl.DataFrame(summary).with_columns(
         pl.col("local_nsr").rank(method="ordinal", descending=True).cast(pl.Int64).alias("rank")
     )
     sites = sites.with_columns((pl.col("rank") <= TOP_SITES).alias("introduces"))
-    return LocalErrorResult(pl.concat(frames), sites, diff)
+    return LocalErrorResult(pl.concat(frames), sites, diff, start)

@@ -45,9 +45,11 @@ from inspector.ui.hardware import (
     cached_published_evaluation,
     cached_what_ifs,
     cost_preset,
+    follow_measurement,
     gpu_baseline,
     layout_choice,
-    measure_published,
+    measure_button,
+    measurement_job,
     transformer_baseline,
     what_if_hardware,
 )
@@ -242,13 +244,11 @@ if ready:
             )
         except MappingError as exc:
             left.error(f"{name} does not map with these limits: {exc}")
-        if right.button(f"Measure {name}", key=f"measure_{name}"):
-            try:
-                measure_published(name, session.qc)
-            except InspectorError as exc:
-                st.error(str(exc))
-            else:
-                st.rerun()
+        job = measurement_job(name, session.qc)
+        if job is not None:  # queued or running: its place or progress; finished: why it failed or that it was cancelled
+            with left:
+                follow_measurement(job, f"cancel_measure_{name}")
+        measure_button(name, session.qc, right)
 
 # -- what moves the estimate --------------------------------------------------------------------
 st.subheader("What moves the estimate")

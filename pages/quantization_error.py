@@ -10,13 +10,13 @@ from inspector.diff import compare
 from inspector.errors import InspectorError
 from inspector.exports import TABLE_NOTES, token_metrics_table
 from inspector.figures import METRIC_LABELS, kl_agreement_figure, layer_error_figure, scatter_figure, token_error_figure
-from inspector.local_error import TOP_SITES, local_vs_cumulative
+from inspector.local_error import TOP_SITES
 from inspector.perplexity import MAX_PERPLEXITY_TOKENS, perplexity_text_ids
 from inspector.quant.files import quant_spec
 from inspector.sensitivity_figures import ab_sites_figure, ab_tokens_figure, local_cumulative_figure, local_tokens_figure
 from inspector.sites import DEPTH_SITES, HIDDEN
 from inspector.ui.export import chart, table_downloads
-from inspector.ui.runs import page_analysis
+from inspector.ui.runs import local_split, page_analysis
 from inspector.ui.sidebar import backend_for
 
 st.title("Quantization error")
@@ -65,15 +65,16 @@ st.caption(
     "with the float operation on those same inputs: only the site's own rounding. Stars mark the "
     f"{TOP_SITES} sites whose own rounding is largest."
 )
-split_key = ("local_split", session.run_key)
-if split_key not in st.session_state:
-    try:
-        with st.spinner("Feeding every site the float model's values…"):
-            st.session_state[split_key] = local_vs_cumulative(backend_for(session), diff.ids, diff)
-    except InspectorError as exc:
-        st.error(str(exc))
-split = st.session_state.get(split_key)
+try:
+    split = local_split(session, diff)
+except InspectorError as exc:
+    st.error(str(exc))
+    split = None
 if split is not None:
+    if split.window_start > 0:
+        st.caption(
+            f"Over the per-neuron window: tokens {split.window_start}–{len(diff.ids) - 1} (the sidebar's window setting)."
+        )
     chart(local_cumulative_figure(split.sites, sites or None), "local_cumulative")
     st.dataframe(split.sites.sort("rank").head(10), hide_index=True, width="stretch")
     table_downloads(split.sites, "local_vs_cumulative")

@@ -10,14 +10,24 @@ import streamlit as st
 
 from inspector.catalog import validation_text
 from inspector.errors import InspectorError
+from inspector.jobs import CANCELLED, FAILED
 from inspector.sensitivity_figures import pareto_figure, sensitivity_figure
-from inspector.sweep.background import SweepJob
 from inspector.sweep.evaluate import SweepSpec, held_out_ids
 from inspector.sweep.results import base_row, failed_points, pareto_front, read_sweep, sensitivity_table
 from inspector.sweep.study import DEFAULT_BUDGET_PCT
 from inspector.ui.export import chart, table_downloads
+from inspector.ui.jobs import job_status
 from inspector.ui.sidebar import render_sidebar
-from inspector.ui.sweeps import default_sweep_dir, existing_sweeps, job_for, other_running, register, running_job
+from inspector.ui.sweeps import (
+    default_sweep_dir,
+    existing_sweeps,
+    follow,
+    job_for,
+    other_running,
+    running_job,
+    start_sweep,
+    sweep_progress,
+)
 
 st.title("Sensitivity")
 session = render_sidebar()
@@ -29,7 +39,9 @@ st.caption(
     "precise setting; per-layer knobs also one layer at a time), teacher-forced on a held-out text at "
     "once. Δ KL: mean next-token KL from the float model, minus the base config's. The search then "
     "lowers widths greedily while bits/char stay within the budget. Points run as Ray tasks on a "
-    "local Ray instance; results are written to Parquet as they finish, and a re-run resumes."
+    "local Ray instance; results are written to Parquet as they finish, and a re-run resumes. A sweep "
+    "is a long job: it waits in line behind other long jobs of this server, and stops when no open tab "
+    "follows it."
 )
 
 
@@ -125,17 +137,14 @@ else:
     elsewhere = other_running(out_dir)
     if elsewhere is not None:
         st.info(
-            f"Another sweep is running ({elsewhere.out_dir}); one sweep runs at a time. Open it with 'Open existing results'.",
+            f"Another sweep is queued or running ({elsewhere.detail.out_dir}); one sweep runs at a time. "
+            "Open it with 'Open existing results'.",
         )
     if st.button("Start sweep", type="primary", key="sweep_start", disabled=busy is not None or elsewhere is not None):
         try:
             ids, chars = held_out_ids(loaded, text, max_tokens)
             spec = SweepSpec(loaded, ids, chars, session.qc)
-            register(
-                SweepJob(
-                    spec, out_dir, {"budget_pct": budget, "search": search, "per_layer": per_layer, "workers": workers}
-                ).start()
-            )
+            start_sweep(spec, out_dir, {"budget_pct": budget, "search": search, "per_layer": per_layer, "workers": workers})
         except InspectorError as exc:
             st.error(str(exc))
     st.session_state["sweep_dir"] = str(out_dir)
@@ -143,26 +152,19 @@ else:
 current = st.session_state.get("sweep_dir")
 if current:
     current_dir = Path(current)
-    job = job_for(current_dir)
-    was_running = job is not None and job.running
+    job = follow(current_dir)  # a sweep running there: this tab follows it too
+    was_running = job is not None
 
     @st.fragment(run_every=2.0 if was_running else None)
     def live() -> None:
         job = job_for(current_dir)
-        if was_running and not job.running:
+        if was_running and (job is None or job.finished):
             st.rerun()  # the sweep ended: redraw the page once, without the timer
-        if job is not None and job.running:
-            st.progress(
-                job.fraction,
-                text=f"{job.phase}: {job.done}/{job.total} points" + (f", {job.failed} failed" if job.failed else ""),
-            )
-            st.button(
-                "Stop", on_click=job.stop, key="sweep_stop",
-                help="Cancel the running points; finished ones stay, a re-run resumes",
-            )
-        elif job is not None and job.error:
+        if job is not None and not job.finished:
+            job_status(job, "sweep_stop", cancel_for_everyone=True, describe=sweep_progress)
+        elif job is not None and job.state == FAILED:
             st.error(f"The sweep failed: {job.error}")
-        elif job is not None and job.phase == "stopped":
+        elif job is not None and job.state == CANCELLED:
             st.info("The sweep was stopped; start it again to resume.")
         show_results(current_dir)
 

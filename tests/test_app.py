@@ -532,6 +532,13 @@ def test_hardware_page_measures_a_published_size(app, monkeypatch, tmp_path):
     assert "Measure MMfreeLM-370M" in labels and "Measure tiny-published" in labels
     app.button(key="measure_tiny-published").click().run()
     assert not app.exception, app.exception
+    from inspector.quant.config import QuantConfig
+    from inspector.ui.hardware import measurement_job
+
+    job = measurement_job("tiny-published", QuantConfig())  # a job of the queue, in its own thread
+    assert job is not None and job.wait(120) and job.state == "done", (job and job.state, job and job.error)
+    app.run()
+    assert not app.exception, app.exception
     assert not app.error, [e.value for e in app.error]
     table = next(d.value for d in app.dataframe if "activity from" in d.value.columns)
     row = table[table["model"] == "tiny-published"]

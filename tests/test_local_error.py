@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import polars as pl
 import torch
 
@@ -72,3 +73,41 @@ def test_feed_probe_feeds_quantized_float_values(tiny_checkpoint):
     logits_a, _ = emulator.integer(torch.tensor([ids]), None, None)
     logits_b, _ = emulator.teacher_forced(ids, record_tensors=False)
     assert torch.equal(logits_a[0], logits_b)
+
+
+def test_the_window_s_local_error_is_the_whole_sequence_s_restricted_to_the_window(tiny_checkpoint):
+    """Computed over a comparison that kept per-neuron values from token 25 on (what a page with a
+    long prompt has), local and cumulative errors per token are the whole sequence's for those tokens."""
+    from inspector.diff import compare
+
+    emulator = Emulator(load_checkpoint(tiny_checkpoint))
+    ids = _ids(emulator)
+    whole = local_vs_cumulative(emulator, ids)
+    windowed = local_vs_cumulative(emulator, ids, compare(emulator, ids, keep_from=25))
+    assert windowed.window_start == 25 and windowed.tokens["token"].min() == 25
+    assert windowed.tokens.height == windowed.sites.height * (len(ids) - 25)
+    expected = whole.tokens.filter(pl.col("token") >= 25).sort("layer", "site", "token")
+    got = windowed.tokens.sort("layer", "site", "token")
+    assert got.select("token", "layer", "site").equals(expected.select("token", "layer", "site"))
+    for column in ("local_nsr", "cumulative_nsr"):
+        a, b = got[column].to_numpy(), expected[column].to_numpy()
+        assert np.allclose(a, b, rtol=1e-5, atol=1e-12), column
+    # the hidden state's local error depends on the float state before the window: it is there
+    hidden = got.filter((pl.col("site") == "hidden") & (pl.col("token") == 25))["local_nsr"].to_numpy()
+    assert np.allclose(hidden, expected.filter((pl.col("site") == "hidden") & (pl.col("token") == 25))["local_nsr"].to_numpy())
+
+
+def test_a_local_error_result_counts_its_tables_in_the_run_cache_budget(tiny_checkpoint):
+    from inspector.run_cache import RunCache
+
+    emulator = Emulator(load_checkpoint(tiny_checkpoint))
+    result = local_vs_cumulative(emulator, _ids(emulator))
+    size = result.nbytes()
+    assert size >= result.tokens.estimated_size() > 0
+    # 40 tokens x every site x (3 identifying + 4 float columns): at least 8 bytes per float cell
+    assert size >= result.tokens.height * 4 * 8
+    cache = RunCache(budget_bytes=size + size // 2)
+    cache.put(("local_split", "a"), result, size, "tab")
+    assert cache.total_bytes() == size
+    cache.put(("local_split", "b"), result, size, "tab")  # two do not fit the budget: the older one goes
+    assert len(cache) == 1 and cache.get(("local_split", "a"), "tab") is None

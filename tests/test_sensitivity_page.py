@@ -39,8 +39,8 @@ def test_sensitivity_page_runs_a_sweep_in_the_background(app, tmp_path):
     assert not app.exception, app.exception
     job = sweeps.job_for(out)
     assert job is not None
-    job.wait(300)
-    assert job.error is None and job.phase == "finished", (job.phase, job.error)
+    assert job.wait(300)
+    assert job.state == "done" and job.detail.phase == "finished", (job.state, job.error, job.detail.phase)
     app.run()
     assert not app.exception, app.exception
     assert len(app.get("plotly_chart")) >= 1

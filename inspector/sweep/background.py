@@ -2,7 +2,9 @@
 
 The job only holds progress (phase, finished points, the last error); the results themselves are
 the Parquet file, which the page re-reads as points arrive. Stopping sets an event: points still
-running are cancelled, finished ones stay in the file, and starting again resumes.
+running are cancelled (the runner ends the Ray actors holding them), finished ones stay in the
+file, and starting again resumes. The app runs it through the job queue (`inspector.ui.sweeps`):
+`run` in the queue's thread, with the queue job's cancel event as the stop event.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ class SweepJob:
     spec: SweepSpec
     out_dir: Path
     options: dict[str, Any] = field(default_factory=dict)  # run_sweep keyword arguments
-    phase: str = "starting Ray"
+    phase: str = "waiting for its turn"
     done: int = 0
     total: int = 0
     failed: int = 0
@@ -31,10 +33,11 @@ class SweepJob:
     finished: Optional[float] = None
     stop_event: threading.Event = field(default_factory=threading.Event)
     _thread: Optional[threading.Thread] = None
+    _active: bool = False  # inside run()
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._active or (self._thread is not None and self._thread.is_alive())
 
     @property
     def fraction(self) -> float:
@@ -60,7 +63,14 @@ class SweepJob:
         if row.get("status") != "ok":
             self.failed += 1
 
+    def run(self, stop_event: Optional[threading.Event] = None) -> None:
+        """Run the sweep in the calling thread (a job queue's thread); `stop_event` replaces the own one."""
+        if stop_event is not None:
+            self.stop_event = stop_event
+        self._run()
+
     def _run(self) -> None:
+        self._active, self.phase = True, "starting Ray"
         try:
             run_sweep(
                 self.spec, self.out_dir, on_result=self._on_result, on_phase=self._on_phase, stop=self.stop_event, **self.options,
@@ -71,3 +81,4 @@ class SweepJob:
             self.phase = "failed"
         finally:
             self.finished = time.time()
+            self._active = False

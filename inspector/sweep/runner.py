@@ -135,6 +135,49 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
         raise SweepError(f"cannot reach the Ray cluster at {address}: {exc}") from None
 
 
+AUTH_MODE_VARIABLE = "RAY_AUTH_MODE"
+
+
+def token_auth_help(address: str) -> str:
+    """What to set to reach a cluster with token authentication (Ray 2.60's `ray start --head`
+    enables it whenever a token exists, and a driver given an explicit address does not)."""
+    mode = os.environ.get(AUTH_MODE_VARIABLE)
+    told = f"{AUTH_MODE_VARIABLE} is {mode!r}" if mode else f"{AUTH_MODE_VARIABLE} is not set"
+    return (
+        f"the Ray cluster at {address} requires token authentication and {told} for this process. Set "
+        f"{AUTH_MODE_VARIABLE}=token here, with the cluster's token in RAY_AUTH_TOKEN, or in the file named by "
+        "RAY_AUTH_TOKEN_PATH, or in ~/.ray/auth_token (where `ray start --head` reads it; `ray get-auth-token` "
+        "on the head node prints it)"
+    )
+
+
+def _check_authentication(address: str) -> None:
+    """Fail fast, saying what to set, on a cluster that wants a token this driver will not send.
+
+    Without this, `ray.init(address=...)` retries for about 20 s and then only says it failed to
+    connect. Asking the cluster's GCS directly is answered at once with an authentication error."""
+    target = address.split("://", 1)[-1]
+    if target == "auto" or ":" not in target:
+        return
+    try:
+        from ray._raylet import GcsClient
+        from ray.exceptions import AuthenticationError
+    except ImportError:  # another Ray version: ray.init's own error is all we have
+        return
+    try:
+        GcsClient(address=target)
+    except AuthenticationError:
+        if os.environ.get(AUTH_MODE_VARIABLE, "").lower() == "token":
+            raise SweepError(
+                f"the Ray cluster at {address} refused this process's authentication token: give it the cluster's "
+                "token in RAY_AUTH_TOKEN, the file named by RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token "
+                "(`ray get-auth-token` on the head node prints it)"
+            ) from None
+        raise SweepError(token_auth_help(address)) from None
+    except Exception:  # anything else: leave it to ray.init, which says more
+        return
+
+
 class SweepRunner:
     """Runs batches of points on Ray for one spec and one output directory (use as a context manager)."""
 
@@ -177,6 +220,7 @@ class SweepRunner:
         if not ray.is_initialized():
             if self.address:
                 _check_reachable(self.address)
+                _check_authentication(self.address)
             try:
                 if self.address:
                     ray.init(

@@ -1,4 +1,5 @@
-"""Streamlit glue of the Hardware page: the what-if widgets and the cached published measurements.
+"""Streamlit glue of the Hardware page: the what-if widgets and the cached published measurements
+(measured through the job queue, `inspector.jobs`).
 
 Every widget that can hold an invalid value shows its message next to itself and returns None, so
 the page skips only what depends on it and keeps the rest usable.
@@ -7,6 +8,7 @@ the page skips only what depends on it and keeps the rest usable.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import streamlit as st
 
@@ -16,10 +18,14 @@ from inspector.context_length import TRANSFORMER_LABELS, TRANSFORMER_SOURCES, Co
 from inspector.costs import COST_LABELS, CUSTOM, FITTED_NAME, PRESETS, CostError, CostPreset, OpCosts, custom_preset
 from inspector.emulator.hardware import HardwareConfig, HardwareConfigError
 from inspector.emulator.mapper import LAYOUTS, ONE_BLOCK_PER_CHIP, lm_head_group
+from inspector.errors import InspectorError
 from inspector.hardware_report import Evaluation, evaluate, what_if_rows
+from inspector.jobs import QUEUE, Job
 from inspector.paper import BASELINE_LABELS, JETSON_DEFAULTS, JETSON_SOURCE, BaselineError, GpuBaseline
 from inspector.published_activity import MeasuredActivity
 from inspector.quant.config import QuantConfig
+from inspector.run_cache import _release_to_os
+from inspector.ui.jobs import follow_job, waiter
 from inspector.ui.sidebar import keep, kept
 
 # what-if widgets: HardwareConfig field -> (label, unit divisor); memory sizes are edited in KiB
@@ -165,15 +171,63 @@ def cached_what_ifs(name: str, qc: QuantConfig, costs: OpCosts, prompt_tokens: i
     return what_if_rows(name, measured.weights, measured.groups, measured.activity, config, costs, prompt_tokens)
 
 
-def measure_published(name: str, qc: QuantConfig) -> None:
-    """Measure one published size now, with a progress bar (the result lands in the disk cache)."""
-    progress = st.progress(0.0, text=f"{name}: building and running the layers with random weights…")
+def measurement_key(name: str, qc: QuantConfig) -> tuple:
+    """One job per published size and QuantConfig: two tabs asking for the same measurement share it."""
+    return ("measure", name, json.dumps(qc.to_dict(), sort_keys=True, default=str))
 
-    def on_progress(done: int, total: int, what: str) -> None:
-        progress.progress(done / total, text=f"{name} (random weights, one layer at a time): {what}")
 
-    published_activity(name, qc, on_progress=on_progress)
-    cached_published.clear()
-    cached_published_evaluation.clear()
-    cached_what_ifs.clear()
-    progress.empty()
+def measurement_job(name: str, qc: QuantConfig) -> Job | None:
+    """The queued, running or just finished measurement of `name` for `qc`, if any."""
+    return QUEUE.job(measurement_key(name, qc))
+
+
+def measure_published(name: str, qc: QuantConfig) -> Job:
+    """Queue the measurement of one published size (or join the one already queued or running).
+
+    It runs in a thread of the job queue (a heavy job: minutes and GBs for 2.7B) and stops at the
+    next layer when cancelled or when no session waits for it; the result lands in the disk cache."""
+
+    def work(job: Job) -> None:
+        def on_progress(done: int, total: int, what: str) -> None:
+            job.report(done / total, f"random weights, one layer at a time: {what}")
+
+        try:
+            published_activity(name, qc, on_progress=on_progress)
+        finally:
+            _release_to_os()  # the layers it built and freed: give the memory back
+        cached_published.clear()
+        cached_published_evaluation.clear()
+        cached_what_ifs.clear()
+
+    return QUEUE.submit(measurement_key(name, qc), f"Measuring {name}", work, waiter())
+
+
+def request_measurement(name: str, qc: QuantConfig) -> None:
+    """The Measure button's callback: it runs before the page is drawn, so a click is never lost when
+    the page then shows a job another session started instead of the button (the click joins it)."""
+    try:
+        measure_published(name, qc)
+    except InspectorError as exc:  # e.g. this session's limit of queued jobs
+        st.session_state[f"measure_error_{name}"] = str(exc)
+
+
+def measure_button(name: str, qc: QuantConfig, where) -> None:
+    """Measure (or wait for the measurement another session started), with the reason it was refused."""
+    job = measurement_job(name, qc)
+    if job is None or job.finished or waiter() not in job.waiters:
+        label = f"Measure {name}" if job is None or job.finished else "Wait for it too"
+        where.button(label, key=f"measure_{name}", on_click=request_measurement, args=(name, qc))
+    problem = st.session_state.pop(f"measure_error_{name}", None)
+    if problem:
+        where.error(problem)
+
+
+def follow_measurement(job: Job, key: str) -> None:
+    """Position in line or progress, and Cancel; the page redraws with the result when it is done."""
+
+    def refresh() -> None:
+        cached_published.clear()
+        cached_published_evaluation.clear()
+        cached_what_ifs.clear()
+
+    follow_job(job, key, on_finished=refresh)

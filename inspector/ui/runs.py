@@ -7,17 +7,26 @@ released when the session ends (`inspector.ui.lifecycle`).
 Small models (the sample models) run automatically whenever a setting changes, so that changing a
 bit width immediately shows its effect; larger checkpoints wait for the Run button. Clicking Stop
 interrupts the run (Streamlit stops the script on any interaction) and remembers not to restart it.
+Long analyses (Lava, large checkpoints: `is_heavy`) first wait for a turn in the server's job queue,
+and stop at the next token once their tab is closed.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import streamlit as st
 
 from inspector.analysis import Analysis, analyze
+from inspector.diff import DiffResult
 from inspector.errors import InspectorError
 from inspector.exports import bundle_zip, run_metadata
+from inspector.jobs import QUEUE, Job
+from inspector.local_error import LocalErrorResult, local_vs_cumulative
 from inspector.run_cache import RUNS
 from inspector.ui.export import set_metadata
+from inspector.ui.jobs import line_text, waiter
 from inspector.ui.lifecycle import on_session_end, session_id
 from inspector.ui.sidebar import Session, backend_for, render_sidebar, settings_problems
 
@@ -55,6 +64,30 @@ def _stop(key: tuple) -> None:
 def _request(key: tuple) -> None:
     st.session_state["stopped_key"] = None
     st.session_state["requested_key"] = key
+
+
+def is_heavy(session: Session) -> bool:
+    """Whether this analysis is a long job that waits in the server's job queue (`inspector.jobs`).
+
+    Decided by what makes an analysis long: a Lava run (a simulator process per graph, minutes per
+    token at published sizes) or a checkpoint too large to run automatically (it waits for the Run
+    button; 370M takes minutes). Analyses of small models (the sample models: seconds) run at once
+    and do not hold a place in line; their de-duplication is the run cache's, as for every analysis."""
+    return session.backend.key == "lava" or session.loaded.model.num_parameters() > AUTO_RUN_MAX_PARAMETERS
+
+
+@contextmanager
+def heavy_turn(session: Session, owner: str, progress) -> Iterator[Job | None]:
+    """A turn in the job queue for a heavy analysis (None for a light one, which runs at once)."""
+    if not is_heavy(session):
+        yield None
+        return
+
+    def on_wait(position: int) -> None:  # redrawn every poll: where Streamlit can stop this session
+        progress.progress(0.0, text=f"This analysis is a long job: {line_text(position)}.")
+
+    with QUEUE.slot(session.run_key, f"Analysis of {session.loaded.name}", waiter(), on_wait) as job:
+        yield job
 
 
 def ensure_analysis(session: Session) -> Analysis | None:
@@ -120,9 +153,16 @@ def ensure_analysis(session: Session) -> Analysis | None:
         with st.spinner("Running the float and the integer model…"), RUNS.computing(key, on_wait, RUN_WAIT_S):
             analysis = RUNS.get(key, owner)  # another session with the same settings may have just finished it
             if analysis is None:
-                analysis = analyze(
-                    emulator, session.prompt, session.sampling, on_progress, on_token=on_token, window=session.window,
-                )
+                with heavy_turn(session, owner, progress) as job:
+                    def on_progress_checked(phase: str, done: int, total: int) -> None:
+                        on_progress(phase, done, total)
+                        if job is not None:
+                            job.check()  # cancelled (the tab was closed): stop at this token
+
+                    analysis = analyze(
+                        emulator, session.prompt, session.sampling, on_progress_checked, on_token=on_token,
+                        window=session.window,
+                    )
                 RUNS.put(key, analysis, analysis.nbytes(), owner)
         _free_when_session_ends(owner)  # the result now held for this session, whoever computed it
     except InspectorError as exc:
@@ -131,6 +171,30 @@ def ensure_analysis(session: Session) -> Analysis | None:
         return None
     progress.empty()
     st.rerun()  # redraw from the cache, without the Stop button and the progress bar
+
+
+def local_split(session: Session, diff: DiffResult) -> LocalErrorResult:
+    """Local vs cumulative error of this session's analysis, over its per-neuron window, kept in the
+    run cache beside the analysis: shared by sessions with the same settings, counted in the cache's
+    memory budget, and freed with the session (never in session state, which outlives a closed tab)."""
+    owner = session_id()
+    key = ("local_split", session.run_key)
+    split = RUNS.get(key, owner)
+    if split is not None:
+        return split
+
+    def on_wait(seconds: float) -> None:
+        waiting.caption(f"Waiting for another session computing the same split ({seconds:.0f} s)…")
+
+    waiting = st.empty()
+    with st.spinner("Feeding every site the float model's values…"), RUNS.computing(key, on_wait, RUN_WAIT_S):
+        split = RUNS.get(key, owner)
+        if split is None:
+            split = local_vs_cumulative(backend_for(session), diff.ids, diff)
+            RUNS.put(key, split, split.nbytes(), owner)
+    waiting.empty()
+    _free_when_session_ends(owner)
+    return split
 
 
 def page_analysis() -> tuple[Session, Analysis]:

@@ -1,8 +1,9 @@
-"""Sweeps started from the app: a process-wide registry of background jobs, and where results go.
+"""Sweeps started from the app: jobs of the server's job queue (`inspector.jobs`), and where results go.
 
-The registry is a module-level dict, not session state: a sweep keeps running (and stays visible)
-when the user switches pages or reloads, and a second sweep into the same directory is refused
-while the first runs.
+A sweep is a heavy job (it keeps every CPU busy through Ray), keyed by its output directory: it
+waits in line behind other long jobs, keeps running (and stays visible) when the user switches pages
+or reloads, a second sweep into the same directory joins the first, and a sweep that no tab
+follows any more stops (its finished points stay in the Parquet file; starting again resumes).
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ from pathlib import Path
 
 from inspector.catalog import SAMPLE_MODELS_DIR
 from inspector.checkpoint import LoadedModel
+from inspector.errors import InspectorError
+from inspector.jobs import QUEUE, Job
 from inspector.quant.config import QuantConfig
 from inspector.sweep.background import SweepJob
+from inspector.sweep.evaluate import SweepSpec
 from inspector.sweep.runner import RESULTS_FILE
+from inspector.ui.jobs import waiter
 
 SWEEPS_ROOT = SAMPLE_MODELS_DIR.parent / "artifacts" / "sweeps"
-JOBS: dict[str, SweepJob] = {}
 
 
 def default_sweep_dir(loaded: LoadedModel, qc: QuantConfig, tokens: int) -> Path:
@@ -33,22 +37,48 @@ def existing_sweeps(root: Path = SWEEPS_ROOT) -> list[Path]:
     return sorted((p for p in root.iterdir() if (p / RESULTS_FILE).is_file()), key=lambda p: p.stat().st_mtime, reverse=True)
 
 
-def running_job(out_dir: Path) -> SweepJob | None:
-    job = JOBS.get(str(Path(out_dir).resolve()))
-    return job if job is not None and job.running else None
+def sweep_key(out_dir: Path) -> tuple:
+    return ("sweep", str(Path(out_dir).resolve()))
 
 
-def register(job: SweepJob) -> SweepJob:
-    JOBS[str(job.out_dir.resolve())] = job
-    return job
+def start_sweep(spec: SweepSpec, out_dir: Path, options: dict) -> Job:
+    """Queue a sweep into `out_dir` (or join the one queued or running there) for this session."""
+    sweep = SweepJob(spec, Path(out_dir), options)
+
+    def work(job: Job) -> None:
+        sweep.run(job.cancel_event)  # cancelling the job stops the Ray work: the runner ends its actors
+        if sweep.error:
+            raise InspectorError(sweep.error)
+
+    return QUEUE.submit(sweep_key(out_dir), f"Sweep into {Path(out_dir).name}", work, waiter(), detail=sweep)
 
 
-def job_for(out_dir: Path) -> SweepJob | None:
-    return JOBS.get(str(Path(out_dir).resolve()))
+def sweep_progress(job: Job) -> tuple[float, str]:
+    """(fraction, text) of a sweep job, from its SweepJob."""
+    sweep: SweepJob = job.detail
+    failed = f", {sweep.failed} failed" if sweep.failed else ""
+    return sweep.fraction, f"{sweep.phase}: {sweep.done}/{sweep.total} points{failed}"
 
 
-def other_running(out_dir: Path) -> SweepJob | None:
-    """A sweep running into another directory: one at a time, since they would share (and the first
-    to finish would shut down) the one local Ray instance."""
-    mine = str(Path(out_dir).resolve())
-    return next((job for key, job in JOBS.items() if key != mine and job.running), None)
+def job_for(out_dir: Path) -> Job | None:
+    """The queued, running or recently finished sweep job into `out_dir`."""
+    return QUEUE.job(sweep_key(out_dir))
+
+
+def running_job(out_dir: Path) -> Job | None:
+    job = job_for(out_dir)
+    return job if job is not None and not job.finished else None
+
+
+def follow(out_dir: Path) -> Job | None:
+    """This session now follows the unfinished sweep into `out_dir` (so it keeps running while the tab is open)."""
+    return QUEUE.join(sweep_key(out_dir), waiter())
+
+
+def other_running(out_dir: Path) -> Job | None:
+    """A sweep queued or running into another directory: one at a time, since they would share (and the
+    first to finish would shut down) the one local Ray instance."""
+    mine = sweep_key(out_dir)
+    return next(
+        (job for job in (*QUEUE.running(), *QUEUE.queued()) if job.key != mine and job.key[:1] == ("sweep",)), None,
+    )
