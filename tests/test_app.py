@@ -560,6 +560,13 @@ def test_hardware_what_ifs_say_how_much_each_change_moves(app, monkeypatch, tmp_
     assert any("Measure MMfreeLM-370M (above)" in i.value for i in app.info)
     app.button(key="measure_MMfreeLM-370M").click().run()
     assert not app.exception, app.exception
+    from inspector.quant.config import QuantConfig
+    from inspector.ui.hardware import measurement_job
+
+    job = measurement_job("MMfreeLM-370M", QuantConfig())  # measured by the job queue, in its own thread
+    assert job is not None and job.wait(120) and job.state == "done", (job and job.state, job and job.error)
+    app.run()
+    assert not app.exception, app.exception
     table = next(d.value for d in app.dataframe if "what if" in d.value.columns)
     assert table["what if"].iloc[0].startswith("the paper's layout")
     assert table["change mJ/token (%)"].iloc[0] == 0
