@@ -17,7 +17,8 @@ from inspector.sensitivity_figures import ab_sites_figure, ab_tokens_figure, loc
 from inspector.sites import DEPTH_SITES, HIDDEN
 from inspector.ui.export import chart, table_downloads
 from inspector.ui.runs import page_analysis
-from inspector.ui.sidebar import backend_for
+from inspector.ui.sidebar import app_access, backend_for
+from inspector.ui.text import plain
 
 st.title("Quantization error")
 session, analysis = page_analysis()
@@ -71,7 +72,7 @@ if split_key not in st.session_state:
         with st.spinner("Feeding every site the float model's values…"):
             st.session_state[split_key] = local_vs_cumulative(backend_for(session), diff.ids, diff)
     except InspectorError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
 split = st.session_state.get(split_key)
 if split is not None:
     chart(local_cumulative_figure(split.sites, sites or None), "local_cumulative")
@@ -89,14 +90,14 @@ spec_b = st.text_input("Config B", "state_bits=16", key="ab_spec")
 if st.button("Compare A and B", key="ab_button"):
     try:
         with st.spinner("Running both configurations…"):
-            qc_b = quant_spec(spec_b)
+            qc_b = quant_spec(spec_b, app_access())
             st.session_state["ab_result"] = (session.run_key, spec_b, ab_compare(session.loaded, diff.ids, session.qc, qc_b))
     except InspectorError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
 stored = st.session_state.get("ab_result")
 if stored is not None and stored[0] == session.run_key:
     ab = stored[2]
-    st.markdown(f"A vs B ({stored[1]}) differ in: `{ab.changed_fields() or 'nothing'}`")
+    st.markdown(f"A vs B ({plain(stored[1])}) differ in: {plain(ab.changed_fields() or 'nothing')}")
     st.dataframe(ab.summary, hide_index=True, width="stretch")
     chart(ab_sites_figure(ab.sites), "ab_sites")
     chart(ab_tokens_figure(ab.tokens), "ab_tokens")
@@ -133,7 +134,7 @@ if st.button("Compute perplexity", key="ppl_button"):
             with st.spinner(f"Running both models on {len(ids)} tokens…"):
                 result = compare(backend_for(session), ids, keep_from=len(ids) - 1)  # per-token figures only
         except InspectorError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
         else:
             c1, c2, c3 = st.columns(3)
             st.caption(f"Both models teacher-forced on the same {len(ids):,} tokens ({len(ids) - 1:,} predictions).")
