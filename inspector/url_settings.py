@@ -156,12 +156,12 @@ def parse_query(params: Mapping[str, str], spec: list[Field]) -> tuple[dict[str,
             continue
         raw = params[f.param]
         if raw is REPEATED:
-            problems.append(f"`{f.param}` appears more than once in the link, so none of its values was used.")
+            problems.append(f"{f.param} appears more than once in the link, so none of its values was used.")
             continue
         try:
             values[f.key] = f.parse(raw if isinstance(raw, str) else str(raw))
         except ValueError as exc:
-            problems.append(f"`{f.param}` from the link was ignored: {exc}.")
+            problems.append(f"{f.param} from the link was ignored: {exc}.")
     unknown = sorted(p for p in params if p not in known)
     if unknown:
         problems.append(f"Unknown link parameters ignored: {', '.join(p[:30] for p in unknown[:5])}.")
