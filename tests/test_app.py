@@ -235,7 +235,8 @@ def test_generation_perplexities_say_which_text(app):
 
 @pytest.mark.parametrize(
     "key,value,words",
-    [("seed", "99999999999", "seed"), ("top_k", "99999", "top-k"), ("seed", "-1", "seed"), ("seed", "1e30", "not a whole number")],
+    [("seed", "99999999999", "seed"), ("top_k", "99999", "top-k"), ("seed", "-1", "seed"),
+     ("seed", "1e30", "not a whole number")],
 )
 def test_out_of_range_numbers_are_explained_and_hide_old_results(app, key, value, words):
     """Issue 11.15: the message is where the user looks, and stale results are not shown."""
