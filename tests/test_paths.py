@@ -158,3 +158,20 @@ def test_a_path_with_an_equals_sign_is_read_as_a_path(tmp_path):
     path = save_quant_config(QuantConfig(state_bits=10), tmp_path / "state=10.json")
     assert quant_spec(str(path)).state_bits == 10
     assert quant_spec("state_bits=10 , act_bits=6") == QuantConfig(state_bits=10, act_bits=6)
+
+
+def test_cli_paths_give_one_line_errors(capsys, tmp_path):
+    """The CLI keeps its freedom but says what is wrong with a device, a long name or a file in the way, without a traceback."""
+    from inspector.cli import main
+
+    cases = [
+        (["run", "--model", "shakespeare", "--prompt", "R", "--out", "/" + "x" * 5000], "path too long"),
+        (["run", "--model", "shakespeare", "--prompt", "R", "--out", "/dev/zero"], "not a directory"),
+        (["run", "--model", "shakespeare", "--prompt", "R", "--tokens", "1", "--quant-file", "/dev/zero", "--out",
+          str(tmp_path / "o")], "not a regular file"),
+    ]
+    for argv, said in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err, err
+    assert not (tmp_path / "o").exists()
