@@ -104,7 +104,7 @@ def _shown(typed: str) -> str:
 def _error(use: Use, typed: str, problem: str) -> InspectorError:
     if use.kind == "dir" and use.roots == ("models",):
         return CheckpointError(_shown(typed), None, problem)
-    return PathError(f"{use.what} {_shown(typed)}: {problem}")
+    return PathError(f"{use.what[0].upper()}{use.what[1:]} {_shown(typed)}: {problem}")
 
 
 def _allowed(use: Use, access: Access) -> list[Path]:
@@ -133,7 +133,7 @@ def _outside_message(use: Use, access: Access) -> str:
 
 def _check_text(use: Use, text: str) -> None:
     if not text:
-        raise _error(use, "(empty path)", f"type the path of a {use.what}")
+        raise _error(use, "(empty path)", f"type the path of the {use.what}")
     if "\x00" in text:
         raise _error(use, text, "a path cannot contain a NUL character")
     if len(text) > MAX_PATH_CHARS:

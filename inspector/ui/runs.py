@@ -144,7 +144,8 @@ def page_analysis() -> tuple[Session, Analysis]:
     if session is None:
         problems = settings_problems()
         if problems:
-            st.error("Nothing was run: " + plain(" ".join(problems)) + " Fix it in the sidebar.")
+            said = " ".join(p if p.rstrip().endswith(".") else p.rstrip() + "." for p in problems)
+            st.error("Nothing was run: " + plain(said) + " Fix it in the sidebar.")
         else:
             st.warning("Choose a model in the sidebar that loads without errors.")
         st.stop()
