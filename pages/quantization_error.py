@@ -95,7 +95,9 @@ if st.button("Compare A and B", key="ab_button"):
     except InspectorError as exc:
         st.error(plain(exc))
 stored = st.session_state.get("ab_result")
-if stored is not None and stored[0] == session.run_key:
+if stored is not None and stored[0] == session.run_key and stored[1] != spec_b:
+    st.info("Config B changed since the last comparison: press **Compare A and B** to compare with it.")
+elif stored is not None and stored[0] == session.run_key:  # never a comparison of an older Config B shown as current
     ab = stored[2]
     st.markdown(f"A vs B ({plain(stored[1])}) differ in: {plain(ab.changed_fields() or 'nothing')}")
     st.dataframe(ab.summary, hide_index=True, width="stretch")

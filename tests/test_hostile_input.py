@@ -171,3 +171,15 @@ def test_sensitivity_number_box_says_why_next_to_it(app_local):
     assert at.button(key="sweep_start").disabled
     at.number_input(key="sweep_tokens").set_value(32).run()
     assert not any("Held-out tokens" in unescaped(e.value) for e in at.error)
+
+
+def test_ab_result_of_an_older_config_b_is_not_shown_as_current(app_local):
+    at = app_local
+    at.switch_page("pages/quantization_error.py").run()
+    at.text_input(key="ab_spec").input("state_bits=12").run()
+    at.button(key="ab_button").click().run()
+    assert any("state\\_bits\\=12" in m.value for m in at.markdown)
+    at.text_input(key="ab_spec").input("state_bits=16").run()
+    assert not at.exception
+    assert not any("A vs B" in m.value for m in at.markdown)
+    assert any("Config B changed" in i.value for i in at.info)
