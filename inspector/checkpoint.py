@@ -279,18 +279,18 @@ ProgressFn = Callable[[int, int, str], None]  # (tensors done, tensors total, ke
 def load_checkpoint(directory: str | Path, on_progress: Optional[ProgressFn] = None) -> LoadedModel:
     """Load a model (frozen: int8 ternary matrices, see BitLinear) and its tokenizer from a local HF-layout directory.
 
-    Order matters for a hostile or mistaken input: the path (`inspector.paths`), the config, then the memory it implies, then
-    every tensor's name, shape and dtype from the file headers, and only then any tensor data, one tensor at
+    Order matters for a hostile or mistaken input: the path (`inspector.paths`), the config, then every tensor's
+    name, shape and dtype from the file headers, then the memory the config implies, and only then any tensor data, one tensor at
     a time (bf16 or float32 on disk, never two full copies in memory).
     """
     directory = checkpoint_directory(directory)  # validated, and within INSPECTOR_MODEL_ROOTS if set
     config, ignored_keys = read_config_and_ignored(directory / CONFIG_FILE)
-    check_model_fits(config, str(directory / CONFIG_FILE))
     source = weight_source(directory)
-    with torch.device("meta"):
+    with torch.device("meta"):  # no memory: shapes only
         model = HGRNBitForCausalLM(config, initialize=False)
     shapes = expected_shapes(model)
-    check_weight_source(shapes, source, str(directory / CONFIG_FILE))
+    check_weight_source(shapes, source, str(directory / CONFIG_FILE))  # a config that does not match its weights is named first
+    check_model_fits(config, str(directory / CONFIG_FILE))
     digest = WeightDigest(list(source.files.values()))  # hashed in a background thread while the tensors load
     bitlinears = dict(model.bitlinears())
     keys = list(shapes)

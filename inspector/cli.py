@@ -38,6 +38,7 @@ from inspector.errors import InspectorError
 from inspector.generate import SamplingSettings, encode_prompt, eos_note, stopped_at_eos
 from inspector.local_error import local_vs_cumulative
 from inspector.paper import LM_HEAD_CHIPS_PAPER
+from inspector.paths import Access, Use, checked_path, read_limited
 from inspector.quant.config import QUANT_PRESETS, QuantConfig, QuantConfigError
 from inspector.quant.files import load_quant_config, parse_value, quant_spec
 from inspector.sweep.evaluate import SweepSpec, held_out_ids
@@ -93,6 +94,7 @@ def _sampling(args) -> SamplingSettings:
 
 def cmd_run(args) -> int:
     require_backend(args.backend)  # before loading anything: say what is missing at once
+    _out_dir(args.out)  # a bad --out is said now, not after the run
     loaded = resolve_model(args.model)
     qc = _qc(args)
     sampling = _sampling(args)
@@ -143,11 +145,7 @@ def cmd_diff(args) -> int:
     qc = _qc(args)
     emulator = Emulator(loaded, qc)
     if args.text:
-        try:
-            text = Path(args.text).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InspectorError(f"cannot read --text {args.text}: {exc.strerror}") from None
-        follow, prompt = "text", text
+        follow, prompt = "text", _read_text(args.text)
     else:
         follow, prompt = args.follow, args.prompt
     ids = lockstep_ids(emulator, prompt, follow, _sampling(args))
@@ -195,16 +193,28 @@ def cmd_quality(args) -> int:
     return 0
 
 
+MAX_TEXT_BYTES = 256 * 2**20  # --text: a held-out text or a corpus, never a device read without end
+
+
 def _read_text(path: str) -> str:
+    """The file of --text: checked as any typed path is (`inspector.paths`), then read up to MAX_TEXT_BYTES."""
+    target = checked_path(path, Use("--text file", (), "file", MAX_TEXT_BYTES), Access.local())
     try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InspectorError(f"cannot read --text {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        return read_limited(target, MAX_TEXT_BYTES, "--text file").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InspectorError(f"cannot read --text {path}: not UTF-8 text ({exc.reason} at byte {exc.start:,})") from None
+
+
+def _out_dir(path: str) -> Path:
+    """--out checked before any work: a long name, a file in the way or an unwritable place is said at once.
+    The CLI writes where its user says (an existing directory is written into, as the user asked)."""
+    return checked_path(path, Use("--out directory", (), "output"), Access.local(), replace=True)
 
 
 def cmd_sweep(args) -> int:
     """Sensitivity of every QuantConfig knob and a bit-width search, as Ray tasks, into --out."""
     loaded = resolve_model(args.model)
+    _out_dir(args.out)
     text = _read_text(args.text) if args.text else validation_text(loaded)
     lower = dict(_pair(p) for p in args.lower)
     ids, chars = held_out_ids(loaded, text, args.max_tokens)
@@ -532,4 +542,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except InspectorError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the last net: a file-system refusal is said in one line, never as a traceback
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2

@@ -171,6 +171,9 @@ def export_tables(analysis: Analysis, tokenizer: Tokenizer) -> dict[str, pl.Data
         "per_layer_error": analysis.diff.per_layer(),
     }
     tables |= {name: table for name, table in analysis.tables.items() if name not in tables}
+    probe = analysis.run.probe
+    if "tensors" not in tables and probe is not None and probe.record_tensors:
+        tables["tensors"] = probe.tensors()  # the long table: built here, on export, not kept with the analysis
     for name, table in tables.items():
         check_columns(table, name)
     return tables
@@ -285,6 +288,8 @@ def bundle_zip(analysis: Analysis, tokenizer: Tokenizer, metadata: Mapping[str, 
 
 
 def _bundle_readme(tables: Mapping[str, pl.DataFrame]) -> str:
+    """README.txt of the zip: lists exactly the tables the zip holds (a test compares the two)."""
+    parquet_only = [name for name in BIG_TABLES if name in tables]
     lines = [
         "Loihi LM Inspector export",
         "",
@@ -292,7 +297,8 @@ def _bundle_readme(tables: Mapping[str, pl.DataFrame]) -> str:
         "columns.csv    every column of every table: type, unit, meaning",
         "figures.html   the run's main figures; self-contained, opens offline",
         "tables/        one Parquet file per table (run metadata in its key-value metadata) and a CSV",
-        f"               (run metadata as '#' lines before the header; {', '.join(BIG_TABLES)} as Parquet only)",
+        "               (run metadata as '#' lines before the header"
+        + (f"; {', '.join(parquet_only)} as Parquet only)" if parquet_only else ")"),
         "",
         "Join key: " + TOKEN_KEY + ".",
         "token_metrics row t is the prediction of token t + 1 (column predicts_token).",

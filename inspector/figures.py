@@ -85,7 +85,8 @@ def distribution_figure(
     pi = torch.softmax(int_logits.double(), -1)
     ids = list(dict.fromkeys(torch.topk(pf, k).indices.tolist() + torch.topk(pi, k).indices.tolist()))
     ids.sort(key=lambda i: -float(pf[i]))
-    labels = [repr(decode(tokenizer, [i]))[1:-1] or "∅" for i in ids]
+    # escaped: Plotly draws a subset of HTML (links included) in tick labels, and these are model text
+    labels = [html.escape(repr(decode(tokenizer, [i]))[1:-1]) or "∅" for i in ids]
     fig = go.Figure(
         [
             go.Bar(name="float", x=labels, y=[float(pf[i]) for i in ids], marker_color="#1f77b4"),

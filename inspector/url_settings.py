@@ -22,15 +22,20 @@ MAX_PATH_CHARS = 1024
 MAX_TOKENS_IN_UI = 256
 HEADROOMS = (0.25, 0.5, 1.0, 1.5, 2.0, 4.0, 8.0)
 
-# QuantConfig fields the sidebar exposes: (label, min, max). The sliders and the URL share these.
+_QUANT_LABELS = {
+    "act_bits": "Block activation bits",
+    "spike_bits": "BitLinear input bits (graded spikes)",
+    "internal_bits": "MLGRU / GLU internal bits",
+    "residual_bits": "Residual stream bits",
+    "state_bits": "MLGRU state bits",
+    "gate_frac_bits": "Gate fraction bits",
+    "lut_bits": "SiLU table output bits",
+}
+# QuantConfig fields the sidebar exposes: (label, min, max). The sliders and the URL share these, and
+# the limits are QuantConfig's own (`QuantConfig.limits`), which every other input (A/B box, files,
+# the CLI) is checked against too.
 QUANT_SLIDERS: dict[str, tuple[str, int, int]] = {
-    "act_bits": ("Block activation bits", 3, 12),
-    "spike_bits": ("BitLinear input bits (graded spikes)", 3, 12),
-    "internal_bits": ("MLGRU / GLU internal bits", 6, 16),
-    "residual_bits": ("Residual stream bits", 3, 16),
-    "state_bits": ("MLGRU state bits", 6, 24),
-    "gate_frac_bits": ("Gate fraction bits", 4, 16),
-    "lut_bits": ("SiLU table output bits", 6, 24),
+    name: (label, *QuantConfig().limits()[name]) for name, label in _QUANT_LABELS.items()
 }
 
 # The largest messaging threshold a widget or link accepts: the largest |code| at the widest spike_bits
@@ -56,17 +61,19 @@ class Field:
     dump: Callable[[Any], str] = str
 
 
-def _int_in(lo: int, hi: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text.strip())
-        except ValueError:
-            raise ValueError(f"{text[:40]!r} is not a whole number") from None
-        if not lo <= value <= hi:
-            raise ValueError(f"{value} is outside {lo}..{hi}")
-        return value
+def whole_number(text: str, lo: int, hi: int) -> int:
+    """A whole number in lo..hi written in plain digits (`1e30`, `1.0`, `0x10` are refused, not rounded)."""
+    stripped = str(text).strip()
+    if not stripped.lstrip("+-").isdigit() or not stripped.isascii() or len(stripped) > 40:
+        raise ValueError(f"{stripped[:40]!r} is not a whole number")
+    value = int(stripped)
+    if not lo <= value <= hi:
+        raise ValueError(f"{value:,} is outside {lo:,}..{hi:,}")
+    return value
 
-    return parse
+
+def _int_in(lo: int, hi: int) -> Callable[[str], int]:
+    return lambda text: whole_number(text, lo, hi)
 
 
 def _float_in(lo: float, hi: float) -> Callable[[str], float]:
@@ -150,6 +157,14 @@ def fields(models: tuple[str, ...], backends: tuple[str, ...]) -> list[Field]:
     ]
 
 
+REPEATED = object()  # a parameter given more than once: refused, since a link must not say two things
+
+
+def query_values(params: Mapping[str, list[str]]) -> dict[str, Any]:
+    """Each parameter's value from lists of values (`st.query_params.get_all`); REPEATED when there are several."""
+    return {k: (values[0] if len(values) == 1 else REPEATED) for k, values in params.items() if values}
+
+
 def parse_query(params: Mapping[str, str], spec: list[Field]) -> tuple[dict[str, Any], list[str]]:
     """Values (by widget key) for the parameters that are valid, and one message per invalid one."""
     values, problems = {}, []
@@ -158,10 +173,13 @@ def parse_query(params: Mapping[str, str], spec: list[Field]) -> tuple[dict[str,
         if f.param not in params:
             continue
         raw = params[f.param]
+        if raw is REPEATED:
+            problems.append(f"{f.param} appears more than once in the link, so none of its values was used.")
+            continue
         try:
             values[f.key] = f.parse(raw if isinstance(raw, str) else str(raw))
         except ValueError as exc:
-            problems.append(f"`{f.param}` from the link was ignored: {exc}.")
+            problems.append(f"{f.param} from the link was ignored: {exc}.")
     unknown = sorted(p for p in params if p not in known)
     if unknown:
         problems.append(f"Unknown link parameters ignored: {', '.join(p[:30] for p in unknown[:5])}.")

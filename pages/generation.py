@@ -12,6 +12,7 @@ from inspector.generate import eos_note
 from inspector.sites import DEPTH_SITES
 from inspector.ui.export import chart, column_help, table_downloads
 from inspector.ui.runs import page_analysis
+from inspector.ui.text import plain
 
 st.title("Generation")
 session, analysis = page_analysis()
@@ -82,11 +83,11 @@ if len(tokens) > 1:
     )]
 else:
     picked = tokens[0]
-    st.caption(f"The only generated token: {labels[picked]}")
-text_slot.markdown(
+    st.caption(f"The only generated token: {plain(labels[picked])}")
+# st.html, not st.markdown: the prompt and the generated text are escaped HTML and never parsed as Markdown.
+text_slot.html(
     f'<div style="font-family:monospace;white-space:pre-wrap;color:#555">{html.escape(analysis.prompt)}</div>'
     + colored_tokens_html(table["text"].to_list(), agree, kl, picked, first_token=n_prompt),
-    unsafe_allow_html=True,
 )
 step = analysis.producing_position(picked)
 a, b = st.columns(2)

@@ -17,7 +17,8 @@ from inspector.sensitivity_figures import ab_sites_figure, ab_tokens_figure, loc
 from inspector.sites import DEPTH_SITES, HIDDEN
 from inspector.ui.export import chart, table_downloads
 from inspector.ui.runs import local_split, page_analysis
-from inspector.ui.sidebar import backend_for
+from inspector.ui.sidebar import app_access, backend_for
+from inspector.ui.text import plain
 
 st.title("Quantization error")
 session, analysis = page_analysis()
@@ -68,7 +69,7 @@ st.caption(
 try:
     split = local_split(session, diff)
 except InspectorError as exc:
-    st.error(str(exc))
+    st.error(plain(exc))
     split = None
 if split is not None:
     if split.window_start > 0:
@@ -90,14 +91,16 @@ spec_b = st.text_input("Config B", "state_bits=16", key="ab_spec")
 if st.button("Compare A and B", key="ab_button"):
     try:
         with st.spinner("Running both configurations…"):
-            qc_b = quant_spec(spec_b)
+            qc_b = quant_spec(spec_b, app_access())
             st.session_state["ab_result"] = (session.run_key, spec_b, ab_compare(session.loaded, diff.ids, session.qc, qc_b))
     except InspectorError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
 stored = st.session_state.get("ab_result")
-if stored is not None and stored[0] == session.run_key:
+if stored is not None and stored[0] == session.run_key and stored[1] != spec_b:
+    st.info("Config B changed since the last comparison: press **Compare A and B** to compare with it.")
+elif stored is not None and stored[0] == session.run_key:  # never a comparison of an older Config B shown as current
     ab = stored[2]
-    st.markdown(f"A vs B ({stored[1]}) differ in: `{ab.changed_fields() or 'nothing'}`")
+    st.markdown(f"A vs B ({plain(stored[1])}) differ in: {plain(ab.changed_fields() or 'nothing')}")
     st.dataframe(ab.summary, hide_index=True, width="stretch")
     chart(ab_sites_figure(ab.sites), "ab_sites")
     chart(ab_tokens_figure(ab.tokens), "ab_tokens")
@@ -134,7 +137,7 @@ if st.button("Compute perplexity", key="ppl_button"):
             with st.spinner(f"Running both models on {len(ids)} tokens…"):
                 result = compare(backend_for(session), ids, keep_from=len(ids) - 1)  # per-token figures only
         except InspectorError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
         else:
             c1, c2, c3 = st.columns(3)
             st.caption(f"Both models teacher-forced on the same {len(ids):,} tokens ({len(ids) - 1:,} predictions).")

@@ -11,13 +11,15 @@ import streamlit as st
 from inspector.catalog import validation_text
 from inspector.errors import InspectorError
 from inspector.jobs import CANCELLED, FAILED
+from inspector.paths import RESULT_FILE, SWEEP_OUTPUT, SWEEP_RESULTS, checked_path, read_limited
 from inspector.sensitivity_figures import pareto_figure, sensitivity_figure
 from inspector.sweep.evaluate import SweepSpec, held_out_ids
 from inspector.sweep.results import base_row, failed_points, pareto_front, read_sweep, sensitivity_table
 from inspector.sweep.study import DEFAULT_BUDGET_PCT
 from inspector.ui.export import chart, table_downloads
 from inspector.ui.jobs import job_status
-from inspector.ui.sidebar import render_sidebar
+from inspector.ui.numbers import number_box
+from inspector.ui.sidebar import app_access, render_sidebar
 from inspector.ui.sweeps import (
     default_sweep_dir,
     existing_sweeps,
@@ -28,6 +30,7 @@ from inspector.ui.sweeps import (
     start_sweep,
     sweep_progress,
 )
+from inspector.ui.text import plain
 
 st.title("Sensitivity")
 session = render_sidebar()
@@ -54,7 +57,7 @@ def show_results(out_dir: Path) -> None:
     try:
         sweep = read_sweep(out_dir)
     except InspectorError as exc:
-        st.info(str(exc))
+        st.info(plain(exc))
         return
     points = sweep["points"]
     base = base_row(points)
@@ -89,17 +92,21 @@ def show_results(out_dir: Path) -> None:
             "mode its `vth_*` becomes a knob the search raises): they trade accuracy for messages, not for bits."
         )
         if search is not None:
-            st.caption(f"Budget: +{search['budget_pct']}% bits/char over the float model. {search.get('note') or ''}")
+            st.caption(f"Budget: +{search['budget_pct']}% bits/char over the float model. {plain(search.get('note') or '')}")
             if steps:
                 st.dataframe(pl.DataFrame(steps), hide_index=True, width="stretch")
     if sweep["winner_file"] is not None:
         path = str(sweep["winner_file"])
-        st.success(f"Winning QuantConfig: {path}")
-        st.button("Use it in the sidebar", on_click=_use_winner, args=(path,), key="use_winner")
-        st.download_button(
-            "Download best_quant_config.json", Path(path).read_bytes(), "best_quant_config.json", "application/json",
-            key="dl_winner",
-        )
+        try:  # read as any typed path is: a winner file that is a link out of the roots, or huge, is refused
+            winner = read_limited(checked_path(path, RESULT_FILE, app_access()), RESULT_FILE.max_bytes, RESULT_FILE.what)
+        except InspectorError as exc:
+            st.error(plain(exc))
+        else:
+            st.success(f"Winning QuantConfig: {plain(path)}")
+            st.button("Use it in the sidebar", on_click=_use_winner, args=(path,), key="use_winner")
+            st.download_button(
+                "Download best_quant_config.json", winner, "best_quant_config.json", "application/json", key="dl_winner",
+            )
     failed = failed_points(points)
     if failed.height:
         st.warning(f"{failed.height} point(s) failed; each is kept with its error:")
@@ -112,8 +119,12 @@ if source == "Open existing results":
     options = [str(p) for p in found]
     typed = st.text_input("Sweep directory", options[0] if options else "", key="sweep_open_dir",
                           help="A directory written by `python -m inspector sweep --out DIR` or by this page.")
+    st.session_state.pop("sweep_dir", None)
     if typed.strip():
-        st.session_state["sweep_dir"] = typed.strip()
+        try:
+            st.session_state["sweep_dir"] = str(checked_path(typed, SWEEP_RESULTS, app_access()))
+        except InspectorError as exc:
+            st.error(plain(exc))
 else:
     loaded = session.loaded
     try:
@@ -121,9 +132,12 @@ else:
     except InspectorError:
         default_text = ""
     c1, c2, c3 = st.columns(3)
-    max_tokens = int(c1.number_input("Held-out tokens per point", 16, 8192, 256, key="sweep_tokens"))
-    budget = float(c2.number_input("Search budget (+% bits/char)", 0.0, 100.0, DEFAULT_BUDGET_PCT, 0.1, key="sweep_budget"))
-    workers = int(c3.number_input("Ray workers (CPUs)", 1, os.cpu_count() or 1, os.cpu_count() or 1, key="sweep_workers"))
+    with c1:
+        max_tokens = number_box("Held-out tokens per point", 16, 8192, 256, "sweep_tokens")
+    with c2:
+        budget = number_box("Search budget (+% bits/char)", 0.0, 100.0, DEFAULT_BUDGET_PCT, "sweep_budget", step=0.1)
+    with c3:
+        workers = number_box("Ray workers (CPUs)", 1, os.cpu_count() or 1, os.cpu_count() or 1, "sweep_workers")
     c1, c2 = st.columns(2)
     per_layer = c1.checkbox("Per-layer points", True, key="sweep_per_layer")
     search = c2.checkbox("Bit-width search", True, key="sweep_search")
@@ -132,22 +146,47 @@ else:
         text = st.text_area("Held-out text (this model has no known validation split)", "", key="sweep_text", height=120)
     else:
         st.caption(f"Held-out text: the validation split of {loaded.card.get('corpus')} ({len(default_text):,} characters).")
-    out_dir = Path(st.text_input("Output directory", str(default_sweep_dir(loaded, session.qc, max_tokens)), key="sweep_out"))
-    busy = running_job(out_dir)
-    elsewhere = other_running(out_dir)
+    typed_out = st.text_input(
+        "Output directory", str(default_sweep_dir(loaded, session.qc, max_tokens or 256)), key="sweep_out",
+        help="Where the sweep writes points.parquet, its metadata and the winning QuantConfig.",
+    )
+    replace = st.checkbox(
+        "Replace existing results", False, key="sweep_replace",
+        help="Write into a directory that already holds files: a sweep of the same settings resumes, files of the same "
+        "name are replaced. Without it, only a new or empty directory is written.",
+    )
+    out_dir: Path | None = None
+    try:
+        located = checked_path(typed_out, SWEEP_OUTPUT, app_access(), replace=True)  # where, and whether it may be there
+        if job_for(located) is None:  # a sweep this server started there is shown (and resumed), not refused
+            checked_path(typed_out, SWEEP_OUTPUT, app_access(), replace=replace)
+        out_dir = located
+    except InspectorError as exc:
+        st.error(plain(exc))
+    busy = running_job(out_dir) if out_dir is not None else None
+    elsewhere = other_running(out_dir) if out_dir is not None else None
     if elsewhere is not None:
         st.info(
-            f"Another sweep is queued or running ({elsewhere.detail.out_dir}); one sweep runs at a time. "
+            f"Another sweep is queued or running ({plain(elsewhere.detail.out_dir)}); one sweep runs at a time. "
             "Open it with 'Open existing results'.",
         )
-    if st.button("Start sweep", type="primary", key="sweep_start", disabled=busy is not None or elsewhere is not None):
+    settings_ok = None not in (max_tokens, budget, workers, out_dir)
+    startable = settings_ok and busy is None and elsewhere is None
+    clicked = st.button(
+        "Start sweep", type="primary", key="sweep_start", disabled=not startable,
+        help=None if settings_ok else "Fix the settings marked above first.",
+    )
+    if clicked and startable:  # checked here too: a disabled button is only a hint to the browser
         try:
             ids, chars = held_out_ids(loaded, text, max_tokens)
             spec = SweepSpec(loaded, ids, chars, session.qc)
             start_sweep(spec, out_dir, {"budget_pct": budget, "search": search, "per_layer": per_layer, "workers": workers})
         except InspectorError as exc:
-            st.error(str(exc))
-    st.session_state["sweep_dir"] = str(out_dir)
+            st.error(plain(exc))
+    if out_dir is not None:
+        st.session_state["sweep_dir"] = str(out_dir)
+    else:
+        st.session_state.pop("sweep_dir", None)
 
 current = st.session_state.get("sweep_dir")
 if current:
@@ -163,7 +202,7 @@ if current:
         if job is not None and not job.finished:
             job_status(job, "sweep_stop", cancel_for_everyone=True, describe=sweep_progress)
         elif job is not None and job.state == FAILED:
-            st.error(f"The sweep failed: {job.error}")
+            st.error(f"The sweep failed: {plain(job.error)}")
         elif job is not None and job.state == CANCELLED:
             st.info("The sweep was stopped; start it again to resume.")
         show_results(current_dir)

@@ -103,6 +103,23 @@ def test_settings_from_the_url_in_chromium(page, app_url):
     page.screenshot(path=str(SHOTS / "generation_from_link.png"), full_page=True)
 
 
+def test_markdown_in_a_shared_link_is_shown_as_text_in_chromium(page, app_url):
+    """Issue 22.2: `?prompt=## Session expired: [log in again](http://...)` draws neither a heading nor a live link."""
+    import urllib.parse
+
+    prompt = "ROMEO:\n\n## Session expired: [log in again](http://evil.example)\n\nhttp://evil.example"
+    page.goto(f"{app_url}/?tokens=4&prompt={urllib.parse.quote(prompt)}", wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Generation").first.wait_for(timeout=180_000)
+    _settle(page)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=180_000)
+    _settle(page)
+    main = page.locator('[data-testid="stMain"]')
+    assert main.locator('a[href*="evil"]').count() == 0
+    assert main.locator('h2:has-text("Session expired")').count() == 0
+    assert main.locator("code").filter(has_text="## Session expired: [log in again](http://evil.example)").count() >= 1
+    assert main.get_by_text("## Session expired: [log in again](http://evil.example)").count() >= 2  # both panes, literally
+
+
 def test_out_of_range_seed_in_chromium(page, app_url):
     """Issue 11.15: typing a seed out of range says so at the top and draws no stale chart."""
     page.goto(app_url, wait_until="domcontentloaded")

@@ -224,14 +224,17 @@ def test_missing_shard(tiny_checkpoint):
 
 
 def test_config_claiming_a_huge_model_is_refused_before_anything_is_built(tiny_checkpoint):
-    """hidden_size 100000 beside a tiny safetensors file: refused from config.json alone, naming the sizes."""
+    """hidden_size 100000 beside a tiny safetensors file: refused on the first mismatching tensor (as the README
+    says), from the headers; a config whose weights match but do not fit is refused on memory, naming the sizes."""
     config = json.loads((tiny_checkpoint / "config.json").read_text())
     config["hidden_size"] = 100_000
     (tiny_checkpoint / "config.json").write_text(json.dumps(config))
-    from inspector.memory import MemoryBudgetError
+    from inspector.checkpoint import read_config
+    from inspector.memory import MemoryBudgetError, check_model_fits
 
+    _expect(tiny_checkpoint, "does not match the config's", "100000")
     with pytest.raises(MemoryBudgetError, match="GB is available"):
-        load_checkpoint(tiny_checkpoint)
+        check_model_fits(read_config(tiny_checkpoint / "config.json"), "config.json")
 
 
 def test_shapes_are_checked_from_the_header_before_any_tensor_is_read(tiny_checkpoint, monkeypatch):

@@ -240,7 +240,7 @@ def test_url_settings_round_trip():
 )
 def test_url_settings_refuse_hostile_values(param, raw):
     parsed, problems = parse_query({param: raw}, SPEC)
-    assert parsed == {} and len(problems) == 1 and f"`{param}`" in problems[0]
+    assert parsed == {} and len(problems) == 1 and f"{param} from the link" in problems[0]
 
 
 def test_url_settings_carry_preset_scale_rule_and_window():
@@ -269,3 +269,71 @@ def test_tour_op_counts_and_host_share(run):
     share = host_share(emulator)
     assert share["lm_head_weights"] == cfg.vocab_size * cfg.hidden_size
     assert share["lm_head_in_layers"] == pytest.approx(share["lm_head_weights"] / ops["synapse_additions"])
+
+
+def test_bundle_readme_lists_exactly_the_tables_in_the_zip(run):
+    """Issue 22.7: the README named tensors.parquet, which the zip lacked."""
+    emulator, analysis, metadata = run
+    z = zipfile.ZipFile(io.BytesIO(E.bundle_zip(analysis, emulator.loaded.tokenizer, metadata)))
+    in_zip = {n.removeprefix("tables/").removesuffix(".parquet") for n in z.namelist() if n.endswith(".parquet")}
+    readme = z.read("README.txt").decode()
+    listed = {line.split()[0] for line in readme.split("Join key")[1].splitlines()[3:] if line.strip()}
+    assert listed == in_zip and "tensors" in in_zip
+    tensors = pl.read_parquet(io.BytesIO(z.read("tables/tensors.parquet")))
+    assert tensors.height > 0 and "tables/tensors.csv" not in z.namelist()
+    assert "tensors as Parquet only" in readme
+
+
+HOSTILE_PROMPT = "## X [y](http://z) <b>bold</b>"
+
+
+def test_exports_carry_a_hostile_prompt_as_text(checkpoint):
+    """Issue 22.2: the prompt reaches every export as the characters typed, never as markup."""
+    emulator = Emulator(checkpoint)
+    analysis = analyze(emulator, HOSTILE_PROMPT, SamplingSettings(3, 0.0, 0, 0))
+    metadata = E.run_metadata(analysis, model="tiny", directory="/x/tiny", parameters=1, qc=emulator.qc, backend="emulator")
+    z = zipfile.ZipFile(io.BytesIO(E.bundle_zip(analysis, emulator.loaded.tokenizer, metadata)))
+    assert json.loads(z.read("run.json"))["prompt"] == HOSTILE_PROMPT
+    page = z.read("figures.html").decode()
+    assert "<b>bold</b>" not in page and "&lt;b&gt;bold&lt;/b&gt;" in page  # escaped inside <pre>
+    assert 'href="http://z"' not in page
+    assert HOSTILE_PROMPT not in z.read("README.txt").decode()
+    csv = z.read("tables/generation.csv").decode()
+    assert all(line.startswith("#") for line in csv.splitlines()[:2])  # the prompt stays inside the comment lines
+
+
+def test_colored_tokens_escape_model_text():
+    html = F.colored_tokens_html(["<a href='http://z'>x</a>", "## h"], [True, False], [0.0, 1.0])
+    assert "<a href" not in html and "&lt;a href=" in html
+
+
+def test_url_refuses_a_repeated_parameter_and_a_seed_in_e_notation():
+    """Issue 22.7: `?seed=1&seed=99` took 99 silently, `1e30` ran seed 1."""
+    from inspector.url_settings import query_values, whole_number
+
+    spec = fields(("shakespeare",), ("emulator",))
+    values, problems = parse_query(query_values({"seed": ["1", "99"], "tokens": ["5"]}), spec)
+    assert values == {"max_new_tokens": 5} and "seed appears more than once" in problems[0]
+    values, problems = parse_query({"seed": "1e30"}, spec)
+    assert values == {} and "'1e30' is not a whole number" in problems[0] and "seed from the link" in problems[0]
+    for bad in ("1e30", "1.0", "0x10", "", " ", "١٢"):
+        with pytest.raises(ValueError, match="not a whole number"):
+            whole_number(bad, 0, MAX_SEED)
+    assert whole_number(" 42 ", 0, MAX_SEED) == 42
+
+
+def test_one_set_of_quant_limits_for_sliders_url_and_specs():
+    """Issue 22.7: the A/B box took state_bits=2 while the sidebar stopped at 6: now every input uses QuantConfig.limits."""
+    from inspector.quant.config import QuantConfigError
+    from inspector.quant.files import quant_spec
+
+    limits = QuantConfig().limits()
+    spec = {f.param: f for f in fields(("shakespeare",), ("emulator",))}
+    for name, (_, lo, hi) in QUANT_SLIDERS.items():
+        assert (lo, hi) == limits[name]
+        assert quant_spec(f"{name}={lo}") == QuantConfig().with_overrides({name: lo})  # the A/B box accepts the slider's ends
+        assert spec[name].parse(str(hi)) == hi
+        with pytest.raises(QuantConfigError, match=f"{name}={lo - 1} is outside {lo}..{hi}"):
+            quant_spec(f"{name}={lo - 1}")
+        with pytest.raises(ValueError):
+            spec[name].parse(str(hi + 1))

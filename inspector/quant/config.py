@@ -61,6 +61,22 @@ class QuantConfigError(InspectorError):
 
 SCALE_RULES = ("max_code", "study")
 
+# Why each bounded field has its limits (QuantConfig.limits gives the numbers).
+_LIMIT_REASONS = {
+    "act_bits": "activations travel as graded spikes, so they need 2 bits up to message_bits",
+    "residual_bits": "activations travel as graded spikes, so they need 2 bits up to message_bits",
+    "spike_bits": "activations travel as graded spikes, so they need 2 bits up to message_bits",
+    "internal_bits": "sigmoid/SiLU tables have one entry per code, and 2^internal_bits entries beyond 65536 do not fit "
+    "a core's memory",
+    "state_bits": "the state must fit a neuron register (register_bits)",
+    "gate_frac_bits": "gates are unsigned fixed point inside a neuron register, with 2 bits to spare",
+    "lut_bits": "table outputs must fit a neuron register",
+    "norm_frac_bits": "the inverse square root's fraction bits",
+    "norm_weight_frac_bits": "RMSNorm gains as fixed point",
+    "multiplier_bits": "requantization multipliers",
+    "state_headroom": "below 1, states beyond the calibrated range clip; 1/16 is as far as that is worth pushing",
+}
+
 # Each field's declared type (resolved from the annotations, not read from their text) -> a test of a
 # value and the words for what it must be. bool is a subclass of int, so integers and numbers refuse it.
 _TYPE_CHECKS: dict[type, tuple[Callable[[Any], bool], str]] = {
@@ -117,40 +133,13 @@ class QuantConfig:
             raise QuantConfigError(
                 f"QuantConfig.scale_rule={self.scale_rule!r}: choose one of {', '.join(SCALE_RULES)}"
             )
-        for name in ("act_bits", "residual_bits", "spike_bits", "internal_bits"):
-            bits = getattr(self, name)
-            if not 2 <= bits <= self.message_bits:
-                raise QuantConfigError(
-                    f"QuantConfig.{name}={bits}: activations travel as graded spikes, so they need "
-                    f"2..{self.message_bits} bits (message_bits)"
-                )
-        if self.internal_bits > 16:
-            raise QuantConfigError(
-                f"QuantConfig.internal_bits={self.internal_bits}: sigmoid/SiLU tables have one entry per code, "
-                "and 2^internal_bits entries beyond 65536 do not fit a core's memory"
-            )
-        if not 2 <= self.state_bits <= self.register_bits:
-            raise QuantConfigError(
-                f"QuantConfig.state_bits={self.state_bits} does not fit a {self.register_bits}-bit neuron register"
-            )
         if self.register_bits > 32 or self.message_bits > 32 or self.accumulator_bits > 32:
             raise QuantConfigError("Loihi 2 registers and messages are at most 32 bits wide")
-        if not 4 <= self.gate_frac_bits <= self.register_bits - 2:
-            raise QuantConfigError(f"QuantConfig.gate_frac_bits must be in 4..{self.register_bits - 2}")
-        if not 4 <= self.lut_bits <= self.register_bits:
-            raise QuantConfigError(f"QuantConfig.lut_bits must be in 4..{self.register_bits}")
-        if not 4 <= self.norm_frac_bits <= 24:
-            raise QuantConfigError("QuantConfig.norm_frac_bits must be in 4..24")
-        if not 2 <= self.norm_weight_frac_bits <= 16:
-            raise QuantConfigError("QuantConfig.norm_weight_frac_bits must be in 2..16")
-        if not 4 <= self.multiplier_bits <= 24:
-            raise QuantConfigError("QuantConfig.multiplier_bits must be in 4..24")
-        if not 0.0625 <= self.state_headroom <= 64:
-            # Below 1 the calibrated maximum lies beyond the register: states clip on purpose (the
-            # Learn tour's saturation experiment); 1/16 is as far as that is worth pushing.
-            raise QuantConfigError(
-                "QuantConfig.state_headroom must be in 0.0625..64 (below 1, states beyond the calibrated range clip)",
-            )
+        limits = self.limits()
+        for name, (lo, hi) in limits.items():
+            value = getattr(self, name)
+            if not lo <= value <= hi:
+                raise QuantConfigError(f"QuantConfig.{name}={value} is outside {lo}..{hi}: {_LIMIT_REASONS[name]}")
         if self.calibration_tokens < 16:
             raise QuantConfigError("QuantConfig.calibration_tokens must be at least 16")
         self._validate_messaging()
@@ -176,6 +165,24 @@ class QuantConfig:
                     f"QuantConfig.vth_{key}={vth} is beyond the code range of the {group.label} "
                     f"(spike_bits={self.spike_bits}: |code| <= {top})"
                 )
+    def limits(self) -> dict[str, tuple[int | float, int | float]]:
+        """Each bounded field's (lowest, highest) value, given this config's register and message widths.
+
+        The one source of these limits: `validate`, the sidebar's sliders, the URL and every text
+        spec (A/B box, --quant, files) all use them, so no input accepts what another refuses."""
+        return {
+            "act_bits": (2, self.message_bits),
+            "residual_bits": (2, self.message_bits),
+            "spike_bits": (2, self.message_bits),
+            "internal_bits": (2, min(16, self.message_bits)),
+            "state_bits": (2, self.register_bits),
+            "gate_frac_bits": (4, self.register_bits - 2),
+            "lut_bits": (4, self.register_bits),
+            "norm_frac_bits": (4, 24),
+            "norm_weight_frac_bits": (2, 16),
+            "multiplier_bits": (4, 24),
+            "state_headroom": (0.0625, 64.0),
+        }
 
     @classmethod
     def preset(cls, name: str) -> "QuantConfig":

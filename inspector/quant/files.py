@@ -9,9 +9,11 @@ leaves out take their defaults, so files written before a new QuantConfig field 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
+from inspector.paths import MAX_RUN_JSON_BYTES, QUANT_FILE, Access, PathError, checked_path, read_limited
 from inspector.quant.config import QuantConfig, QuantConfigError
 
 
@@ -22,40 +24,59 @@ def save_quant_config(qc: QuantConfig, path: str | Path, **notes: Any) -> Path:
     return path
 
 
-def load_quant_config(path: str | Path) -> QuantConfig:
-    """A QuantConfig from a JSON file or a traces directory; every problem is a QuantConfigError."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        path = path / "run.json"  # a traces directory (inspector.traces)
+def load_quant_config(path: str | Path, access: Access | None = None) -> QuantConfig:
+    """A QuantConfig from a JSON file or a traces directory; every problem is a QuantConfigError.
+
+    The path goes through `inspector.paths.checked_path` first (`access`: where it may lie; default
+    anywhere, as for the CLI): devices, FIFOs and files beyond 64 KiB are refused before reading,
+    and on a shared server nothing outside the roots is opened, so no message tells what it holds.
+    """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise QuantConfigError(f"cannot read QuantConfig file {path}: {exc.strerror}") from None
+        target = checked_path(path, QUANT_FILE, access or Access.local())
+        raw = read_limited(target, MAX_RUN_JSON_BYTES if target.name == "run.json" else QUANT_FILE.max_bytes, QUANT_FILE.what)
+    except PathError as exc:
+        raise QuantConfigError(str(exc)) from None
+    shown = Path(str(path).strip())
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise QuantConfigError(f"{shown} is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
-        raise QuantConfigError(f"{path} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+        raise QuantConfigError(f"{shown} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
     if not isinstance(data, dict):
-        raise QuantConfigError(f"{path}: expected a JSON object with a 'quant_config' entry")
+        raise QuantConfigError(f"{shown}: expected a JSON object with a 'quant_config' entry")
     fields = data.get("quant_config", data)
     if not isinstance(fields, dict):
-        raise QuantConfigError(f"{path}: 'quant_config' must be an object of QuantConfig fields")
+        raise QuantConfigError(f"{shown}: 'quant_config' must be an object of QuantConfig fields")
     try:
         return QuantConfig().with_overrides(fields)
     except (QuantConfigError, TypeError, ValueError) as exc:
-        raise QuantConfigError(f"{path}: {exc}") from None
+        raise QuantConfigError(f"{shown}: {exc}") from None
 
 
-def quant_spec(spec: str) -> QuantConfig:
-    """A QuantConfig from a command-line spec: `default`, a JSON file or run directory, or
-    comma-separated `key=value` overrides of the defaults (e.g. `state_bits=16,act_bits=6`)."""
+_OVERRIDE = re.compile(r"\s*[A-Za-z_]\w*\s*=")
+
+
+def is_override_spec(spec: str) -> bool:
+    """Whether `spec` reads as `key=value[,key=value...]` (told apart by its form, never by looking at
+    the file system: whether a path exists must not decide, or tell, anything)."""
+    parts = [p for p in spec.split(",") if p.strip()]
+    return bool(parts) and all(_OVERRIDE.match(p) for p in parts)
+
+
+def quant_spec(spec: str, access: Access | None = None) -> QuantConfig:
+    """A QuantConfig from a command-line or A/B spec: `default`, comma-separated `key=value` overrides of
+    the defaults (e.g. `state_bits=16,act_bits=6`), or else a JSON file or run directory (checked with
+    `access`, see `load_quant_config`)."""
     spec = spec.strip()
     if spec in ("", "default"):
         return QuantConfig()
-    if "=" in spec and not Path(spec).exists():
+    if is_override_spec(spec):
         try:
             return QuantConfig().with_overrides(dict(_parse_pair(pair) for pair in spec.split(",") if pair.strip()))
         except (TypeError, ValueError) as exc:
-            raise QuantConfigError(f"{spec!r}: {exc}") from None
-    return load_quant_config(spec)
+            raise QuantConfigError(f"{spec[:200]!r}: {exc}") from None
+    return load_quant_config(spec, access)
 
 
 def parse_value(raw: str) -> Any:

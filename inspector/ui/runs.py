@@ -29,6 +29,7 @@ from inspector.ui.export import set_metadata
 from inspector.ui.jobs import line_text, waiter
 from inspector.ui.lifecycle import on_session_end, session_id
 from inspector.ui.sidebar import Session, backend_for, render_sidebar, settings_problems
+from inspector.ui.text import plain
 
 AUTO_RUN_MAX_PARAMETERS = 50_000_000
 # A safety net, not a limit on analyses: a session waiting for another session's identical run gives
@@ -167,7 +168,7 @@ def ensure_analysis(session: Session) -> Analysis | None:
         _free_when_session_ends(owner)  # the result now held for this session, whoever computed it
     except InspectorError as exc:
         progress.empty()
-        st.error(str(exc))
+        st.error(plain(exc))
         return None
     progress.empty()
     st.rerun()  # redraw from the cache, without the Stop button and the progress bar
@@ -207,7 +208,8 @@ def page_analysis() -> tuple[Session, Analysis]:
     if session is None:
         problems = settings_problems()
         if problems:
-            st.error("Nothing was run: " + " ".join(problems) + " Fix it in the sidebar.")
+            said = " ".join(p if p.rstrip().endswith(".") else p.rstrip() + "." for p in problems)
+            st.error("Nothing was run: " + plain(said) + " Fix it in the sidebar.")
         else:
             st.warning("Choose a model in the sidebar that loads without errors.")
         st.stop()

@@ -23,11 +23,13 @@ from inspector.checkpoint import LoadedModel, ignored_keys_note, load_checkpoint
 from inspector.errors import CheckpointError, InspectorError
 from inspector.generate import MAX_NEW_TOKENS, MAX_SEED, SamplingSettings
 from inspector.keyed_lock import KeyedLocks
-from inspector.paths import checkpoint_directory
+from inspector.paths import Access, checkpoint_directory
 from inspector.quant.config import QUANT_PRESETS, SCALE_RULES, QuantConfig
 from inspector.quant.files import load_quant_config
 from inspector.quant.messaging import GROUPS as MESSAGING_GROUPS
 from inspector.quant.messaging import MODES as MESSAGING_MODES
+from inspector.ui.numbers import number_box
+from inspector.ui.text import plain
 from inspector.url_settings import (
     HEADROOMS,
     MAX_TOKENS_IN_UI,
@@ -37,7 +39,9 @@ from inspector.url_settings import (
     fields,
     messaging_defaults,
     parse_query,
+    query_values,
     to_query,
+    whole_number,
 )
 
 LOCAL_CHOICE = "Local checkpoint directory…"
@@ -134,6 +138,12 @@ def server_is_shared() -> bool:
     return address not in LOOPBACK
 
 
+def app_access() -> Access:
+    """Where the paths a visitor types may point: shared mode (roots enforced) when the app listens
+    beyond this machine or INSPECTOR_MODEL_ROOTS is set; a single user's local app otherwise."""
+    return Access.for_server(server_is_shared())
+
+
 def backend_for(session: Session) -> IntegerBackend:
     return cached_backend(str(session.loaded.directory), session.fingerprint, session.qc, session.backend.key)
 
@@ -166,16 +176,21 @@ def _apply_preset() -> None:
         st.session_state[f"keep.{key}"] = value
 
 
-def _quant_overrides() -> QuantConfig:
-    with st.expander("QuantConfig overrides"):
+def _quant_overrides() -> QuantConfig | None:
+    """The QuantConfig the sidebar sets; None (after saying why, next to the box) when its file is refused."""
+    with st.expander("QuantConfig overrides", expanded=bool(kept("q_file", "").strip())):
         path = keep("q_file", st.text_input(
             "QuantConfig file (optional)", kept("q_file", ""), key="q_file",
             help="A saved QuantConfig (JSON), e.g. a sensitivity sweep's best_quant_config.json, or a traces "
             "directory of `python -m inspector run`. When set, it replaces the sliders below.",
         )).strip()
         if path:
-            qc = load_quant_config(path)  # a QuantConfigError is shown by the caller
-            st.caption(f"Using {Path(path).name}; the sliders are ignored.")
+            try:
+                qc = load_quant_config(path, app_access())
+            except InspectorError as exc:
+                _problem(str(exc))
+                return None
+            st.caption(f"Using {plain(Path(path).name)}; the sliders are ignored.")
             return qc
         preset = _choice(st.selectbox, "Preset", list(QUANT_PRESETS), "q_preset", on_change=_apply_preset)
         st.caption(QUANT_PRESETS[preset]["description"])
@@ -201,17 +216,18 @@ def _quant_overrides() -> QuantConfig:
             help="max_code: max|x| / (2^(b-1) - 1), nothing calibrated clips. study: max|x| / (2^(b-1) - 0.5), "
             "the paper's GPU study (calculate_qparams).",
         )
-        values |= _messaging_widgets(defaults)
-    return defaults.with_overrides(values)
+        messaging = _messaging_widgets(defaults)
+    return None if messaging is None else defaults.with_overrides(values | messaging)
 
 
-def _messaging_widgets(defaults: QuantConfig) -> dict:
-    """Event-driven messaging per BitLinear input group: mode and threshold (inspector.quant.messaging)."""
+def _messaging_widgets(defaults: QuantConfig) -> dict | None:
+    """Event-driven messaging per BitLinear input group: mode and threshold (inspector.quant.messaging);
+    None when a threshold box holds an invalid value (said under it)."""
     st.caption(
         "Event-driven messaging into each BitLinear: dense sends every nonzero code; delta (sigma-delta, as Lava's "
         "lava.proc.sdn) sends only changes of at least vth codes; threshold sends only codes of at least vth."
     )
-    values = {}
+    values, invalid = {}, False
     for key, group in MESSAGING_GROUPS.items():
         left, right = st.columns([3, 2])
         with left:
@@ -221,13 +237,14 @@ def _messaging_widgets(defaults: QuantConfig) -> dict:
             )
         with right:
             widget = f"q_vth_{key}"
-            values[f"vth_{key}"] = keep(widget, int(right.number_input(
-                "vth (codes)", 0, MAX_VTH, kept(widget, getattr(defaults, f"vth_{key}")), key=widget,
-            )))
+            vth = number_box("vth (codes)", 0, MAX_VTH, int(kept(widget, getattr(defaults, f"vth_{key}"))), key=widget)
+            if vth is None:  # said under the box; nothing runs on an older value
+                invalid = True
+            values[f"vth_{key}"] = keep(widget, vth)
     values["messaging_cum_error"] = keep("q_cum_error", st.toggle(
         "delta: cumulative error (Lava's cum_error)", kept("q_cum_error", defaults.messaging_cum_error), key="q_cum_error",
     ))
-    return values
+    return None if invalid else values
 
 
 PROBLEMS_KEY = "settings_problems"
@@ -250,7 +267,7 @@ def _read_url(spec: list[Field]) -> None:
     if st.session_state.get(URL_READ_KEY):
         return
     st.session_state[URL_READ_KEY] = True
-    params = {k: st.query_params[k] for k in st.query_params}
+    params = query_values({k: st.query_params.get_all(k) for k in st.query_params})
     statuses = {s.key: s for s in backend_statuses()}
     problems = []
     if params.get("backend") in statuses and not statuses[params["backend"]].available:
@@ -317,16 +334,30 @@ def render_sidebar() -> Session | None:
     problems = st.session_state.get("url_problems", [])
     if problems and st.session_state.setdefault("url_problems_query", query) == query:
         for problem in problems:
-            url_notes.warning(problem)
+            url_notes.warning(plain(problem))
     else:
         st.session_state.pop("url_problems", None)
     return session
 
 
 def _problem(message: str) -> None:
-    """A setting that cannot run: said next to the input and, by the page, at its top."""
-    st.error(message)
+    """A setting that cannot run: said next to the input and, by the page, at its top (as text: it may quote input)."""
+    st.error(plain(message))
     st.session_state[PROBLEMS_KEY] = [*settings_problems(), message]
+
+
+def whole_number_box(label: str, key: str, lo: int, hi: int, default: int) -> int | None:
+    """A whole number typed as text and read by the same rule as a link's value (`url_settings.whole_number`).
+
+    Not st.number_input: a browser's number box reads `1e30` as 1 for an integer box and refuses an
+    out-of-range number without telling us (it keeps the old value). Here every value reaches us and
+    a bad one is said next to the box, naming it; None then, so nothing runs on an older value."""
+    text = st.text_input(label, str(kept(key, default)), key=key)
+    try:
+        return keep(key, whole_number(text, lo, hi))
+    except ValueError as exc:
+        _problem(f"{label.split(' (')[0]}: {exc}.")
+        return None
 
 
 def _sidebar(samples: dict) -> Session | None:
@@ -346,7 +377,7 @@ def _sidebar(samples: dict) -> Session | None:
         try:
             directory = checkpoint_directory(typed, shared=server_is_shared())
         except CheckpointError as exc:
-            st.error(f"Cannot load this checkpoint. {exc}")
+            st.error(f"Cannot load this checkpoint. {plain(exc)}")
             return None
     else:
         directory = samples[choice]
@@ -354,7 +385,7 @@ def _sidebar(samples: dict) -> Session | None:
     try:
         loaded = load_with_progress(directory, fingerprint)
     except InspectorError as exc:
-        st.error(f"Cannot load this checkpoint. {exc}")
+        st.error(f"Cannot load this checkpoint. {plain(exc)}")
         return None
     st.caption(model_caption(loaded))
     if loaded.ignored_config_keys:
@@ -382,12 +413,8 @@ def _sidebar(samples: dict) -> Session | None:
     temperature = keep("temperature", st.slider(
         "Temperature (0 = greedy)", 0.0, 2.0, kept("temperature", 0.8), 0.05, key="temperature"
     ))
-    # No min/max on the boxes: the browser would silently refuse an out-of-range number and keep
-    # showing the old results; instead every value reaches us and a bad one is explained.
-    top_k = keep("top_k", st.number_input(
-        f"Top-k (0 = off, at most {loaded.config.vocab_size:,})", value=int(kept("top_k", 40)), step=1, key="top_k"
-    ))
-    seed = keep("seed", st.number_input(f"Seed (0 to {MAX_SEED:,})", value=int(kept("seed", 0)), step=1, key="seed"))
+    top_k = whole_number_box(f"Top-k (0 = off, at most {loaded.config.vocab_size:,})", "top_k", 0, loaded.config.vocab_size, 40)
+    seed = whole_number_box(f"Seed (0 to {MAX_SEED:,})", "seed", 0, MAX_SEED, 0)
     ignore_eos = keep("ignore_eos", st.checkbox(
         "Continue past end-of-sequence", kept("ignore_eos", False), key="ignore_eos",
         help=f"Generation stops at the checkpoint's end-of-sequence token (id {', '.join(map(str, loaded.eos_token_ids))}), "
@@ -398,16 +425,21 @@ def _sidebar(samples: dict) -> Session | None:
         help="Tensors, spike rasters and state histograms are kept for these tokens; every other token keeps "
         "per-token counts (activity, clipping, underflow, error metrics). Long prompts need far less memory this way.",
     )
-    sampling = SamplingSettings(int(tokens), float(temperature), int(top_k), int(seed), bool(ignore_eos))
-    try:
-        sampling.validate(loaded.config.vocab_size)
-    except InspectorError as exc:
-        _problem(str(exc)[0].upper() + str(exc)[1:] + ".")
-        return None
+    # Every control stays drawn while one is invalid (the user can fix it, or change another); nothing runs then.
+    valid = top_k is not None and seed is not None
+    if valid:
+        sampling = SamplingSettings(int(tokens), float(temperature), int(top_k), int(seed), bool(ignore_eos))
+        try:
+            sampling.validate(loaded.config.vocab_size)
+        except InspectorError as exc:
+            _problem(str(exc)[0].upper() + str(exc)[1:] + ".")
+            valid = False
     try:
         qc = _quant_overrides()
-    except InspectorError as exc:
-        _problem(str(exc))
+    except InspectorError as exc:  # e.g. a threshold beyond the chosen spike width: QuantConfig names the field
+        _problem(plain(exc))
+        qc = None
+    if qc is None or not valid:
         return None
     return Session(loaded, fingerprint, prompt, sampling, qc, backend, window)
 

@@ -12,26 +12,30 @@ import hashlib
 import json
 from pathlib import Path
 
-from inspector.catalog import SAMPLE_MODELS_DIR
 from inspector.checkpoint import LoadedModel
 from inspector.errors import InspectorError
 from inspector.jobs import QUEUE, Job
+from inspector.paths import data_root
 from inspector.quant.config import QuantConfig
 from inspector.sweep.background import SweepJob
 from inspector.sweep.evaluate import SweepSpec
 from inspector.sweep.runner import RESULTS_FILE
 from inspector.ui.jobs import waiter
 
-SWEEPS_ROOT = SAMPLE_MODELS_DIR.parent / "artifacts" / "sweeps"
-
 
 def default_sweep_dir(loaded: LoadedModel, qc: QuantConfig, tokens: int) -> Path:
-    """artifacts/sweeps/<model>-<hash of base config and tokens>: the same settings resume the same sweep."""
+    """<data root>/sweeps/<model>-<hash of base config and tokens>: the same settings resume the same sweep."""
     digest = hashlib.sha1(json.dumps([qc.to_dict(), tokens, str(loaded.directory)], sort_keys=True).encode()).hexdigest()[:8]
-    return SWEEPS_ROOT / f"{loaded.name}-{tokens}tok-{digest}"
+    return sweeps_root() / f"{loaded.name}-{tokens}tok-{digest}"
 
 
-def existing_sweeps(root: Path = SWEEPS_ROOT) -> list[Path]:
+def sweeps_root() -> Path:
+    """Where the app's sweeps go: `sweeps/` under the data root (INSPECTOR_DATA_ROOT, default artifacts/)."""
+    return data_root() / "sweeps"
+
+
+def existing_sweeps(root: Path | None = None) -> list[Path]:
+    root = sweeps_root() if root is None else root
     if not root.is_dir():
         return []
     return sorted((p for p in root.iterdir() if (p / RESULTS_FILE).is_file()), key=lambda p: p.stat().st_mtime, reverse=True)
