@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from inspector.costs import OpCosts, check_chips
+from inspector.emulator.mapper import GROUP_ORDER, LM_HEAD
 
 DEFAULT_PROMPT_TOKENS = 500  # the paper's time-to-first-token prompt length
 
@@ -111,10 +112,14 @@ def stage_path(activity: pl.DataFrame) -> pl.DataFrame:
     A crossing is counted between consecutive stages whose cores are not all on one chip: a message
     then leaves a chip. Columns: layer, group, first_core, crossing (0 or 1).
     """
+    rank = {name: i for i, name in enumerate((*GROUP_ORDER, "final_norm", LM_HEAD))}
     stages = (
         activity.group_by(["layer", "group"])
-        .agg(pl.col("core").min().alias("first_core"), pl.col("chip").unique().alias("chips"))
-        .sort("first_core")
+        .agg(pl.col("core").min().alias("first_core"), pl.col("chip").unique().sort().alias("chips"))
+        # groups sharing a core start on the same one: data-flow order breaks the tie
+        .with_columns(pl.col("group").replace_strict(rank, default=len(rank), return_dtype=pl.Int64).alias("rank"))
+        .sort(["first_core", "rank"])
+        .drop("rank")
     )
     chips = stages["chips"].to_list()
     crossing = [0] + [int(len(set(a) | set(b)) > 1) for a, b in zip(chips[:-1], chips[1:], strict=True)]
@@ -172,7 +177,8 @@ def estimate(
         .join(stage.group_by(["layer", "group"]).agg(pl.col("stage_ns").mean()), on=["layer", "group"])
         .join(path.select("layer", "group", "first_core", "crossing_ns"), on=["layer", "group"])
         .with_columns((static_w * (pl.col("stage_ns") + pl.col("crossing_ns")) * 1e-3).alias("static_uj"))
-        .sort("first_core")  # data-flow order, as the core map lays the groups out
+        .join(path.with_row_index("order").select("layer", "group", "order"), on=["layer", "group"])
+        .sort("order")  # data-flow order, as the core map lays the groups out
         .select("layer", "group", "stage_ns", "crossing_ns", "static_uj", "synops_uj", "neuron_uj", "message_uj")
     )
     latency_s = float(per_token["latency_ns"].mean()) * 1e-9

@@ -250,3 +250,18 @@ def test_hardware_limits_table_has_a_source_for_every_limit():
     assert table.height == len(dataclasses.fields(HardwareConfig)) and all(table["source"].to_list())
     changed = HardwareConfig(bits_per_synapse=2).table()
     assert changed.filter(pl.col("limit") == "bits_per_synapse")["source"].item() == "set by you (what-if)"
+
+
+def test_groups_sharing_a_core_keep_their_data_flow_order():
+    rows = [(0, 0, "mlgru"), (0, 0, "proj_ifg"), (0, 1, "proj_ifg"), (0, 0, "norm_attn")]  # all start on core 0
+    table = pl.DataFrame(
+        {
+            "token": [r[0] for r in rows], "core": [r[1] for r in rows], "chip": [r[1] for r in rows], "layer": [0] * 4,
+            "group": [r[2] for r in rows], "messages": [1] * 4, "active_neurons": [1] * 4, "synops": [10] * 4,
+            "neuron_updates": [2] * 4, "neurons": [2] * 4,
+        }
+    )
+    for seed in range(3):
+        est = estimate(table.sample(fraction=1.0, shuffle=True, seed=seed), 2, COSTS)
+        assert est.per_group["group"].to_list() == ["norm_attn", "proj_ifg", "mlgru"]
+        assert est.crossings == 2  # proj_ifg spans chips 0 and 1: a message leaves a chip on either side of it
