@@ -22,6 +22,7 @@ from inspector.local_error import local_vs_cumulative
 from inspector.quant.config import QuantConfig
 from inspector.quant.convert import convert
 from inspector.quant.integer_model import IntegerLM
+from inspector.quant.messaging import DELTA, DENSE, Messaging, transmit
 from inspector.sites import PROJECTIONS
 from inspector.traces import with_underflow
 
@@ -244,33 +245,29 @@ def tour_neuron(analysis: Analysis, layer: int = 0) -> int:
 
 
 # -- step 4: messaging ----------------------------------------------------------------------------
-def sigma_delta_messages(codes: np.ndarray, threshold: int = 0) -> np.ndarray:
-    """Which neurons send a message at each token under sigma-delta encoding: a neuron sends when its
-    code differs from the last value it sent by more than `threshold` (then that is its last sent value).
-    `codes`: (tokens, neurons) int. At threshold 0 this is "the code changed"; the first token sends
-    every nonzero code (the receivers start from 0). Returns a (tokens, neurons) bool mask."""
-    sent = np.zeros(codes.shape[1], dtype=np.int64)
-    mask = np.zeros(codes.shape, dtype=bool)
-    for t in range(codes.shape[0]):
-        fire = np.abs(codes[t] - sent) > threshold
-        mask[t] = fire
-        sent = np.where(fire, codes[t], sent)
-    return mask
+def sent_mask(codes: np.ndarray, mode: str, vth: int = 0) -> np.ndarray:
+    """Which neurons send a message at each token under a messaging mode of the integer model
+    (`inspector.quant.messaging`: dense = nonzero codes, delta = Lava's sigma-delta, threshold).
+    `codes`: (tokens, neurons) int, from a fresh sequence. Returns a (tokens, neurons) bool mask.
+    Under delta with vth 0 a neuron sends exactly when its code changed (the first token: nonzero codes)."""
+    _, sent, _ = transmit(torch.as_tensor(codes, dtype=torch.int64)[None], Messaging(mode, int(vth)))
+    return (sent[0] != 0).numpy()
 
 
-def message_counts(analysis: Analysis, emulator: Emulator, threshold: int = 1) -> pl.DataFrame:
+def message_counts(analysis: Analysis, emulator: Emulator, vth: int = 2) -> pl.DataFrame:
     """Messages and synaptic ops per token into every layer's ternary synapses, under four encodings,
     all computed from the run's own spike codes (the kept tokens):
 
-    - dense: every neuron sends every token (a clocked, non-event-driven design);
-    - graded spikes: only nonzero codes are sent (what the emulator and its activity tables count);
-    - sigma-delta: only codes that changed since the neuron's last message (threshold 0: lossless);
-    - sigma-delta with a threshold: only changes larger than `threshold` codes (lossy: the receiver's
-      copy may lag the true code by up to `threshold`).
+    - every neuron: every neuron sends every token (a clocked, non-event-driven design);
+    - graded spikes (nonzero): the integer model's `dense` messaging, only nonzero codes are sent;
+    - sigma-delta (changes): `delta` at vth 0, only codes that changed since the neuron's last message
+      (lossless: the receivers hold the exact codes);
+    - sigma-delta, vth V: `delta` at vth V, only changes of at least V codes (lossy: the receiver's
+      copy lags the true code by less than V).
 
     A message from input j costs one synaptic op per nonzero weight in column j of the projection.
-    This one function is where the tour's messaging counts come from: when the probes count
-    event-driven messages themselves, it can read theirs instead.
+    The masks come from the integer model's own messaging code (`inspector.quant.messaging`), the
+    same that runs when the sidebar sets a group to delta.
     """
     probe = analysis.diff.int_probe
     rows = []
@@ -282,10 +279,10 @@ def message_counts(analysis: Analysis, emulator: Emulator, threshold: int = 1) -
             codes = probe.site_codes(key).numpy().astype(np.int64)
             fan_out = (getattr(L, name).weight != 0).sum(dim=0).numpy()  # synapses per input neuron
             masks = {
-                "dense": np.ones(codes.shape, dtype=bool),
-                "graded spikes (nonzero)": codes != 0,
-                "sigma-delta (changes)": sigma_delta_messages(codes, 0),
-                f"sigma-delta, threshold {threshold}": sigma_delta_messages(codes, threshold),
+                "every neuron": np.ones(codes.shape, dtype=bool),
+                "graded spikes (nonzero)": sent_mask(codes, DENSE),
+                "sigma-delta (changes)": sent_mask(codes, DELTA, 0),
+                f"sigma-delta, vth {vth}": sent_mask(codes, DELTA, vth),
             }
             for encoding, mask in masks.items():
                 rows.append({
@@ -297,10 +294,11 @@ def message_counts(analysis: Analysis, emulator: Emulator, threshold: int = 1) -
 
 
 def messaging_totals(counts: pl.DataFrame) -> pl.DataFrame:
-    """The whole model's messages and synaptic ops per token per encoding, and the share of dense."""
+    """The whole model's messages and synaptic ops per token per encoding, and their share of the
+    synaptic ops when every neuron sends every token."""
     totals = counts.group_by("encoding", maintain_order=True).agg(pl.col("messages_per_token", "synops_per_token").sum())
-    dense = totals.filter(pl.col("encoding") == "dense").row(0, named=True)
-    return totals.with_columns((pl.col("synops_per_token") / dense["synops_per_token"]).alias("share_of_dense"))
+    every = totals.filter(pl.col("encoding") == "every neuron").row(0, named=True)
+    return totals.with_columns((pl.col("synops_per_token") / every["synops_per_token"]).alias("share_of_every_neuron"))
 
 
 # -- step 7: from a layer to neuro-cores ----------------------------------------------------------

@@ -165,7 +165,7 @@ def messaging_figure(totals: pl.DataFrame) -> go.Figure:
             y=[row["synops_per_token"]],
             name=row["encoding"],
             marker_color=ENCODING_COLORS[index % 4],
-            text=[f"{row['share_of_dense']:.0%} of dense"],
+            text=[f"{row['share_of_every_neuron']:.0%} of every neuron's"],
             textposition="outside",
         )
     fig.update_layout(showlegend=True, bargap=0.3)

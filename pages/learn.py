@@ -80,8 +80,8 @@ def _local(run_key: tuple, ids: tuple[int, ...], _emulator) -> pl.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _messages(run_key: tuple, threshold: int, _analysis, _emulator) -> pl.DataFrame:
-    return message_counts(_analysis, _emulator, threshold)
+def _messages(run_key: tuple, vth: int, _analysis, _emulator) -> pl.DataFrame:
+    return message_counts(_analysis, _emulator, vth)
 
 
 def predict(question: str, options: list[str], key: str) -> str | None:
@@ -273,40 +273,44 @@ elif step == NAMES[3]:
         f"static power is {split['static_share']:.0%} of the energy per token on this model (step 8). How many messages "
         "are sent depends on how neurons encode their output:"
     )
-    threshold = st.select_slider("Sigma-delta threshold (codes)", [1, 2, 4, 8], value=1, key="tour_threshold")
-    totals = messaging_totals(_messages(session.run_key, threshold, analysis, emulator))
+    vth = st.select_slider(
+        "Sigma-delta threshold vth (codes)", [2, 4, 8, 16], value=2, key="tour_threshold",
+        help="As Lava's Delta neuron: a change is sent once it reaches vth codes; smaller changes wait in the residue.",
+    )
+    totals = messaging_totals(_messages(session.run_key, vth, analysis, emulator))
     chart(messaging_figure(totals), "tour_messaging")
     rows = {r["encoding"]: r for r in totals.iter_rows(named=True)}
-    dense, nonzero = rows["dense"], rows["graded spikes (nonzero)"]
-    changes, thresholded = rows["sigma-delta (changes)"], rows[f"sigma-delta, threshold {threshold}"]
+    every, nonzero = rows["every neuron"], rows["graded spikes (nonzero)"]
+    changes, thresholded = rows["sigma-delta (changes)"], rows[f"sigma-delta, vth {vth}"]
     st.markdown(
-        f"- **Dense** (every neuron sends every token, a clocked design): {dense['messages_per_token']:,.0f} messages, "
-        f"{dense['synops_per_token']:,.0f} synaptic ops per token.\n"
-        f"- **Graded spikes** (what this app's integer model does: only nonzero codes are sent): "
-        f"{nonzero['share_of_dense']:.0%} of the dense synaptic ops. With {qc.spike_bits}-bit codes a code is 0 only "
-        f"within half a step of zero: {nonzero['messages_per_token'] / dense['messages_per_token']:.0%} of the neurons "
+        f"- **Every neuron, every token** (a clocked design): {every['messages_per_token']:,.0f} messages, "
+        f"{every['synops_per_token']:,.0f} synaptic ops per token.\n"
+        f"- **Graded spikes** (the integer model's `dense` messaging: only nonzero codes are sent): "
+        f"{nonzero['share_of_every_neuron']:.0%} of those synaptic ops. With {qc.spike_bits}-bit codes a code is 0 only "
+        f"within half a step of zero: {nonzero['messages_per_token'] / every['messages_per_token']:.0%} of the neurons "
         "send a message at a token.\n"
-        f"- **Sigma-delta** (send only when the code changed since the neuron's last message; the receiver keeps the last "
-        f"value): {changes['share_of_dense']:.0%}, "
+        f"- **Sigma-delta** (`delta` at vth 0, as Lava's `lava.proc.sdn` Delta neuron: send only the change since the "
+        f"last message; the receiver's Sigma adds it up and holds the exact code): {changes['share_of_every_neuron']:.0%}, "
         + ("more than graded spikes: fine codes change at almost every token, and a change to 0 must be sent too.\n"
            if changes["synops_per_token"] >= nonzero["synops_per_token"] else "less than graded spikes.\n")
-        + f"- **Sigma-delta with a threshold of {threshold}** (send only changes larger than {threshold} "
-        f"code{'s' if threshold > 1 else ''}; the receiver's copy may then lag by up to that much, an error this count "
-        f"does not weigh): {thresholded['share_of_dense']:.0%}."
+        + f"- **Sigma-delta with vth {vth}** (send a change only once it reaches {vth} codes; the rest waits in the "
+        f"sender's residue, so the receiver's copy lags by less than {vth} codes and the model's output changes): "
+        f"{thresholded['share_of_every_neuron']:.0%}."
     )
     choice = predict(
-        "with a threshold of 8 codes, will sigma-delta send fewer than half of the graded spikes' synaptic ops?",
+        "with vth = 16 codes, will sigma-delta send fewer than half of the graded spikes' synaptic ops?",
         ["yes", "no"], "predict_sigma_delta",
     )
     if choice is not None:
-        eight = messaging_totals(_messages(session.run_key, 8, analysis, emulator))
-        sent = eight.filter(pl.col("encoding") == "sigma-delta, threshold 8")["synops_per_token"][0]
+        sixteen = messaging_totals(_messages(session.run_key, 16, analysis, emulator))
+        sent = sixteen.filter(pl.col("encoding") == "sigma-delta, vth 16")["synops_per_token"][0]
         ratio = sent / nonzero["synops_per_token"]
-        verdict(choice, "yes" if ratio < 0.5 else "no", f"at threshold 8 it sends {ratio:.0%} of the graded spikes' ops")
+        verdict(choice, "yes" if ratio < 0.5 else "no", f"at vth 16 it sends {ratio:.0%} of the graded spikes' ops")
     st.caption(
-        "Counted from this run's spike codes (the inputs of every ternary projection, the tokens kept for detail) by one "
-        "function, `inspector.teaching.message_counts`; the probes themselves count graded spikes (nonzero codes) today, "
-        "and when they count event-driven messages, this step will read theirs."
+        "Counted from this run's spike codes (the inputs of every ternary projection, the tokens kept for detail) with the "
+        "integer model's own messaging code (`inspector.quant.messaging`). This count does not weigh accuracy: set a "
+        "group to delta with a vth in the sidebar (QuantConfig overrides) and the whole run, its outputs and the Spike "
+        "activity page's counts follow; the Sensitivity page's sweep finds the vth each group tolerates."
     )
 elif step == NAMES[4]:
     saturation = analysis.tables["saturation"]

@@ -136,3 +136,16 @@ def test_cli_says_calibration_loaded_from_cache(tiny_checkpoint, tmp_path, capsy
 
     for table in ("saturation", "states", "activity", "tensors"):
         assert pl.read_parquet(tmp_path / "a" / f"{table}.parquet").equals(pl.read_parquet(tmp_path / "b" / f"{table}.parquet"))
+
+
+def test_a_weight_digest_pickles_with_its_finished_value(tmp_path):
+    """A sweep sends the LoadedModel (and so its digest) to Ray workers: the copy holds the same digest."""
+    import pickle
+
+    from inspector.quant.calibration_cache import WeightDigest
+
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"\x01\x02" * 1000)
+    digest = WeightDigest([weights])
+    copy = pickle.loads(pickle.dumps(digest))
+    assert copy.hexdigest() == digest.hexdigest() and len(copy.hexdigest()) == 64

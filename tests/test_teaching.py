@@ -97,11 +97,12 @@ def test_memory_in_tokens_recounted_from_codes(tour):
 
 
 def test_message_counts_recounted_with_loops(tour):
-    """Dense, nonzero, sigma-delta changes and thresholds, recounted neuron by neuron from codes the
-    integer model computes again (a probe of the test's own)."""
+    """Every neuron, nonzero, sigma-delta changes and sigma-delta at a vth, recounted neuron by neuron
+    from codes the integer model computes again (a probe of the test's own): a sigma-delta neuron sends
+    when its code differs from what its receivers hold by at least vth (vth 0: by anything)."""
     emulator, analysis = tour
-    threshold = 2
-    counts = T.message_counts(analysis, emulator, threshold)
+    vth = 2
+    counts = T.message_counts(analysis, emulator, vth)
     start = analysis.window_start
     codes = _codes(emulator, analysis.run.all_ids)
     for layer, L in enumerate(emulator.params.layers):
@@ -109,27 +110,27 @@ def test_message_counts_recounted_with_loops(tour):
             c = codes[f"layers.{layer}.{name}.spikes"][start:].astype(int)
             fan_out = [int(x) for x in (getattr(L, name).weight != 0).sum(dim=0)]
             tokens, neurons = c.shape
-            encodings = ("dense", "graded spikes (nonzero)", "sigma-delta (changes)", f"sigma-delta, threshold {threshold}")
+            encodings = ("every neuron", "graded spikes (nonzero)", "sigma-delta (changes)", f"sigma-delta, vth {vth}")
             expected, ops = dict.fromkeys(encodings, 0), dict.fromkeys(encodings, 0)
             for n in range(neurons):
-                last0 = lastk = 0
+                held0 = heldk = 0  # what the receivers hold
                 for t in range(tokens):
                     v = int(c[t, n])
-                    sends = {"dense": True, "graded spikes (nonzero)": v != 0, "sigma-delta (changes)": v != last0,
-                             f"sigma-delta, threshold {threshold}": abs(v - lastk) > threshold}
-                    if v != last0:
-                        last0 = v
-                    if abs(v - lastk) > threshold:
-                        lastk = v
+                    sends = {"every neuron": True, "graded spikes (nonzero)": v != 0, "sigma-delta (changes)": v != held0,
+                             f"sigma-delta, vth {vth}": abs(v - heldk) >= vth}
+                    held0 = v
+                    if abs(v - heldk) >= vth:
+                        heldk = v
                     for k, s in sends.items():
                         expected[k] += s
                         ops[k] += fan_out[n] if s else 0
             part = counts.filter((pl.col("layer") == layer) & (pl.col("projection") == name))
+            assert part["encoding"].to_list() == list(encodings)
             for row in part.iter_rows(named=True):
                 assert row["messages_per_token"] == pytest.approx(expected[row["encoding"]] / tokens), (layer, name, row)
                 assert row["synops_per_token"] == pytest.approx(ops[row["encoding"]] / tokens)
     totals = T.messaging_totals(counts)
-    assert totals.filter(pl.col("encoding") == "dense")["share_of_dense"][0] == 1.0
+    assert totals.filter(pl.col("encoding") == "every neuron")["share_of_every_neuron"][0] == 1.0
 
 
 def test_nonzero_spike_share_recounted_from_codes(tour):

@@ -79,6 +79,17 @@ class WeightDigest:
         self._thread.join()
         return self._digest
 
+    def __getstate__(self) -> dict:
+        """A copy sent to another process (a Ray sweep worker gets the LoadedModel) carries the finished
+        digest, not the thread."""
+        self.hexdigest()
+        return {"files": self.files, "_digest": self._digest, "_error": self._error}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._thread = threading.Thread(target=lambda: None, name="weight-digest")
+        self._thread.start()
+
 
 def code_version() -> str:
     """A hash of the sources that compute the maxima (a change to any of them never serves stale maxima)."""
