@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from inspector.costs import OpCosts, check_chips
+from inspector.costs import FITTED_NAME, OpCosts, check_chips, preset
 from inspector.emulator.mapper import GROUP_ORDER, LM_HEAD
 
 DEFAULT_PROMPT_TOKENS = 500  # the paper's time-to-first-token prompt length
@@ -129,7 +129,9 @@ def stage_path(activity: pl.DataFrame) -> pl.DataFrame:
 def estimate(
     activity: pl.DataFrame, chips: int, costs: OpCosts | None = None, prompt_tokens: int = DEFAULT_PROMPT_TOKENS,
 ) -> Estimate:
-    c = costs or OpCosts()
+    # Without costs given: the preset fitted to the paper's measured 24-chip system, the Hardware
+    # page's default (sweeps, A/B and the Learn tour then speak of the same chip as that page).
+    c = costs or preset(FITTED_NAME).costs
     if activity.height == 0:
         raise ValueError("no activity to estimate from (the run recorded no tokens)")
     if not isinstance(prompt_tokens, int) or prompt_tokens < 1:

@@ -12,6 +12,7 @@ import torch
 
 from inspector.analysis import Analysis
 from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
+from inspector.costs import FITTED_NAME, preset
 from inspector.diff import compare
 from inspector.emulator.engine import Emulator
 from inspector.emulator.hardware import HardwareConfig
@@ -364,10 +365,11 @@ def energy_split(analysis: Analysis, emulator: Emulator) -> dict[str, float]:
     """This model's estimated energy per generated token, static vs dynamic, from the app's chip
     estimate (`inspector.estimate`) on the run's measured activity. The one place the tour reads the
     estimate, so a refitted estimate changes the step without touching the page."""
-    est = estimate(analysis.tables["activity"], emulator.core_map.chips)
+    costs = preset(FITTED_NAME)
+    est = estimate(analysis.tables["activity"], emulator.core_map.chips, costs.costs)
     g = est.generation
     return {
-        "chips": est.chips, "static_mj": g.static_mj, "synops_mj": g.synops_mj, "neuron_mj": g.neuron_mj,
+        "preset": costs.name, "chips": est.chips, "static_mj": g.static_mj, "synops_mj": g.synops_mj, "neuron_mj": g.neuron_mj,
         "message_mj": g.message_mj, "dynamic_mj": g.dynamic_mj, "total_mj": g.energy_per_token_mj,
         "static_share": g.static_mj / g.energy_per_token_mj, "ms_per_token": g.seconds_per_token * 1e3,
     }

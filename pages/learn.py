@@ -482,8 +482,9 @@ elif step == NAMES[6]:
 else:
     split, paper = energy_split(analysis, emulator), paper_energy()
     st.markdown(
-        f"**This model** (the app's estimate, Hardware page; per-operation costs and static power per chip there, each "
-        f"with its source): **{split['total_mj']:.3g} mJ per generated token** on {split['chips']} chip(s), of which "
+        f"**This model** (the app's estimate with the preset *{split['preset']}*, Hardware page; per-operation costs "
+        f"and static power per chip there, each with its source): **{split['total_mj']:.3g} mJ per generated token** "
+        f"on {split['chips']} chip(s), of which "
         f"{split['static_mj']:.3g} mJ static (idle power × the {split['ms_per_token']:.2f} ms the token occupies the chip) "
         f"and {split['dynamic_mj']:.3g} mJ dynamic ({split['synops_mj']:.3g} synaptic ops, {split['neuron_mj']:.2g} neuron "
         f"updates, {split['message_mj']:.2g} messages): **static {split['static_share']:.0%}**."

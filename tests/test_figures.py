@@ -123,7 +123,7 @@ def test_core_map_and_saturation_figures(analysis):
 
 def test_estimate_scales_with_costs(analysis):
     emulator, a = analysis
-    base = estimate(a.tables["activity"], emulator.core_map.chips)
+    base = estimate(a.tables["activity"], emulator.core_map.chips, OpCosts())
     c = OpCosts()
     doubled = estimate(
         a.tables["activity"], emulator.core_map.chips,
