@@ -102,6 +102,7 @@ def test_measure_command_fills_the_cache(monkeypatch, tmp_path, capsys):
     assert main(["measure", "--config", "tiny", "--quant", "calibration_tokens=64"]) == 0
     out = capsys.readouterr().out
     assert "tiny: random weights" in out and "peak RSS" in out
-    assert published_activity("tiny", QuantConfig(calibration_tokens=64), measure=False) is not None
+    cached = published_activity("tiny", QuantConfig(calibration_tokens=64), measure=False)  # from the disk cache
+    assert cached is not None and set(range(TINY["num_hidden_layers"])) <= {layer for layer, _ in cached.activity}  # every block
     assert main(["measure", "--config", "tiny", "--quant", "calibration_tokens=64"]) == 0
     assert "(was cached)" in capsys.readouterr().out
