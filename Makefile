@@ -9,7 +9,7 @@ PORT ?= 8501
 # a shared app accepts local checkpoint paths only under INSPECTOR_MODEL_ROOTS (dir1:dir2).
 HOST ?= 127.0.0.1
 
-.PHONY: install run test bench clean
+.PHONY: install run test test-fast bench clean
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ run: install
 test: install
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+# Every bit-exact path, without pages, Lava, Ray, browsers and the published sizes (tests/conftest.py).
+test-fast: install
+	$(PY) -m ruff check .
+	$(PY) -m pytest -m "not slow"
 
 bench: install
 	$(PY) -m benchmarks.run
