@@ -43,10 +43,11 @@ from inspector.emulator.probes import RecordingProbe
 from inspector.errors import InspectorError
 from inspector.memory import peak_resident_bytes
 from inspector.model import Block, RMSNorm
+from inspector.quant import messaging
 from inspector.quant.calibrate import CHUNK, observe, observe_modules, observe_trace
 from inspector.quant.config import QuantConfig
 from inspector.quant.convert import IntegerParams, convert_final_norm, convert_layer, site_scale
-from inspector.quant.integer_model import IntegerLM
+from inspector.quant.integer_model import IntegerLM, Senders
 from inspector.sites import PROJECTIONS
 
 MEASURE_TOKENS = 32  # tokens whose activity is recorded (the first tokens of the calibration sequence)
@@ -175,7 +176,8 @@ def measure_layerwise(
         probe = RecordingProbe(map_groups(local, hw), record_tensors=False)
         probe.site("embeddings", x_int, x_scale, None, "activation")  # the layer's input; the probe counts tokens by it
         runner.params.layers[:] = [int_layer]
-        x_int, _ = runner.block(0, x_int, torch.zeros(1, config.mixer_size, dtype=x_int.dtype), probe)
+        senders = Senders(qc, int_layer, None) if messaging.event_driven(qc) else None  # a fresh sequence
+        x_int, _ = runner.block(0, x_int, torch.zeros(1, config.mixer_size, dtype=x_int.dtype), probe, senders)
         for (_, name), (messages, synops) in probe.group_activity().items():
             synops = np.rint(synops)
             activity[(k, name)] = (

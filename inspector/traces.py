@@ -27,6 +27,7 @@ import polars as pl
 from tokenizers import Tokenizer
 
 from inspector.backends import IntegerBackend, IntegerRun
+from inspector.quant import messaging
 from inspector.tokenizer import special_token_ids, token_texts
 
 TABLES = ("tokens", "activity", "saturation", "neuron_clips", "saturated_neurons", "states", "tensors", "cores")
@@ -63,13 +64,20 @@ def token_frame(tokenizer: Tokenizer, ids: list[int], prompt_tokens: int) -> pl.
     )
 
 
+def with_messaging(activity: pl.DataFrame, qc) -> pl.DataFrame:
+    """The activity table with a `messaging` column: how each row's group sends ("dense", or e.g.
+    "delta vth=4" for a BitLinear input group under event-driven messaging)."""
+    modes = {g.core_group: messaging.setting(qc, key).label for key, g in messaging.GROUPS.items()}
+    return activity.with_columns(pl.col("group").replace_strict(modes, default=messaging.DENSE).alias("messaging"))
+
+
 def run_tables(run: IntegerRun, emulator: IntegerBackend, tensors: bool = True) -> dict[str, pl.DataFrame]:
     """Every table of a probed run, in memory (the app shows these; the CLI writes them)."""
     if run.probe is None:
         raise ValueError("this run was made without probes")
     tables = {
         "tokens": token_frame(emulator.loaded.tokenizer, run.all_ids, len(run.prompt_ids)),
-        "activity": run.probe.activity(),
+        "activity": with_messaging(run.probe.activity(), emulator.qc),
         "saturation": run.probe.saturation(),
         "neuron_clips": run.probe.neuron_clips(),
         "saturated_neurons": run.probe.saturated_neurons(),

@@ -193,3 +193,45 @@ def test_messaging_knobs_and_the_threshold_ladder():
     vth = {k.name: k for k in found}["vth_o"]
     assert vth.searchable and not vth.per_layer
     assert vth.ladder(0) == VTH_RUNGS[1] and vth.ladder(VTH_RUNGS[-1]) is None
+
+
+def test_links_refuse_bad_messaging_values_by_name():
+    from inspector.url_settings import fields, parse_query
+
+    spec = fields(("shakespeare",), ("emulator",))
+    values, problems = parse_query({"messaging_o": "delta", "vth_o": "4", "messaging_gate": "often", "vth_down": "-2"}, spec)
+    assert values == {"q_msg_o": "delta", "q_vth_o": 4}
+    assert any("`messaging_gate`" in p for p in problems) and any("`vth_down`" in p for p in problems)
+
+
+def test_published_activity_counts_under_the_messaging_mode(tiny_checkpoint):
+    """The published sizes' layer-by-layer activity follows the messaging mode, bit for bit with the emulator."""
+    from inspector.emulator.activity import core_activity
+    from inspector.published_activity import MeasuredActivity, measure_layerwise
+    from inspector.quant.calibrate import default_calibration_text
+    from inspector.tokenizer import encode
+
+    loaded = load_checkpoint(tiny_checkpoint)
+    qc = _delta(5).with_overrides({"calibration_tokens": 300, "messaging_gate": "threshold"})
+    emulator = Emulator(loaded, qc)
+    ids = list(range(3, 19))
+    _, probe = emulator.teacher_forced(ids, record_tensors=False)
+    model = loaded.model.model
+    calibration_ids = encode(loaded.tokenizer, default_calibration_text())[: qc.calibration_tokens]
+    groups, activity = measure_layerwise(
+        loaded.config, qc, lambda k: model.layers[k], model.embeddings, model.layer_lower_bounds(), model.norm,
+        calibration_ids, ids,
+    )
+    measured = MeasuredActivity("tiny", "its own weights", groups, activity)
+    assert core_activity(measured.activity, measured.core_map(emulator.hardware)).equals(probe.activity())
+
+
+def test_the_activity_table_names_each_groups_mode(tiny_checkpoint):
+    from inspector.traces import with_messaging
+
+    loaded = load_checkpoint(tiny_checkpoint)
+    qc = QuantConfig().with_overrides({"messaging_o": "delta", "vth_o": 4})
+    _, probe, _ = _activity(loaded, qc, torch.tensor([[5, 6, 7, 8]]))
+    table = with_messaging(probe.activity(), qc)
+    modes = dict(table.select("group", "messaging").unique().iter_rows())
+    assert modes["mlgru"] == "delta vth=4" and modes["norm_attn"] == "dense" and modes["proj_o"] == "dense"

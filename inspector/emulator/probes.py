@@ -31,7 +31,6 @@ import torch
 from inspector import sites as S
 from inspector.emulator.activity import GroupActivity
 from inspector.emulator.mapper import CoreMap
-from inspector.quant import messaging
 from inspector.quant.config import QuantConfig
 from inspector.quant.convert import IntBitLinear
 from inspector.sites import site_bits, split_site_key
@@ -422,18 +421,10 @@ class RecordingProbe:
                         "synops": np.concatenate([c.synops for c in chunks]).reshape(-1),
                         "neuron_updates": np.tile(sizes, tokens),
                         "neurons": np.tile(sizes, tokens),
-                        "messaging": [self._messaging_of(group)] * (tokens * n_cores),
                     }
                 )
             )
         return pl.concat(frames).sort(["token", "core"])
-
-    def _messaging_of(self, group: str) -> str:
-        """How a group's neurons send: "dense", or e.g. "delta vth=4" for a BitLinear input group."""
-        sending = messaging.CORE_GROUPS.get(group)
-        if sending is None or self.qc is None:
-            return messaging.DENSE
-        return messaging.setting(self.qc, sending.key).label
 
     def saturation(self) -> pl.DataFrame:
         """token x site: clipped values, of how many, zero codes, max |code|, and the bits used and available."""

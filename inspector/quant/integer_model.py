@@ -8,6 +8,10 @@ Data flow of one layer (codes are integers; `->` is an integer requantization):
     o = o_proj(RMSNorm(g) * SiLU LUT(h -> code))           x <- x + o   (residual add)
     m = RMSNorm(x);  gate, y = gate_proj(m);  x <- x + down_proj(SiLU LUT(gate) * y)
 
+Each BitLinear's input spikes travel as messages: dense by default, or event-driven per group
+(`inspector.quant.messaging`, `Senders`): under sigma-delta the synapses accumulate W times the sum
+of the received changes, and the encoders' state joins the generation state.
+
 The embedding lookup and the LM head run on the host in floating point (as in the paper); the chip
 receives the embedding as `residual_bits` codes and returns the final-norm codes.
 
