@@ -168,7 +168,7 @@ def test_learn_tour_points(app):
     radio = app.radio(key="tour_step")
     radio.set_value("4. Messaging").run()
     text = " ".join(m.value for m in app.markdown)
-    assert "Sigma-delta" in text and "static power" in text and "Dense" in text
+    assert "Sigma-delta" in text and "static power" in text and "Every neuron, every token" in text and "Graded spikes" in text
     radio.set_value("6. Drift").run()
     text = " ".join(m.value for m in app.markdown)
     assert "signal-to-quantization-noise ratio" in text and "10·log10" in text and "local" in text and "cumulative" in text
@@ -729,4 +729,4 @@ def test_a_messaging_threshold_beyond_the_code_range_is_a_message(app):
     app.selectbox(key="q_msg_gate").select("threshold").run()
     app.number_input(key="q_vth_gate").set_value(100).run()
     assert not app.exception, app.exception
-    assert any("vth_gate=100" in e.value for e in app.error), [e.value for e in app.error]
+    assert any("vth_gate=100" in unescaped(e.value) for e in app.error), [e.value for e in app.error]

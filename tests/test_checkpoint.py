@@ -229,7 +229,7 @@ def test_config_claiming_a_huge_model_is_refused_before_anything_is_built(tiny_c
     config = json.loads((tiny_checkpoint / "config.json").read_text())
     config["hidden_size"] = 100_000
     (tiny_checkpoint / "config.json").write_text(json.dumps(config))
-    from inspector.checkpoint import read_config
+    from inspector.config import read_config
     from inspector.memory import MemoryBudgetError, check_model_fits
 
     _expect(tiny_checkpoint, "does not match the config's", "100000")

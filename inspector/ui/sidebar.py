@@ -437,7 +437,7 @@ def _sidebar(samples: dict) -> Session | None:
     try:
         qc = _quant_overrides()
     except InspectorError as exc:  # e.g. a threshold beyond the chosen spike width: QuantConfig names the field
-        _problem(plain(exc))
+        _problem(str(exc))
         qc = None
     if qc is None or not valid:
         return None
