@@ -160,6 +160,8 @@ def measure_layerwise(
         try:
             outputs, state = [], None
             for start in range(0, x_float.shape[1], CHUNK):
+                if on_progress is not None and start:  # also between chunks: a cancelled job stops here
+                    on_progress(k, layers_total + 1, f"layer {k + 1} of {layers_total}")
                 trace: dict[str, torch.Tensor] = {}
                 out, state = block(x_float[:, start : start + CHUNK], bound, state, trace, f"layers.{k}.")
                 observe_trace(cal, trace)

@@ -41,6 +41,9 @@ def job_status(
     `describe(job)`: (fraction, text) when the work keeps its own progress."""
     if job.finished:
         return
+    if job.cancelled:  # it stops at its next progress point
+        st.progress(job.fraction, text=f"{job.title}: stopping (cancelled)…")
+        return
     position = QUEUE.position(job)
     if job.state == QUEUED:
         st.progress(0.0, text=f"{job.title}: {line_text(position)}")
