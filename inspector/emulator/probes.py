@@ -418,28 +418,43 @@ class RecordingProbe:
         return pl.concat(frames).sort(["token", "core"])
 
     def saturation(self) -> pl.DataFrame:
-        """token x site: clipped values, of how many, zero codes, max |code|, and the bits used and available."""
-        frames = []
+        """token x site: clipped values, of how many, zero codes, max |code|, and the bits used and available.
+
+        One table from per-site arrays (a DataFrame per site costs more than the counts, at hundreds of sites)."""
+        names: list[str] = []
+        kinds: list[str] = []
+        parts: dict[str, list[np.ndarray]] = {"token": [], "layer": [], "summary": [], "effective_bits": [], "bits": []}
         for key, record in self.sites.items():
             if record.kind == S.HOST or record.width is None:
                 continue
             summary = self._summary(record)
             layer, site = split_site_key(key)
             tokens = summary.shape[0]
-            columns = {
-                "token": np.arange(tokens),
-                "layer": np.full(tokens, layer),
-                "site": [site] * tokens,
-                "kind": [record.kind] * tokens,
-            }
-            columns |= {name: summary[:, i] for i, name in enumerate(SUMMARY_COLUMNS)}
             bits = site_bits(site, self.qc) if self.qc is not None else None
             needed = effective_bits(summary[:, 3], signed=record.kind != "gate")
             # A code at the negative end, -2^(b-1), has |code| = 2^(b-1) yet fits b bits: clamp.
-            columns["effective_bits"] = np.minimum(needed, bits) if bits is not None else needed
-            columns["bits"] = pl.Series([bits] * tokens, dtype=pl.Int64)
-            frames.append(pl.DataFrame(columns))
-        return pl.concat(frames)
+            names.append(site)
+            kinds.append(record.kind)
+            parts["token"].append(np.arange(tokens))
+            parts["layer"].append(np.full(tokens, layer))
+            parts["summary"].append(summary)
+            parts["effective_bits"].append(np.minimum(needed, bits) if bits is not None else needed)
+            parts["bits"].append(np.full(tokens, -1 if bits is None else bits, dtype=np.int64))
+        if not names:
+            raise ValueError("no chip site was recorded")  # as pl.concat([]) did
+        picks = np.repeat(np.arange(len(names)), [len(t) for t in parts["token"]])
+        summary = np.concatenate(parts["summary"])
+        bits = np.concatenate(parts["bits"])
+        columns = {
+            "token": np.concatenate(parts["token"]),
+            "layer": np.concatenate(parts["layer"]),
+            "site": pl.Series("site", names, dtype=pl.String).gather(picks),
+            "kind": pl.Series("kind", kinds, dtype=pl.String).gather(picks),
+        }
+        columns |= {name: summary[:, i] for i, name in enumerate(SUMMARY_COLUMNS)}
+        columns["effective_bits"] = np.concatenate(parts["effective_bits"])
+        columns["bits"] = pl.Series("bits", bits, dtype=pl.Int64).set(pl.Series(bits == -1), None)
+        return pl.DataFrame(columns)
 
     def _summary(self, record: SiteRecord) -> np.ndarray:
         """(T, 4) SUMMARY_COLUMNS of a site over every token: the summarized rows, then the window's kept rows."""
