@@ -458,12 +458,14 @@ class RecordingProbe:
 
     def _summary(self, record: SiteRecord) -> np.ndarray:
         """(T, 4) SUMMARY_COLUMNS of a site over every token: the summarized rows, then the window's kept rows."""
-        parts = list(record.summary)
+        # numpy, single-threaded: hundreds of small reductions, where waking torch's thread pool costs more than the sums
+        parts = [part.numpy() for part in record.summary]
         if record.codes:
-            codes, mask = self._cat(record.codes), self._cat(record.clipped)
-            peak = codes.abs().amax(dim=1).to(torch.int64) if codes.numel() else torch.zeros(codes.shape[0], dtype=torch.int64)
-            parts.append(torch.stack([(codes != 0).sum(dim=1), peak, mask.sum(dim=1)], dim=1))
-        rows = torch.cat(parts).numpy() if parts else np.zeros((0, 3), dtype=np.int64)
+            codes, mask = self._cat(record.codes).numpy(), self._cat(record.clipped).numpy()
+            peak = np.abs(codes).max(axis=1).astype(np.int64) if codes.size else np.zeros(codes.shape[0], dtype=np.int64)
+            counts = [np.count_nonzero(codes, axis=1), peak, np.count_nonzero(mask, axis=1)]
+            parts.append(np.stack(counts, axis=1).astype(np.int64))
+        rows = np.concatenate(parts) if parts else np.zeros((0, 3), dtype=np.int64)
         out = np.empty((rows.shape[0], len(SUMMARY_COLUMNS)), dtype=np.int64)
         out[:, 0] = rows[:, 2]
         out[:, 1] = record.width
