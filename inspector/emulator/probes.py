@@ -20,7 +20,7 @@ neuron range. Recording dequantized values is optional (`record_tensors`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import polars as pl
@@ -533,17 +533,18 @@ class RecordingProbe:
             )
         return pl.concat(frames) if frames else pl.DataFrame()
 
+    TENSOR_SCHEMA = {"token": pl.Int64, "layer": pl.Int64, "site": pl.String, "neuron": pl.Int64, "value": pl.Float32}
+
     def tensors(self) -> pl.DataFrame:
         """Every recorded site's dequantized values for the window's tokens, long format (token, site, neuron, value).
 
         Built as one table: its columns are allocated once at their final length and filled site by site
-        (millions of rows at 370M: no per-site frames to concatenate, no Python list of site names)."""
+        (millions of rows at 370M: no per-site frames to concatenate, no Python list of site names).
+        `tensor_frames` gives the same rows site by site, for writing without holding them all."""
         if not self.record_tensors:
             raise ValueError("this run was recorded without tensors (record_tensors=False)")
         first = self.window_start
-        keys = [key for key, record in self.sites.items() if record.kind != S.HOST and self.has_values(key)]
-        if not keys:
-            raise ValueError("no site recorded any values")  # as pl.concat([]) did
+        keys = self._tensor_keys()
         shapes = [(sum(part.shape[0] for part in self.sites[key].codes), self.sites[key].codes[0].shape[1]) for key in keys]
         counts = np.array([tokens * neurons for tokens, neurons in shapes])
         total = int(counts.sum())
@@ -563,6 +564,27 @@ class RecordingProbe:
             offset += count
         sites = pl.Series("site", names, dtype=pl.String).gather(np.repeat(np.arange(len(names)), counts))
         return pl.DataFrame({"token": token, "layer": layer, "site": sites, "neuron": neuron, "value": value})
+
+    def _tensor_keys(self) -> list[str]:
+        if not self.record_tensors:
+            raise ValueError("this run was recorded without tensors (record_tensors=False)")
+        keys = [key for key, record in self.sites.items() if record.kind != S.HOST and self.has_values(key)]
+        if not keys:
+            raise ValueError("no site recorded any values")  # as pl.concat([]) did
+        return keys
+
+    def tensor_frames(self) -> Iterator[pl.DataFrame]:
+        """The rows of `tensors()`, one site at a time, in the same order and schema."""
+        first = self.window_start
+        for key in self._tensor_keys():
+            values = self.site_values(key).numpy()
+            tokens, neurons = values.shape
+            site_layer, site = split_site_key(key)
+            yield pl.DataFrame({
+                "token": np.repeat(np.arange(first, first + tokens), neurons), "layer": np.full(tokens * neurons, site_layer),
+                "site": pl.Series("site", [site], dtype=pl.String).gather(np.zeros(tokens * neurons, dtype=np.int64)),
+                "neuron": np.tile(np.arange(neurons), tokens), "value": values.reshape(-1),
+            })
 
     def nbytes(self) -> int:
         """Memory held by the per-neuron data and summaries (for the run cache's budget)."""
