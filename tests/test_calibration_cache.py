@@ -142,10 +142,10 @@ def test_weights_read_through_fresh_mappings_are_the_same(tiny_checkpoint, monke
     """The loader maps a safetensors file afresh every REMAP_BYTES (to bound the resident size); same tensors."""
     from inspector.checkpoint import WeightSource
 
-    whole = load_checkpoint(tiny_checkpoint).model.state_dict()
+    reference = load_checkpoint(tiny_checkpoint).model
     monkeypatch.setattr(WeightSource, "REMAP_BYTES", 1000)
     remapped = load_checkpoint(tiny_checkpoint).model
+    whole = reference.state_dict()
     assert all(torch.equal(whole[k], v) for k, v in remapped.state_dict().items())
-    reference = load_checkpoint(tiny_checkpoint).model  # REMAP_BYTES still small: compare ternary matrices too
     for (_, a), (_, b) in zip(reference.bitlinears(), remapped.bitlinears(), strict=True):
         assert torch.equal(a.ternary.values, b.ternary.values) and a.ternary.beta == b.ternary.beta
