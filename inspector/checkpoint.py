@@ -85,6 +85,7 @@ class WeightSource:
         self.files = files  # key -> file that holds it
         self._readers = readers
         self.index = index  # model.safetensors.index.json of a sharded checkpoint
+        self._read: dict[Path, int] = {}  # bytes read through each file's current mapping
 
     def where(self) -> str:
         """The file a tensor that is not there should have been found through: the index, or the one weights file."""
@@ -94,6 +95,13 @@ class WeightSource:
 
     def keys(self) -> list[str]:
         return list(self.files)
+
+    def close(self) -> None:
+        """Drop the readers (and with them the memory maps of the weight files)."""
+        for reader in self._readers.values():
+            if hasattr(reader, "__exit__"):
+                reader.__exit__(None, None, None)
+        self._readers.clear()
 
     def shape(self, key: str) -> tuple[int, ...]:
         reader = self._readers[self.files[key]]
@@ -105,11 +113,23 @@ class WeightSource:
             return str(reader[key].dtype).replace("torch.", "")
         return str(reader.get_slice(key).get_dtype())
 
+    REMAP_BYTES = 128 * 2**20  # a safetensors file is mapped afresh after this much was read from it (see `get`)
+
     def get(self, key: str) -> torch.Tensor:
+        """One tensor, copied out of the file. Pages of a memory-mapped file count in the resident size for as long
+        as the mapping lives, so a safetensors file is mapped afresh every REMAP_BYTES: a 740 MB checkpoint then
+        adds about that much, not its whole size, to the loading peak."""
         path = self.files[key]
         reader = self._readers[path]
         try:
-            return reader[key] if isinstance(reader, dict) else reader.get_tensor(key)
+            if isinstance(reader, dict):
+                return reader[key]
+            tensor = reader.get_tensor(key)
+            self._read[path] = self._read.get(path, 0) + tensor.numel() * tensor.element_size()
+            if self._read[path] >= self.REMAP_BYTES:
+                self._read[path] = 0
+                self._readers[path] = _open_safetensors(path)
+            return tensor
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
             raise CheckpointError(str(path), key, f"cannot be read ({exc})") from None
 
@@ -303,6 +323,7 @@ def load_checkpoint(directory: str | Path, on_progress: Optional[ProgressFn] = N
         if on_progress is not None:
             on_progress(done + 1, len(keys), key)
     model.freeze()
+    source.close()  # unmap the weight files now: their pages would otherwise count in the resident size until a collection
     tokenizer = load_tokenizer(directory, config.bos_token_id, config.eos_token_id)
     if tokenizer.get_vocab_size() > config.vocab_size:
         raise CheckpointError(

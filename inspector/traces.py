@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import polars as pl
 from tokenizers import Tokenizer
@@ -97,12 +97,29 @@ def write_traces(
     underflow counts join the saturation table (without it the column is null)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tables = run_tables(run, emulator)
+    tables = run_tables(run, emulator, tensors=False)
     tables["saturation"] = with_underflow(tables["saturation"], underflow if underflow is not None else pl.DataFrame())
     for name, table in tables.items():
         table.write_parquet(out / f"{name}.parquet")
+    if run.probe.record_tensors:  # the largest table by far (a GB at 370M): streamed to disk one site at a time
+        streamed(run.probe.tensor_frames, run.probe.TENSOR_SCHEMA).sink_parquet(out / "tensors.parquet")
     (out / "run.json").write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
     return out
+
+
+def streamed(frames: Callable[[], Iterator[pl.DataFrame]], schema: dict) -> pl.LazyFrame:
+    """A LazyFrame whose rows come from `frames()` one DataFrame at a time (sink_parquet then never holds them all)."""
+    from polars.io.plugins import register_io_source
+
+    def source(with_columns, predicate, n_rows, batch_size) -> Iterator[pl.DataFrame]:
+        for frame in frames():
+            if with_columns is not None:
+                frame = frame.select(with_columns)
+            if predicate is not None:
+                frame = frame.filter(predicate)
+            yield frame
+
+    return register_io_source(source, schema=schema)
 
 
 def read_traces(out_dir: str | Path) -> dict[str, pl.DataFrame]:

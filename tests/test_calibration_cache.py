@@ -149,3 +149,16 @@ def test_a_weight_digest_pickles_with_its_finished_value(tmp_path):
     digest = WeightDigest([weights])
     copy = pickle.loads(pickle.dumps(digest))
     assert copy.hexdigest() == digest.hexdigest() and len(copy.hexdigest()) == 64
+
+
+def test_weights_read_through_fresh_mappings_are_the_same(tiny_checkpoint, monkeypatch):
+    """The loader maps a safetensors file afresh every REMAP_BYTES (to bound the resident size); same tensors."""
+    from inspector.checkpoint import WeightSource
+
+    reference = load_checkpoint(tiny_checkpoint).model
+    monkeypatch.setattr(WeightSource, "REMAP_BYTES", 1000)
+    remapped = load_checkpoint(tiny_checkpoint).model
+    whole = reference.state_dict()
+    assert all(torch.equal(whole[k], v) for k, v in remapped.state_dict().items())
+    for (_, a), (_, b) in zip(reference.bitlinears(), remapped.bitlinears(), strict=True):
+        assert torch.equal(a.ternary.values, b.ternary.values) and a.ternary.beta == b.ternary.beta

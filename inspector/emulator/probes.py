@@ -22,7 +22,7 @@ neuron range. Recording dequantized values is optional (`record_tensors`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import polars as pl
@@ -427,37 +427,54 @@ class RecordingProbe:
         return pl.concat(frames).sort(["token", "core"])
 
     def saturation(self) -> pl.DataFrame:
-        """token x site: clipped values, of how many, zero codes, max |code|, and the bits used and available."""
-        frames = []
+        """token x site: clipped values, of how many, zero codes, max |code|, and the bits used and available.
+
+        One table from per-site arrays (a DataFrame per site costs more than the counts, at hundreds of sites)."""
+        names: list[str] = []
+        kinds: list[str] = []
+        parts: dict[str, list[np.ndarray]] = {"token": [], "layer": [], "summary": [], "effective_bits": [], "bits": []}
         for key, record in self.sites.items():
             if record.kind == S.HOST or record.width is None:
                 continue
             summary = self._summary(record)
             layer, site = split_site_key(key)
             tokens = summary.shape[0]
-            columns = {
-                "token": np.arange(tokens),
-                "layer": np.full(tokens, layer),
-                "site": [site] * tokens,
-                "kind": [record.kind] * tokens,
-            }
-            columns |= {name: summary[:, i] for i, name in enumerate(SUMMARY_COLUMNS)}
             bits = site_bits(site, self.qc) if self.qc is not None else None
             needed = effective_bits(summary[:, 3], signed=record.kind != "gate")
             # A code at the negative end, -2^(b-1), has |code| = 2^(b-1) yet fits b bits: clamp.
-            columns["effective_bits"] = np.minimum(needed, bits) if bits is not None else needed
-            columns["bits"] = pl.Series([bits] * tokens, dtype=pl.Int64)
-            frames.append(pl.DataFrame(columns))
-        return pl.concat(frames)
+            names.append(site)
+            kinds.append(record.kind)
+            parts["token"].append(np.arange(tokens))
+            parts["layer"].append(np.full(tokens, layer))
+            parts["summary"].append(summary)
+            parts["effective_bits"].append(np.minimum(needed, bits) if bits is not None else needed)
+            parts["bits"].append(np.full(tokens, -1 if bits is None else bits, dtype=np.int64))
+        if not names:
+            raise ValueError("no chip site was recorded")  # as pl.concat([]) did
+        picks = np.repeat(np.arange(len(names)), [len(t) for t in parts["token"]])
+        summary = np.concatenate(parts["summary"])
+        bits = np.concatenate(parts["bits"])
+        columns = {
+            "token": np.concatenate(parts["token"]),
+            "layer": np.concatenate(parts["layer"]),
+            "site": pl.Series("site", names, dtype=pl.String).gather(picks),
+            "kind": pl.Series("kind", kinds, dtype=pl.String).gather(picks),
+        }
+        columns |= {name: summary[:, i] for i, name in enumerate(SUMMARY_COLUMNS)}
+        columns["effective_bits"] = np.concatenate(parts["effective_bits"])
+        columns["bits"] = pl.Series("bits", bits, dtype=pl.Int64).set(pl.Series(bits == -1), None)
+        return pl.DataFrame(columns)
 
     def _summary(self, record: SiteRecord) -> np.ndarray:
         """(T, 4) SUMMARY_COLUMNS of a site over every token: the summarized rows, then the window's kept rows."""
-        parts = list(record.summary)
+        # numpy, single-threaded: hundreds of small reductions, where waking torch's thread pool costs more than the sums
+        parts = [part.numpy() for part in record.summary]
         if record.codes:
-            codes, mask = self._cat(record.codes), self._cat(record.clipped)
-            peak = codes.abs().amax(dim=1).to(torch.int64) if codes.numel() else torch.zeros(codes.shape[0], dtype=torch.int64)
-            parts.append(torch.stack([(codes != 0).sum(dim=1), peak, mask.sum(dim=1)], dim=1))
-        rows = torch.cat(parts).numpy() if parts else np.zeros((0, 3), dtype=np.int64)
+            codes, mask = self._cat(record.codes).numpy(), self._cat(record.clipped).numpy()
+            peak = np.abs(codes).max(axis=1).astype(np.int64) if codes.size else np.zeros(codes.shape[0], dtype=np.int64)
+            counts = [np.count_nonzero(codes, axis=1), peak, np.count_nonzero(mask, axis=1)]
+            parts.append(np.stack(counts, axis=1).astype(np.int64))
+        rows = np.concatenate(parts) if parts else np.zeros((0, 3), dtype=np.int64)
         out = np.empty((rows.shape[0], len(SUMMARY_COLUMNS)), dtype=np.int64)
         out[:, 0] = rows[:, 2]
         out[:, 1] = record.width
@@ -525,33 +542,58 @@ class RecordingProbe:
             )
         return pl.concat(frames) if frames else pl.DataFrame()
 
+    TENSOR_SCHEMA = {"token": pl.Int64, "layer": pl.Int64, "site": pl.String, "neuron": pl.Int64, "value": pl.Float32}
+
     def tensors(self) -> pl.DataFrame:
         """Every recorded site's dequantized values for the window's tokens, long format (token, site, neuron, value).
 
-        Built as one table from per-site arrays: millions of rows, whose site names are never a Python list."""
+        Built as one table: its columns are allocated once at their final length and filled site by site
+        (millions of rows at 370M: no per-site frames to concatenate, no Python list of site names).
+        `tensor_frames` gives the same rows site by site, for writing without holding them all."""
         if not self.record_tensors:
             raise ValueError("this run was recorded without tensors (record_tensors=False)")
         first = self.window_start
+        keys = self._tensor_keys()
+        shapes = [(sum(part.shape[0] for part in self.sites[key].codes), self.sites[key].codes[0].shape[1]) for key in keys]
+        counts = np.array([tokens * neurons for tokens, neurons in shapes])
+        total = int(counts.sum())
+        token, layer, neuron = (np.empty(total, dtype=np.int64) for _ in range(3))
+        value = np.empty(total, dtype=np.float32)
         names: list[str] = []
-        parts: dict[str, list[np.ndarray]] = {"token": [], "layer": [], "neuron": [], "value": []}
-        for key, record in self.sites.items():
-            if record.kind == S.HOST or not self.has_values(key):
-                continue
+        offset = 0
+        for key, (tokens, neurons), count in zip(keys, shapes, counts, strict=True):
+            rows = slice(offset, offset + count)
+            site_layer, site = split_site_key(key)
+            names.append(site)
+            values = self.site_values(key).numpy()
+            token[rows] = np.repeat(np.arange(first, first + tokens), neurons)
+            layer[rows] = site_layer
+            neuron[rows] = np.tile(np.arange(neurons), tokens)
+            value[rows] = values.reshape(-1)
+            offset += count
+        sites = pl.Series("site", names, dtype=pl.String).gather(np.repeat(np.arange(len(names)), counts))
+        return pl.DataFrame({"token": token, "layer": layer, "site": sites, "neuron": neuron, "value": value})
+
+    def _tensor_keys(self) -> list[str]:
+        if not self.record_tensors:
+            raise ValueError("this run was recorded without tensors (record_tensors=False)")
+        keys = [key for key, record in self.sites.items() if record.kind != S.HOST and self.has_values(key)]
+        if not keys:
+            raise ValueError("no site recorded any values")  # as pl.concat([]) did
+        return keys
+
+    def tensor_frames(self) -> Iterator[pl.DataFrame]:
+        """The rows of `tensors()`, one site at a time, in the same order and schema."""
+        first = self.window_start
+        for key in self._tensor_keys():
             values = self.site_values(key).numpy()
             tokens, neurons = values.shape
-            layer, site = split_site_key(key)
-            names.append(site)
-            parts["token"].append(np.repeat(np.arange(first, first + tokens), neurons))
-            parts["layer"].append(np.full(tokens * neurons, layer))
-            parts["neuron"].append(np.tile(np.arange(neurons), tokens))
-            parts["value"].append(values.reshape(-1))
-        if not names:
-            raise ValueError("no site recorded any values")  # as pl.concat([]) did
-        counts = np.array([len(p) for p in parts["token"]])
-        sites = pl.Series("site", names, dtype=pl.String).gather(np.repeat(np.arange(len(names)), counts))
-        columns = {name: np.concatenate(arrays) for name, arrays in parts.items()}
-        return pl.DataFrame({"token": columns["token"], "layer": columns["layer"], "site": sites,
-                             "neuron": columns["neuron"], "value": columns["value"]})
+            site_layer, site = split_site_key(key)
+            yield pl.DataFrame({
+                "token": np.repeat(np.arange(first, first + tokens), neurons), "layer": np.full(tokens * neurons, site_layer),
+                "site": pl.Series("site", [site], dtype=pl.String).gather(np.zeros(tokens * neurons, dtype=np.int64)),
+                "neuron": np.tile(np.arange(neurons), tokens), "value": values.reshape(-1),
+            })
 
     def nbytes(self) -> int:
         """Memory held by the per-neuron data and summaries (for the run cache's budget)."""

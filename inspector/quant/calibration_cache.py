@@ -4,7 +4,7 @@ Calibration (a float64 pass of the float model over the calibration text, `inspe
 is the slowest step of opening a large model: 8-9 s for MMfreeLM-370M. Its result, one max|x| per
 site, is a few KB and depends only on:
 - the weights: a SHA-256 of every weight file's bytes (`WeightDigest`; a header or a file size would
-  miss a changed weight), computed in a background thread while the checkpoint loads (hashlib releases
+  miss a changed weight), read in 16 MB pieces in a background thread while the checkpoint loads (hashlib releases
   the GIL), so it costs no wall time on a 2-core machine;
 - config.json's values and the tokenizer (the text's tokens, the BOS policy);
 - the QuantConfig fields calibration reads (`CALIBRATION_FIELDS` in calibrate.py: a field added to
@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import mmap
 import os
 import tempfile
 import threading
@@ -63,13 +62,13 @@ class WeightDigest:
                 digest.update(f"{path.name}\0{size}\0".encode())
                 if size == 0:
                     continue
-                with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                    view = memoryview(mapped)
-                    try:
-                        for start in range(0, size, CHUNK_BYTES):
-                            digest.update(view[start : start + CHUNK_BYTES])
-                    finally:
-                        view.release()
+                # Read into one reusable buffer, not mapped: mapped pages would count in this process's resident
+                # memory a second time (the loader maps the same file), the whole file's worth at the peak.
+                buffer = bytearray(CHUNK_BYTES)
+                view = memoryview(buffer)
+                with open(path, "rb", buffering=0) as handle:
+                    while read := handle.readinto(buffer):
+                        digest.update(view[:read])
             self._digest = digest.hexdigest()
         except (OSError, ValueError) as exc:  # unreadable now: no cache for this model, never a wrong one
             self._error = exc
