@@ -254,7 +254,7 @@ def lockstep_ids(emulator: Emulator, prompt: str, follow: str, sampling: Samplin
 
 
 def sqnr_table(result: DiffResult) -> pl.DataFrame:
-    """Per-layer SQNR of the main sites, wide: one row per layer (for the README and the CLI)."""
+    """Per-layer SQNR of the main sites, wide: one row per layer (for docs/integer-model.md and the CLI)."""
     sites = list(DEPTH_SITES)
     table = result.per_layer().filter(pl.col("site").is_in(sites)).pivot(on="site", index="layer", values="sqnr_db")
     return table.select(["layer", *[s for s in sites if s in table.columns]])

@@ -124,8 +124,8 @@ def test_real_weights_drive_synapse_counts(tiny_checkpoint):
     assert not assumed["synapses"].equals(emu.core_map.table["synapses"])
 
 
-# The README's table of the published sizes on the default hardware ("Core maps"): pinned, so a
-# mapper change that moves them fails here and the README is updated with it.
+# The table of the published sizes on the default hardware ("Core maps" in docs/chip-estimate.md): pinned,
+# so a mapper change that moves them fails here and the document is updated with it.
 README_CORE_MAPS = {  # model: (neuro-cores, Loihi 2 chips, stored synapses in millions)
     "MMfreeLM-370M": (1801, 15, 213),
     "MMfreeLM-1.3B": (6745, 53, 851),
@@ -134,11 +134,11 @@ README_CORE_MAPS = {  # model: (neuro-cores, Loihi 2 chips, stored synapses in m
 
 
 def test_the_pinned_core_map_figures_are_the_readmes():
-    """The README's "Core maps" table, parsed: the pins above and the README cannot drift apart."""
+    """The "Core maps" table of docs/chip-estimate.md, parsed: the pins above and the document cannot drift apart."""
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    lines = readme.splitlines()
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "chip-estimate.md").read_text(encoding="utf-8")
+    lines = doc.splitlines()
     start = lines.index("| model | neuro-cores | Loihi 2 chips | stored synapses |") + 2
     table = {}
     for line in lines[start:]:
@@ -162,7 +162,7 @@ def test_published_core_map_figures_match_the_readme(name):
 
 @pytest.mark.parametrize("name", ["shakespeare", "tinystories"])
 def test_sample_model_core_map_matches_the_readme(name):
-    """README: "sample models (4 x 256) | 53 | 1 | about 2.3 M" (real ternary weights)."""
+    """docs/chip-estimate.md: "sample models (4 x 256) | 53 | 1 | about 2.3 M" (real ternary weights)."""
     from inspector.catalog import SAMPLE_MODELS_DIR
     from inspector.checkpoint import load_checkpoint
     from inspector.emulator.engine import Emulator

@@ -298,7 +298,7 @@ class LavaBackend(IntegerBackend):
 class LoihiHardwareBackend(LavaBackend):
     """The same graph on a Loihi 2 system through `Loihi2HwCfg` (needs Intel's lava-loihi and a board).
 
-    Not run by us: no Loihi 2 system was available where this was written (see the README).
+    Not run by us: no Loihi 2 system was available where this was written (see docs/lava.md).
     """
 
     name = "loihi2"

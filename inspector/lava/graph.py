@@ -21,7 +21,7 @@ all nine are connected to one Extractor per layer, whose InPort adds them up.
 
 On Loihi 2 (`run_config("loihi2")`, untested: no system was available) Dense maps to the chip's
 synapses; the group processes would run their Python models on the host CPU until someone writes
-microcode neuron programs for them (the README lists what each would need).
+microcode neuron programs for them (docs/lava.md lists what each would need).
 """
 
 from __future__ import annotations
