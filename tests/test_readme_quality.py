@@ -1,4 +1,4 @@
-"""The README's float vs integer table ("Integer model vs float model on the sample models") is what
+"""The README's float vs integer table ("How close the integer model comes") is what
 `python -m inspector quality` prints now.
 
 The table is parsed from README.md, so the test fails when the README and the code diverge, in
