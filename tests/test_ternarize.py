@@ -37,6 +37,13 @@ def test_same_as_the_plain_formula(dtype):
         assert beta == ref_beta and values.dtype == torch.int8 and torch.equal(values, ref_values)
 
 
+def test_more_rows_than_one_block():
+    w = (torch.randn(9000, 16, generator=torch.Generator().manual_seed(5)) * 0.05).to(torch.bfloat16)
+    values, beta = ternarize(w)
+    ref_values, ref_beta = plain_ternarize(w)
+    assert beta == ref_beta and torch.equal(values, ref_values)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_every_16_bit_value(dtype):
     every = torch.arange(-32768, 32768, dtype=torch.int32).to(torch.int16).view(dtype)
