@@ -28,7 +28,7 @@ from inspector.memory import check_model_fits
 from inspector.model import BitLinear, HGRNBitForCausalLM
 from inspector.paths import checkpoint_directory
 from inspector.quant.calibration_cache import WeightDigest
-from inspector.ternary import TernaryMatrix
+from inspector.ternary import NonFiniteWeightError, TernaryMatrix
 from inspector.tokenizer import TOKENIZER_FILE, load_tokenizer
 
 CONFIG_FILE = "config.json"
@@ -261,12 +261,40 @@ def check_weight_source(shapes: dict[str, tuple[int, ...]], source: WeightSource
         raise CheckpointError(str(source.files[unexpected[0]]), unexpected[0], f"unexpected tensor for this config{more}")
 
 
-def _place(model: HGRNBitForCausalLM, key: str, tensor: torch.Tensor, bitlinears: dict[str, BitLinear]) -> None:
-    """Put one checkpoint tensor into the model: a BitLinear weight as its int8 ternary matrix, the rest as float32."""
+@dataclass(frozen=True)
+class CheckpointTensor:
+    """One tensor of a checkpoint directory, read again when called (picklable, unlike a closure): the
+    Learn tour's latent-weight histogram is counted from it only when a page asks (`TernaryMatrix`)."""
+
+    directory: Path
+    key: str
+
+    def __call__(self) -> torch.Tensor:
+        source = weight_source(self.directory)
+        try:
+            return source.get(self.key)
+        finally:
+            source.close()
+
+
+def _place(
+    model: HGRNBitForCausalLM, key: str, tensor: torch.Tensor, bitlinears: dict[str, BitLinear], source: WeightSource,
+    directory: Path,
+) -> None:
+    """Put one checkpoint tensor into the model: a BitLinear weight as its int8 ternary matrix, the rest as float32.
+
+    Every tensor is checked for NaN and infinities; a BitLinear weight by `ternarize` itself, whose float64
+    sum of |w| is finite exactly when every weight is (one pass over the weights fewer)."""
     owner, _, name = key.rpartition(".")
     if name == "weight" and owner in bitlinears:
-        bitlinears[owner].freeze(TernaryMatrix.from_weight(tensor))
+        try:
+            matrix = TernaryMatrix.from_weight(tensor, reread=CheckpointTensor(directory, key))
+        except NonFiniteWeightError as exc:
+            raise CheckpointError(str(source.files[key]), key, str(exc)) from None
+        bitlinears[owner].freeze(matrix)
         return
+    if not torch.isfinite(tensor).all():
+        raise CheckpointError(str(source.files[key]), key, "contains NaN or infinite values")
     module = model.get_submodule(owner) if owner else model
     setattr(module, name, torch.nn.Parameter(tensor.to(torch.float32), requires_grad=False))
 
@@ -316,9 +344,7 @@ def load_checkpoint(directory: str | Path, on_progress: Optional[ProgressFn] = N
     keys = list(shapes)
     for done, key in enumerate(keys):
         tensor = source.get(key)
-        if not torch.isfinite(tensor).all():
-            raise CheckpointError(str(source.files[key]), key, "contains NaN or infinite values")
-        _place(model, key, tensor, bitlinears)
+        _place(model, key, tensor, bitlinears, source, directory)
         del tensor
         if on_progress is not None:
             on_progress(done + 1, len(keys), key)

@@ -15,13 +15,48 @@ cast for that call only.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
 INT8_MIN, INT8_MAX = -128, 127
 HISTOGRAM_BINS, HISTOGRAM_SPAN = 120, 4.0
 ROWS_PER_CHUNK = 4096  # ternarize works through a matrix in row blocks: no full float64 copy
+
+
+class NonFiniteWeightError(ValueError):
+    """A weight matrix holds NaN or an infinity (found by the beta pass, which sums every |w|)."""
+
+
+_BITS_TYPE = {2: torch.int16, 4: torch.int32, 8: torch.int64}  # a float dtype's same-width integer view
+
+
+def _magnitude_threshold(dtype: torch.dtype, beta: float) -> int:
+    """The smallest magnitude bit pattern m of `dtype` with round(|w| / beta) >= 1, exactly as the float64
+    formula decides it (see `ternarize`); every finite |w| whose bits are >= m is then +-1, the rest 0.
+
+    IEEE floats of one sign order like their bit patterns, and round(w / beta) is monotone in w, so one
+    threshold per matrix decides every weight. 16-bit dtypes try all 32,768 magnitudes; wider ones search.
+    """
+    int_type = _BITS_TYPE[torch.empty((), dtype=dtype).element_size()]
+    infinity = int(torch.tensor(float("inf"), dtype=dtype).view(int_type))
+
+    def rounds_to_one(bits: torch.Tensor) -> torch.Tensor:
+        return torch.round(bits.to(int_type).view(dtype).double() / beta).clamp(-1, 1) >= 1
+
+    if int_type is torch.int16:
+        hits = torch.nonzero(rounds_to_one(torch.arange(infinity, dtype=torch.int32)))
+        return int(hits[0]) if hits.numel() else infinity
+    lo, hi = 0, infinity  # rounds_to_one(hi) taken as true: no finite magnitude lies at or beyond it
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if bool(rounds_to_one(torch.tensor([mid], dtype=torch.int64))):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 def ternarize(w: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -32,18 +67,42 @@ def ternarize(w: torch.Tensor) -> tuple[torch.Tensor, float]:
     on how many threads it is split over, and a ternary value decided by it would too (the integer
     model rounds beta further, to float32, see `inspector.quant.convert`). Row blocks keep the
     float64 temporaries small for the 82 M-weight LM head of a 2.7B model.
+
+    The ternary values are round(w / beta) clipped to [-1, 1] in float64, decided without a float
+    copy: one magnitude threshold (`_magnitude_threshold`) compared with the weights' own bit
+    patterns (a bf16 weight is read as int16), the sign from the sign bit. The beta sum also checks
+    the weights: it is finite exactly when every weight is (`NonFiniteWeightError` otherwise).
     """
     w = w.detach()
+    if not w.is_floating_point():
+        raise TypeError(f"ternarize expects floating-point weights, got {w.dtype}")
     rows = w.reshape(-1, w.shape[-1]) if w.dim() > 1 else w.reshape(1, -1)
     total = 0.0
     for start in range(0, rows.shape[0], ROWS_PER_CHUNK):
         total += float(rows[start : start + ROWS_PER_CHUNK].double().abs().sum())
+    if not math.isfinite(total):
+        if not bool(torch.isfinite(w).all()):
+            raise NonFiniteWeightError("contains NaN or infinite values")
+        raise NonFiniteWeightError("the sum of |w| overflows float64")  # pragma: no cover - beyond any real model
     beta = max(total / max(w.numel(), 1), 1e-5)
+    int_type = _BITS_TYPE[w.element_size()]
+    threshold = _magnitude_threshold(w.dtype, beta)
+    sign_bit = torch.iinfo(int_type).min  # flipping it turns a negative weight's bits into its magnitude's
+    bits = rows.view(int_type)
     ternary = torch.empty(rows.shape, dtype=torch.int8)
     for start in range(0, rows.shape[0], ROWS_PER_CHUNK):
-        block = rows[start : start + ROWS_PER_CHUNK].double() / beta
-        ternary[start : start + ROWS_PER_CHUNK] = torch.round(block).clamp(-1, 1).to(torch.int8)
+        block = bits[start : start + ROWS_PER_CHUNK]
+        positive = block >= threshold  # sign bit clear and magnitude at or above the threshold (threshold >= 1)
+        negative = (block ^ sign_bit) >= threshold
+        torch.sub(positive.to(torch.int8), negative.to(torch.int8), out=ternary[start : start + ROWS_PER_CHUNK])
     return ternary.reshape(w.shape), beta
+
+
+def latent_histogram(weight: torch.Tensor, beta: float) -> torch.Tensor:
+    """Counts of the float weights over HISTOGRAM_BINS bins spanning +-HISTOGRAM_SPAN * beta (outliers in the end bins)."""
+    span = HISTOGRAM_SPAN * beta
+    clipped = weight.detach().float().clamp(-span, span)
+    return torch.histc(clipped, bins=HISTOGRAM_BINS, min=-span, max=span).to(torch.int64)
 
 
 def _as_2d(codes: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
@@ -81,18 +140,31 @@ class TernaryMatrix:
     values: torch.Tensor
     beta: float
     # counts of the latent float weights over HISTOGRAM_BINS bins spanning +-HISTOGRAM_SPAN * beta
-    # (outliers in the end bins), kept from the float weights before they are dropped: the Learn tour
-    # shows where absmean quantization cuts them.
-    latent_histogram: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    # (outliers in the end bins): the Learn tour shows where absmean quantization cuts them. Kept from
+    # the float weights when they are at hand anyway (`from_weight` without `reread`); for a loaded
+    # checkpoint counted only when first asked for, from the weight read again (`reread`): every
+    # other use of the model (the CLI's `run`, any other page) never needs it.
+    _histogram: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    _reread: Callable[[], torch.Tensor] | None = field(default=None, repr=False, compare=False)
     _magnitudes: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def from_weight(cls, weight: torch.Tensor) -> "TernaryMatrix":
+    def from_weight(cls, weight: torch.Tensor, reread: Callable[[], torch.Tensor] | None = None) -> "TernaryMatrix":
+        """Ternarize `weight`; `reread` gives the same float weight again later (the histogram is then lazy)."""
         values, beta = ternarize(weight)
-        span = HISTOGRAM_SPAN * beta
-        clipped = weight.detach().float().clamp(-span, span)
-        histogram = torch.histc(clipped, bins=HISTOGRAM_BINS, min=-span, max=span).to(torch.int64)
-        return cls(values.contiguous(), beta, histogram)
+        histogram = None if reread is not None else latent_histogram(weight, beta)
+        return cls(values.contiguous(), beta, histogram, reread)
+
+    @property
+    def latent_histogram(self) -> torch.Tensor | None:
+        """The latent weights' histogram (see the field), counted on first use for a loaded checkpoint."""
+        if self._histogram is None and self._reread is not None:
+            weight = self._reread()
+            values, beta = ternarize(weight)
+            if beta != self.beta or not torch.equal(values.reshape(self.values.shape), self.values):
+                raise ValueError("the weight file changed since the model was loaded: load the model again")
+            self._histogram, self._reread = latent_histogram(weight, beta), None
+        return self._histogram
 
     def histogram_edges(self) -> torch.Tensor:
         """Bin edges (HISTOGRAM_BINS + 1) of `latent_histogram`, in weight units."""

@@ -299,3 +299,26 @@ def test_peak_resident_memory_of_a_child_is_its_own_not_its_parents():
     del ballast
     assert parent >= 700 * 1024**2
     assert child < parent - 500 * 1024**2
+
+
+def test_nan_in_a_bitlinear_weight_is_rejected(tiny_checkpoint):
+    tensors = load_file(str(tiny_checkpoint / "model.safetensors"))
+    tensors["model.layers.1.attn.f_proj.weight"][2, 3] = float("inf")
+    save_file(tensors, str(tiny_checkpoint / "model.safetensors"))
+    _expect(tiny_checkpoint, "[model.layers.1.attn.f_proj.weight]", "NaN or infinite")
+
+
+def test_latent_histogram_is_counted_when_asked_from_the_file(tiny_checkpoint):
+    from inspector.ternary import latent_histogram
+
+    loaded = load_checkpoint(tiny_checkpoint)
+    matrix = loaded.model.model.layers[0].attn.f_proj.ternary
+    assert matrix._histogram is None  # nothing counted at load
+    weight = load_file(str(tiny_checkpoint / "model.safetensors"))["model.layers.0.attn.f_proj.weight"]
+    assert torch.equal(matrix.latent_histogram, latent_histogram(weight, matrix.beta))
+    other = load_checkpoint(tiny_checkpoint).model.model.layers[0].attn.f_proj.ternary
+    tensors = load_file(str(tiny_checkpoint / "model.safetensors"))
+    tensors["model.layers.0.attn.f_proj.weight"] *= -1
+    save_file(tensors, str(tiny_checkpoint / "model.safetensors"))
+    with pytest.raises(ValueError, match="changed since the model was loaded"):
+        _ = other.latent_histogram

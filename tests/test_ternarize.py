@@ -1,0 +1,68 @@
+"""`ternarize` against the plain float64 formula it implements without a float copy (threshold on the bit patterns)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from inspector.ternary import NonFiniteWeightError, latent_histogram, ternarize
+
+
+def plain_ternarize(w: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """round(w / beta) clipped to [-1, 1] in float64, beta = mean|w| summed in float64 by row blocks of 4096."""
+    rows = w.reshape(-1, w.shape[-1]) if w.dim() > 1 else w.reshape(1, -1)
+    total = sum(float(rows[s : s + 4096].double().abs().sum()) for s in range(0, rows.shape[0], 4096))
+    beta = max(total / max(w.numel(), 1), 1e-5)
+    return torch.round(w.double() / beta).clamp(-1, 1).to(torch.int8), beta
+
+
+def _with_threshold_neighbours(w: torch.Tensor) -> torch.Tensor:
+    """Put +-beta/2 and its neighbouring values of w's dtype into w (beta as the plain formula gives it)."""
+    half = torch.tensor([plain_ternarize(w)[1] / 2], dtype=torch.float64)
+    up = torch.nextafter(half, torch.ones(1, dtype=torch.float64))
+    down = torch.nextafter(half, torch.zeros(1, dtype=torch.float64))
+    edge = torch.cat([half, up, down]).to(w.dtype)
+    w = w.clone()
+    w[0, :3], w[1, :3], w[2, 0], w[2, 1] = edge, -edge, 0.0, -0.0
+    return w
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
+def test_same_as_the_plain_formula(dtype):
+    g = torch.Generator().manual_seed(3)
+    for scale in (0.02, 1.0, 3e-4):
+        w = _with_threshold_neighbours((torch.randn(300, 257, generator=g) * scale).to(dtype))
+        values, beta = ternarize(w)
+        ref_values, ref_beta = plain_ternarize(w)
+        assert beta == ref_beta and values.dtype == torch.int8 and torch.equal(values, ref_values)
+
+
+def test_more_rows_than_one_block():
+    w = (torch.randn(9000, 16, generator=torch.Generator().manual_seed(5)) * 0.05).to(torch.bfloat16)
+    values, beta = ternarize(w)
+    ref_values, ref_beta = plain_ternarize(w)
+    assert beta == ref_beta and torch.equal(values, ref_values)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_every_16_bit_value(dtype):
+    every = torch.arange(-32768, 32768, dtype=torch.int32).to(torch.int16).view(dtype)
+    every = every[torch.isfinite(every)]
+    for w in (every, every[every.abs() < 1]):  # two betas: huge and moderate
+        values, beta = ternarize(w)
+        ref_values, ref_beta = plain_ternarize(w)
+        assert beta == ref_beta and torch.equal(values, ref_values.reshape(values.shape))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_weights_are_refused(bad):
+    w = torch.randn(8, 8).to(torch.bfloat16)
+    w[3, 5] = bad
+    with pytest.raises(NonFiniteWeightError, match="NaN or infinite"):
+        ternarize(w)
+
+
+def test_histogram_counts_every_weight():
+    w = torch.randn(64, 32) * 0.1
+    _, beta = ternarize(w)
+    assert int(latent_histogram(w, beta).sum()) == w.numel()
