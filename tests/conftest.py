@@ -15,6 +15,18 @@ from inspector.tokenizer import decode_continuation, train_bpe_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The Learn tour's steps that ask for a prediction, and the key of each step's prediction widget
+# (pages/learn.py); the AppTest and the browser test walk the same list.
+TOUR_PREDICTIONS = [
+    ("2. Spikes", "predict_spike_bits"),
+    ("3. MLGRU", "predict_memory"),
+    ("4. Messaging", "predict_sigma_delta"),
+    ("5. Saturation", "predict_state_bits"),
+    ("6. Drift", "predict_local"),
+    ("7. Cores", "predict_chips"),
+    ("8. Energy", "predict_energy"),
+]
+
 # `make test-fast` (pytest -m "not slow") leaves these out: modules that drive whole pages, Lava graphs,
 # Ray sweeps, browsers or the published sizes, and single tests that take several seconds each. The
 # golden outputs, the integer kernels and models against their plain references, the messaging and

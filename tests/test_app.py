@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from inspector.catalog import sample_models
 from inspector.ui.text import unescaped
-from tests.conftest import REPO
+from tests.conftest import REPO, TOUR_PREDICTIONS
 
 APP = str(REPO / "app.py")
 PAGES = [
@@ -174,18 +174,7 @@ def test_learn_tour_points(app):
     assert "signal-to-quantization-noise ratio" in text and "10·log10" in text and "local" in text and "cumulative" in text
 
 
-PREDICTIONS = [
-    ("2. Spikes", "predict_spike_bits"),
-    ("3. MLGRU", "predict_memory"),
-    ("4. Messaging", "predict_sigma_delta"),
-    ("5. Saturation", "predict_state_bits"),
-    ("6. Drift", "predict_local"),
-    ("7. Cores", "predict_chips"),
-    ("8. Energy", "predict_energy"),
-]
-
-
-@pytest.mark.parametrize("step,key", PREDICTIONS)
+@pytest.mark.parametrize("step,key", TOUR_PREDICTIONS)
 def test_learn_predict_then_reveal(app, step, key):
     """Issue 21.2: a step shows no answer until a prediction is picked, then says whether it was right."""
     app.switch_page("pages/learn.py").run()
@@ -526,6 +515,19 @@ def test_hardware_bad_inputs_say_which_field_and_keep_the_page(app, monkeypatch,
     assert "e+" not in first and first.endswith(" s")
 
 
+def _measure_on_the_page(app, name: str) -> None:
+    """Click Measure for a published size, wait for the queue's job (its own thread) and redraw."""
+    from inspector.quant.config import QuantConfig
+    from inspector.ui.hardware import measurement_job
+
+    app.button(key=f"measure_{name}").click().run()
+    assert not app.exception, app.exception
+    job = measurement_job(name, QuantConfig())
+    assert job is not None and job.wait(120) and job.state == "done", (job and job.state, job and job.error)
+    app.run()
+    assert not app.exception, app.exception
+
+
 def test_hardware_page_measures_a_published_size(app, monkeypatch, tmp_path):
     from inspector.config import PUBLISHED_CONFIGS
 
@@ -538,15 +540,7 @@ def test_hardware_page_measures_a_published_size(app, monkeypatch, tmp_path):
     app.switch_page("pages/hardware.py").run()
     labels = [b.label for b in app.button]
     assert "Measure MMfreeLM-370M" in labels and "Measure tiny-published" in labels
-    app.button(key="measure_tiny-published").click().run()
-    assert not app.exception, app.exception
-    from inspector.quant.config import QuantConfig
-    from inspector.ui.hardware import measurement_job
-
-    job = measurement_job("tiny-published", QuantConfig())  # a job of the queue, in its own thread
-    assert job is not None and job.wait(120) and job.state == "done", (job and job.state, job and job.error)
-    app.run()
-    assert not app.exception, app.exception
+    _measure_on_the_page(app, "tiny-published")
     assert not app.error, [e.value for e in app.error]
     table = next(d.value for d in app.dataframe if "activity from" in d.value.columns)
     row = table[table["model"] == "tiny-published"]
@@ -566,15 +560,7 @@ def test_hardware_what_ifs_say_how_much_each_change_moves(app, monkeypatch, tmp_
     )
     app.switch_page("pages/hardware.py").run()
     assert any("Measure MMfreeLM-370M (above)" in i.value for i in app.info)
-    app.button(key="measure_MMfreeLM-370M").click().run()
-    assert not app.exception, app.exception
-    from inspector.quant.config import QuantConfig
-    from inspector.ui.hardware import measurement_job
-
-    job = measurement_job("MMfreeLM-370M", QuantConfig())  # measured by the job queue, in its own thread
-    assert job is not None and job.wait(120) and job.state == "done", (job and job.state, job and job.error)
-    app.run()
-    assert not app.exception, app.exception
+    _measure_on_the_page(app, "MMfreeLM-370M")
     table = next(d.value for d in app.dataframe if "what if" in d.value.columns)
     assert table["what if"].iloc[0].startswith("the paper's layout")
     assert table["change mJ/token (%)"].iloc[0] == 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, browser_marks, streamlit_server
-from tests.conftest import REPO
+from tests.conftest import REPO, TOUR_PREDICTIONS
 
 SHOTS = REPO / "artifacts" / "screenshots"
 pytestmark = browser_marks()
@@ -209,16 +209,7 @@ def test_bad_checkpoint_path_in_chromium(page, app_url):
     assert "Traceback" not in page.inner_text("body")
 
 
-TOUR = [
-    ("1. Weights", None),
-    ("2. Spikes", "predict_spike_bits"),
-    ("3. MLGRU", "predict_memory"),
-    ("4. Messaging", "predict_sigma_delta"),
-    ("5. Saturation", "predict_state_bits"),
-    ("6. Drift", "predict_local"),
-    ("7. Cores", "predict_chips"),
-    ("8. Energy", "predict_energy"),
-]
+TOUR = [("1. Weights", None), *TOUR_PREDICTIONS]
 
 
 def _screens(page, stem: str, step_px: int = 600) -> int:
