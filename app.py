@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from inspector.stack_dumps import enable_stack_dumps
+from inspector.serve.stack_dumps import enable_stack_dumps
 
 enable_stack_dumps()  # `kill -USR1 <pid>` prints every thread's stack to the server's terminal
 st.set_page_config(page_title="Loihi LM Inspector", page_icon=":material/neurology:", layout="wide")

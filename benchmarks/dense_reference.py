@@ -4,7 +4,7 @@ What a user gets by running the upstream non-fused code (`mmfreelm/ops/bitnet.py
 per-token absmax activation quantization, `F.linear` with the dequantized ternary weight) on a CPU:
 every BitLinear an `nn.Linear` holding `ternary * beta` in float32, four bytes per weight. It is kept
 apart from `inspector/` on purpose and must not get faster when our code does; it shares nothing
-with `inspector.model` but the weights it is given.
+with `inspector.lm.model` but the weights it is given.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from inspector.model import HGRNBitForCausalLM
+from inspector.lm.model import HGRNBitForCausalLM
 
 
 def _rmsnorm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from inspector.backends import make_backend
-from inspector.catalog import sample_models
-from inspector.checkpoint import load_checkpoint
-from inspector.generate import SamplingSettings
+from inspector.backends.base import make_backend
+from inspector.lm.catalog import sample_models
+from inspector.lm.checkpoint import load_checkpoint
+from inspector.lm.generate import SamplingSettings
 
 
 def timed_generation(key: str, loaded, prompt: str, settings: SamplingSettings):

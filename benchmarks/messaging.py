@@ -10,7 +10,7 @@ random weights, the same sentence repeated: random weights say nothing about rea
   bits: only the messages that carry a change);
 - the per-group thresholds that keep bits/char within +0.5% of the dense integer model, found by
   the sweep engine's greedy search (Ray workers) over the four `vth_*` knobs, with their message
-  and energy savings against dense. Energy is the hardware estimate's (inspector.estimate).
+  and energy savings against dense. Energy is the hardware estimate's (inspector.chip.estimate).
 
 `speed`: the integer emulator one token at a time (generation's path, probes off) on 370M, with
 every group `delta` at vth = 4 against `dense`; target: at most 1.3x slower.
@@ -41,8 +41,8 @@ def all_groups(mode: str, vth: int = 0, base: QuantConfig | None = None) -> Quan
 
 def _load(name: str):
     from benchmarks.scale import random_published
-    from inspector.catalog import sample_models, validation_text
-    from inspector.checkpoint import load_checkpoint
+    from inspector.lm.catalog import sample_models, validation_text
+    from inspector.lm.checkpoint import load_checkpoint
 
     if name == "370m":
         return random_published("MMfreeLM-370M"), RANDOM_TEXT, QuantConfig(calibration_tokens=256)
@@ -95,7 +95,7 @@ def measure(name: str, tokens: int, workers: int, max_rounds: int) -> dict:
 def speed(tokens: int, rounds: int = 4) -> dict:
     """Tokens/s of the emulator one token at a time, dense and delta (vth = 4), on 370M random weights."""
     from benchmarks.scale import random_published, tokens_per_second
-    from inspector.emulator.engine import Emulator
+    from inspector.backends.emulator import Emulator
 
     loaded = random_published("MMfreeLM-370M")
     ids = [int(i) for i in torch.randint(3, 300, (tokens,), generator=torch.Generator().manual_seed(1))]

@@ -7,7 +7,7 @@ The checkpoint is a random-weight MMfreeLM-370M in the released layout (bf16 `mo
 config.json, tokenizer and generation files; `tests/make_released_fixture.py`), written once under
 `artifacts/bench-370m/`. Each run is a fresh subprocess with 2 threads (`OMP_NUM_THREADS=2`,
 `torch.set_num_threads(2)` via the environment), timed from outside; its peak RSS is its own high-water
-mark (`inspector.memory.peak_resident_bytes`, VmHWM, read by the child itself at exit).
+mark (`inspector.lm.memory.peak_resident_bytes`, VmHWM, read by the child itself at exit).
 
 Targets (issue 22, on a quiet 2-core machine): cold run, 32 tokens, <= 15 s and <= 2.5 GB; with the
 calibration cached <= 8 s.
@@ -38,7 +38,7 @@ def make_checkpoint(out: Path = CHECKPOINT) -> Path:
         return out
     from safetensors.torch import save_file
 
-    from inspector.config import PUBLISHED_CONFIGS
+    from inspector.lm.config import PUBLISHED_CONFIGS
     from tests.make_released_fixture import random_state_dict, released_config, write_released_checkpoint
 
     tmp = out.with_name(out.name + ".partial")
@@ -58,7 +58,7 @@ def child(argv: list[str]) -> int:
     from inspector.cli import main
 
     code = main(argv)
-    from inspector.memory import peak_resident_bytes
+    from inspector.lm.memory import peak_resident_bytes
 
     print(json.dumps({"peak_rss_bytes": peak_resident_bytes()}), file=sys.stderr)
     return code

@@ -16,13 +16,13 @@ from typing import Callable
 
 import torch
 
-from inspector.catalog import sample_models
-from inspector.checkpoint import LoadedModel, load_checkpoint
-from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
-from inspector.emulator.engine import Emulator
+from inspector.backends.emulator import Emulator
+from inspector.lm.catalog import sample_models
+from inspector.lm.checkpoint import LoadedModel, load_checkpoint
+from inspector.lm.config import PUBLISHED_CONFIGS, HGRNBitConfig
+from inspector.lm.synthetic import random_frozen_model
+from inspector.lm.tokenizer import train_bpe_tokenizer
 from inspector.quant.config import QuantConfig
-from inspector.synthetic import random_frozen_model
-from inspector.tokenizer import train_bpe_tokenizer
 
 TARGET_INT_OVER_FLOAT_370M = 0.5
 

@@ -32,11 +32,11 @@ from typing import Callable
 import torch
 
 from benchmarks.dense_reference import DenseReferenceLM
-from inspector.checkpoint import LoadedModel
-from inspector.config import PUBLISHED_CONFIGS
-from inspector.memory import peak_resident_bytes
-from inspector.synthetic import published_config, random_frozen_model
-from inspector.tokenizer import train_bpe_tokenizer
+from inspector.lm.checkpoint import LoadedModel
+from inspector.lm.config import PUBLISHED_CONFIGS
+from inspector.lm.memory import peak_resident_bytes
+from inspector.lm.synthetic import published_config, random_frozen_model
+from inspector.lm.tokenizer import train_bpe_tokenizer
 
 TARGETS = {"int_over_dense": 2.0, "int_over_bound": 0.25, "probed_over_dense": 1.0, "float_over_dense": 1.0}
 ANALYSIS_TARGET_370M = {"seconds": 15.0, "peak_rss_gb": 2.5}
@@ -74,7 +74,7 @@ def tokens_per_second(step: Callable, ids: list[int], finish: Callable[[], None]
 
 
 def throughput(name: str, tokens: int) -> dict:
-    from inspector.emulator.engine import Emulator
+    from inspector.backends.emulator import Emulator
     from inspector.quant.config import QuantConfig
 
     loaded = random_published(name)
@@ -94,9 +94,9 @@ def throughput(name: str, tokens: int) -> dict:
 
 def analysis_run(name: str, tokens: int) -> dict:
     """One whole analysis of a random-weight published model; time and this process's peak RSS."""
-    from inspector.analysis import analyze
-    from inspector.emulator.engine import Emulator
-    from inspector.generate import SamplingSettings
+    from inspector.backends.emulator import Emulator
+    from inspector.compare.analysis import analyze
+    from inspector.lm.generate import SamplingSettings
 
     start = time.perf_counter()
     loaded = random_published(name)

@@ -40,12 +40,12 @@ from pathlib import Path
 
 import torch
 
-from inspector.analysis import GENERATED_WINDOW, analyze
-from inspector.catalog import DEFAULT_SAMPLE_MODEL, SAMPLE_MODELS_DIR, sample_models
-from inspector.checkpoint import load_checkpoint
-from inspector.emulator.engine import Emulator
-from inspector.generate import SamplingSettings
-from inspector.run_cache import RUNS, _release_to_os
+from inspector.backends.emulator import Emulator
+from inspector.compare.analysis import GENERATED_WINDOW, analyze
+from inspector.lm.catalog import DEFAULT_SAMPLE_MODEL, SAMPLE_MODELS_DIR, sample_models
+from inspector.lm.checkpoint import load_checkpoint
+from inspector.lm.generate import SamplingSettings
+from inspector.serve.run_cache import RUNS, _release_to_os
 
 REPO = Path(__file__).resolve().parents[1]
 BOUND_MB = 1536  # the stated bound for RSS after the runs (the sample models' server: ~0.45 GB at rest)

@@ -21,7 +21,7 @@ yardstick runs in the same session for that reason.
 
 The 370M measurement uses the published MMfreeLM-370M configuration, all 24 layers (hidden 1024,
 vocab 32000), with random weights built directly in inference form
-(`inspector.synthetic.random_frozen_model`, as `benchmarks.scale` does); the whole benchmark
+(`inspector.lm.synthetic.random_frozen_model`, as `benchmarks.scale` does); the whole benchmark
 peaked at 1.4-1.8 GB resident here. The host's LM head runs one position at a
 time on both paths (so a token's logits never depend on how many tokens were fed together); its
 time is reported apart, so the chip side's ratio can be read without it.
@@ -42,10 +42,10 @@ from pathlib import Path
 import torch
 
 from benchmarks.scale import random_published
-from inspector.catalog import sample_models, validation_text
-from inspector.checkpoint import LoadedModel, load_checkpoint
-from inspector.emulator.engine import Emulator
-from inspector.memory import peak_resident_bytes
+from inspector.backends.emulator import Emulator
+from inspector.lm.catalog import sample_models, validation_text
+from inspector.lm.checkpoint import LoadedModel, load_checkpoint
+from inspector.lm.memory import peak_resident_bytes
 from inspector.quant.config import QuantConfig
 from inspector.sweep.evaluate import SweepSpec, held_out_ids
 from inspector.sweep.runner import SweepRunner

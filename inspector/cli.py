@@ -25,29 +25,29 @@ import polars as pl
 import torch
 from tqdm import tqdm
 
-from inspector.ab import ab_compare
-from inspector.analysis import keep_from_for
-from inspector.backends import make_backend, require_backend
-from inspector.catalog import sample_models, validation_text
-from inspector.checkpoint import LoadedModel, ignored_keys_note, load_checkpoint
-from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
-from inspector.diff import compare, lockstep_ids, sqnr_table
-from inspector.emulator.engine import Emulator
-from inspector.emulator.mapper import LAYOUTS, LM_HEAD, ONE_BLOCK_PER_CHIP, PACKED, lm_head_group, map_groups, map_model
+from inspector.backends.base import make_backend, require_backend
+from inspector.backends.emulator import Emulator
+from inspector.chip.mapper import LAYOUTS, LM_HEAD, ONE_BLOCK_PER_CHIP, PACKED, lm_head_group, map_groups, map_model
+from inspector.chip.paper import LM_HEAD_CHIPS_PAPER
+from inspector.compare.ab import ab_compare
+from inspector.compare.analysis import keep_from_for
+from inspector.compare.diff import compare, lockstep_ids, sqnr_table
+from inspector.compare.local_error import local_vs_cumulative
+from inspector.compare.traces import write_traces
 from inspector.errors import InspectorError
-from inspector.generate import SamplingSettings, encode_prompt, eos_note, stopped_at_eos
-from inspector.local_error import local_vs_cumulative
-from inspector.paper import LM_HEAD_CHIPS_PAPER
-from inspector.paths import Access, Use, checked_path, read_limited
+from inspector.lm.catalog import sample_models, validation_text
+from inspector.lm.checkpoint import LoadedModel, ignored_keys_note, load_checkpoint
+from inspector.lm.config import PUBLISHED_CONFIGS, HGRNBitConfig
+from inspector.lm.generate import SamplingSettings, encode_prompt, eos_note, stopped_at_eos
+from inspector.lm.paths import Access, Use, checked_path, read_limited
+from inspector.lm.tokenizer import encode_document
+from inspector.lm.train import bits_per_character
 from inspector.quant.config import QUANT_PRESETS, QuantConfig, QuantConfigError
 from inspector.quant.files import load_quant_config, parse_value, quant_spec
 from inspector.sweep.evaluate import SweepSpec, held_out_ids
 from inspector.sweep.results import base_row, failed_points, sensitivity_table
 from inspector.sweep.runner import RESULTS_FILE, load_results
 from inspector.sweep.study import DEFAULT_BUDGET_PCT, WINNER_FILE, run_sweep
-from inspector.tokenizer import encode_document
-from inspector.traces import write_traces
-from inspector.train import bits_per_character
 
 
 def resolve_model(name: str) -> LoadedModel:
@@ -197,7 +197,7 @@ MAX_TEXT_BYTES = 256 * 2**20  # --text: a held-out text or a corpus, never a dev
 
 
 def _read_text(path: str) -> str:
-    """The file of --text: checked as any typed path is (`inspector.paths`), then read up to MAX_TEXT_BYTES."""
+    """The file of --text: checked as any typed path is (`inspector.lm.paths`), then read up to MAX_TEXT_BYTES."""
     target = checked_path(path, Use("--text file", (), "file", MAX_TEXT_BYTES), Access.local())
     try:
         return read_limited(target, MAX_TEXT_BYTES, "--text file").decode("utf-8")
@@ -327,10 +327,10 @@ def _print_table(table: pl.DataFrame, title: str) -> None:
 
 def cmd_paper(args) -> int:
     """The paper's figures as reported, the fitted preset's residuals, its constants and the held-out single chip."""
-    from inspector.chip_fit import FitTable, fitted_preset_costs, single_chip_table
-    from inspector.chip_fit import figures as fit_figures
-    from inspector.costs import FITTED_NAME, preset
-    from inspector.paper import measured_table, residual_table, statements_table
+    from inspector.chip.costs import FITTED_NAME, preset
+    from inspector.chip.fit import FitTable, fitted_preset_costs, single_chip_table
+    from inspector.chip.fit import figures as fit_figures
+    from inspector.chip.paper import measured_table, residual_table, statements_table
 
     table = FitTable.load()
     costs = fitted_preset_costs()
@@ -359,11 +359,11 @@ def _positive(value: str, field: str, kind=float):
 
 def cmd_estimate(args) -> int:
     """A published size's (cached) measured activity or a model's run, estimated under a preset and a layout."""
-    from inspector.activity_cache import published_activity
-    from inspector.costs import FITTED_NAME, custom_preset, preset
-    from inspector.emulator.hardware import HardwareConfig
-    from inspector.hardware_report import evaluate, export_names
-    from inspector.paper import estimate_figures, residual_table
+    from inspector.chip.activity_cache import published_activity
+    from inspector.chip.costs import FITTED_NAME, custom_preset, preset
+    from inspector.chip.limits import HardwareConfig
+    from inspector.chip.paper import estimate_figures, residual_table
+    from inspector.chip.report import evaluate, export_names
 
     name = FITTED_NAME if args.preset == "fitted" else args.preset
     chosen = preset(name)
@@ -400,7 +400,8 @@ def cmd_estimate(args) -> int:
 
 def cmd_measure(args) -> int:
     """Fill the activity cache of published sizes (the Hardware page reads it), with a progress bar."""
-    from inspector.activity_cache import cache_dir, published_activity
+    from inspector.chip.activity_cache import published_activity
+    from inspector.disk_cache import cache_dir
 
     names = list(PUBLISHED_CONFIGS) if args.config == "all" else [args.config]
     if not set(names) <= set(PUBLISHED_CONFIGS):

@@ -6,13 +6,13 @@ import html
 
 import streamlit as st
 
-from inspector.exports import generation_table
-from inspector.figures import colored_tokens_html, distribution_figure, layer_error_figure
-from inspector.generate import eos_note
-from inspector.sites import DEPTH_SITES
+from inspector.lm.generate import eos_note
+from inspector.schema import DEPTH_SITES
 from inspector.ui.export import chart, column_help, table_downloads
 from inspector.ui.runs import page_analysis
 from inspector.ui.text import plain
+from inspector.views.exports import generation_table
+from inspector.views.figures import colored_tokens_html, distribution_figure, layer_error_figure
 
 st.title("Generation")
 session, analysis = page_analysis()

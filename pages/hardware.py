@@ -4,32 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from inspector.activity_cache import cache_dir, estimated_measure_seconds
-from inspector.chip_fit import FitTable, single_chip, single_chip_table
-from inspector.chip_fit import figures as fit_figures
-from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
-from inspector.context_length import CONTEXTS, context_table, crossovers
-from inspector.costs import FITTED_NAME, PRESETS
-from inspector.emulator.mapper import LM_HEAD, MappingError, lm_head_group
-from inspector.errors import InspectorError
-from inspector.estimate import DEFAULT_PROMPT_TOKENS
-from inspector.figures import (
-    context_length_figure,
-    core_map_figure,
-    energy_breakdown_figure,
-    estimate_figure,
-    stage_time_figure,
-)
-from inspector.hardware_report import (
-    density_summary,
-    evaluate,
-    export_names,
-    matching_published,
-    readable_seconds,
-    results_table,
-    what_if_table,
-)
-from inspector.paper import (
+from inspector.chip.activity_cache import estimated_measure_seconds
+from inspector.chip.context_length import CONTEXTS, context_table, crossovers
+from inspector.chip.costs import FITTED_NAME, PRESETS
+from inspector.chip.estimate import DEFAULT_PROMPT_TOKENS
+from inspector.chip.fit import FitTable, single_chip, single_chip_table
+from inspector.chip.fit import figures as fit_figures
+from inspector.chip.mapper import LM_HEAD, MappingError, lm_head_group
+from inspector.chip.paper import (
     LM_HEAD_CHIPS_PAPER,
     PAPER,
     PAPER_NOTE,
@@ -40,6 +22,18 @@ from inspector.paper import (
     residual_table,
     statements_table,
 )
+from inspector.chip.report import (
+    density_summary,
+    evaluate,
+    export_names,
+    matching_published,
+    readable_seconds,
+    results_table,
+    what_if_table,
+)
+from inspector.disk_cache import cache_dir
+from inspector.errors import InspectorError
+from inspector.lm.config import PUBLISHED_CONFIGS, HGRNBitConfig
 from inspector.ui.export import chart, table_downloads, thousands
 from inspector.ui.hardware import (
     cached_published_evaluation,
@@ -55,6 +49,13 @@ from inspector.ui.hardware import (
 )
 from inspector.ui.runs import page_analysis
 from inspector.ui.sidebar import backend_for
+from inspector.views.figures import (
+    context_length_figure,
+    core_map_figure,
+    energy_breakdown_figure,
+    estimate_figure,
+    stage_time_figure,
+)
 
 PERCENT = {"residual (%)": st.column_config.NumberColumn(format="%+.2f %%")}
 
@@ -111,7 +112,7 @@ st.caption(
 st.subheader("Settings")
 layout, lm_on_chip = layout_choice()
 with st.expander("Mapping what-ifs: synapse bits, shared cores, per-core limits", expanded=False):
-    st.caption("Defaults and their sources: inspector/emulator/hardware.py. Every figure below follows these settings.")
+    st.caption("Defaults and their sources: inspector/chip/limits.py. Every figure below follows these settings.")
     hw, share = what_if_hardware()
     if hw is not None:
         st.dataframe(hw.table(), hide_index=True, width="stretch")

@@ -7,9 +7,12 @@ import math
 import polars as pl
 import streamlit as st
 
-from inspector.emulator.mapper import GROUP_ORDER
-from inspector.figures import layer_error_figure, saturation_rate_figure
-from inspector.teaching import (
+from inspector.chip.mapper import GROUP_ORDER
+from inspector.ui.export import chart
+from inspector.ui.runs import page_analysis
+from inspector.ui.sidebar import backend_for, cached_backend
+from inspector.views.figures import layer_error_figure, saturation_rate_figure
+from inspector.views.teaching import (
     NARROWEST,
     SPIKE_BITS_SWEEP,
     STATE_BITS_SWEEP,
@@ -32,7 +35,7 @@ from inspector.teaching import (
     tour_neuron,
     worked_synapse_example,
 )
-from inspector.teaching_figures import (
+from inspector.views.teaching_figures import (
     LAYER_NODES,
     PROJECTION_NODES,
     energy_share_figure,
@@ -45,9 +48,6 @@ from inspector.teaching_figures import (
     sweep_figure,
     weight_histogram_figure,
 )
-from inspector.ui.export import chart
-from inspector.ui.runs import page_analysis
-from inspector.ui.sidebar import backend_for, cached_backend
 
 # Each step, and the nodes of the data-flow map it is about.
 STEPS = {
@@ -435,9 +435,9 @@ elif step == NAMES[5]:
         st.markdown(
             f"Layer {worst['layer']}'s residual output: **{worst['local_sqnr_db']:.1f} dB** from its own {qc.residual_bits}-bit "
             f"rounding, **{worst['cumulative_sqnr_db']:.1f} dB** with everything upstream (computed now on this run's tokens, "
-            "`inspector.local_error`). One more bit at this site would quarter its own noise, +6 dB locally; if the errors "
-            f"add independently, the cumulative figure would gain only about {gain:.1f} dB, since most of its noise comes "
-            "from the sites before it."
+            "`inspector.compare.local_error`). One more bit at this site would quarter its own noise, +6 dB locally; "
+            f"if the errors add independently, the cumulative figure would gain only about {gain:.1f} dB, since most of its "
+            "noise comes from the sites before it."
         )
 elif step == NAMES[6]:
     core_map, hw = emulator.core_map, emulator.core_map.hardware

@@ -5,20 +5,20 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from inspector.ab import ab_compare
-from inspector.diff import compare
+from inspector.compare.ab import ab_compare
+from inspector.compare.diff import compare
+from inspector.compare.local_error import TOP_SITES
+from inspector.compare.perplexity import MAX_PERPLEXITY_TOKENS, perplexity_text_ids
 from inspector.errors import InspectorError
-from inspector.exports import TABLE_NOTES, token_metrics_table
-from inspector.figures import METRIC_LABELS, kl_agreement_figure, layer_error_figure, scatter_figure, token_error_figure
-from inspector.local_error import TOP_SITES
-from inspector.perplexity import MAX_PERPLEXITY_TOKENS, perplexity_text_ids
 from inspector.quant.files import quant_spec
-from inspector.sensitivity_figures import ab_sites_figure, ab_tokens_figure, local_cumulative_figure, local_tokens_figure
-from inspector.sites import DEPTH_SITES, HIDDEN
+from inspector.schema import DEPTH_SITES, HIDDEN
 from inspector.ui.export import chart, table_downloads
 from inspector.ui.runs import local_split, page_analysis
 from inspector.ui.sidebar import app_access, backend_for
 from inspector.ui.text import plain
+from inspector.views.exports import TABLE_NOTES, token_metrics_table
+from inspector.views.figures import METRIC_LABELS, kl_agreement_figure, layer_error_figure, scatter_figure, token_error_figure
+from inspector.views.sensitivity_figures import ab_sites_figure, ab_tokens_figure, local_cumulative_figure, local_tokens_figure
 
 st.title("Quantization error")
 session, analysis = page_analysis()

@@ -6,9 +6,9 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from inspector.figures import range_use_table, saturation_rate_figure, state_histogram_figure
 from inspector.ui.export import chart, table_downloads
 from inspector.ui.runs import page_analysis
+from inspector.views.figures import range_use_table, saturation_rate_figure, state_histogram_figure
 
 st.title("State saturation")
 session, analysis = page_analysis()

@@ -8,11 +8,10 @@ from pathlib import Path
 import polars as pl
 import streamlit as st
 
-from inspector.catalog import validation_text
 from inspector.errors import InspectorError
-from inspector.jobs import CANCELLED, FAILED
-from inspector.paths import RESULT_FILE, SWEEP_OUTPUT, SWEEP_RESULTS, checked_path, read_limited
-from inspector.sensitivity_figures import pareto_figure, sensitivity_figure
+from inspector.lm.catalog import validation_text
+from inspector.lm.paths import RESULT_FILE, SWEEP_OUTPUT, SWEEP_RESULTS, checked_path, read_limited
+from inspector.serve.jobs import CANCELLED, FAILED
 from inspector.sweep.evaluate import SweepSpec, held_out_ids
 from inspector.sweep.results import base_row, failed_points, pareto_front, read_sweep, sensitivity_table
 from inspector.sweep.study import DEFAULT_BUDGET_PCT
@@ -31,6 +30,7 @@ from inspector.ui.sweeps import (
     sweep_progress,
 )
 from inspector.ui.text import plain
+from inspector.views.sensitivity_figures import pareto_figure, sensitivity_figure
 
 st.title("Sensitivity")
 session = render_sidebar()

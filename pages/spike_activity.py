@@ -5,12 +5,12 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from inspector.exports import TABLE_NOTES
-from inspector.figures import activity_heatmap, messaging_figure, raster_figure, sparsity_figure, synops_figure
-from inspector.messaging_view import change_raster, mode_comparison
+from inspector.compare.messaging import change_raster, mode_comparison
 from inspector.quant import messaging
 from inspector.ui.export import chart, table_downloads
 from inspector.ui.runs import page_analysis
+from inspector.views.exports import TABLE_NOTES
+from inspector.views.figures import activity_heatmap, messaging_figure, raster_figure, sparsity_figure, synops_figure
 
 st.title("Spike activity")
 session, analysis = page_analysis()

@@ -16,7 +16,7 @@ from typing import Iterator
 
 import pytest
 
-from inspector.catalog import sample_models
+from inspector.lm.catalog import sample_models
 from tests.conftest import REPO
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -73,7 +73,7 @@ def streamlit_server(log_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
 
 
 def server_stacks(proc: subprocess.Popen, log_path: Path) -> str:
-    """Every server thread's stack (the app installs a SIGUSR1 dump, see inspector.stack_dumps), read back from its log."""
+    """Every server thread's stack (the app installs a SIGUSR1 dump, see inspector.serve.stack_dumps), read back from its log."""
     if proc.poll() is None and hasattr(signal, "SIGUSR1"):
         proc.send_signal(signal.SIGUSR1)
         time.sleep(1.0)

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from inspector.checkpoint import save_checkpoint
-from inspector.config import HGRNBitConfig
-from inspector.generate import encode_prompt, generate
-from inspector.model import HGRNBitForCausalLM
-from inspector.tokenizer import decode_continuation, train_bpe_tokenizer
+from inspector.lm.checkpoint import save_checkpoint
+from inspector.lm.config import HGRNBitConfig
+from inspector.lm.generate import encode_prompt, generate
+from inspector.lm.model import HGRNBitForCausalLM
+from inspector.lm.tokenizer import decode_continuation, train_bpe_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,10 +13,10 @@ import hashlib
 import json
 from pathlib import Path
 
-from inspector.catalog import sample_models
-from inspector.checkpoint import load_checkpoint
-from inspector.emulator.engine import Emulator
-from inspector.generate import SamplingSettings, generate
+from inspector.backends.emulator import Emulator
+from inspector.lm.catalog import sample_models
+from inspector.lm.checkpoint import load_checkpoint
+from inspector.lm.generate import SamplingSettings, generate
 from inspector.quant.config import QuantConfig
 
 GOLDEN_FILE = Path(__file__).with_name("golden_outputs.json")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from inspector.analysis import Analysis, analyze
-from inspector.checkpoint import load_checkpoint
-from inspector.emulator.engine import Emulator
-from inspector.exports import generation_table
-from inspector.generate import SamplingSettings
+from inspector.backends.emulator import Emulator
+from inspector.compare.analysis import Analysis, analyze
+from inspector.lm.checkpoint import load_checkpoint
+from inspector.lm.generate import SamplingSettings
 from inspector.quant.config import QuantConfig
+from inspector.views.exports import generation_table
 
 
 def _analysis(tiny_checkpoint) -> tuple[Analysis, Emulator]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from inspector.catalog import sample_models
+from inspector.lm.catalog import sample_models
 from inspector.ui.text import unescaped
 from tests.conftest import REPO, TOUR_PREDICTIONS
 
@@ -139,7 +139,7 @@ def test_hardware_backend_says_why_it_is_unavailable(app, monkeypatch):
     """As on this machine, where Intel's lava-loihi is not installed (faked absent where it is)."""
     import lava.utils.loihi
 
-    from inspector.backends import backend_statuses
+    from inspector.backends.base import backend_statuses
 
     monkeypatch.setattr(lava.utils.loihi, "is_installed", lambda *a, **k: False)
     backend_statuses.cache_clear()
@@ -200,7 +200,7 @@ def _all_messages(at: AppTest) -> list[str]:
 
 def test_hardware_backend_is_not_selectable_and_says_why_once(app):
     """Issue 11.12: an unavailable backend cannot be chosen; why is said once, in the sidebar."""
-    from inspector.backends import status_of
+    from inspector.backends.base import status_of
 
     if status_of("loihi2").available:
         pytest.skip("a Loihi 2 system is configured here")
@@ -338,7 +338,7 @@ def test_generation_and_spike_activity_on_the_lava_backend(app):
     assert not app.error, [e.value for e in app.error]
     assert len(app.get("plotly_chart")) >= 1
     assert _page_values(app) == spikes_on_emulator
-    from inspector.lava.backend import LavaBackend
+    from inspector.backends.lava.backend import LavaBackend
 
     live = LavaBackend._live() if LavaBackend._live is not None else None
     assert live is not None and not live.closed  # the run really went through a Lava graph
@@ -529,7 +529,7 @@ def _measure_on_the_page(app, name: str) -> None:
 
 
 def test_hardware_page_measures_a_published_size(app, monkeypatch, tmp_path):
-    from inspector.config import PUBLISHED_CONFIGS
+    from inspector.lm.config import PUBLISHED_CONFIGS
 
     monkeypatch.setenv("LOIHI_INSPECTOR_CACHE", str(tmp_path))
     # one layer: not the loaded checkpoint's shape (that one would be recognized as its published size)
@@ -550,7 +550,7 @@ def test_hardware_page_measures_a_published_size(app, monkeypatch, tmp_path):
 
 
 def test_hardware_what_ifs_say_how_much_each_change_moves(app, monkeypatch, tmp_path):
-    from inspector.config import PUBLISHED_CONFIGS
+    from inspector.lm.config import PUBLISHED_CONFIGS
 
     monkeypatch.setenv("LOIHI_INSPECTOR_CACHE", str(tmp_path))
     # a tiny stand-in for the 370M configuration, so that its measurement takes a second
@@ -571,7 +571,7 @@ def test_hardware_what_ifs_say_how_much_each_change_moves(app, monkeypatch, tmp_
 
 
 def test_hardware_page_uses_the_loaded_checkpoint_for_its_published_size(app, monkeypatch):
-    from inspector.config import PUBLISHED_CONFIGS
+    from inspector.lm.config import PUBLISHED_CONFIGS
 
     monkeypatch.setitem(
         PUBLISHED_CONFIGS, "tiny-published",
@@ -616,7 +616,7 @@ def test_model_roots_limit_the_path_box(tiny_checkpoint, tmp_path, monkeypatch):
 
 
 def test_sessions_with_the_same_settings_share_one_run_and_free_it_when_they_end(tiny_checkpoint, monkeypatch):
-    from inspector.run_cache import RUNS
+    from inspector.serve.run_cache import RUNS
     from inspector.ui import lifecycle
 
     for owner in list(RUNS.owners()):  # start from an empty cache (AppTest sessions all share one id)
@@ -643,7 +643,7 @@ def test_sessions_with_the_same_settings_share_one_run_and_free_it_when_they_end
 def test_a_session_reaped_while_its_run_goes_on_is_freed_later(tiny_checkpoint, monkeypatch):
     """The reaper may end a closed tab's session while its analysis still runs; the result the run
     then puts in the shared cache must be freed by a later round, not kept for a session that is gone."""
-    from inspector.run_cache import RUNS
+    from inspector.serve.run_cache import RUNS
     from inspector.ui import lifecycle, runs
 
     for owner in list(RUNS.owners()):

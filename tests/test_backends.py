@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from inspector import backends
+from inspector.backends import base as backends
 
 
 def _modules_after_import(module: str) -> set[str]:
@@ -18,15 +18,16 @@ def _modules_after_import(module: str) -> set[str]:
 
 
 def test_backends_module_imports_no_backend():
-    """inspector.backends names its implementations; it imports neither the emulator engine nor Lava."""
-    loaded = _modules_after_import("inspector.backends")
-    assert "inspector.emulator.engine" not in loaded
-    assert not any(name in ("lava", "inspector.lava") or name.startswith(("lava.", "inspector.lava.")) for name in loaded)
+    """inspector.backends.base names its implementations; it imports neither the emulator engine nor Lava."""
+    loaded = _modules_after_import("inspector.backends.base")
+    assert "inspector.backends.emulator" not in loaded
+    lava_modules = ("lava", "inspector.backends.lava")
+    assert not any(name in lava_modules or name.startswith(tuple(m + "." for m in lava_modules)) for name in loaded)
 
 
 def test_every_registered_backend_implements_the_interface():
-    from inspector.emulator.engine import Emulator
-    from inspector.lava.backend import LavaBackend, LoihiHardwareBackend
+    from inspector.backends.emulator import Emulator
+    from inspector.backends.lava.backend import LavaBackend, LoihiHardwareBackend
 
     assert [entry.key for entry in backends.REGISTRY] == [status.key for status in backends.backend_statuses()]
     classes = {entry.key: backends.backend_class(entry.key) for entry in backends.REGISTRY}

@@ -139,7 +139,7 @@ def test_exported_figure_draws_offline(page, tmp_path):
     """Issue 11.5: an exported HTML figure draws with every network request refused."""
     import plotly.graph_objects as go
 
-    from inspector.exports import figures_html
+    from inspector.views.exports import figures_html
 
     path = tmp_path / "figure.html"
     path.write_text(figures_html({"test": go.Figure(go.Bar(x=[1, 2, 3], y=[3, 1, 2]))}, {"prompt": "x"}), encoding="utf-8")

@@ -4,7 +4,7 @@ On a clean clone, one server once stopped answering new sessions after about ten
 drives 14 sessions through one server: one after another, four at once (two with identical settings,
 so one waits for the other's run), closed abruptly while their analysis runs, switched to another
 page mid-run, and checks that every one of them renders and that two more render in full at the end.
-If one does not, the failure carries every server thread's stack (`inspector.stack_dumps`).
+If one does not, the failure carries every server thread's stack (`inspector.serve.stack_dumps`).
 """
 
 from __future__ import annotations

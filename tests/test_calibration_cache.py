@@ -10,12 +10,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from inspector.checkpoint import load_checkpoint
+from inspector.backends.emulator import Emulator
 from inspector.cli import main as cli_main
-from inspector.emulator.engine import Emulator
+from inspector.lm.checkpoint import load_checkpoint
+from inspector.lm.weight_digest import WeightDigest
 from inspector.quant import calibrate as calibrate_module
-from inspector.quant.calibrate import CALIBRATION_FIELDS
-from inspector.quant.calibration_cache import WeightDigest, cache_root
+from inspector.quant.calibration_cache import CALIBRATION_FIELDS, cache_root
 from inspector.quant.config import QuantConfig
 
 PROMPT = "To be, or not"
@@ -142,7 +142,7 @@ def test_a_weight_digest_pickles_with_its_finished_value(tmp_path):
     """A sweep sends the LoadedModel (and so its digest) to Ray workers: the copy holds the same digest."""
     import pickle
 
-    from inspector.quant.calibration_cache import WeightDigest
+    from inspector.lm.weight_digest import WeightDigest
 
     weights = tmp_path / "model.safetensors"
     weights.write_bytes(b"\x01\x02" * 1000)
@@ -153,7 +153,7 @@ def test_a_weight_digest_pickles_with_its_finished_value(tmp_path):
 
 def test_weights_read_through_fresh_mappings_are_the_same(tiny_checkpoint, monkeypatch):
     """The loader maps a safetensors file afresh every REMAP_BYTES (to bound the resident size); same tensors."""
-    from inspector.checkpoint import WeightSource
+    from inspector.lm.checkpoint import WeightSource
 
     reference = load_checkpoint(tiny_checkpoint).model
     monkeypatch.setattr(WeightSource, "REMAP_BYTES", 1000)

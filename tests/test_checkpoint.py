@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from inspector.checkpoint import load_checkpoint
 from inspector.errors import CheckpointError, TokenizerError
-from inspector.ternary import ternarize
+from inspector.lm.checkpoint import load_checkpoint
+from inspector.lm.ternary import ternarize
 
 
 def test_round_trip_same_logits_and_tokenizer(tiny_checkpoint, tiny_tokenizer):
@@ -97,7 +97,7 @@ def test_model_roots_restrict_checkpoint_paths(tiny_checkpoint, tmp_path, monkey
 
 
 def test_shared_server_without_roots_accepts_no_paths(tiny_checkpoint, monkeypatch):
-    from inspector.paths import checkpoint_directory
+    from inspector.lm.paths import checkpoint_directory
 
     monkeypatch.delenv("INSPECTOR_MODEL_ROOTS", raising=False)
     with pytest.raises(CheckpointError, match="this server is shared"):
@@ -229,8 +229,8 @@ def test_config_claiming_a_huge_model_is_refused_before_anything_is_built(tiny_c
     config = json.loads((tiny_checkpoint / "config.json").read_text())
     config["hidden_size"] = 100_000
     (tiny_checkpoint / "config.json").write_text(json.dumps(config))
-    from inspector.config import read_config
-    from inspector.memory import MemoryBudgetError, check_model_fits
+    from inspector.lm.config import read_config
+    from inspector.lm.memory import MemoryBudgetError, check_model_fits
 
     _expect(tiny_checkpoint, "does not match the config's", "100000")
     with pytest.raises(MemoryBudgetError, match="GB is available"):
@@ -238,7 +238,7 @@ def test_config_claiming_a_huge_model_is_refused_before_anything_is_built(tiny_c
 
 
 def test_shapes_are_checked_from_the_header_before_any_tensor_is_read(tiny_checkpoint, monkeypatch):
-    from inspector import checkpoint
+    from inspector.lm import checkpoint
 
     tensors = load_file(str(tiny_checkpoint / "model.safetensors"))
     tensors["lm_head.weight"] = torch.zeros(3, 3)
@@ -254,7 +254,7 @@ def test_loading_reports_progress_per_tensor(tiny_checkpoint):
 
 
 def test_memory_footprint_counts_every_parameter(tiny_checkpoint):
-    from inspector.memory import model_footprint
+    from inspector.lm.memory import model_footprint
 
     loaded = load_checkpoint(tiny_checkpoint)
     footprint = model_footprint(loaded.config)
@@ -272,7 +272,7 @@ def test_cli_refuses_bad_paths_with_one_line(model, capsys):
 
 
 def test_sample_models_load_whatever_the_roots(tmp_path, monkeypatch):
-    from inspector.catalog import sample_models
+    from inspector.lm.catalog import sample_models
 
     samples = sample_models()
     if not samples:
@@ -286,14 +286,14 @@ def test_peak_resident_memory_of_a_child_is_its_own_not_its_parents():
     import subprocess
     import sys
 
-    from inspector.memory import peak_resident_bytes
+    from inspector.lm.memory import peak_resident_bytes
 
     ballast = bytearray(700 * 1024**2)  # touched: resident in this (parent) process
     for i in range(0, len(ballast), 4096):
         ballast[i] = 1
     parent = peak_resident_bytes()
     child = int(subprocess.run(
-        [sys.executable, "-c", "from inspector.memory import peak_resident_bytes; print(peak_resident_bytes())"],
+        [sys.executable, "-c", "from inspector.lm.memory import peak_resident_bytes; print(peak_resident_bytes())"],
         capture_output=True, text=True, check=True,
     ).stdout)
     del ballast
@@ -309,7 +309,7 @@ def test_nan_in_a_bitlinear_weight_is_rejected(tiny_checkpoint):
 
 
 def test_latent_histogram_is_counted_when_asked_from_the_file(tiny_checkpoint):
-    from inspector.ternary import latent_histogram
+    from inspector.lm.ternary import latent_histogram
 
     loaded = load_checkpoint(tiny_checkpoint)
     matrix = loaded.model.model.layers[0].attn.f_proj.ternary

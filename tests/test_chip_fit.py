@@ -8,10 +8,10 @@ import dataclasses
 import polars as pl
 import pytest
 
-from inspector.chip_fit import PARAMS, FitTable, figures, fit, fit_paper, fit_table, single_chip, single_chip_table
-from inspector.costs import FITTED, FITTED_NAME, PRESETS, fitted_costs
-from inspector.estimate import estimate
-from inspector.paper import MEASURED_24, estimate_figures, residual_table
+from inspector.chip.costs import FITTED, FITTED_NAME, PRESETS, fitted_costs
+from inspector.chip.estimate import estimate
+from inspector.chip.fit import PARAMS, FitTable, figures, fit, fit_paper, fit_table, single_chip, single_chip_table
+from inspector.chip.paper import MEASURED_24, estimate_figures, residual_table
 
 FIVE = [f.name for f in MEASURED_24]
 
@@ -82,9 +82,9 @@ def test_single_chip_is_held_out_and_computed_like_any_estimate():
 
 
 def test_energy_split_for_a_model_and_a_preset(tiny_checkpoint):
-    from inspector.checkpoint import load_checkpoint
-    from inspector.emulator.engine import Emulator
-    from inspector.hardware_report import energy_split
+    from inspector.backends.emulator import Emulator
+    from inspector.chip.report import energy_split
+    from inspector.lm.checkpoint import load_checkpoint
 
     emulator = Emulator(load_checkpoint(tiny_checkpoint))
     _, probe = emulator.teacher_forced(list(range(3, 13)), record_tensors=False)
@@ -98,9 +98,9 @@ def test_energy_split_for_a_model_and_a_preset(tiny_checkpoint):
 
 
 def test_lm_head_on_chip_adds_its_operations():
-    from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
-    from inspector.emulator.mapper import lm_head_group
-    from inspector.hardware_report import lm_head_activity
+    from inspector.chip.mapper import lm_head_group
+    from inspector.chip.report import lm_head_activity
+    from inspector.lm.config import PUBLISHED_CONFIGS, HGRNBitConfig
 
     head = lm_head_group(HGRNBitConfig(**PUBLISHED_CONFIGS["MMfreeLM-370M"]))
     final = (pl.Series([1, 0, 3] * 341 + [2]).to_numpy().reshape(1, -1) > 0).astype("uint8").repeat(2, axis=0)
@@ -163,7 +163,7 @@ def test_cli_estimate_bad_input_names_the_field(args, words, capsys, monkeypatch
 
 def test_cli_estimate_of_a_measured_size(capsys, monkeypatch, tmp_path):
     from inspector.cli import main
-    from inspector.config import PUBLISHED_CONFIGS
+    from inspector.lm.config import PUBLISHED_CONFIGS
 
     monkeypatch.setitem(PUBLISHED_CONFIGS, "tiny-0.1B", {"hidden_size": 32, "num_hidden_layers": 2, "vocab_size": 300,
                                                           "intermediate_size": 48})

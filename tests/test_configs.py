@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 
-from inspector.config import HGRNBitConfig
 from inspector.errors import CheckpointError
+from inspector.lm.config import HGRNBitConfig
 from inspector.quant.config import QuantConfig, QuantConfigError, field_types
 
 # A value of the wrong type for each declared type, and the words the error uses for the right one.

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from inspector.context_length import CONTEXTS, TRANSFORMER_SOURCES, ContextError, TransformerBaseline, context_table, crossovers
-from inspector.figures import context_length_figure
-from inspector.paper import context_points
+from inspector.chip.context_length import (
+    CONTEXTS,
+    TRANSFORMER_SOURCES,
+    ContextError,
+    TransformerBaseline,
+    context_table,
+    crossovers,
+)
+from inspector.chip.paper import context_points
+from inspector.views.figures import context_length_figure
 
 # round numbers: 1e9 parameters at 1 byte = 1 GB of weights; 2 x 10 layers x 100 values x 1 byte = 2,000 bytes per token
 GPU = TransformerBaseline(parameters=1e9, layers=10, kv_width=100, bytes_per_value=1, bandwidth_gb_s=100, watts=10)
@@ -43,7 +50,7 @@ def test_defaults_are_qwen_on_a_jetson_with_sources():
 @pytest.mark.parametrize(("field", "value"), [("watts", 0), ("layers", -3), ("bandwidth_gb_s", float("nan")),
                                               ("parameters", 1e20), ("bandwidth_share", 2.0)])
 def test_bad_baseline_fields_are_named(field, value):
-    from inspector.context_length import TRANSFORMER_LABELS
+    from inspector.chip.context_length import TRANSFORMER_LABELS
 
     with pytest.raises(ContextError, match=TRANSFORMER_LABELS[field].split(" (")[0]):
         TransformerBaseline(**{field: value})

@@ -10,14 +10,14 @@ import pytest
 import torch
 from polars.testing import assert_frame_equal
 
-from inspector.analysis import analyze
-from inspector.checkpoint import load_checkpoint
+from inspector.backends.emulator import Emulator
 from inspector.cli import main as cli_main
-from inspector.diff import compare, lockstep_ids, tensor_metrics
-from inspector.emulator.engine import Emulator
-from inspector.generate import SamplingSettings
-from inspector.tokenizer import encode
-from inspector.traces import read_traces, run_tables, write_traces
+from inspector.compare.analysis import analyze
+from inspector.compare.diff import compare, lockstep_ids, tensor_metrics
+from inspector.compare.traces import read_traces, run_tables, write_traces
+from inspector.lm.checkpoint import load_checkpoint
+from inspector.lm.generate import SamplingSettings
+from inspector.lm.tokenizer import encode
 
 
 @pytest.fixture()

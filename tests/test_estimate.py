@@ -7,9 +7,17 @@ import dataclasses
 import polars as pl
 import pytest
 
-from inspector.costs import CUSTOM, FITTED_NAME, PRESETS, CostError, OpCosts, custom_preset, preset
-from inspector.estimate import estimate
-from inspector.paper import PAPER_CLAIMS, BaselineError, GpuBaseline, estimate_figures, measured_table, ratios, statements_table
+from inspector.chip.costs import CUSTOM, FITTED_NAME, PRESETS, CostError, OpCosts, custom_preset, preset
+from inspector.chip.estimate import estimate
+from inspector.chip.paper import (
+    PAPER_CLAIMS,
+    BaselineError,
+    GpuBaseline,
+    estimate_figures,
+    measured_table,
+    ratios,
+    statements_table,
+)
 
 # round numbers so that every figure below can be checked by hand
 COSTS = OpCosts(
@@ -232,8 +240,8 @@ def test_the_paper_table_is_as_reported():
 def test_exported_estimates_read_back_with_polars():
     import io
 
-    from inspector.exports import csv_bytes, parquet_bytes
-    from inspector.hardware_report import export_names, readable_seconds
+    from inspector.chip.report import export_names, readable_seconds
+    from inspector.views.exports import csv_bytes, parquet_bytes
 
     table = pl.DataFrame({"generation tokens/s": [41.5], "time to first token 500 tokens (s)": [0.099], "model": ["x"]})
     exported = export_names(table)
@@ -244,7 +252,7 @@ def test_exported_estimates_read_back_with_polars():
 
 
 def test_hardware_limits_table_has_a_source_for_every_limit():
-    from inspector.emulator.hardware import HardwareConfig
+    from inspector.chip.limits import HardwareConfig
 
     table = HardwareConfig().table()
     assert table.height == len(dataclasses.fields(HardwareConfig)) and all(table["source"].to_list())

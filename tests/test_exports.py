@@ -12,25 +12,25 @@ import polars as pl
 import pytest
 import torch
 
-from inspector import exports as E
-from inspector import figures as F
-from inspector.analysis import analyze
-from inspector.checkpoint import load_checkpoint
-from inspector.emulator.engine import Emulator
+from inspector.backends.emulator import Emulator
+from inspector.compare.analysis import analyze
+from inspector.compare.perplexity import MAX_PERPLEXITY_TOKENS, own_continuation_perplexity, perplexity_text_ids
 from inspector.errors import PromptError
-from inspector.generate import MAX_SEED, SamplingSettings
-from inspector.perplexity import MAX_PERPLEXITY_TOKENS, own_continuation_perplexity, perplexity_text_ids
+from inspector.lm.checkpoint import load_checkpoint
+from inspector.lm.generate import MAX_SEED, SamplingSettings
 from inspector.quant.config import QuantConfig
-from inspector.teaching import host_share, layer_op_counts, sparsity_summary, spike_nonzero_table, state_traces_figure
-from inspector.url_settings import QUANT_SLIDERS, fields, parse_query, to_query
+from inspector.ui.url_settings import QUANT_SLIDERS, fields, parse_query, to_query
+from inspector.views import exports as E
+from inspector.views import figures as F
+from inspector.views.teaching import host_share, layer_op_counts, sparsity_summary, spike_nonzero_table, state_traces_figure
 
 PROMPT = "To be, or not"
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, tiny_tokenizer):
-    from inspector.checkpoint import save_checkpoint
-    from inspector.model import HGRNBitForCausalLM
+    from inspector.lm.checkpoint import save_checkpoint
+    from inspector.lm.model import HGRNBitForCausalLM
     from tests.conftest import randomize, tiny_config
 
     model = randomize(HGRNBitForCausalLM(tiny_config(vocab_size=tiny_tokenizer.get_vocab_size())))
@@ -310,7 +310,7 @@ def test_colored_tokens_escape_model_text():
 
 def test_url_refuses_a_repeated_parameter_and_a_seed_in_e_notation():
     """Issue 22.7: `?seed=1&seed=99` took 99 silently, `1e30` ran seed 1."""
-    from inspector.url_settings import query_values, whole_number
+    from inspector.ui.url_settings import query_values, whole_number
 
     spec = fields(("shakespeare",), ("emulator",))
     values, problems = parse_query(query_values({"seed": ["1", "99"], "tokens": ["5"]}), spec)

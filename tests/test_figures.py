@@ -9,19 +9,19 @@ import polars as pl
 import pytest
 import torch
 
-from inspector import figures as F
-from inspector.analysis import analyze
-from inspector.checkpoint import load_checkpoint
-from inspector.emulator.engine import Emulator
-from inspector.estimate import OpCosts, estimate
-from inspector.generate import SamplingSettings
-from inspector.teaching import sparsity_summary, ternary_counts, worked_synapse_example
+from inspector.backends.emulator import Emulator
+from inspector.chip.estimate import OpCosts, estimate
+from inspector.compare.analysis import analyze
+from inspector.lm.checkpoint import load_checkpoint
+from inspector.lm.generate import SamplingSettings
+from inspector.views import figures as F
+from inspector.views.teaching import sparsity_summary, ternary_counts, worked_synapse_example
 
 
 @pytest.fixture(scope="module")
 def analysis(tmp_path_factory, tiny_tokenizer):
-    from inspector.checkpoint import save_checkpoint
-    from inspector.model import HGRNBitForCausalLM
+    from inspector.lm.checkpoint import save_checkpoint
+    from inspector.lm.model import HGRNBitForCausalLM
     from tests.conftest import randomize, tiny_config
 
     model = randomize(HGRNBitForCausalLM(tiny_config(vocab_size=tiny_tokenizer.get_vocab_size())))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inspector.checkpoint import load_checkpoint
 from inspector.errors import PromptError
-from inspector.generate import MAX_PROMPT_TOKENS, generate
+from inspector.lm.checkpoint import load_checkpoint
+from inspector.lm.generate import MAX_PROMPT_TOKENS, generate
 from tests.conftest import generate_text
 
 

@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from inspector import backends
-from inspector.backends import HOST_VARIABLES, status_of
+from inspector.backends import base as backends
+from inspector.backends.base import HOST_VARIABLES, status_of
 
 PROFILER = "lava.utils.loihi2_profiler"  # the module lava.utils.loihi.is_installed looks for
 

@@ -8,8 +8,8 @@ import random
 import pytest
 import torch
 
+from inspector.lm.ternary import TernaryMatrix, exact_matmul
 from inspector.quant import kernels as K
-from inspector.ternary import TernaryMatrix, exact_matmul
 
 RNG = random.Random(1234)
 EDGE = [0, 1, -1, 2, -2, 127, -128, 128, -129, 2**23 - 1, -(2**23), 2**23, 2**31 - 1, -(2**31)]

@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from inspector.model import HGRNBitForCausalLM
+from inspector.lm.model import HGRNBitForCausalLM
 from inspector.quant.calibrate import calibrate
 from inspector.quant.config import QuantConfig, QuantConfigError
 from inspector.quant.convert import convert
@@ -205,8 +205,8 @@ def test_unrepresentable_quant_configs_are_rejected(overrides, match):
 
 def test_integer_model_shares_the_float_models_ternary_matrices(tiny_checkpoint):
     """One int8 copy of every ternary matrix: the loaded (frozen) float model's, used by the integer model."""
-    from inspector.checkpoint import load_checkpoint
-    from inspector.emulator.engine import Emulator
+    from inspector.backends.emulator import Emulator
+    from inspector.lm.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(tiny_checkpoint)
     emulator = Emulator(loaded, QuantConfig(calibration_tokens=64))

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from inspector.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobCancelled, JobLimitError, JobQueue
+from inspector.serve.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobCancelled, JobLimitError, JobQueue
 
 
 def until(condition, timeout: float = 5.0) -> None:

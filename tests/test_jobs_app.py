@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from inspector.jobs import CANCELLED, QUEUE, RUNNING
+from inspector.serve.jobs import CANCELLED, QUEUE, RUNNING
 from inspector.ui import hardware
 from inspector.ui import jobs as ui_jobs
 from tests.test_app import _app, _open_local

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from inspector.keyed_lock import KeyedLocks, WaitTimeoutError
-from inspector.run_cache import RunCache
+from inspector.serve.keyed_lock import KeyedLocks, WaitTimeoutError
+from inspector.serve.run_cache import RunCache
 
 
 class Stopped(BaseException):
@@ -153,7 +153,7 @@ def test_releasing_a_session_never_lets_two_sessions_compute_the_same_run_at_onc
 
 
 def test_a_session_waiting_for_another_sessions_model_load_can_be_stopped(monkeypatch, tiny_checkpoint):
-    from inspector.catalog import checkpoint_fingerprint
+    from inspector.lm.catalog import checkpoint_fingerprint
     from inspector.ui import sidebar
 
     monkeypatch.setattr(sidebar, "_MODELS", type(sidebar._MODELS)())

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from inspector import backends
-from inspector.backends import make_backend, status_of
-from inspector.catalog import SAMPLE_MODELS_DIR
-from inspector.checkpoint import load_checkpoint
-from inspector.emulator.engine import Emulator
+from inspector.backends import base as backends
+from inspector.backends.base import make_backend, status_of
+from inspector.backends.emulator import Emulator
+from inspector.backends.lava.activity import PortActivityProbe
+from inspector.backends.lava.backend import LavaLM
+from inspector.backends.lava.worker import LavaBackendError
 from inspector.errors import BackendUnavailableError
-from inspector.generate import SamplingSettings
-from inspector.lava.activity import PortActivityProbe
-from inspector.lava.backend import LavaLM
-from inspector.lava.worker import LavaBackendError
+from inspector.lm.catalog import SAMPLE_MODELS_DIR
+from inspector.lm.checkpoint import load_checkpoint
+from inspector.lm.generate import SamplingSettings
 from inspector.quant.config import QuantConfig
 
 
@@ -180,7 +180,7 @@ def test_hardware_detection_says_what_is_missing(monkeypatch):
 def test_run_configs_per_target():
     from lava.magma.core.run_configs import Loihi2HwCfg, Loihi2SimCfg
 
-    from inspector.lava.graph import run_config
+    from inspector.backends.lava.graph import run_config
 
     assert isinstance(run_config("sim"), Loihi2SimCfg)
     hardware = run_config("loihi2")
@@ -257,7 +257,7 @@ def test_lava_runs_take_turns_and_graphs_close_when_unused(tiny_checkpoint):
     import threading
     import time
 
-    from inspector.lava.backend import SIMULATOR, LavaBackend
+    from inspector.backends.lava.backend import SIMULATOR, LavaBackend
 
     loaded = load_checkpoint(tiny_checkpoint)
     settings = SamplingSettings(4, 0.9, 20, 5)
@@ -303,8 +303,8 @@ def test_analysis_reports_its_place_in_the_lava_queue(tiny_checkpoint):
     progress callback (the app shows "Waiting for the Lava simulator (position N)"), then runs."""
     import threading
 
-    from inspector.analysis import analyze
-    from inspector.lava.backend import SIMULATOR
+    from inspector.backends.lava.backend import SIMULATOR
+    from inspector.compare.analysis import analyze
 
     backend = make_backend("lava", load_checkpoint(tiny_checkpoint))
     held, release = threading.Event(), threading.Event()

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from inspector.checkpoint import load_checkpoint
-from inspector.emulator.engine import Emulator
-from inspector.emulator.mapper import GROUP_ORDER
-from inspector.lava.params import graph_spec, layer_layout, site_scale, synapse_weights
-from inspector.sites import split_site_key
+from inspector.backends.emulator import Emulator
+from inspector.backends.lava.params import graph_spec, layer_layout, site_scale, synapse_weights
+from inspector.chip.mapper import GROUP_ORDER
+from inspector.lm.checkpoint import load_checkpoint
+from inspector.schema import split_site_key
 
 
 class _SiteOrder:
@@ -47,7 +47,7 @@ def test_readback_layout_names_the_emulators_sites_in_order(tiny_checkpoint):
 def test_graph_has_one_process_per_core_map_group_and_dense_synapses(tiny_checkpoint):
     from lava.proc.dense.process import Dense  # noqa: I001
 
-    from inspector.lava.graph import LavaGraph  # first: installs the patch Lava needs on Python 3.11
+    from inspector.backends.lava.graph import LavaGraph  # first: installs the patch Lava needs on Python 3.11
 
     emulator = Emulator(load_checkpoint(tiny_checkpoint))
     params = emulator.params

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from inspector.lava.synapses import ternary_dense
+from inspector.backends.lava.synapses import ternary_dense
 from inspector.lava_compat import install
 from inspector.quant.messaging import Messaging, transmit
 

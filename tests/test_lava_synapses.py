@@ -8,10 +8,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inspector.lava.synapses import ternary_dense
+from inspector.backends.lava.synapses import ternary_dense
 from inspector.lava_compat import install
+from inspector.lm.ternary import exact_matmul
 from inspector.quant import kernels as K
-from inspector.ternary import exact_matmul
 
 
 def lava_ternary_accumulate(spikes: np.ndarray, weight: np.ndarray, message_bits: int = 8) -> np.ndarray:
@@ -63,8 +63,8 @@ def test_lava_models_rmsnorm_equals_emulator_kernel(n, code_bits, frac_bits, eps
     """The Lava models' numpy RMSNorm (one scalar integer square root) and the emulator's torch
     kernel (a vectorized, float-estimated and corrected one) are separate implementations of one
     equation: they must agree on every input, saturation and all-zero vectors included."""
-    from inspector.lava import models
-    from inspector.lava.params import NormConst
+    from inspector.backends.lava import models
+    from inspector.backends.lava.params import NormConst
 
     rng = np.random.default_rng(seed)
     low, high = -(1 << (code_bits - 1)), 1 << (code_bits - 1)
@@ -83,8 +83,8 @@ def test_lava_models_rmsnorm_equals_emulator_kernel(n, code_bits, frac_bits, eps
 @settings(max_examples=60, deadline=None)
 @given(shift=st.integers(-4, 30), bits=st.integers(2, 24), seed=st.integers(0, 2**31))
 def test_lava_models_requant_and_rounding_equal_emulator_kernels(shift, bits, seed):
-    from inspector.lava import models
-    from inspector.lava.params import RequantConst
+    from inspector.backends.lava import models
+    from inspector.backends.lava.params import RequantConst
 
     rng = np.random.default_rng(seed)
     values = rng.integers(-(1 << 30), 1 << 30, size=50)

@@ -8,12 +8,12 @@ import numpy as np
 import polars as pl
 import torch
 
-from inspector.checkpoint import load_checkpoint
-from inspector.emulator.engine import Emulator
-from inspector.local_error import FeedProbe, local_vs_cumulative
+from inspector.backends.emulator import Emulator
+from inspector.compare.local_error import FeedProbe, local_vs_cumulative
+from inspector.lm.checkpoint import load_checkpoint
+from inspector.lm.tokenizer import encode
 from inspector.quant.config import QuantConfig
 from inspector.quant.convert import ResidualAdd
-from inspector.tokenizer import encode
 from tests.conftest import TINY_TEXT
 
 
@@ -78,7 +78,7 @@ def test_feed_probe_feeds_quantized_float_values(tiny_checkpoint):
 def test_the_window_s_local_error_is_the_whole_sequence_s_restricted_to_the_window(tiny_checkpoint):
     """Computed over a comparison that kept per-neuron values from token 25 on (what a page with a
     long prompt has), local and cumulative errors per token are the whole sequence's for those tokens."""
-    from inspector.diff import compare
+    from inspector.compare.diff import compare
 
     emulator = Emulator(load_checkpoint(tiny_checkpoint))
     ids = _ids(emulator)
@@ -98,7 +98,7 @@ def test_the_window_s_local_error_is_the_whole_sequence_s_restricted_to_the_wind
 
 
 def test_a_local_error_result_counts_its_tables_in_the_run_cache_budget(tiny_checkpoint):
-    from inspector.run_cache import RunCache
+    from inspector.serve.run_cache import RunCache
 
     emulator = Emulator(load_checkpoint(tiny_checkpoint))
     result = local_vs_cumulative(emulator, _ids(emulator))

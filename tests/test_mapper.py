@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
-from inspector.emulator.hardware import HardwareConfig, HardwareConfigError
-from inspector.emulator.mapper import GROUP_ORDER, MappingError, map_model
+from inspector.chip.limits import HardwareConfig, HardwareConfigError
+from inspector.chip.mapper import GROUP_ORDER, MappingError, map_model
+from inspector.lm.config import PUBLISHED_CONFIGS, HGRNBitConfig
 
 
 def cores_of(core_map, layer: int, group: str) -> pl.DataFrame:
@@ -80,7 +80,7 @@ def test_fan_out_counts_the_cores_of_every_reader_and_is_checked():
     """Hidden 256 at 256 neurons per core: proj_ifg takes 3 cores, proj_gate 6, glu 3, proj_down 2,
     every other group 1. norm_mlp feeds proj_gate and the final residual add (6 + 1 cores); a
     layer's residual feeds the next layer's norm_attn and norm_mlp (2), the last one the final norm."""
-    from inspector.emulator.mapper import _segments, fan_out
+    from inspector.chip.mapper import _segments, fan_out
 
     config = HGRNBitConfig(hidden_size=256, num_hidden_layers=2, vocab_size=64)
     hw = HardwareConfig(max_neurons_per_core=256, max_fan_out_per_neuron=7)
@@ -104,8 +104,8 @@ def test_bad_hardware_config():
 def test_real_weights_drive_synapse_counts(tiny_checkpoint):
     """Each synapse group stores exactly the nonzero ternary weights of its projections, counted
     here from the weights themselves (per output neuron, in the group's neuron order)."""
-    from inspector.checkpoint import load_checkpoint
-    from inspector.emulator.engine import Emulator
+    from inspector.backends.emulator import Emulator
+    from inspector.lm.checkpoint import load_checkpoint
 
     emu = Emulator(load_checkpoint(tiny_checkpoint))
     groups = {
@@ -163,9 +163,9 @@ def test_published_core_map_figures_match_the_readme(name):
 @pytest.mark.parametrize("name", ["shakespeare", "tinystories"])
 def test_sample_model_core_map_matches_the_readme(name):
     """docs/chip-estimate.md: "sample models (4 x 256) | 53 | 1 | about 2.3 M" (real ternary weights)."""
-    from inspector.catalog import SAMPLE_MODELS_DIR
-    from inspector.checkpoint import load_checkpoint
-    from inspector.emulator.engine import Emulator
+    from inspector.backends.emulator import Emulator
+    from inspector.lm.catalog import SAMPLE_MODELS_DIR
+    from inspector.lm.checkpoint import load_checkpoint
 
     summary = Emulator(load_checkpoint(SAMPLE_MODELS_DIR / name)).core_map.summary()
     assert (summary["cores"], summary["chips"]) == (53, 1)
@@ -208,7 +208,7 @@ def test_packed_synapses_need_fewer_cores():
 
 def test_one_block_per_chip_puts_each_layer_on_its_own_chip():
     """The paper's layout: 370M's 24 blocks on 24 chips (the final norm with the last block), limits unchanged."""
-    from inspector.emulator.mapper import ONE_BLOCK_PER_CHIP
+    from inspector.chip.mapper import ONE_BLOCK_PER_CHIP
 
     config = HGRNBitConfig(**PUBLISHED_CONFIGS["MMfreeLM-370M"])
     hw = HardwareConfig()
@@ -226,7 +226,7 @@ def test_one_block_per_chip_puts_each_layer_on_its_own_chip():
 
 
 def test_a_block_larger_than_a_chip_spans_chips_and_says_so():
-    from inspector.emulator.mapper import ONE_BLOCK_PER_CHIP
+    from inspector.chip.mapper import ONE_BLOCK_PER_CHIP
 
     config = HGRNBitConfig(**PUBLISHED_CONFIGS["MMfreeLM-1.3B"])
     core_map = map_model(config, HardwareConfig(), layout=ONE_BLOCK_PER_CHIP)
@@ -238,7 +238,7 @@ def test_a_block_larger_than_a_chip_spans_chips_and_says_so():
 
 
 def test_lm_head_on_chip_is_mapped_after_the_final_norm():
-    from inspector.emulator.mapper import LM_HEAD, ONE_BLOCK_PER_CHIP
+    from inspector.chip.mapper import LM_HEAD, ONE_BLOCK_PER_CHIP
 
     config = HGRNBitConfig(**PUBLISHED_CONFIGS["MMfreeLM-370M"])
     hw = HardwareConfig()

@@ -8,10 +8,10 @@ import polars as pl
 import pytest
 import torch
 
-from inspector.checkpoint import load_checkpoint
-from inspector.emulator.engine import Emulator
-from inspector.emulator.probes import RecordingProbe
-from inspector.estimate import estimate
+from inspector.backends.emulator import Emulator
+from inspector.chip.estimate import estimate
+from inspector.chip.probes import RecordingProbe
+from inspector.lm.checkpoint import load_checkpoint
 from inspector.quant.config import QuantConfig, QuantConfigError
 from inspector.quant.files import load_quant_config
 from inspector.quant.messaging import GROUPS, Messaging, count_messages, transmit
@@ -196,7 +196,7 @@ def test_messaging_knobs_and_the_threshold_ladder():
 
 
 def test_links_refuse_bad_messaging_values_by_name():
-    from inspector.url_settings import fields, parse_query
+    from inspector.ui.url_settings import fields, parse_query
 
     spec = fields(("shakespeare",), ("emulator",))
     values, problems = parse_query({"messaging_o": "delta", "vth_o": "4", "messaging_gate": "often", "vth_down": "-2"}, spec)
@@ -207,10 +207,10 @@ def test_links_refuse_bad_messaging_values_by_name():
 
 def test_published_activity_counts_under_the_messaging_mode(tiny_checkpoint):
     """The published sizes' layer-by-layer activity follows the messaging mode, bit for bit with the emulator."""
-    from inspector.emulator.activity import core_activity
-    from inspector.published_activity import MeasuredActivity, measure_layerwise
+    from inspector.chip.activity import core_activity
+    from inspector.chip.published import MeasuredActivity, measure_layerwise
+    from inspector.lm.tokenizer import encode
     from inspector.quant.calibrate import default_calibration_text
-    from inspector.tokenizer import encode
 
     loaded = load_checkpoint(tiny_checkpoint)
     qc = _delta(5).with_overrides({"calibration_tokens": 300, "messaging_gate": "threshold"})
@@ -228,7 +228,7 @@ def test_published_activity_counts_under_the_messaging_mode(tiny_checkpoint):
 
 
 def test_the_activity_table_names_each_groups_mode(tiny_checkpoint):
-    from inspector.traces import with_messaging
+    from inspector.compare.traces import with_messaging
 
     loaded = load_checkpoint(tiny_checkpoint)
     qc = QuantConfig().with_overrides({"messaging_o": "delta", "vth_o": 4})

@@ -2,7 +2,7 @@
 
 The reference (tests/upstream_reference.py) is a float64 port of the released upstream forward pass
 that reads the state_dict by its checkpoint key names, with an explicit loop over time, sharing no
-code or constants with `inspector.model`. Matching it checks both the arithmetic and the key layout
+code or constants with `inspector.lm.model`. Matching it checks both the arithmetic and the key layout
 that real MMfreeLM checkpoints use. tests/test_released_checkpoint.py does the same on a checkpoint
 written in the released layout.
 """
@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from inspector.model import HGRNBitForCausalLM
+from inspector.lm.model import HGRNBitForCausalLM
 from tests.conftest import randomize, tiny_config
 from tests.upstream_reference import upstream_logits
 
@@ -83,7 +83,7 @@ def test_state_dict_keys_follow_hf_layout():
 
 
 def test_intermediate_size_default_matches_reference_formula():
-    from inspector.config import HGRNBitConfig
+    from inspector.lm.config import HGRNBitConfig
 
     for hidden in (1024, 2048, 2560, 256):
         cfg = HGRNBitConfig(hidden_size=hidden)

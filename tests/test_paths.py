@@ -1,4 +1,4 @@
-"""inspector.paths.checked_path: every path a user types, refused with a message naming the rule (issue 22.1)."""
+"""inspector.lm.paths.checked_path: every path a user types, refused with a message naming the rule (issue 22.1)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import pytest
 
 from inspector.errors import CheckpointError, InspectorError
-from inspector.paths import (
+from inspector.lm.paths import (
     CHECKPOINT,
     MAX_QUANT_FILE_BYTES,
     QUANT_FILE,

@@ -8,18 +8,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inspector.activity_cache import published_activity
-from inspector.checkpoint import load_checkpoint
-from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
-from inspector.costs import OpCosts
-from inspector.emulator.activity import core_activity
-from inspector.emulator.engine import Emulator
-from inspector.emulator.hardware import HardwareConfig
-from inspector.hardware_report import evaluate, matching_published
-from inspector.published_activity import MeasuredActivity, MeasurementError, measure_layerwise, random_block
+from inspector.backends.emulator import Emulator
+from inspector.chip.activity import core_activity
+from inspector.chip.activity_cache import published_activity
+from inspector.chip.costs import OpCosts
+from inspector.chip.limits import HardwareConfig
+from inspector.chip.published import MeasuredActivity, MeasurementError, measure_layerwise, random_block
+from inspector.chip.report import evaluate, matching_published
+from inspector.lm.checkpoint import load_checkpoint
+from inspector.lm.config import PUBLISHED_CONFIGS, HGRNBitConfig
+from inspector.lm.tokenizer import encode
 from inspector.quant.calibrate import default_calibration_text
 from inspector.quant.config import QuantConfig
-from inspector.tokenizer import encode
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "vocab_size": 300, "intermediate_size": 48}
 

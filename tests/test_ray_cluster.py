@@ -101,8 +101,8 @@ def _cli_sweep(address: str, env: dict, out: Path) -> subprocess.CompletedProces
 # evaluates 25 points, which on one CPU takes longer than this test should).
 RUNNER_SCRIPT = """
 import sys
-from inspector.catalog import sample_models, validation_text
-from inspector.checkpoint import load_checkpoint
+from inspector.lm.catalog import sample_models, validation_text
+from inspector.lm.checkpoint import load_checkpoint
 from inspector.quant.config import QuantConfig
 from inspector.sweep.evaluate import SweepSpec, held_out_ids
 from inspector.sweep.runner import SweepRunner

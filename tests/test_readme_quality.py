@@ -21,14 +21,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from inspector.catalog import sample_models, validation_text
-from inspector.checkpoint import load_checkpoint
+from inspector.backends.emulator import Emulator
 from inspector.cli import main as cli_main
-from inspector.diff import compare
-from inspector.emulator.engine import Emulator
+from inspector.compare.diff import compare
+from inspector.lm.catalog import sample_models, validation_text
+from inspector.lm.checkpoint import load_checkpoint
+from inspector.lm.tokenizer import encode_document
+from inspector.lm.train import bits_per_character
 from inspector.quant.config import QuantConfig
-from inspector.tokenizer import encode_document
-from inspector.train import bits_per_character
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 HEADER = "| model | float bits/char | integer bits/char | difference | top-1 agreement (512 val tokens) |"

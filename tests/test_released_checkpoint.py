@@ -2,7 +2,7 @@
 
 A random-weight checkpoint in the released layout (tests/make_released_fixture.py) is loaded the way a
 user loads a downloaded one, and its float logits are compared with a float64 port of the upstream
-forward (tests/upstream_reference.py) that shares nothing with `inspector.model`.
+forward (tests/upstream_reference.py) that shares nothing with `inspector.lm.model`.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from inspector.checkpoint import load_checkpoint
-from inspector.emulator.engine import Emulator
-from inspector.generate import encode_prompt, generate
-from inspector.tokenizer import decode, decode_continuation, encode, special_token_ids, token_texts
-from inspector.traces import run_tables
+from inspector.backends.emulator import Emulator
+from inspector.compare.traces import run_tables
+from inspector.lm.checkpoint import load_checkpoint
+from inspector.lm.generate import encode_prompt, generate
+from inspector.lm.tokenizer import decode, decode_continuation, encode, special_token_ids, token_texts
 from tests import upstream_reference
 from tests.make_released_fixture import write_released_checkpoint
 
@@ -75,7 +75,7 @@ def test_the_fixture_can_tell_the_bitlinear_eps_apart(released, monkeypatch):
 
 
 def test_rounding_is_half_away_from_zero():
-    from inspector.model import activation_quant_int, round_half_away
+    from inspector.lm.model import activation_quant_int, round_half_away
 
     x = torch.tensor([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 0.49999999999999994, -0.49999999999999994], dtype=torch.float64)
     assert round_half_away(x).tolist() == [-3, -2, -1, 1, 2, 3, 0, 0]
@@ -115,7 +115,7 @@ def test_bos_disagreeing_with_config_is_refused(released, tmp_path):
 
 
 def test_sample_models_use_no_bos():
-    from inspector.catalog import sample_models
+    from inspector.lm.catalog import sample_models
 
     for directory in sample_models().values():
         loaded = load_checkpoint(directory)
@@ -145,7 +145,7 @@ def test_streamed_pieces_of_multibyte_text_never_show_replacement_chars(released
 
 
 def _stream(tokenizer, context, ids):
-    from inspector.tokenizer import IncrementalDecoder
+    from inspector.lm.tokenizer import IncrementalDecoder
 
     decoder = IncrementalDecoder(tokenizer, context)
     yield from (decoder.push(i) for i in ids)
@@ -167,6 +167,6 @@ def test_generation_and_traces_on_the_released_layout(released):
 
 
 def _greedy(n):
-    from inspector.generate import SamplingSettings
+    from inspector.lm.generate import SamplingSettings
 
     return SamplingSettings(max_new_tokens=n, temperature=0.0)

@@ -1,7 +1,7 @@
 """The integer model's bits do not depend on the number of threads (nor, by construction, the machine).
 
 Calibration runs in float64 and rounds each maximum to float32; ternary scales are summed in float64
-(see inspector/quant/calibrate.py and inspector.ternary.ternarize). This test calibrates and converts a
+(see inspector/quant/calibrate.py and inspector.lm.ternary.ternarize). This test calibrates and converts a
 sample model with 1 and with 2 threads and compares every scale, multiplier, table and code.
 """
 
@@ -11,10 +11,10 @@ import dataclasses
 
 import torch
 
-from inspector.catalog import sample_models
-from inspector.checkpoint import load_checkpoint
-from inspector.emulator.engine import Emulator
-from inspector.generate import SamplingSettings
+from inspector.backends.emulator import Emulator
+from inspector.lm.catalog import sample_models
+from inspector.lm.checkpoint import load_checkpoint
+from inspector.lm.generate import SamplingSettings
 
 
 def _flatten(value, prefix="params"):

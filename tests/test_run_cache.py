@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from inspector.run_cache import RunCache
+from inspector.serve.run_cache import RunCache
 
 
 def test_entries_are_shared_and_freed_when_no_owner_is_left():

@@ -8,10 +8,10 @@ import re
 import pytest
 import torch
 
-from inspector.catalog import SAMPLE_MODELS_DIR, sample_models
-from inspector.checkpoint import load_checkpoint
-from inspector.tokenizer import encode
-from inspector.train import bits_per_character
+from inspector.lm.catalog import SAMPLE_MODELS_DIR, sample_models
+from inspector.lm.checkpoint import load_checkpoint
+from inspector.lm.tokenizer import encode
+from inspector.lm.train import bits_per_character
 from tests.conftest import generate_text
 
 CARD_FIELDS = {
@@ -32,7 +32,7 @@ def test_sample_model_card_and_size(name):
     card = json.loads((directory / "card.json").read_text())
     assert CARD_FIELDS <= set(card)
     assert card["corpus"] == EXPECTED[name]
-    assert card["command"].startswith("python -m inspector.train ")
+    assert card["command"].startswith("python -m inspector.lm.train ")
     assert (SAMPLE_MODELS_DIR / "corpora" / card["corpus"]).exists()
 
 

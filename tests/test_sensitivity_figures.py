@@ -6,8 +6,8 @@ import math
 
 import polars as pl
 
-from inspector import sensitivity_figures as SF
 from inspector.sweep.results import pareto_front, sensitivity_table
+from inspector.views import sensitivity_figures as SF
 
 
 def _sites() -> pl.DataFrame:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inspector.checkpoint import load_checkpoint
+from inspector.lm.checkpoint import load_checkpoint
 from inspector.quant.config import QuantConfig
 from inspector.sweep.evaluate import SweepSpec, held_out_ids
 from inspector.sweep.runner import ResultStore

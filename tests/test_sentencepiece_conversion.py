@@ -7,11 +7,11 @@ import shutil
 import pytest
 import sentencepiece as spm
 
-from inspector.checkpoint import load_checkpoint
 from inspector.errors import TokenizerError
-from inspector.generate import encode_prompt
-from inspector.sentencepiece_convert import convert_sentencepiece
-from inspector.tokenizer import decode_continuation, encode
+from inspector.lm.checkpoint import load_checkpoint
+from inspector.lm.generate import encode_prompt
+from inspector.lm.sentencepiece_convert import convert_sentencepiece
+from inspector.lm.tokenizer import decode_continuation, encode
 from tests.conftest import REPO
 from tests.make_released_fixture import write_released_checkpoint
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import polars as pl
 import pytest
 
-from inspector.checkpoint import load_checkpoint
 from inspector.cli import main as cli_main
+from inspector.lm.checkpoint import load_checkpoint
 from inspector.quant.config import QuantConfig, QuantConfigError
 from inspector.quant.files import load_quant_config, quant_spec, save_quant_config
 from inspector.quant.messaging import MESSAGING_FIELDS

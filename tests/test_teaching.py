@@ -10,20 +10,20 @@ import polars as pl
 import pytest
 import torch
 
-from inspector import teaching as T
-from inspector import teaching_figures as TF
-from inspector.analysis import analyze
-from inspector.checkpoint import load_checkpoint
-from inspector.config import PUBLISHED_CONFIGS
-from inspector.emulator.engine import Emulator
-from inspector.generate import SamplingSettings
-from inspector.sites import PROJECTIONS
+from inspector.backends.emulator import Emulator
+from inspector.compare.analysis import analyze
+from inspector.lm.checkpoint import load_checkpoint
+from inspector.lm.config import PUBLISHED_CONFIGS
+from inspector.lm.generate import SamplingSettings
+from inspector.schema import PROJECTIONS
+from inspector.views import teaching as T
+from inspector.views import teaching_figures as TF
 
 
 @pytest.fixture(scope="module")
 def tour(tmp_path_factory, tiny_tokenizer):
-    from inspector.checkpoint import save_checkpoint
-    from inspector.model import HGRNBitForCausalLM
+    from inspector.lm.checkpoint import save_checkpoint
+    from inspector.lm.model import HGRNBitForCausalLM
     from tests.conftest import randomize, tiny_config
 
     model = randomize(HGRNBitForCausalLM(tiny_config(vocab_size=tiny_tokenizer.get_vocab_size())))
@@ -190,7 +190,7 @@ def test_paper_arithmetic():
 
 
 def test_energy_split_adds_up(tour):
-    from inspector.estimate import estimate
+    from inspector.chip.estimate import estimate
 
     emulator, analysis = tour
     split = T.energy_split(analysis, emulator)
@@ -239,7 +239,7 @@ def test_tour_figures_say_what_colours_mean(tour):
 
 
 def test_local_vs_cumulative_for_the_tour(tour):
-    from inspector.local_error import local_vs_cumulative
+    from inspector.compare.local_error import local_vs_cumulative
 
     emulator, analysis = tour
     table = T.local_cumulative_sqnr(emulator, analysis.run.all_ids)

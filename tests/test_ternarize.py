@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inspector.ternary import NonFiniteWeightError, latent_histogram, ternarize
+from inspector.lm.ternary import NonFiniteWeightError, latent_histogram, ternarize
 
 
 def plain_ternarize(w: torch.Tensor) -> tuple[torch.Tensor, float]:

@@ -11,12 +11,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from inspector.checkpoint import load_checkpoint
+from inspector.backends.emulator import Emulator
 from inspector.cli import main as cli_main
-from inspector.config import HGRNBitConfig
-from inspector.emulator.engine import Emulator
 from inspector.errors import CheckpointError
-from inspector.generate import SamplingSettings, generate, stopped_at_eos
+from inspector.lm.checkpoint import load_checkpoint
+from inspector.lm.config import HGRNBitConfig
+from inspector.lm.generate import SamplingSettings, generate, stopped_at_eos
 from tests.make_released_fixture import released_config, write_released_checkpoint
 
 PROMPT = "To be, or not"

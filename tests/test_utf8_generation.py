@@ -16,11 +16,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from inspector.checkpoint import load_checkpoint
-from inspector.emulator.engine import Emulator
-from inspector.generate import SamplingSettings, encode_prompt, generate
+from inspector.backends.emulator import Emulator
+from inspector.lm.checkpoint import load_checkpoint
+from inspector.lm.generate import SamplingSettings, encode_prompt, generate
+from inspector.lm.tokenizer import decode_continuation
 from inspector.quant.config import QuantConfig
-from inspector.tokenizer import decode_continuation
 from tests.make_released_fixture import write_released_checkpoint
 
 PROMPT = "A 東"

@@ -3,7 +3,7 @@
 Source: ridgerchu/matmulfreellm. The released checkpoints run `HGRNBitForCausalLM` of
 `mmfreelm/models/hgrn_bit/modeling_hgrn_bit.py`, whose projections are `FusedBitLinear`
 (`mmfreelm/ops/fusedbitnet.py`, imported there and in `mmfreelm/layers/hgrn_bit.py` as BitLinear).
-Everything here is read off that code, not off `inspector.model`, and nothing is imported from the
+Everything here is read off that code, not off `inspector.lm.model`, and nothing is imported from the
 project: the constants below are upstream's, so a change of ours that departs from upstream fails the
 tests instead of moving the reference with it.
 

@@ -16,28 +16,20 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from inspector import sites as S
-from inspector.model import BitLinear, HGRNBitForCausalLM, RMSNorm
+from inspector import schema as S
+from inspector.lm.model import BitLinear, HGRNBitForCausalLM, RMSNorm
+from inspector.lm.tokenizer import encode_document
+from inspector.quant.calibration_cache import calibration_key, calibration_settings, load_calibration, save_calibration
 from inspector.quant.config import QuantConfig
-from inspector.tokenizer import encode_document
 
 CALIBRATION_TEXT = Path(__file__).resolve().parents[1] / "data" / "calibration.txt"
 CHUNK = 256  # tokens per forward call; the recurrent state carries across chunks
-# The QuantConfig fields calibration reads (the maxima are of the float model, so no bit width is among
-# them). The calibration cache is keyed by exactly these (`inspector.quant.calibration_cache`): list a
-# field here when calibration starts to depend on it.
-CALIBRATION_FIELDS = ("calibration_tokens",)
-
-
-def calibration_settings(qc: QuantConfig) -> dict[str, Any]:
-    """The values of `CALIBRATION_FIELDS` in `qc`: what `calibrate_for` passes on to `calibrate`."""
-    return {name: getattr(qc, name) for name in CALIBRATION_FIELDS}
 
 
 def default_calibration_text() -> str:
@@ -129,8 +121,6 @@ def calibrate_for(
 ) -> tuple[dict[str, float], bool]:
     """`calibrate` with the settings of `qc`, through the on-disk cache when the model came from files:
     (maxima, loaded from the cache). `note(text)` hears about a cache file that was ignored."""
-    from inspector.quant.calibration_cache import calibration_key, load_calibration, save_calibration
-
     settings = calibration_settings(qc)
     digest = loaded.weights_digest.hexdigest() if getattr(loaded, "weights_digest", None) is not None else None
     key = None

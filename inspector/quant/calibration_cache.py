@@ -7,7 +7,7 @@ site, is a few KB and depends only on:
   miss a changed weight), read in 16 MB pieces in a background thread while the checkpoint loads (hashlib releases
   the GIL), so it costs no wall time on a 2-core machine;
 - config.json's values and the tokenizer (the text's tokens, the BOS policy);
-- the QuantConfig fields calibration reads (`CALIBRATION_FIELDS` in calibrate.py: a field added to
+- the QuantConfig fields calibration reads (`CALIBRATION_FIELDS` below: a field added to
   QuantConfig for anything else does not invalidate the cache);
 - the calibration text;
 - the code: a hash of the sources that compute the maxima (`code_version`), and the torch version.
@@ -26,68 +26,33 @@ import json
 import math
 import os
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
+from inspector.disk_cache import cache_dir
 from inspector.quant.config import QuantConfig
 
 CACHE_FORMAT = 1
-CHUNK_BYTES = 16 * 2**20
 MAX_ENTRY_BYTES = 64 * 2**20  # an entry is a few KB per layer; anything far larger is not one of ours
 # The sources whose code decides the maxima: the calibration pass, the float model it runs, the site
 # names, ternary quantization of the BitLinear weights, and tokenization of the text.
-CALIBRATION_SOURCES = ("quant/calibrate.py", "model.py", "sites.py", "ternary.py", "tokenizer.py", "quant/calibration_cache.py")
+CALIBRATION_SOURCES = (
+    "quant/calibrate.py", "lm/model.py", "schema.py", "lm/ternary.py", "lm/tokenizer.py", "quant/calibration_cache.py",
+)
 
 
-class WeightDigest:
-    """SHA-256 over the bytes of a checkpoint's weight files (names and sizes included), computed in a
-    background thread from the moment it is made; `hexdigest()` waits for it."""
+# The QuantConfig fields calibration reads (the maxima are of the float model, so no bit width is among
+# them). The calibration cache is keyed by exactly these (`inspector.quant.calibration_cache`): list a
+# field here when calibration starts to depend on it.
+CALIBRATION_FIELDS = ("calibration_tokens",)
 
-    def __init__(self, files: list[Path]):
-        self.files = sorted({Path(f) for f in files})
-        self._digest: Optional[str] = None
-        self._error: Optional[BaseException] = None
-        self._thread = threading.Thread(target=self._run, name="weight-digest", daemon=True)
-        self._thread.start()
 
-    def _run(self) -> None:
-        try:
-            digest = hashlib.sha256()
-            for path in self.files:
-                size = path.stat().st_size
-                digest.update(f"{path.name}\0{size}\0".encode())
-                if size == 0:
-                    continue
-                # Read into one reusable buffer, not mapped: mapped pages would count in this process's resident
-                # memory a second time (the loader maps the same file), the whole file's worth at the peak.
-                buffer = bytearray(CHUNK_BYTES)
-                view = memoryview(buffer)
-                with open(path, "rb", buffering=0) as handle:
-                    while read := handle.readinto(buffer):
-                        digest.update(view[:read])
-            self._digest = digest.hexdigest()
-        except (OSError, ValueError) as exc:  # unreadable now: no cache for this model, never a wrong one
-            self._error = exc
-
-    def hexdigest(self) -> Optional[str]:
-        """The digest, or None if the files could not be read."""
-        self._thread.join()
-        return self._digest
-
-    def __getstate__(self) -> dict:
-        """A copy sent to another process (a Ray sweep worker gets the LoadedModel) carries the finished
-        digest, not the thread."""
-        self.hexdigest()
-        return {"files": self.files, "_digest": self._digest, "_error": self._error}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._thread = threading.Thread(target=lambda: None, name="weight-digest")
-        self._thread.start()
+def calibration_settings(qc: QuantConfig) -> dict[str, Any]:
+    """The values of `CALIBRATION_FIELDS` in `qc`: what `calibrate_for` passes on to `calibrate`."""
+    return {name: getattr(qc, name) for name in CALIBRATION_FIELDS}
 
 
 def code_version() -> str:
@@ -100,8 +65,6 @@ def code_version() -> str:
 
 
 def cache_root() -> Path:
-    from inspector.activity_cache import cache_dir  # the app's one cache directory (LOIHI_INSPECTOR_CACHE)
-
     return cache_dir() / "calibration"
 
 
@@ -114,8 +77,6 @@ class CalibrationKey:
 def calibration_key(
     weights_digest: str, config: dict, tokenizer_json: str, qc: QuantConfig, text: str,
 ) -> CalibrationKey:
-    from inspector.quant.calibrate import calibration_settings
-
     spec = {
         "format": CACHE_FORMAT,
         "weights_sha256": weights_digest,

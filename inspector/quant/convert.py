@@ -15,10 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from inspector.model import BitLinear, Block, HGRNBitForCausalLM, RMSNorm
+from inspector.lm.model import BitLinear, Block, HGRNBitForCausalLM, RMSNorm
+from inspector.lm.ternary import TernaryMatrix, int8_matmul
 from inspector.quant import kernels as K
 from inspector.quant.config import QuantConfig
-from inspector.ternary import TernaryMatrix, int8_matmul
 
 
 def site_scale(max_abs: float, bits: int, qc: QuantConfig) -> float:
@@ -114,7 +114,7 @@ class IntBitLinear:
         return self.matrix.values.to(K.INT)
 
     def accumulate(self, spikes: torch.Tensor) -> torch.Tensor:
-        """The synaptic accumulation sum_j W[o, j] * spikes[j], exactly (see inspector.ternary).
+        """The synaptic accumulation sum_j W[o, j] * spikes[j], exactly (see inspector.lm.ternary).
 
         Spikes saturated to at most 8 bits fit int8 by construction: straight to the int8 GEMM,
         without the range check that codes of unknown width need.
@@ -203,7 +203,7 @@ def convert_layer(
     """One layer's integer parameters, from its float block, its input scale and the calibration maxima.
 
     A function of one layer so that a model too large to convert whole can be converted (and run)
-    one layer at a time (`inspector.published_activity`). `lower_bound` is the layer's row of
+    one layer at a time (`inspector.chip.published`). `lower_bound` is the layer's row of
     `layer_lower_bounds()` (ignored for layer 0, as in the float model).
     """
     act, res, inner = qc.act_bits, qc.residual_bits, qc.internal_bits

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from inspector.paths import MAX_RUN_JSON_BYTES, QUANT_FILE, Access, PathError, checked_path, read_limited
+from inspector.lm.paths import MAX_RUN_JSON_BYTES, QUANT_FILE, Access, PathError, checked_path, read_limited
 from inspector.quant.config import QuantConfig, QuantConfigError
 
 
@@ -27,7 +27,7 @@ def save_quant_config(qc: QuantConfig, path: str | Path, **notes: Any) -> Path:
 def load_quant_config(path: str | Path, access: Access | None = None) -> QuantConfig:
     """A QuantConfig from a JSON file or a traces directory; every problem is a QuantConfigError.
 
-    The path goes through `inspector.paths.checked_path` first (`access`: where it may lie; default
+    The path goes through `inspector.lm.paths.checked_path` first (`access`: where it may lie; default
     anywhere, as for the CLI): devices, FIFOs and files beyond 64 KiB are refused before reading,
     and on a shared server nothing outside the roots is opened, so no message tells what it holds.
     """

@@ -15,9 +15,9 @@ of the received changes, and the encoders' state joins the generation state.
 The embedding lookup and the LM head run on the host in floating point (as in the paper); the chip
 receives the embedding as `residual_bits` codes and returns the final-norm codes.
 
-A `probe` (see `inspector.emulator.probes`) may observe every site (names in `inspector.sites`);
+A `probe` (see `inspector.chip.probes`) may observe every site (names in `inspector.schema`);
 with `probe=None` nothing is recorded and the run is as fast as the arithmetic allows. The float
-twin of every method below is the method of the same name in `inspector.model`.
+twin of every method below is the method of the same name in `inspector.lm.model`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Optional, Protocol
 
 import torch
 
-from inspector import sites as S
-from inspector.model import HGRNBitForCausalLM
+from inspector import schema as S
+from inspector.lm.model import HGRNBitForCausalLM
 from inspector.quant import kernels as K
 from inspector.quant import messaging as msg
 from inspector.quant.convert import IntBitLinear, IntegerParams, IntLayer
@@ -42,7 +42,7 @@ class Probe(Protocol):
 
 
 class FeedingProbe(Probe, Protocol):
-    """A probe that also *feeds* the model (`inspector.local_error`): after observing a site it may
+    """A probe that also *feeds* the model (`inspector.compare.local_error`): after observing a site it may
     hand the next operation other codes than the ones computed (the float model's values, quantized),
     and it supplies the previous MLGRU states, so that each site is computed from given inputs.
     Ordinary probes lack these methods and the model then runs on its own integers."""
@@ -119,7 +119,7 @@ class Senders:
 class IntegerLM:
     """Callable like the float model: (input_ids, state) -> (logits, state); states are int64.
 
-    The methods mirror `inspector.model`: `bitlinear` is BitLinear.forward, `mlgru` MLGRU.forward,
+    The methods mirror `inspector.lm.model`: `bitlinear` is BitLinear.forward, `mlgru` MLGRU.forward,
     `glu` GLU.forward, `block` Block.forward, `__call__` HGRNBitForCausalLM.forward. Shapes: B batch,
     T tokens, D hidden, M mixer width, I GLU width; every tensor is int64 codes.
     """
@@ -139,7 +139,7 @@ class IntegerLM:
             return hs
         return hs + [Senders(self.qc, layer, None).state(batch) for layer in self.params.layers]
 
-    # -- the model, piece by piece, as inspector.model ------------------------------------------
+    # -- the model, piece by piece, as inspector.lm.model ------------------------------------------
     def bitlinear(
         self, proj: IntBitLinear, codes: torch.Tensor, site: Sites, name: str, senders: Optional[Senders] = None
     ) -> torch.Tensor:

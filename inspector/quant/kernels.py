@@ -1,7 +1,7 @@
 """Integer kernels of the emulated neuro-cores: every operation the integer model performs.
 
 All tensors are `torch.int64` holding integers; every function is exact and deterministic. The
-synaptic accumulation lives with the weights it reads, in `inspector.ternary`. Saturation is never
+synaptic accumulation lives with the weights it reads, in `inspector.lm.ternary`. Saturation is never
 silent: functions that clip also return the mask of what they clipped (unless asked not to).
 """
 

@@ -45,7 +45,7 @@ class MessagingGroup:
     """A sending neuron group of the core map and the projections its graded spikes feed."""
 
     key: str  # QuantConfig field suffix: messaging_<key>, vth_<key>
-    core_group: str  # the core map's group name (inspector.emulator.mapper)
+    core_group: str  # the core map's group name (inspector.chip.mapper)
     projections: tuple[str, ...]
     label: str
 

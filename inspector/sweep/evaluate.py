@@ -26,20 +26,20 @@ from typing import Any, Optional
 
 import torch
 
-from inspector.checkpoint import LoadedModel
-from inspector.emulator.hardware import HardwareConfig
-from inspector.emulator.mapper import CoreMap, map_model
-from inspector.emulator.probes import RecordingProbe
+from inspector.chip.estimate import estimate
+from inspector.chip.limits import HardwareConfig
+from inspector.chip.mapper import CoreMap, map_model
+from inspector.chip.probes import RecordingProbe
 from inspector.errors import InspectorError
-from inspector.estimate import estimate
+from inspector.lm.checkpoint import LoadedModel
+from inspector.lm.tokenizer import encode_document
 from inspector.quant.calibrate import calibrate, default_calibration_text
 from inspector.quant.config import QuantConfig
 from inspector.quant.convert import IntegerParams, convert
 from inspector.quant.integer_model import IntegerLM
 from inspector.quant.messaging import MESSAGING_FIELDS
 from inspector.quant.messaging import describe as describe_messaging
-from inspector.sites import PROJECTIONS
-from inspector.tokenizer import encode_document
+from inspector.schema import PROJECTIONS
 
 
 class SweepError(InspectorError):

@@ -1,6 +1,6 @@
 """Download buttons: tables as CSV or Parquet, figures as self-contained HTML, the whole run as a zip.
 
-Every file carries the run's metadata (see `inspector.exports`); the page's `page_analysis` puts it
+Every file carries the run's metadata (see `inspector.views.exports`); the page's `page_analysis` puts it
 in the session so that these helpers need no extra argument. Files are built only when a button is
 clicked (Streamlit calls the data function then), so a page with many buttons stays fast, and a
 click does not rerun the page.
@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
-from inspector.exports import COLUMNS, csv_bytes, figures_html, parquet_bytes
+from inspector.views.exports import COLUMNS, csv_bytes, figures_html, parquet_bytes
 
 METADATA_KEY = "export_metadata"
 

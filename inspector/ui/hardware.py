@@ -1,5 +1,5 @@
 """Streamlit glue of the Hardware page: the what-if widgets and the cached published measurements
-(measured through the job queue, `inspector.jobs`).
+(measured through the job queue, `inspector.serve.jobs`).
 
 Every widget that can hold an invalid value shows its message next to itself and returns None, so
 the page skips only what depends on it and keeps the rest usable.
@@ -12,19 +12,19 @@ import json
 
 import streamlit as st
 
-from inspector.activity_cache import published_activity
-from inspector.config import PUBLISHED_CONFIGS, HGRNBitConfig
-from inspector.context_length import TRANSFORMER_LABELS, TRANSFORMER_SOURCES, ContextError, TransformerBaseline
-from inspector.costs import COST_LABELS, CUSTOM, FITTED_NAME, PRESETS, CostError, CostPreset, OpCosts, custom_preset
-from inspector.emulator.hardware import HardwareConfig, HardwareConfigError
-from inspector.emulator.mapper import LAYOUTS, ONE_BLOCK_PER_CHIP, lm_head_group
+from inspector.chip.activity_cache import published_activity
+from inspector.chip.context_length import TRANSFORMER_LABELS, TRANSFORMER_SOURCES, ContextError, TransformerBaseline
+from inspector.chip.costs import COST_LABELS, CUSTOM, FITTED_NAME, PRESETS, CostError, CostPreset, OpCosts, custom_preset
+from inspector.chip.limits import HardwareConfig, HardwareConfigError
+from inspector.chip.mapper import LAYOUTS, ONE_BLOCK_PER_CHIP, lm_head_group
+from inspector.chip.paper import BASELINE_LABELS, JETSON_DEFAULTS, JETSON_SOURCE, BaselineError, GpuBaseline
+from inspector.chip.published import MeasuredActivity
+from inspector.chip.report import Evaluation, evaluate, what_if_rows
 from inspector.errors import InspectorError
-from inspector.hardware_report import Evaluation, evaluate, what_if_rows
-from inspector.jobs import QUEUE, Job
-from inspector.paper import BASELINE_LABELS, JETSON_DEFAULTS, JETSON_SOURCE, BaselineError, GpuBaseline
-from inspector.published_activity import MeasuredActivity
+from inspector.lm.config import PUBLISHED_CONFIGS, HGRNBitConfig
 from inspector.quant.config import QuantConfig
-from inspector.run_cache import _release_to_os
+from inspector.serve.jobs import QUEUE, Job
+from inspector.serve.run_cache import _release_to_os
 from inspector.ui.jobs import follow_job, waiter
 from inspector.ui.sidebar import keep, kept
 

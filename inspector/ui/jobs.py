@@ -1,4 +1,4 @@
-"""Streamlit glue of the job queue (`inspector.jobs`): a job's place in line, its progress, Cancel.
+"""Streamlit glue of the job queue (`inspector.serve.jobs`): a job's place in line, its progress, Cancel.
 
 A page that started or joined a job draws `follow_job`: a fragment that redraws every second while
 the job is queued or running, and reruns the whole page once the job has finished (so the page
@@ -12,7 +12,7 @@ from typing import Callable, Optional
 
 import streamlit as st
 
-from inspector.jobs import CANCELLED, FAILED, QUEUE, QUEUED, Job
+from inspector.serve.jobs import CANCELLED, FAILED, QUEUE, QUEUED, Job
 from inspector.ui.lifecycle import on_session_end, session_id
 
 

@@ -1,6 +1,6 @@
 """Running an analysis from a page: cached per settings, with progress and Stop.
 
-Finished analyses live in the process-wide `inspector.run_cache.RUNS`, shared by every session
+Finished analyses live in the process-wide `inspector.serve.run_cache.RUNS`, shared by every session
 with the same settings and under one memory budget; a session owns at most four, and they are
 released when the session ends (`inspector.ui.lifecycle`).
 
@@ -18,18 +18,18 @@ from typing import Iterator
 
 import streamlit as st
 
-from inspector.analysis import Analysis, analyze
-from inspector.diff import DiffResult
+from inspector.compare.analysis import Analysis, analyze
+from inspector.compare.diff import DiffResult
+from inspector.compare.local_error import LocalErrorResult, local_vs_cumulative
 from inspector.errors import InspectorError
-from inspector.exports import bundle_zip, run_metadata
-from inspector.jobs import QUEUE, Job
-from inspector.local_error import LocalErrorResult, local_vs_cumulative
-from inspector.run_cache import RUNS
+from inspector.serve.jobs import QUEUE, Job
+from inspector.serve.run_cache import RUNS
 from inspector.ui.export import set_metadata
 from inspector.ui.jobs import line_text, waiter
 from inspector.ui.lifecycle import on_session_end, session_id
 from inspector.ui.sidebar import Session, backend_for, render_sidebar, settings_problems
 from inspector.ui.text import plain
+from inspector.views.exports import bundle_zip, run_metadata
 
 AUTO_RUN_MAX_PARAMETERS = 50_000_000
 # A safety net, not a limit on analyses: a session waiting for another session's identical run gives
@@ -44,7 +44,7 @@ class LavaBackendRegistry:
     def detach_everywhere(owner, keep=None) -> None:
         import sys
 
-        backend = sys.modules.get("inspector.lava.backend")
+        backend = sys.modules.get("inspector.backends.lava.backend")
         if backend is not None:  # imported only once some session chose Lava
             backend.LavaBackend.detach_everywhere(owner, keep=keep)
 PHASES = {"float": "float model generating", "integer": "integer model generating", "diff": "comparing in lockstep"}
@@ -68,7 +68,7 @@ def _request(key: tuple) -> None:
 
 
 def is_heavy(session: Session) -> bool:
-    """Whether this analysis is a long job that waits in the server's job queue (`inspector.jobs`).
+    """Whether this analysis is a long job that waits in the server's job queue (`inspector.serve.jobs`).
 
     Decided by what makes an analysis long: a Lava run (a simulator process per graph, minutes per
     token at published sizes) or a checkpoint too large to run automatically (it waits for the Run

@@ -16,21 +16,21 @@ from pathlib import Path
 
 import streamlit as st
 
-from inspector.analysis import GENERATED_WINDOW, Window
-from inspector.backends import BackendStatus, IntegerBackend, backend_statuses, make_backend
-from inspector.catalog import checkpoint_fingerprint, sample_models
-from inspector.checkpoint import LoadedModel, ignored_keys_note, load_checkpoint
+from inspector.backends.base import BackendStatus, IntegerBackend, backend_statuses, make_backend
+from inspector.compare.analysis import GENERATED_WINDOW, Window
 from inspector.errors import CheckpointError, InspectorError
-from inspector.generate import MAX_NEW_TOKENS, MAX_SEED, SamplingSettings
-from inspector.keyed_lock import KeyedLocks
-from inspector.paths import Access, checkpoint_directory
+from inspector.lm.catalog import checkpoint_fingerprint, sample_models
+from inspector.lm.checkpoint import LoadedModel, ignored_keys_note, load_checkpoint
+from inspector.lm.generate import MAX_NEW_TOKENS, MAX_SEED, SamplingSettings
+from inspector.lm.paths import Access, checkpoint_directory
 from inspector.quant.config import QUANT_PRESETS, SCALE_RULES, QuantConfig
 from inspector.quant.files import load_quant_config
 from inspector.quant.messaging import GROUPS as MESSAGING_GROUPS
 from inspector.quant.messaging import MODES as MESSAGING_MODES
+from inspector.serve.keyed_lock import KeyedLocks
 from inspector.ui.numbers import number_box
 from inspector.ui.text import plain
-from inspector.url_settings import (
+from inspector.ui.url_settings import (
     HEADROOMS,
     MAX_TOKENS_IN_UI,
     MAX_VTH,
@@ -89,7 +89,7 @@ def cached_checkpoint(directory: str, fingerprint: tuple, on_progress=None, on_w
     """The model of `directory` (keyed by its files' fingerprint), loaded once per process.
 
     `on_wait(seconds)` is called while another session loads the same model (see
-    `inspector.keyed_lock`: the wait stays interruptible and ends after `LOAD_WAIT_S`)."""
+    `inspector.serve.keyed_lock`: the wait stays interruptible and ends after `LOAD_WAIT_S`)."""
     key = (str(directory), fingerprint)
     with _MODELS_LOCK:
         if key in _MODELS:
@@ -133,7 +133,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 def server_is_shared() -> bool:
     """Whether the app listens beyond this machine (`make run HOST=0.0.0.0`): then local checkpoint
-    paths need INSPECTOR_MODEL_ROOTS (see inspector.paths)."""
+    paths need INSPECTOR_MODEL_ROOTS (see inspector.lm.paths)."""
     address = st.get_option("server.address")  # None: Streamlit's default, every interface
     return address not in LOOPBACK
 

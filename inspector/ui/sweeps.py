@@ -1,4 +1,4 @@
-"""Sweeps started from the app: jobs of the server's job queue (`inspector.jobs`), and where results go.
+"""Sweeps started from the app: jobs of the server's job queue (`inspector.serve.jobs`), and where results go.
 
 A sweep is a heavy job (it keeps every CPU busy through Ray), keyed by its output directory: it
 waits in line behind other long jobs, keeps running (and stays visible) when the user switches pages
@@ -12,11 +12,11 @@ import hashlib
 import json
 from pathlib import Path
 
-from inspector.checkpoint import LoadedModel
 from inspector.errors import InspectorError
-from inspector.jobs import QUEUE, Job
-from inspector.paths import data_root
+from inspector.lm.checkpoint import LoadedModel
+from inspector.lm.paths import data_root
 from inspector.quant.config import QuantConfig
+from inspector.serve.jobs import QUEUE, Job
 from inspector.sweep.background import SweepJob
 from inspector.sweep.evaluate import SweepSpec
 from inspector.sweep.runner import RESULTS_FILE
