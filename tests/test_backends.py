@@ -1,4 +1,4 @@
-"""One backend interface: every backend is an IntegerBackend made through one registry, and the
+"""One backend interface: every backend is an BackendBase made through one registry, and the
 modules import each other in one direction only."""
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ def test_every_registered_backend_implements_the_interface():
     classes = {entry.key: backends.backend_class(entry.key) for entry in backends.REGISTRY}
     assert classes == {"emulator": Emulator, "lava": LavaBackend, "loihi2": LoihiHardwareBackend}
     for cls in classes.values():
-        assert issubclass(cls, backends.IntegerBackend)
-        assert cls.step_fn is not backends.IntegerBackend.step_fn  # each computes tokens its own way
+        assert issubclass(cls, backends.BackendBase)
+        assert cls.step_fn is not backends.BackendBase.step_fn  # each computes tokens its own way
     assert not issubclass(LavaBackend, Emulator)
     with pytest.raises(ValueError, match="no backend"):
         backends.backend_class("gpu")

@@ -6,7 +6,7 @@
 - `loihi2`: Loihi 2 itself through `Loihi2HwCfg` (`inspector.backends.lava.backend.LoihiHardwareBackend`),
   which needs Intel's lava-loihi extension and a board (or the INRC cloud).
 
-Every backend is an `IntegerBackend`: the one-time set-up they share (calibration, conversion to
+Every backend is an `BackendBase`: the one-time set-up they share (calibration, conversion to
 the integer model, core map) and the ways to run it (`generate`, `step_fn`, `teacher_forced`).
 They differ only in who computes a token's integers (`step_fn`) and what a probe counts from.
 
@@ -42,9 +42,9 @@ from inspector.schema import PROJECTIONS
 
 
 @dataclass
-class IntegerRun:
+class BackendRun:
     """A finished (or stopped) run on any backend: the prompt, generated tokens and what the probes
-    recorded. (The name predates the other backends; the lead renames it with its call sites.)"""
+    recorded."""
 
     prompt: str
     prompt_ids: list[int]
@@ -76,7 +76,7 @@ class Backend(Protocol):
     def generate(
         self, prompt: str, sampling: SamplingSettings, probes: bool = True, record_tensors: bool = True,
         keep_from: int = 0, on_wait: Optional[Callable[[int], None]] = None,
-    ) -> tuple[IntegerRun, Iterator[GeneratedToken]]: ...
+    ) -> tuple[BackendRun, Iterator[GeneratedToken]]: ...
 
     def teacher_forced(
         self, ids: list[int], record_tensors: bool = True, keep_from: int = 0,
@@ -89,7 +89,7 @@ class Backend(Protocol):
     def detach(self, user) -> None: ...
 
 
-class IntegerBackend:
+class BackendBase:
     """The set-up every backend shares, and the runs built on `step_fn` (which subclasses define).
 
     Calibration, conversion and core mapping happen once, here, on the host; what a backend
@@ -137,13 +137,13 @@ class IntegerBackend:
     def generate(
         self, prompt: str, sampling: SamplingSettings, probes: bool = True, record_tensors: bool = True,
         keep_from: int = 0, on_wait: Optional[Callable[[int], None]] = None,
-    ) -> tuple[IntegerRun, Iterator[GeneratedToken]]:
+    ) -> tuple[BackendRun, Iterator[GeneratedToken]]:
         """A run object and the token stream that fills it (stop iterating, or close it, to stop the run).
 
         `keep_from`: the first token whose per-neuron data the probe keeps (0: all of them).
         `on_wait(position)`: called while the run waits for a shared simulator (Lava); the emulator never waits.
         """
-        run = IntegerRun(prompt, encode_prompt(self.loaded.tokenizer, prompt))
+        run = BackendRun(prompt, encode_prompt(self.loaded.tokenizer, prompt))
         run.probe = self.new_probe(record_tensors, keep_from) if probes else None
         stream = generate(
             self.step_fn(run.probe), self.loaded.tokenizer, prompt, **vars(sampling), eos_token_ids=self.loaded.eos_token_ids,
@@ -302,7 +302,7 @@ REGISTRY = (
 )
 
 
-def backend_class(key: str) -> type[IntegerBackend]:
+def backend_class(key: str) -> type[BackendBase]:
     for entry in REGISTRY:
         if entry.key == key:
             module, name = entry.implementation.split(":")
@@ -310,7 +310,7 @@ def backend_class(key: str) -> type[IntegerBackend]:
     raise ValueError(f"no backend {key!r}; expected one of {[e.key for e in REGISTRY]}")
 
 
-def make_backend(key: str, loaded: LoadedModel, qc: QuantConfig | None = None) -> IntegerBackend:
+def make_backend(key: str, loaded: LoadedModel, qc: QuantConfig | None = None) -> BackendBase:
     """The emulator, the same model on Lava's fixed-point simulator (`key` = "lava"), or on a Loihi 2
     system through Lava (`key` = "loihi2", only where start-up detection finds lava-loihi and a host).
 

@@ -1,7 +1,7 @@
 """The emulator backend: the integer model computed by the vectorized integer kernels on the host.
 
 The set-up (calibration, conversion, core map) and the runs (`generate`, `teacher_forced`) are the
-ones every backend shares (`inspector.backends.base.IntegerBackend`); the emulator computes each token
+ones every backend shares (`inspector.backends.base.BackendBase`); the emulator computes each token
 with `IntegerLM` itself, every ternary accumulation an exact int8 GEMM (inspector.lm.ternary).
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Optional
 
-from inspector.backends.base import IntegerBackend, StepFn
+from inspector.backends.base import BackendBase, StepFn
 from inspector.quant.integer_model import Probe
 
 
-class Emulator(IntegerBackend):
+class Emulator(BackendBase):
     """The bit-accurate Loihi 2 emulator backend for one model and one QuantConfig."""
 
     name = "emulator"

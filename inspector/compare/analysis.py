@@ -17,7 +17,7 @@ from typing import Callable, Optional
 import numpy as np
 import polars as pl
 
-from inspector.backends.base import IntegerBackend, IntegerRun
+from inspector.backends.base import BackendBase, BackendRun
 from inspector.compare.diff import DiffResult, compare
 from inspector.compare.perplexity import Perplexities, run_perplexities
 from inspector.compare.traces import run_tables, with_underflow
@@ -51,11 +51,11 @@ class Analysis:
     prompt: str
     sampling: SamplingSettings
     float_tokens: list[GeneratedToken]
-    run: IntegerRun
+    run: BackendRun
     diff: DiffResult
     tables: dict[str, pl.DataFrame]
     window: Window = GENERATED_WINDOW
-    calibration_status: str = ""  # "calibration loaded from cache", or computed (IntegerBackend.calibration_status)
+    calibration_status: str = ""  # "calibration loaded from cache", or computed (BackendBase.calibration_status)
 
     @property
     def window_start(self) -> int:
@@ -155,7 +155,7 @@ class Analysis:
 
 
 def analyze(
-    emulator: IntegerBackend,
+    emulator: BackendBase,
     prompt: str,
     sampling: SamplingSettings,
     on_progress: Optional[ProgressFn] = None,

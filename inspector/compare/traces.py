@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 import polars as pl
 from tokenizers import Tokenizer
 
-from inspector.backends.base import IntegerBackend, IntegerRun
+from inspector.backends.base import BackendBase, BackendRun
 from inspector.lm.tokenizer import special_token_ids, token_texts
 from inspector.quant import messaging
 
@@ -71,7 +71,7 @@ def with_messaging(activity: pl.DataFrame, qc) -> pl.DataFrame:
     return activity.with_columns(pl.col("group").replace_strict(modes, default=messaging.DENSE).alias("messaging"))
 
 
-def run_tables(run: IntegerRun, emulator: IntegerBackend, tensors: bool = True) -> dict[str, pl.DataFrame]:
+def run_tables(run: BackendRun, emulator: BackendBase, tensors: bool = True) -> dict[str, pl.DataFrame]:
     """Every table of a probed run, in memory (the app shows these; the CLI writes them)."""
     if run.probe is None:
         raise ValueError("this run was made without probes")
@@ -90,7 +90,7 @@ def run_tables(run: IntegerRun, emulator: IntegerBackend, tensors: bool = True) 
 
 
 def write_traces(
-    run: IntegerRun, emulator: IntegerBackend, out_dir: str | Path, metadata: dict[str, Any],
+    run: BackendRun, emulator: BackendBase, out_dir: str | Path, metadata: dict[str, Any],
     underflow: pl.DataFrame | None = None
 ) -> Path:
     """Write every table and run.json. `underflow`: a lockstep comparison's `DiffResult.tensors`, whose

@@ -5,7 +5,7 @@ single step that carries one state vector per layer forward. Nothing is recomput
 is also how the model runs on Loihi 2.
 
 `generate` drives both models: the float model directly, and the integer model through a backend's
-step function (`IntegerBackend.generate` wraps `step_fn` and fills an `IntegerRun`). An analysis
+step function (`BackendBase.generate` wraps `step_fn` and fills an `BackendRun`). An analysis
 (`inspector/compare/analysis.py`) generates with each using the same settings, then compares them in
 lockstep on the integer model's sequence (`inspector/compare/diff.py`).
 
@@ -36,7 +36,7 @@ MAX_SEED = 2**31 - 1  # the seed range the app and the CLI accept (torch takes m
 
 class RecurrentLM(Protocol):
     """Anything that maps (tokens, state) to (logits, state): the float model, or a backend's
-    integer model (`IntegerBackend.step_fn`)."""
+    integer model (`BackendBase.step_fn`)."""
 
     def __call__(self, input_ids: torch.Tensor, state: Optional[list[torch.Tensor]] = None): ...
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from inspector.backends.base import BackendStatus, IntegerBackend, backend_statuses, make_backend
+from inspector.backends.base import BackendBase, BackendStatus, backend_statuses, make_backend
 from inspector.compare.analysis import GENERATED_WINDOW, Window
 from inspector.errors import CheckpointError, InspectorError
 from inspector.lm.catalog import checkpoint_fingerprint, sample_models
@@ -124,7 +124,7 @@ def load_with_progress(directory: Path, fingerprint: tuple) -> LoadedModel:
 
 
 @st.cache_resource(show_spinner="Calibrating and converting to integers…", max_entries=6)
-def cached_backend(directory: str, fingerprint: tuple, qc: QuantConfig, backend: str = "emulator") -> IntegerBackend:
+def cached_backend(directory: str, fingerprint: tuple, qc: QuantConfig, backend: str = "emulator") -> BackendBase:
     return make_backend(backend, cached_checkpoint(directory, fingerprint), qc)
 
 
@@ -144,7 +144,7 @@ def app_access() -> Access:
     return Access.for_server(server_is_shared())
 
 
-def backend_for(session: Session) -> IntegerBackend:
+def backend_for(session: Session) -> BackendBase:
     return cached_backend(str(session.loaded.directory), session.fingerprint, session.qc, session.backend.key)
 
 

@@ -16,7 +16,7 @@ from typing import Callable, Hashable, Iterator, Optional
 
 import torch
 
-from inspector.backends.base import IntegerBackend, IntegerRun, require_lava_memory
+from inspector.backends.base import BackendBase, BackendRun, require_lava_memory
 from inspector.backends.lava.activity import PortActivityProbe
 from inspector.backends.lava.params import graph_spec, site_scale, synapse_weights
 from inspector.backends.lava.worker import LavaBackendError, LavaWorker
@@ -189,7 +189,7 @@ class SimulatorQueue:
 SIMULATOR = SimulatorQueue()
 
 
-class LavaBackend(IntegerBackend):
+class LavaBackend(BackendBase):
     """The shared set-up (calibration, conversion, core map), with tokens computed by a Lava graph.
 
     Only one Lava graph runs at a time in a process: starting one closes the previous one (a
@@ -245,8 +245,8 @@ class LavaBackend(IntegerBackend):
     def generate(
         self, prompt: str, sampling: SamplingSettings, probes: bool = True, record_tensors: bool = True,
         keep_from: int = 0, on_wait: Optional[WaitFn] = None,
-    ) -> tuple[IntegerRun, Iterator[GeneratedToken]]:
-        """As `IntegerBackend.generate`, holding the simulator from the first token to the last (or until
+    ) -> tuple[BackendRun, Iterator[GeneratedToken]]:
+        """As `BackendBase.generate`, holding the simulator from the first token to the last (or until
         the stream is closed); `on_wait(position)` is called while waiting for it."""
         run, inner = super().generate(prompt, sampling, probes, record_tensors, keep_from)
 
