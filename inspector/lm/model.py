@@ -18,11 +18,13 @@ Where the shared team notes and the code disagree we follow the code:
 
 Every site (names in `inspector.schema`) can be recorded into a `trace` dict (key `layers.{i}.{site}`),
 so that calibration observes it and the integer model can be compared with this one tensor by tensor.
-The integer twin of every step below is the method of the same name in `inspector.quant.integer_model`
-(`BitLinear.forward` is `bitlinear`, `MLGRU.forward` `mlgru`, `MLGRU.recurrence` `recurrence`,
-`GLU.forward` `glu`, `Block.forward` `block`, `HGRNBitForCausalLM.forward` `__call__`): the same
-steps in the same order, the same sites recorded at the same points. Shapes: B batch, T tokens,
-D hidden, M mixer width, I GLU width.
+
+This file and `inspector.quant.integer_model` are twins: every step below has its integer form there,
+a method of `IntegerLM` (`BitLinear.forward` is `bitlinear`, `MLGRU.forward` `mlgru`,
+`MLGRU.recurrence` `recurrence`, `GLU.forward` `glu`, `Block.forward` `block`,
+`HGRNBitForCausalLM.forward` `__call__`), in the same order, with the same sites recorded at the same
+points (`tests/test_twins.py`). Here the steps stay `nn.Module`s, because checkpoints, training and
+calibration's hooks need the module tree. Shapes: B batch, T tokens, D hidden, M mixer width, I GLU width.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ Trace = Optional["dict[str, torch.Tensor] | FeedingTrace"]
 
 class Sites:
     """Where one layer (or the model outside the layers) reports its sites: the trace (or none) and the
-    key prefix. Without a trace nothing is kept, and training builds no extra graph."""
+    key prefix. Without a trace nothing is kept."""
 
     def __init__(self, trace: Trace, prefix: str = ""):
         self.trace, self.prefix = trace, prefix
@@ -208,7 +210,7 @@ class MLGRU(nn.Module):
             # Fed states: every step starts from a given h_{t-1}, so the steps are independent.
             before = site.trace.previous_states(site.prefix + S.HIDDEN, h, f.shape[1])  # (B, T, M)
             hs = f * before + i
-            return site.record(S.HIDDEN, hs), hs[:, -1]
+            return site.record(S.HIDDEN, hs), hs[:, -1]  # (B, T, M), (B, M)
         states = []
         for t in range(f.shape[1]):
             h = f[:, t] * h + i[:, t]  # (B, M)

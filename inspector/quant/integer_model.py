@@ -158,7 +158,7 @@ class IntegerLM:
         # (B, T, out) exact: sum_j W[o, j] * received[j]; under delta, W times the sum of the received deltas
         acc = proj.accumulate(received)
         acc, clipped = K.saturate(acc, self.qc.accumulator_bits, site.watched)
-        return site.record(name + S.ACCUMULATOR_SUFFIX, acc, clipped, S.ACCUMULATOR, proj.acc_scale)
+        return site.record(name + S.ACCUMULATOR_SUFFIX, acc, clipped, S.ACCUMULATOR, proj.acc_scale)  # (B, T, out)
 
     def mlgru(
         self, L: IntLayer, a: torch.Tensor, h: torch.Tensor, site: Sites, senders: Optional[Senders] = None
@@ -192,7 +192,7 @@ class IntegerLM:
             # Fed states: every step starts from a given h_{t-1}, so the steps are independent.
             before = site.probe.previous_states(site.prefix + S.HIDDEN, h, f_q.shape[1])  # (B, T, M)
             hs, clipped = K.saturate(K.round_shift(f_q * before, qc.gate_frac_bits) + drive, qc.state_bits)
-            return site.record(S.HIDDEN, hs, clipped | drive_clipped, S.STATE), hs[:, -1]
+            return site.record(S.HIDDEN, hs, clipped | drive_clipped, S.STATE), hs[:, -1]  # (B, T, M), (B, M)
         states, masks = [], []
         for t in range(f_q.shape[1]):
             h, c = K.saturate(K.round_shift(f_q[:, t] * h, qc.gate_frac_bits) + drive[:, t], qc.state_bits, watched)  # (B, M)
