@@ -55,7 +55,8 @@ def site_ranges(params: IntegerParams) -> dict[str, tuple[int, int]]:
 
 
 class FeedProbe:
-    """Records each site's integer output and feeds the next operation quantized float values."""
+    """Records each site's integer output and feeds the next operation quantized float values (its float
+    twin, `FloatFeed`, feeds the float model what this one fed the integer model)."""
 
     def __init__(
         self, float_sites: dict[str, torch.Tensor], params: IntegerParams, before: Optional[list[torch.Tensor]] = None,
@@ -74,7 +75,7 @@ class FeedProbe:
         return torch.floor(real / scale + 0.5).clamp(lo, hi).to(K.INT)
 
     def site(self, key: str, codes: torch.Tensor, scale: float, clipped: Optional[torch.Tensor], kind: str) -> None:
-        if kind != "host":
+        if kind != S.HOST:
             self.outputs[key] = codes[0].double() * scale
 
     def synapses(self, key, spikes, proj) -> None:
@@ -89,7 +90,7 @@ class FeedProbe:
 
     def previous_states(self, key: str, initial: torch.Tensor, steps: int) -> torch.Tensor:
         layer, _ = split_site_key(key)
-        scale = self.params.layers[layer].scales["hidden"]
+        scale = self.params.layers[layer].scales[S.HIDDEN]
         q = self._quantize(key, scale)[None]
         if self.before is not None:  # the window starts after token 0: the float state before it, quantized
             initial = self._quantize(key, scale, self.before[layer].reshape(1, -1))
