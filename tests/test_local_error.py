@@ -9,7 +9,7 @@ import polars as pl
 import torch
 
 from inspector.backends.emulator import Emulator
-from inspector.compare.local_error import FeedProbe, local_vs_cumulative
+from inspector.compare.local_error import FeedProbe, float_reference, local_vs_cumulative
 from inspector.lm.checkpoint import load_checkpoint
 from inspector.lm.tokenizer import encode
 from inspector.quant.config import QuantConfig
@@ -63,7 +63,7 @@ def test_feed_probe_feeds_quantized_float_values(tiny_checkpoint):
     trace: dict = {}
     with torch.no_grad():
         emulator.loaded.model(torch.tensor([ids]), None, trace)
-    floats = {k: v[0] for k, v in trace.items() if not k.endswith("gate_proj")}
+    floats = {k: v[0] for k, v in trace.items()}
     probe = FeedProbe(floats, emulator.params)
     emulator.integer(torch.tensor([ids]), None, probe)
     scale = emulator.params.layers[1].scales["mlp_norm"]
@@ -73,6 +73,34 @@ def test_feed_probe_feeds_quantized_float_values(tiny_checkpoint):
     logits_a, _ = emulator.integer(torch.tensor([ids]), None, None)
     logits_b, _ = emulator.teacher_forced(ids, record_tensors=False)
     assert torch.equal(logits_a[0], logits_b)
+
+
+def test_the_float_side_is_the_float_model_s_own_forward_pass_fed_the_given_values(tiny_checkpoint):
+    """Fed its own values, the float model reproduces every site bit for bit (the recurrence's steps, computed
+    from fed states at once, included); fed other values, each operation reads those.
+
+    Except the GLU product in its last float32 bit: unfed, SiLU reads the gate as a strided half of gate_proj's
+    output, fed as a contiguous tensor, and PyTorch computes the tail of each strided row (past a multiple of
+    its vector width) with its scalar SiLU, which rounds differently from the vectorized one. Local error
+    compares like with like: both of its sides read contiguous fed values."""
+    emulator = Emulator(load_checkpoint(tiny_checkpoint))
+    model, ids = emulator.loaded.model, _ids(emulator)
+    trace: dict = {}
+    with torch.no_grad():
+        model(torch.tensor([ids]), None, trace)
+    own = {key: value[0].double() for key, value in trace.items()}
+    reference = float_reference(model, ids, own)
+    assert list(reference) == list(trace)
+    for key, value in trace.items():
+        if key.endswith(".glu"):
+            assert torch.allclose(reference[key], value[0], rtol=1e-6, atol=0), key
+        else:
+            assert torch.equal(reference[key], value[0]), key
+    zeros = {key: torch.zeros_like(own[key]) for key in ("layers.0.o_proj", "layers.1.hidden")}
+    reference = float_reference(model, ids, {**own, **zeros})
+    assert torch.equal(reference["layers.0.o_proj"], trace["layers.0.o_proj"][0])  # computed from its own fed inputs
+    assert torch.equal(reference["layers.0.residual_attn"], trace["embeddings"][0])  # x + the fed zeros
+    assert torch.equal(reference["layers.1.hidden"], trace["layers.1.input_gate"][0])  # f * (fed h = 0) + i
 
 
 def test_the_window_s_local_error_is_the_whole_sequence_s_restricted_to_the_window(tiny_checkpoint):

@@ -17,7 +17,6 @@ import numpy as np
 import polars as pl
 import torch
 
-from inspector import schema as S
 from inspector.backends.emulator import Emulator
 from inspector.chip.probes import RecordingProbe
 from inspector.lm.generate import SamplingSettings, encode_prompt, generate
@@ -96,17 +95,6 @@ def tensor_metrics(reference: torch.Tensor, test: torch.Tensor) -> dict[str, tor
     }
 
 
-def _float_sites(trace: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    sites = {}
-    for key, value in trace.items():
-        value = value[0]
-        if key.endswith(S.GATE_PROJ):
-            gate, y = value.chunk(2, dim=-1)
-            sites[key[: -len(S.GATE_PROJ)] + S.GATE_HALF] = gate
-            sites[key[: -len(S.GATE_PROJ)] + S.Y] = y
-        else:
-            sites[key] = value
-    return sites
 
 
 class _MetricRows:
@@ -189,7 +177,7 @@ def compare(
             forced.chunk_values = {}
             _, i_state = emulator.integer(chunk, i_state, forced)
             i_values, forced.chunk_values = forced.chunk_values, None
-        float_values = _float_sites(trace)
+        float_values = {key: value[0] for key, value in trace.items()}
         del trace
         for key, f_value in float_values.items():
             if key in i_values and key != "logits":

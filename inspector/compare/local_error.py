@@ -8,7 +8,9 @@ site carries everything it inherited from the sites before it. Local error isola
   exactly as the integer model quantizes it there (the site's scale, round half up, saturated to the
   site's width). The MLGRU recurrence is fed the float model's previous state the same way.
 - so each site's integer output is its integer operation applied to quantized float inputs; it is
-  compared with the float operation applied to *the same* (dequantized) inputs.
+  compared with the float operation applied to *the same* (dequantized) inputs: the float model's
+  own forward pass, fed by its twin of that probe (`FloatFeed`), which hands every float operation
+  what the integer one received at that point.
 
 The difference is only what the site's own arithmetic adds: its output rounding, its lookup tables,
 fixed-point multipliers, saturation. Input rounding is charged to the site that produced the input,
@@ -31,7 +33,6 @@ from typing import Optional
 
 import polars as pl
 import torch
-import torch.nn.functional as F
 
 from inspector import schema as S
 from inspector.backends.emulator import Emulator
@@ -54,7 +55,8 @@ def site_ranges(params: IntegerParams) -> dict[str, tuple[int, int]]:
 
 
 class FeedProbe:
-    """Records each site's integer output and feeds the next operation quantized float values."""
+    """Records each site's integer output and feeds the next operation quantized float values (its float
+    twin, `FloatFeed`, feeds the float model what this one fed the integer model)."""
 
     def __init__(
         self, float_sites: dict[str, torch.Tensor], params: IntegerParams, before: Optional[list[torch.Tensor]] = None,
@@ -73,7 +75,7 @@ class FeedProbe:
         return torch.floor(real / scale + 0.5).clamp(lo, hi).to(K.INT)
 
     def site(self, key: str, codes: torch.Tensor, scale: float, clipped: Optional[torch.Tensor], kind: str) -> None:
-        if kind != "host":
+        if kind != S.HOST:
             self.outputs[key] = codes[0].double() * scale
 
     def synapses(self, key, spikes, proj) -> None:
@@ -88,7 +90,7 @@ class FeedProbe:
 
     def previous_states(self, key: str, initial: torch.Tensor, steps: int) -> torch.Tensor:
         layer, _ = split_site_key(key)
-        scale = self.params.layers[layer].scales["hidden"]
+        scale = self.params.layers[layer].scales[S.HIDDEN]
         q = self._quantize(key, scale)[None]
         if self.before is not None:  # the window starts after token 0: the float state before it, quantized
             initial = self._quantize(key, scale, self.before[layer].reshape(1, -1))
@@ -96,48 +98,44 @@ class FeedProbe:
         return torch.cat([initial[:, None], q[:, :-1]], dim=1)
 
 
-@torch.no_grad()
-def float_reference(
-    model: HGRNBitForCausalLM, fed: dict[str, torch.Tensor], fed_before: Optional[dict[str, torch.Tensor]] = None,
-) -> dict[str, torch.Tensor]:
-    """Each site's float operation applied to the dequantized inputs the integer site received
-    (`fed_before`: the state fed to the first token's recurrence, when it was not zero).
+class FloatFeed(dict):
+    """The float model's twin of `FeedProbe`: a trace (key -> the site's float output) that feeds the
+    float model (`inspector.lm.model.FeedingTrace`).
 
-    Uses the float model's own modules (norms, BitLinears), so a change to the float model is picked up.
+    After each site it hands the next float operation what the integer operation received there
+    (`fed`, dequantized, as float32), and the recurrence the integer model's fed previous states, so
+    every site's float output is its float operation applied to exactly the integer site's inputs.
+    A site the integer model did not feed (the logits) keeps the float model's own value.
     """
 
-    def v(key: str) -> torch.Tensor:
-        return fed[key].float()[None]
+    def __init__(self, fed: dict[str, torch.Tensor], fed_before: Optional[dict[str, torch.Tensor]] = None):
+        super().__init__()
+        self.fed = fed  # key -> (T, N) what the integer model's next operation received, dequantized
+        self.fed_before = fed_before or {}  # hidden key -> (N,) the state fed to the first token, when not zero
 
-    out: dict[str, torch.Tensor] = {}
-    bounds = model.model.layer_lower_bounds()
-    source = "embeddings"
-    for idx, block in enumerate(model.model.layers):
-        p = f"layers.{idx}."
-        attn = block.attn
-        out[p + "attn_norm"] = block.attn_norm(v(source))
-        for name in ("i_proj", "f_proj", "g_proj"):
-            out[p + name] = getattr(attn, name)(v(p + "attn_norm"))
-        f = torch.sigmoid(v(p + "f_proj"))
-        if bounds is not None and idx > 0:
-            f = bounds[idx] + (1 - bounds[idx]) * f
-        out[p + "forget_gate"] = f
-        out[p + "input_gate"] = F.silu(v(p + "i_proj")) * (1 - v(p + "forget_gate"))
-        h = v(p + "hidden")
-        first = fed_before[p + "hidden"].float().reshape(1, 1, -1) if fed_before and p + "hidden" in fed_before else None
-        before = torch.cat([torch.zeros_like(h[:, :1]) if first is None else first, h[:, :-1]], dim=1)
-        out[p + "hidden"] = v(p + "forget_gate") * before + v(p + "input_gate")
-        out[p + "gated_output"] = attn.g_norm(v(p + "g_proj")) * F.silu(v(p + "hidden"))
-        out[p + "o_proj"] = attn.o_proj(v(p + "gated_output"))
-        out[p + "residual_attn"] = v(source) + v(p + "o_proj")
-        out[p + "mlp_norm"] = block.mlp_norm(v(p + "residual_attn"))
-        out[p + "gate"], out[p + "y"] = block.mlp.gate_proj(v(p + "mlp_norm")).chunk(2, dim=-1)
-        out[p + "glu"] = F.silu(v(p + "gate")) * v(p + "y")
-        out[p + "down_proj"] = block.mlp.down_proj(v(p + "glu"))
-        out[p + "residual_mlp"] = v(p + "residual_attn") + v(p + "down_proj")
-        source = p + "residual_mlp"
-    out["final_norm"] = model.model.norm(v(source))
-    return {k: t[0] for k, t in out.items()}
+    def replace(self, key: str, value: torch.Tensor) -> torch.Tensor:
+        return self.fed[key].to(value.dtype)[None] if key in self.fed else value
+
+    def previous_states(self, key: str, initial: torch.Tensor, steps: int) -> torch.Tensor:
+        """(1, T, M): the state fed to each step, as the integer model's `FeedProbe.previous_states`."""
+        fed = self.fed[key].to(initial.dtype)[None]  # (1, T, M)
+        first = self.fed_before[key].to(initial.dtype)[None] if key in self.fed_before else initial  # (1, M)
+        return torch.cat([first[:, None], fed[:, :-1]], dim=1)
+
+
+@torch.no_grad()
+def float_reference(
+    model: HGRNBitForCausalLM, ids: list[int], fed: dict[str, torch.Tensor],
+    fed_before: Optional[dict[str, torch.Tensor]] = None,
+) -> dict[str, torch.Tensor]:
+    """Each site's float operation applied to the dequantized inputs the integer site received, on the
+    tokens `ids` (`fed_before`: the state fed to the first token's recurrence, when it was not zero).
+
+    Runs the float model's own forward pass, fed by a `FloatFeed`: key -> (T, N).
+    """
+    feed = FloatFeed(fed, fed_before)
+    model(torch.tensor([ids]), None, feed)
+    return {key: value[0] for key, value in feed.items()}
 
 
 def _powers(reference: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,8 +190,8 @@ def local_vs_cumulative(emulator: Emulator, ids: list[int], diff: Optional[DiffR
     probe = FeedProbe(diff.float_values, emulator.params, before)
     with torch.no_grad():
         emulator.integer(torch.tensor([window]), None, probe)
-    reference = float_reference(model, probe.fed, probe.fed_before)
-    reference["embeddings"] = diff.float_values["embeddings"]  # the host's quantization is the operation
+    # the embeddings' reference is the float lookup itself: the host's quantization is the operation
+    reference = float_reference(model, window, probe.fed, probe.fed_before)
     frames, summary = [], []
     tokens = list(range(start, len(ids)))
     for key, local_ref in reference.items():

@@ -16,13 +16,20 @@ Where the shared team notes and the code disagree we follow the code:
   `FusedBitLinear as BitLinear`), not the plain `BitLinear` of `ops/bitnet.py`. The two differ in two
   conventions, both followed here (see `FUSED_BITLINEAR_EPS` and `round_half_away`).
 
-Every stage can be recorded into a `trace` dict (key `layers.{i}.{stage}`) so the integer model can
-be compared with this one tensor by tensor.
+Every site (names in `inspector.schema`) can be recorded into a `trace` dict (key `layers.{i}.{site}`),
+so that calibration observes it and the integer model can be compared with this one tensor by tensor.
+
+This file and `inspector.quant.integer_model` are twins: every step below has its integer form there,
+a method of `IntegerLM` (`BitLinear.forward` is `bitlinear`, `MLGRU.forward` `mlgru`,
+`MLGRU.recurrence` `recurrence`, `GLU.forward` `glu`, `Block.forward` `block`,
+`HGRNBitForCausalLM.forward` `__call__`), in the same order, with the same sites recorded at the same
+points (`tests/test_twins.py`). Here the steps stay `nn.Module`s, because checkpoints, training and
+calibration's hooks need the module tree. Shapes: B batch, T tokens, D hidden, M mixer width, I GLU width.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Protocol
 
 import torch
 import torch.nn as nn
@@ -32,8 +39,6 @@ from inspector import schema as S
 from inspector.lm.config import HGRNBitConfig
 from inspector.lm.ternary import TernaryMatrix
 
-Trace = Optional[dict[str, torch.Tensor]]
-
 # The eps of a BitLinear's RMSNorm. `FusedBitLinear.forward` (fusedbitnet.py, `forward` of the class
 # `FusedBitLinear`) calls `layer_norm_linear_quant_fn(x, self.norm.weight, self.norm.bias, self.weight,
 # self.bias, is_rms_norm=True)` without an eps, so that function's default `eps=1e-6` applies
@@ -42,9 +47,38 @@ Trace = Optional[dict[str, torch.Tensor]]
 FUSED_BITLINEAR_EPS = 1e-6
 
 
-def _record(trace: Trace, key: str, value: torch.Tensor) -> None:
-    if trace is not None:
-        trace[key] = value.detach()
+class FeedingTrace(Protocol):
+    """A trace that also *feeds* the model (`inspector.compare.local_error`): after recording a site it
+    may hand the next operation another value than the one computed (what the integer model received
+    there, dequantized), and it supplies the previous MLGRU states, so that each site is computed from
+    given inputs. A plain dict lacks these methods and the model then runs on its own values."""
+
+    def __setitem__(self, key: str, value: torch.Tensor) -> None: ...
+
+    def replace(self, key: str, value: torch.Tensor) -> torch.Tensor: ...
+
+    def previous_states(self, key: str, initial: torch.Tensor, steps: int) -> torch.Tensor: ...
+
+
+# Where sites are recorded: a dict (key -> value), a feeding trace, or None (nowhere).
+Trace = Optional["dict[str, torch.Tensor] | FeedingTrace"]
+
+
+class Sites:
+    """Where one layer (or the model outside the layers) reports its sites: the trace (or none) and the
+    key prefix. Without a trace nothing is kept."""
+
+    def __init__(self, trace: Trace, prefix: str = ""):
+        self.trace, self.prefix = trace, prefix
+        self.watched = trace is not None
+        self.feeds = self.watched and hasattr(trace, "replace")
+
+    def record(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        """Keep a site's value; a feeding trace may hand back another value for the next operation."""
+        if not self.watched:
+            return value
+        self.trace[self.prefix + name] = value.detach()
+        return self.trace.replace(self.prefix + name, value) if self.feeds else value
 
 
 class RMSNorm(nn.Module):
@@ -116,13 +150,15 @@ class BitLinear(nn.Linear):
         return self.weight + (w_q - self.weight).detach()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_norm = self.norm(x)
-        x_int, x_scale = activation_quant_int(x_norm)
+        """RMSNorm, 8-bit activation codes, ternary weights: (B, T, in) -> (B, T, out)."""
+        x_norm = self.norm(x)  # (B, T, in)
+        x_int, x_scale = activation_quant_int(x_norm)  # (B, T, in) integer-valued, (B, T, 1)
         if self.ternary is not None:
+            # (B, T, out) exact: sum_j W[o, j] * x_int[j], then one scaling by beta / activation scale
             acc = self.ternary.accumulate(x_int.to(torch.int64)).to(x_norm.dtype)
             return acc * (self.ternary.beta / x_scale)
-        x_q = x_norm + (x_int / x_scale - x_norm).detach()
-        return F.linear(x_q, self.quantized_weight())
+        x_q = x_norm + (x_int / x_scale - x_norm).detach()  # (B, T, in) straight-through
+        return F.linear(x_q, self.quantized_weight())  # (B, T, out)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
         if self.frozen and prefix + "weight" in state_dict:  # a float weight loaded into a frozen layer: ternarize it
@@ -149,40 +185,37 @@ class MLGRU(nn.Module):
         self.o_proj = BitLinear(width, config.hidden_size)
 
     def forward(
-        self,
-        x: torch.Tensor,
-        lower_bound: Optional[torch.Tensor],
-        state: Optional[torch.Tensor],
-        trace: Trace = None,
-        prefix: str = "",
+        self, a: torch.Tensor, lower_bound: Optional[torch.Tensor], state: Optional[torch.Tensor], site: Sites
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        i = self.i_proj(x)
-        f_pre = self.f_proj(x)
-        g = self.g_proj(x)
-        f = torch.sigmoid(f_pre)
+        """The MLGRU token mixer; returns (o_proj output (B, T, D), last state (B, M))."""
+        i = site.record(S.I_PROJ, self.i_proj(a))  # (B, T, M)
+        f = site.record(S.F_PROJ, self.f_proj(a))  # (B, T, M)
+        g = site.record(S.G_PROJ, self.g_proj(a))  # (B, T, M)
+        f = torch.sigmoid(f)  # (B, T, M) in (0, 1)
         if lower_bound is not None and self.layer_idx > 0:
             f = lower_bound + (1 - lower_bound) * f
-        i_gated = F.silu(i) * (1 - f)
-        h = state if state is not None else i.new_zeros(i.shape[0], i.shape[-1])
-        outputs = []
-        for t in range(x.shape[1]):
-            h = f[:, t] * h + i_gated[:, t]
-            outputs.append(h)
-        hs = torch.stack(outputs, dim=1)
-        gated = self.g_norm(g) * F.silu(hs)
-        out = self.o_proj(gated)
-        for name, value in (
-            (S.I_PROJ, i),
-            (S.F_PROJ, f_pre),
-            (S.G_PROJ, g),
-            (S.FORGET_GATE, f),
-            (S.INPUT_GATE, i_gated),
-            (S.HIDDEN, hs),
-            (S.GATED_OUTPUT, gated),
-            (S.O_PROJ, out),
-        ):
-            _record(trace, prefix + name, value)
-        return out, h
+        f = site.record(S.FORGET_GATE, f)  # (B, T, M)
+        i = site.record(S.INPUT_GATE, F.silu(i) * (1 - f))  # (B, T, M)
+        h = state if state is not None else i.new_zeros(i.shape[0], i.shape[-1])  # (B, M)
+        hs, h = self.recurrence(f, i, h, site)  # (B, T, M), (B, M)
+        gated = site.record(S.GATED_OUTPUT, self.g_norm(g) * F.silu(hs))  # (B, T, M)
+        o = site.record(S.O_PROJ, self.o_proj(gated))  # (B, T, D)
+        return o, h
+
+    def recurrence(
+        self, f: torch.Tensor, i: torch.Tensor, h: torch.Tensor, site: Sites
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """h_t = f_t * h_{t-1} + i_t: (all states (B, T, M), last state (B, M))."""
+        if site.feeds:
+            # Fed states: every step starts from a given h_{t-1}, so the steps are independent.
+            before = site.trace.previous_states(site.prefix + S.HIDDEN, h, f.shape[1])  # (B, T, M)
+            hs = f * before + i
+            return site.record(S.HIDDEN, hs), hs[:, -1]  # (B, T, M), (B, M)
+        states = []
+        for t in range(f.shape[1]):
+            h = f[:, t] * h + i[:, t]  # (B, M)
+            states.append(h)
+        return site.record(S.HIDDEN, torch.stack(states, dim=1)), h  # (B, T, M), (B, M)
 
 
 class GLU(nn.Module):
@@ -194,15 +227,13 @@ class GLU(nn.Module):
         self.gate_proj = BitLinear(config.hidden_size, inner * 2)
         self.down_proj = BitLinear(inner, config.hidden_size)
 
-    def forward(self, x: torch.Tensor, trace: Trace = None, prefix: str = "") -> torch.Tensor:
-        both = self.gate_proj(x)
-        gate, y = both.chunk(2, dim=-1)
-        product = F.silu(gate) * y
-        out = self.down_proj(product)
-        _record(trace, prefix + S.GATE_PROJ, both)
-        _record(trace, prefix + S.GLU, product)
-        _record(trace, prefix + S.DOWN_PROJ, out)
-        return out
+    def forward(self, m: torch.Tensor, site: Sites) -> torch.Tensor:
+        """The GLU channel mixer: down_proj(silu(gate) * y), gate and y the halves of gate_proj."""
+        gate, y = self.gate_proj(m).chunk(2, dim=-1)  # (B, T, I) each
+        gate = site.record(S.GATE_HALF, gate)  # (B, T, I)
+        y = site.record(S.Y, y)  # (B, T, I)
+        product = site.record(S.GLU, F.silu(gate) * y)  # (B, T, I)
+        return site.record(S.DOWN_PROJ, self.down_proj(product))  # (B, T, D)
 
 
 class Block(nn.Module):
@@ -223,16 +254,16 @@ class Block(nn.Module):
         trace: Trace = None,
         prefix: str = "",
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        normed = self.attn_norm(x)
-        _record(trace, prefix + S.ATTN_NORM, normed)
-        mixed, state = self.attn(normed, lower_bound, state, trace, prefix)
-        x = x + mixed
-        _record(trace, prefix + S.RESIDUAL_ATTN, x)
-        normed = self.mlp_norm(x)
-        _record(trace, prefix + S.MLP_NORM, normed)
-        x = x + self.mlp(normed, trace, prefix)
-        _record(trace, prefix + S.RESIDUAL_MLP, x)
-        return x, state
+        """One layer: x += mlgru(attn_norm(x)); x += glu(mlp_norm(x)). Returns (output (B, T, D), last state).
+
+        `trace`: where the sites are recorded (None: nowhere), under keys `prefix + site`."""
+        site = Sites(trace, prefix)
+        a = site.record(S.ATTN_NORM, self.attn_norm(x))  # (B, T, D)
+        o, h = self.attn(a, lower_bound, state, site)  # (B, T, D), (B, M)
+        r = site.record(S.RESIDUAL_ATTN, x + o)  # (B, T, D)
+        m = site.record(S.MLP_NORM, self.mlp_norm(r))  # (B, T, D)
+        d = self.mlp(m, site)  # (B, T, D)
+        return site.record(S.RESIDUAL_MLP, r + d), h  # (B, T, D)
 
 
 class HGRNBitModel(nn.Module):
@@ -307,19 +338,17 @@ class HGRNBitForCausalLM(nn.Module):
         state: Optional[list[torch.Tensor]] = None,
         trace: Trace = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Logits (batch, time, vocab) and the recurrent state after the last token."""
-        x = self.model.embeddings(input_ids)
-        _record(trace, S.EMBEDDINGS, x)
+        """Logits (B, T, vocab) and the recurrent state after the last token (one (B, M) per layer)."""
+        site = Sites(trace)
+        x = site.record(S.EMBEDDINGS, self.model.embeddings(input_ids))  # (B, T, D)
         bounds = self.model.layer_lower_bounds()
         new_state = []
         for idx, layer in enumerate(self.model.layers):
             bound = bounds[idx] if bounds is not None else None
             x, h = layer(x, bound, state[idx] if state is not None else None, trace, S.layer_key(idx, ""))
             new_state.append(h)
-        x = self.model.norm(x)
-        _record(trace, S.FINAL_NORM, x)
-        logits = self.lm_head(x)
-        _record(trace, S.LOGITS, logits)
+        final = site.record(S.FINAL_NORM, self.model.norm(x))  # (B, T, D)
+        logits = site.record(S.LOGITS, self.lm_head(final))  # (B, T, vocab)
         return logits, new_state
 
     def num_parameters(self) -> int:

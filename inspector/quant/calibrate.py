@@ -43,14 +43,13 @@ def observe(maxima: dict[str, float], name: str, value: torch.Tensor) -> None:
 
 
 def observe_trace(maxima: dict[str, float], trace: dict[str, torch.Tensor]) -> None:
-    """Every traced stage of a forward pass; the GLU's gate_proj output is two sites (gate, y)."""
+    """Every traced site of a forward pass. The GLU's halves (sites `gate`, `y`) are kept as
+    `{layer}.gate_proj.gate` and `.y`, the names the conversion reads them under."""
     for key, value in trace.items():
-        if key.endswith(S.GATE_PROJ):
-            gate, y = value.chunk(2, dim=-1)
-            observe(maxima, f"{key}.{S.GATE_HALF}", gate)
-            observe(maxima, f"{key}.{S.Y}", y)
-        else:
-            observe(maxima, key, value)
+        layer, site = S.split_site_key(key)
+        if site in (S.GATE_HALF, S.Y):
+            key = S.layer_key(layer, f"{S.GATE_PROJ}.{site}")
+        observe(maxima, key, value)
 
 
 def observe_modules(root: torch.nn.Module, prefix: str, maxima: dict[str, float]) -> list:

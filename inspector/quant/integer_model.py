@@ -16,8 +16,15 @@ The embedding lookup and the LM head run on the host in floating point (as in th
 receives the embedding as `residual_bits` codes and returns the final-norm codes.
 
 A `probe` (see `inspector.chip.probes`) may observe every site (names in `inspector.schema`);
-with `probe=None` nothing is recorded and the run is as fast as the arithmetic allows. The float
-twin of every method below is the method of the same name in `inspector.lm.model`.
+with `probe=None` nothing is recorded and the run is as fast as the arithmetic allows.
+
+The float twin of every step below is in `inspector.lm.model` (`bitlinear` is `BitLinear.forward`,
+`mlgru` `MLGRU.forward`, `recurrence` `MLGRU.recurrence`, `glu` `GLU.forward`, `block`
+`Block.forward`, `__call__` `HGRNBitForCausalLM.forward`): the same steps in the same order, the
+same sites recorded at the same points. The two differ only where quantization enters: requantizing
+site operations, lookup tables for sigmoid and SiLU, the BitLinear's spikes and accumulator, the
+normed gate `g_norm` and the state's readout `hidden_code` as sites of their own, the messaging.
+`tests/test_twins.py` checks the steps and their sites.
 """
 
 from __future__ import annotations
@@ -119,9 +126,8 @@ class Senders:
 class IntegerLM:
     """Callable like the float model: (input_ids, state) -> (logits, state); states are int64.
 
-    The methods mirror `inspector.lm.model`: `bitlinear` is BitLinear.forward, `mlgru` MLGRU.forward,
-    `glu` GLU.forward, `block` Block.forward, `__call__` HGRNBitForCausalLM.forward. Shapes: B batch,
-    T tokens, D hidden, M mixer width, I GLU width; every tensor is int64 codes.
+    The methods mirror `inspector.lm.model` (see the module docstring). Shapes: B batch, T tokens,
+    D hidden, M mixer width, I GLU width; every tensor is int64 codes.
     """
 
     def __init__(self, params: IntegerParams, float_model: HGRNBitForCausalLM):
@@ -152,7 +158,7 @@ class IntegerLM:
         # (B, T, out) exact: sum_j W[o, j] * received[j]; under delta, W times the sum of the received deltas
         acc = proj.accumulate(received)
         acc, clipped = K.saturate(acc, self.qc.accumulator_bits, site.watched)
-        return site.record(name + S.ACCUMULATOR_SUFFIX, acc, clipped, S.ACCUMULATOR, proj.acc_scale)
+        return site.record(name + S.ACCUMULATOR_SUFFIX, acc, clipped, S.ACCUMULATOR, proj.acc_scale)  # (B, T, out)
 
     def mlgru(
         self, L: IntLayer, a: torch.Tensor, h: torch.Tensor, site: Sites, senders: Optional[Senders] = None
@@ -165,9 +171,9 @@ class IntegerLM:
         f_q = K.lut_lookup(f, L.sigmoid_f, qc.internal_bits)  # (B, T, M) sigmoid, gate_frac_bits fixed point
         if L.lower_bound_q is not None:
             f_q = L.lower_bound_q + K.round_shift((one - L.lower_bound_q) * f_q, qc.gate_frac_bits)
-        f_q = site.record(S.FORGET_GATE, f_q, kind=S.GATE)
+        f_q = site.record(S.FORGET_GATE, f_q, kind=S.GATE)  # (B, T, M)
         i_q = K.round_shift(K.lut_lookup(i, L.silu_i, qc.internal_bits) * (one - f_q), qc.gate_frac_bits)  # (B, T, M) lut_bits
-        i_q = site.record(S.INPUT_GATE, i_q)
+        i_q = site.record(S.INPUT_GATE, i_q)  # (B, T, M)
         hs, h = self.recurrence(L, f_q, i_q, h, site)  # (B, T, M) state_bits, (B, M)
         gn = site(S.G_NORM, L.g_norm, g)  # (B, T, M) internal_bits
         h_code = site(S.HIDDEN_CODE, L.state_to_code, hs)  # (B, T, M) the state read out as internal_bits
@@ -182,27 +188,27 @@ class IntegerLM:
         """h_t = sat(f_t * h_{t-1} >> Q + drive_t) in a state_bits register: (all states, last state)."""
         qc, watched = self.qc, site.watched
         drive, drive_clipped = L.input_to_state(i_q, clipped=watched)  # (B, T, M) state_bits
-        if watched and hasattr(site.probe, "previous_states"):
+        if site.feeds:
             # Fed states: every step starts from a given h_{t-1}, so the steps are independent.
-            before = site.probe.previous_states(site.prefix + S.HIDDEN, h, f_q.shape[1])
+            before = site.probe.previous_states(site.prefix + S.HIDDEN, h, f_q.shape[1])  # (B, T, M)
             hs, clipped = K.saturate(K.round_shift(f_q * before, qc.gate_frac_bits) + drive, qc.state_bits)
-            return site.record(S.HIDDEN, hs, clipped | drive_clipped, S.STATE), hs[:, -1]
+            return site.record(S.HIDDEN, hs, clipped | drive_clipped, S.STATE), hs[:, -1]  # (B, T, M), (B, M)
         states, masks = [], []
         for t in range(f_q.shape[1]):
-            h, c = K.saturate(K.round_shift(f_q[:, t] * h, qc.gate_frac_bits) + drive[:, t], qc.state_bits, watched)
+            h, c = K.saturate(K.round_shift(f_q[:, t] * h, qc.gate_frac_bits) + drive[:, t], qc.state_bits, watched)  # (B, M)
             states.append(h)
             if watched:
                 masks.append(c | drive_clipped[:, t])
         hs = torch.stack(states, dim=1) if len(states) > 1 else states[0][:, None]
         clipped = torch.stack(masks, dim=1) if watched else None
-        return site.record(S.HIDDEN, hs, clipped, S.STATE), h
+        return site.record(S.HIDDEN, hs, clipped, S.STATE), h  # (B, T, M), (B, M)
 
     def glu(self, L: IntLayer, m: torch.Tensor, site: Sites, senders: Optional[Senders] = None) -> torch.Tensor:
         """The GLU channel mixer: down_proj(SiLU(gate) * y), gate and y the halves of gate_proj."""
         acc = self.bitlinear(L.gate_proj, m, site, S.GATE_PROJ, senders)  # (B, T, 2I)
-        inner = acc.shape[-1] // 2
-        gate = site(S.GATE_HALF, L.gate_out, acc[..., :inner])  # (B, T, I) internal_bits
-        y = site(S.Y, L.y_out, acc[..., inner:])  # (B, T, I) internal_bits
+        gate, y = acc.chunk(2, dim=-1)  # (B, T, I) each
+        gate = site(S.GATE_HALF, L.gate_out, gate)  # (B, T, I) internal_bits
+        y = site(S.Y, L.y_out, y)  # (B, T, I) internal_bits
         silu_gate = K.lut_lookup(gate, L.silu_gate, self.qc.internal_bits)  # (B, T, I) lut_bits
         product = site(S.GLU, L.glu_out, silu_gate * y)  # (B, T, I) internal_bits
         down = self.bitlinear(L.down_proj, product, site, S.DOWN_PROJ, senders)
@@ -243,9 +249,11 @@ class IntegerLM:
     def __call__(
         self, input_ids: torch.Tensor, state: Optional[list[torch.Tensor]] = None, probe: Optional[Probe] = None
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits (B, T, vocab) and the state after the last token (one (B, M) per layer, then the
+        delta encoders' if any)."""
         scales = {S.EMBEDDINGS: self.params.input_scale, S.FINAL_NORM: self.params.final_norm.out_scale, S.LOGITS: 1.0}
-        outer = Sites(probe, "", scales)
-        x = outer(S.EMBEDDINGS, self.embed, input_ids)  # (B, T, D) residual_bits
+        site = Sites(probe, "", scales)
+        x = site(S.EMBEDDINGS, self.embed, input_ids)  # (B, T, D) residual_bits
         layers, batch = len(self.params.layers), input_ids.shape[0]
         if state is None:
             state = self.init_state(batch)
@@ -265,8 +273,6 @@ class IntegerLM:
             if stateful:
                 encoders.append(senders.state(batch))
         new_state += encoders
-        final = outer(S.FINAL_NORM, self.params.final_norm, x)  # (B, T, D) act_bits
-        logits = self.host_logits(final)  # (B, T, vocab) float, on the host
-        if probe is not None:
-            probe.site(S.LOGITS, logits, 1.0, None, S.HOST)
+        final = site(S.FINAL_NORM, self.params.final_norm, x)  # (B, T, D) act_bits
+        logits = site.record(S.LOGITS, self.host_logits(final), kind=S.HOST)  # (B, T, vocab) float, on the host
         return logits, new_state
