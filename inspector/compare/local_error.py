@@ -88,7 +88,7 @@ class FeedProbe:
 
     def previous_states(self, key: str, initial: torch.Tensor, steps: int) -> torch.Tensor:
         layer, _ = split_site_key(key)
-        scale = self.params.layers[layer].scales["hidden"]
+        scale = self.params.layers[layer].scales[S.HIDDEN]
         q = self._quantize(key, scale)[None]
         if self.before is not None:  # the window starts after token 0: the float state before it, quantized
             initial = self._quantize(key, scale, self.before[layer].reshape(1, -1))
@@ -111,32 +111,32 @@ def float_reference(
 
     out: dict[str, torch.Tensor] = {}
     bounds = model.model.layer_lower_bounds()
-    source = "embeddings"
+    source = S.EMBEDDINGS
     for idx, block in enumerate(model.model.layers):
         p = f"layers.{idx}."
         attn = block.attn
-        out[p + "attn_norm"] = block.attn_norm(v(source))
-        for name in ("i_proj", "f_proj", "g_proj"):
-            out[p + name] = getattr(attn, name)(v(p + "attn_norm"))
-        f = torch.sigmoid(v(p + "f_proj"))
+        out[p + S.ATTN_NORM] = block.attn_norm(v(source))
+        for name in (S.I_PROJ, S.F_PROJ, S.G_PROJ):
+            out[p + name] = getattr(attn, name)(v(p + S.ATTN_NORM))
+        f = torch.sigmoid(v(p + S.F_PROJ))
         if bounds is not None and idx > 0:
             f = bounds[idx] + (1 - bounds[idx]) * f
-        out[p + "forget_gate"] = f
-        out[p + "input_gate"] = F.silu(v(p + "i_proj")) * (1 - v(p + "forget_gate"))
-        h = v(p + "hidden")
-        first = fed_before[p + "hidden"].float().reshape(1, 1, -1) if fed_before and p + "hidden" in fed_before else None
+        out[p + S.FORGET_GATE] = f
+        out[p + S.INPUT_GATE] = F.silu(v(p + S.I_PROJ)) * (1 - v(p + S.FORGET_GATE))
+        h = v(p + S.HIDDEN)
+        first = fed_before[p + S.HIDDEN].float().reshape(1, 1, -1) if fed_before and p + S.HIDDEN in fed_before else None
         before = torch.cat([torch.zeros_like(h[:, :1]) if first is None else first, h[:, :-1]], dim=1)
-        out[p + "hidden"] = v(p + "forget_gate") * before + v(p + "input_gate")
-        out[p + "gated_output"] = attn.g_norm(v(p + "g_proj")) * F.silu(v(p + "hidden"))
-        out[p + "o_proj"] = attn.o_proj(v(p + "gated_output"))
-        out[p + "residual_attn"] = v(source) + v(p + "o_proj")
-        out[p + "mlp_norm"] = block.mlp_norm(v(p + "residual_attn"))
-        out[p + "gate"], out[p + "y"] = block.mlp.gate_proj(v(p + "mlp_norm")).chunk(2, dim=-1)
-        out[p + "glu"] = F.silu(v(p + "gate")) * v(p + "y")
-        out[p + "down_proj"] = block.mlp.down_proj(v(p + "glu"))
-        out[p + "residual_mlp"] = v(p + "residual_attn") + v(p + "down_proj")
-        source = p + "residual_mlp"
-    out["final_norm"] = model.model.norm(v(source))
+        out[p + S.HIDDEN] = v(p + S.FORGET_GATE) * before + v(p + S.INPUT_GATE)
+        out[p + S.GATED_OUTPUT] = attn.g_norm(v(p + S.G_PROJ)) * F.silu(v(p + S.HIDDEN))
+        out[p + S.O_PROJ] = attn.o_proj(v(p + S.GATED_OUTPUT))
+        out[p + S.RESIDUAL_ATTN] = v(source) + v(p + S.O_PROJ)
+        out[p + S.MLP_NORM] = block.mlp_norm(v(p + S.RESIDUAL_ATTN))
+        out[p + S.GATE_HALF], out[p + S.Y] = block.mlp.gate_proj(v(p + S.MLP_NORM)).chunk(2, dim=-1)
+        out[p + S.GLU] = F.silu(v(p + S.GATE_HALF)) * v(p + S.Y)
+        out[p + S.DOWN_PROJ] = block.mlp.down_proj(v(p + S.GLU))
+        out[p + S.RESIDUAL_MLP] = v(p + S.RESIDUAL_ATTN) + v(p + S.DOWN_PROJ)
+        source = p + S.RESIDUAL_MLP
+    out[S.FINAL_NORM] = model.model.norm(v(source))
     return {k: t[0] for k, t in out.items()}
 
 
@@ -193,7 +193,7 @@ def local_vs_cumulative(emulator: Emulator, ids: list[int], diff: Optional[DiffR
     with torch.no_grad():
         emulator.integer(torch.tensor([window]), None, probe)
     reference = float_reference(model, probe.fed, probe.fed_before)
-    reference["embeddings"] = diff.float_values["embeddings"]  # the host's quantization is the operation
+    reference[S.EMBEDDINGS] = diff.float_values[S.EMBEDDINGS]  # the host's quantization is the operation
     frames, summary = [], []
     tokens = list(range(start, len(ids)))
     for key, local_ref in reference.items():
