@@ -25,6 +25,7 @@ a site or group name as a string). This module imports nothing from the package:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Optional
 
 # -- kinds: what a site's codes are, which decides how pages and probes treat them ------------------
@@ -159,46 +160,42 @@ class Site:
     message: bool = False
 
 
-def _site(name: str, kind: str, width: str, group: str, size: str, message: bool = False) -> Site:
-    return Site(name, kind, width, group, size, message)
-
-
 def _bitlinear(projection: str, sender: str, holder: str) -> tuple[Site, Site]:
     """A BitLinear's input spikes (messages of the group that sends them) and its accumulator."""
     p = PROJECTION_OF[projection]
     return (
-        _site(spikes(projection), ACTIVATION, "spike_bits", sender, p.inputs, message=True),
-        _site(accumulator(projection), ACCUMULATOR, "accumulator_bits", holder, p.outputs),
+        Site(spikes(projection), ACTIVATION, "spike_bits", sender, p.inputs, message=True),
+        Site(accumulator(projection), ACCUMULATOR, "accumulator_bits", holder, p.outputs),
     )
 
 
 # Every probed site of one layer, in the order the integer model computes and reports them (the
 # Lava graph's readback layout follows this order).
 LAYER_FLOW: tuple[Site, ...] = (
-    _site(ATTN_NORM, ACTIVATION, "act_bits", NORM_ATTN, "d"),
+    Site(ATTN_NORM, ACTIVATION, "act_bits", NORM_ATTN, "d"),
     *_bitlinear(I_PROJ, NORM_ATTN, PROJ_IFG),
-    _site(I_PROJ, ACTIVATION, "internal_bits", PROJ_IFG, "m", message=True),
+    Site(I_PROJ, ACTIVATION, "internal_bits", PROJ_IFG, "m", message=True),
     *_bitlinear(F_PROJ, NORM_ATTN, PROJ_IFG),
-    _site(F_PROJ, ACTIVATION, "internal_bits", PROJ_IFG, "m", message=True),
+    Site(F_PROJ, ACTIVATION, "internal_bits", PROJ_IFG, "m", message=True),
     *_bitlinear(G_PROJ, NORM_ATTN, PROJ_IFG),
-    _site(G_PROJ, ACTIVATION, "internal_bits", PROJ_IFG, "m", message=True),
-    _site(FORGET_GATE, GATE, GATE_WIDTH, MLGRU, "m"),
-    _site(INPUT_GATE, ACTIVATION, "lut_bits", MLGRU, "m"),
-    _site(HIDDEN, STATE, "state_bits", MLGRU, "m"),
-    _site(G_NORM, ACTIVATION, "internal_bits", MLGRU, "m"),
-    _site(HIDDEN_CODE, ACTIVATION, "internal_bits", MLGRU, "m"),
-    _site(GATED_OUTPUT, ACTIVATION, "internal_bits", MLGRU, "m"),
+    Site(G_PROJ, ACTIVATION, "internal_bits", PROJ_IFG, "m", message=True),
+    Site(FORGET_GATE, GATE, GATE_WIDTH, MLGRU, "m"),
+    Site(INPUT_GATE, ACTIVATION, "lut_bits", MLGRU, "m"),
+    Site(HIDDEN, STATE, "state_bits", MLGRU, "m"),
+    Site(G_NORM, ACTIVATION, "internal_bits", MLGRU, "m"),
+    Site(HIDDEN_CODE, ACTIVATION, "internal_bits", MLGRU, "m"),
+    Site(GATED_OUTPUT, ACTIVATION, "internal_bits", MLGRU, "m"),
     *_bitlinear(O_PROJ, MLGRU, PROJ_O),
-    _site(O_PROJ, ACTIVATION, "act_bits", PROJ_O, "d", message=True),
-    _site(RESIDUAL_ATTN, ACTIVATION, "residual_bits", NORM_MLP, "d"),
-    _site(MLP_NORM, ACTIVATION, "act_bits", NORM_MLP, "d"),
+    Site(O_PROJ, ACTIVATION, "act_bits", PROJ_O, "d", message=True),
+    Site(RESIDUAL_ATTN, ACTIVATION, "residual_bits", NORM_MLP, "d"),
+    Site(MLP_NORM, ACTIVATION, "act_bits", NORM_MLP, "d"),
     *_bitlinear(GATE_PROJ, NORM_MLP, PROJ_GATE),
-    _site(GATE_HALF, ACTIVATION, "internal_bits", PROJ_GATE, "ffn", message=True),
-    _site(Y, ACTIVATION, "internal_bits", PROJ_GATE, "ffn", message=True),
-    _site(GLU, ACTIVATION, "internal_bits", GLU_GROUP, "ffn"),
+    Site(GATE_HALF, ACTIVATION, "internal_bits", PROJ_GATE, "ffn", message=True),
+    Site(Y, ACTIVATION, "internal_bits", PROJ_GATE, "ffn", message=True),
+    Site(GLU, ACTIVATION, "internal_bits", GLU_GROUP, "ffn"),
     *_bitlinear(DOWN_PROJ, GLU_GROUP, PROJ_DOWN),
-    _site(DOWN_PROJ, ACTIVATION, "act_bits", PROJ_DOWN, "d", message=True),
-    _site(RESIDUAL_MLP, ACTIVATION, "residual_bits", RESIDUAL, "d", message=True),
+    Site(DOWN_PROJ, ACTIVATION, "act_bits", PROJ_DOWN, "d", message=True),
+    Site(RESIDUAL_MLP, ACTIVATION, "residual_bits", RESIDUAL, "d", message=True),
 )
 # The layer's value sites (without the BitLinears' spikes and accumulators), by name.
 LAYER_SITES: dict[str, Site] = {
@@ -206,8 +203,8 @@ LAYER_SITES: dict[str, Site] = {
 }
 # Before and after the layer stack: the embeddings are quantized on the host and sent to layer 0.
 OUTER_SITES: dict[str, Site] = {
-    EMBEDDINGS: _site(EMBEDDINGS, ACTIVATION, "residual_bits", "", "d"),
-    FINAL_NORM: _site(FINAL_NORM, ACTIVATION, "act_bits", FINAL_NORM_GROUP, "d", message=True),
+    EMBEDDINGS: Site(EMBEDDINGS, ACTIVATION, "residual_bits", "", "d"),
+    FINAL_NORM: Site(FINAL_NORM, ACTIVATION, "act_bits", FINAL_NORM_GROUP, "d", message=True),
 }
 SITE_OF: dict[str, Site] = {site.name: site for site in LAYER_FLOW} | OUTER_SITES
 
@@ -243,17 +240,17 @@ class Group:
     messaging_label: str = ""
     role: str = ""
 
-    @property
+    @cached_property
     def messages(self) -> tuple[str, ...]:
         """The sites that carry the group's outgoing messages, in the order it computes them."""
         return tuple(site.name for site in (*LAYER_FLOW, *OUTER_SITES.values()) if site.group == self.name and site.message)
 
-    @property
+    @cached_property
     def sites(self) -> tuple[str, ...]:
         """Every site the group computes, in order."""
         return tuple(site.name for site in (*LAYER_FLOW, *OUTER_SITES.values()) if site.group == self.name)
 
-    @property
+    @cached_property
     def feeds(self) -> tuple[str, ...]:
         """The projections its graded spikes feed (their `.spikes` sites are its messages)."""
         return tuple(projection_of(name) for name in self.messages if name.endswith(SPIKES))

@@ -121,3 +121,32 @@ def test_the_docs_print_the_schema_tables():
     assert printed.strip() == S.markdown_tables().strip(), (
         "docs/integer-model.md: the schema tables are stale; paste inspector.schema.markdown_tables()"
     )
+
+
+class _SiteOrder:
+    """Records the layer-0 sites of one emulated token: (site, kind, size) in call order."""
+
+    def __init__(self) -> None:
+        self.sites: list[tuple[str, str, int]] = []
+
+    def site(self, key, codes, scale, clipped, kind) -> None:
+        layer, site = S.split_site_key(key)
+        if layer == 0:
+            self.sites.append((site, kind, int(codes[0, 0].numel())))
+
+    def synapses(self, key, spikes, proj) -> None:
+        pass
+
+
+def test_the_layer_flow_is_the_order_kind_and_size_the_integer_model_reports(tiny_checkpoint):
+    import torch
+
+    from inspector.backends.emulator import Emulator
+    from inspector.chip.mapper import dims
+    from inspector.lm.checkpoint import load_checkpoint
+
+    emulator = Emulator(load_checkpoint(tiny_checkpoint))
+    order = _SiteOrder()
+    emulator.integer(torch.tensor([[3]]), None, order)
+    d = dims(emulator.loaded.config)
+    assert order.sites == [(s.name, s.kind, S.size_of(s.size, d)) for s in S.LAYER_FLOW]

@@ -7,7 +7,7 @@ layer knows what a QuantConfig holds (the gate's unsigned fixed point).
 from __future__ import annotations
 
 from inspector.quant.config import QuantConfig
-from inspector.schema import FORGET_GATE, GATE_WIDTH, SITE_OF
+from inspector.schema import GATE_WIDTH, SITE_OF
 
 
 def site_bits(site: str, qc: QuantConfig) -> int:
@@ -22,7 +22,7 @@ def site_bits(site: str, qc: QuantConfig) -> int:
 
 def site_range(site: str, qc: QuantConfig) -> tuple[int, int]:
     """The integer range a site's codes are saturated to: signed, or [0, 1] in fixed point for the gate."""
-    if site == FORGET_GATE:
-        return 0, 1 << qc.gate_frac_bits
     bits = site_bits(site, qc)
+    if SITE_OF[site].width == GATE_WIDTH:
+        return 0, 1 << qc.gate_frac_bits
     return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
