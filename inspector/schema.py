@@ -319,8 +319,8 @@ def split_site_key(key: str) -> tuple[int, str]:
 def markdown_tables() -> str:
     """The layer's groups and sites as two markdown tables, in data-flow order."""
     lines = [
-        "| group | neurons | inputs per neuron | synapses of | messages (layout) | read by | messaging |",
-        "|---|---|---|---|---|---|---|",
+        "| group | what it computes | neurons | inputs per neuron | synapses of | messages (layout) | read by | messaging |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for g in (*LAYER_GROUPS, FINAL_GROUP):
         readers = ", ".join(f"{name}" + (f" (layer +{offset})" if offset else "") for offset, name in g.consumers)
@@ -328,7 +328,7 @@ def markdown_tables() -> str:
         inputs = "ternary" if g.synapses else str(g.inputs)
         messages = ", ".join(f"`{m}`" for m in g.messages) + (f" ({g.layout})" if len(g.messages) > 1 else "")
         lines.append(
-            f"| `{g.name}` | {g.size} | {inputs} | {synapses} | {messages} | {readers} | {g.messaging or '-'} |"
+            f"| `{g.name}` | {g.role} | {g.size} | {inputs} | {synapses} | {messages} | {readers} | {g.messaging or '-'} |"
         )
     lines += ["", "| site | kind | width | group | size | message |", "|---|---|---|---|---|---|"]
     for s in (OUTER_SITES[EMBEDDINGS], *LAYER_FLOW, OUTER_SITES[FINAL_NORM]):
