@@ -303,7 +303,7 @@ def cmd_map(args) -> int:
         emulator = Emulator(resolve_model(args.model))
         groups = emulator.core_map.groups + ([lm_head_group(emulator.loaded.config)] if lm_head else [])
         core_map = map_groups(groups, emulator.hardware, layout=args.layout)
-    summary = core_map.summary() | {"layout": args.layout, "lm_head": args.lm_head}
+    summary = core_map.summary() | {"layout": args.layout, LM_HEAD: args.lm_head}
     if lm_head:
         summary["lm_head_chips"] = core_map.table.filter(pl.col("group") == LM_HEAD)["chip"].n_unique()
         if args.config == "MMfreeLM-370M":  # the paper's estimate is for this model

@@ -7,6 +7,7 @@ import math
 import polars as pl
 import streamlit as st
 
+from inspector import schema as S
 from inspector.chip.mapper import GROUP_ORDER
 from inspector.ui.export import chart
 from inspector.ui.runs import page_analysis
@@ -52,13 +53,13 @@ from inspector.views.teaching_figures import (
 # Each step, and the nodes of the data-flow map it is about.
 STEPS = {
     "1. Weights": PROJECTION_NODES,
-    "2. Spikes": ("attn_norm", "mlp_norm", *PROJECTION_NODES),
-    "3. MLGRU": ("mlgru", "swish_gate"),
+    "2. Spikes": (S.ATTN_NORM, S.MLP_NORM, *PROJECTION_NODES),
+    "3. MLGRU": (S.MLGRU, "swish_gate"),
     "4. Messaging": PROJECTION_NODES,
-    "5. Saturation": ("mlgru", "residual_attn", "residual_mlp"),
-    "6. Drift": (*LAYER_NODES, "final_norm", "lm_head"),
+    "5. Saturation": (S.MLGRU, S.RESIDUAL_ATTN, S.RESIDUAL_MLP),
+    "6. Drift": (*LAYER_NODES, S.FINAL_NORM, S.LM_HEAD),
     "7. Cores": LAYER_NODES,
-    "8. Energy": (*LAYER_NODES, "final_norm"),
+    "8. Energy": (*LAYER_NODES, S.FINAL_NORM),
 }
 NAMES = list(STEPS)
 # The map stays at the top of the window while the step scrolls under it.
@@ -104,7 +105,7 @@ emulator = backend_for(session)
 qc, cfg = session.qc, session.loaded.config
 host = host_share(emulator)
 neuron = tour_neuron(analysis)
-last = analysis.window_start + analysis.diff.float_values["layers.0.hidden"].shape[0] - 1
+last = analysis.window_start + analysis.diff.float_values[S.layer_key(0, S.HIDDEN)].shape[0] - 1
 last_text = repr(session.loaded.tokenizer.decode([analysis.run.all_ids[last]]))
 groups_per_token = len(emulator.core_map.groups)
 ids = tuple(analysis.run.all_ids)
@@ -234,9 +235,9 @@ elif step == NAMES[2]:
         "The state *is* the memory: generation needs no attention cache, and memory does not grow with the text."
     )
     pick = st.radio("Layer", list(range(layers)), horizontal=True, key="tour_mlgru_layer", format_func=lambda k: f"layer {k}")
-    key = f"layers.{pick}.hidden"
+    key = S.layer_key(pick, S.HIDDEN)
     f_float, h_int = analysis.diff.float_values[key].numpy(), analysis.diff.int_probe.site_values(key).numpy()
-    forget = analysis.diff.int_probe.site_codes(f"layers.{pick}.forget_gate").double().numpy() / (1 << qc.gate_frac_bits)
+    forget = analysis.diff.int_probe.site_codes(S.layer_key(pick, S.FORGET_GATE)).double().numpy() / (1 << qc.gate_frac_bits)
     order = [int(n) for n in (-abs(f_float).mean(axis=0)).argsort()[:3]]
     shown = ([neuron] + [n for n in order if n != neuron])[:3] if pick == 0 else order
     tokens = list(range(analysis.window_start, analysis.window_start + f_float.shape[0]))
@@ -416,7 +417,7 @@ elif step == NAMES[5]:
         "*cumulative* error: each site also carries every earlier site's error, passed through the layers and the "
         "state, so it sits lower and gains less per bit than its own rounding."
     )
-    chart(layer_error_figure(d.tensors, sites=["attn_norm", "hidden", "residual_attn", "residual_mlp"]), "tour_depth")
+    chart(layer_error_figure(d.tensors, sites=[S.ATTN_NORM, S.HIDDEN, S.RESIDUAL_ATTN, S.RESIDUAL_MLP]), "tour_depth")
     choice = predict(
         "compare a residual output's SQNR from its own rounding alone (local) with the SQNR it actually has "
         "(cumulative). Which is higher?", ["local", "about the same", "cumulative"], "predict_local",
@@ -427,7 +428,7 @@ elif step == NAMES[5]:
         gap = float((table["local_sqnr_db"] - table["cumulative_sqnr_db"]).mean())
         verdict(choice, "local" if gap > 3 else "cumulative" if gap < -3 else "about the same",
                 f"{gap:.1f} dB apart on average over the layers")
-        chart(local_cumulative_figure(table, "residual_mlp", qc.residual_bits), "tour_local")
+        chart(local_cumulative_figure(table, S.RESIDUAL_MLP, qc.residual_bits), "tour_local")
         worst = table.row(table.height - 1, named=True)
         # one more bit quarters this site's own noise; if the errors add independently, the cumulative noise loses 3/4 of it
         after = worst["cumulative_nsr"] - 0.75 * worst["local_nsr"]
@@ -446,7 +447,7 @@ elif step == NAMES[6]:
     big = published_mapping("MMfreeLM-370M", hw)
     home = core_map.table.filter((pl.col("layer") == 0) & (pl.col("start") <= neuron) & (pl.col("end") > neuron))
     home_text = ", ".join(f"{g} on core {c}" for g, c in zip(home["group"].to_list(), home["core"].to_list(), strict=True)
-                          if g in ("norm_attn", "mlgru", "residual"))
+                          if g in (S.NORM_ATTN, S.MLGRU, S.RESIDUAL))
     st.markdown(
         f"The mapper places each layer as {len(GROUP_ORDER)} **fused neuron groups** in data-flow order, one neuron "
         "program per group; each group gets its own neuro-cores. A group is split across cores when one core cannot "

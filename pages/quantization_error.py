@@ -11,7 +11,7 @@ from inspector.compare.local_error import TOP_SITES
 from inspector.compare.perplexity import MAX_PERPLEXITY_TOKENS, perplexity_text_ids
 from inspector.errors import InspectorError
 from inspector.quant.files import quant_spec
-from inspector.schema import DEPTH_SITES, HIDDEN
+from inspector.schema import DEPTH_SITES, HIDDEN, layer_key
 from inspector.ui.export import chart, table_downloads
 from inspector.ui.runs import local_split, page_analysis
 from inspector.ui.sidebar import app_access, backend_for
@@ -53,7 +53,7 @@ a, b = st.columns(2)
 with a:
     chart(token_error_figure(diff.tensors, site, layer, metric, analysis.prompt_tokens), "error_tokens")
 with b:
-    key = f"layers.{layer}.{site}"
+    key = layer_key(layer, site)
     chart(
         scatter_figure(diff.float_values[key], diff.int_probe.site_values(key), f"layer {layer} {site}: float vs integer"),
         "scatter",

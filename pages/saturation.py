@@ -6,6 +6,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
+from inspector import schema as S
 from inspector.ui.export import chart, table_downloads
 from inspector.ui.runs import page_analysis
 from inspector.views.figures import range_use_table, saturation_rate_figure, state_histogram_figure
@@ -45,7 +46,7 @@ c4.metric(
 layers = sorted(states["layer"].unique().to_list())
 c1, c2 = st.columns(2)
 layer = c1.selectbox("Layer", layers, key="sat_layer")
-mlgru_cores = analysis.tables["cores"].filter((pl.col("layer") == layer) & (pl.col("group") == "mlgru"))
+mlgru_cores = analysis.tables["cores"].filter((pl.col("layer") == layer) & (pl.col("group") == S.MLGRU))
 core_labels = {"all": "all cores of the layer"} | {
     str(r["core"]): f"core {r['core']} (neurons {r['start']}-{r['end'] - 1})" for r in mlgru_cores.iter_rows(named=True)
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
+from inspector import schema as S
 from inspector.compare.messaging import change_raster, mode_comparison
 from inspector.quant import messaging
 from inspector.ui.export import chart, table_downloads
@@ -70,7 +71,7 @@ layer = c1.selectbox(
     format_func=lambda v: "final norm" if v == -1 else str(v), key="raster_layer",
 )
 groups = cores.filter(pl.col("layer") == layer)["group"].unique(maintain_order=True).to_list()
-group = c2.selectbox("Neuron group", groups, index=groups.index("mlgru") if "mlgru" in groups else 0, key="raster_group")
+group = c2.selectbox("Neuron group", groups, index=groups.index(S.MLGRU) if S.MLGRU in groups else 0, key="raster_group")
 core_ids = cores.filter((pl.col("layer") == layer) & (pl.col("group") == group))["core"].to_list()
 core = c3.selectbox("Core", core_ids, key="raster_core")
 row = cores.filter(pl.col("core") == core).row(0, named=True)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from inspector import schema as S
 from inspector.chip.costs import FITTED_NAME, OpCosts, check_chips, preset
 from inspector.chip.mapper import GROUP_ORDER, LM_HEAD
 
@@ -112,7 +113,7 @@ def stage_path(activity: pl.DataFrame) -> pl.DataFrame:
     A crossing is counted between consecutive stages whose cores are not all on one chip: a message
     then leaves a chip. Columns: layer, group, first_core, crossing (0 or 1).
     """
-    rank = {name: i for i, name in enumerate((*GROUP_ORDER, "final_norm", LM_HEAD))}
+    rank = {name: i for i, name in enumerate((*GROUP_ORDER, S.FINAL_NORM_GROUP, LM_HEAD))}
     stages = (
         activity.group_by(["layer", "group"])
         .agg(pl.col("core").min().alias("first_core"), pl.col("chip").unique().sort().alias("chips"))

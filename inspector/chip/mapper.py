@@ -1,24 +1,16 @@
 """The core mapper: which neurons and synapses of each layer live on which Loihi 2 neuro-core and chip.
 
 Each layer is split into fused neuron groups (one neuron program per group, the "layer fusion" of
-the paper), in data-flow order:
+the paper), declared in `inspector.schema` (LAYER_GROUPS, in data-flow order: norm_attn, proj_ifg,
+mlgru, proj_o, norm_mlp, proj_gate, glu, proj_down, residual; docs/integer-model.md prints them with
+their sizes, inputs and readers), and `final_norm` (D) after the last layer.
 
-    norm_attn  (D)   residual input -> attn RMSNorm -> the i/f/g BitLinear input norms (spikes out)
-    proj_ifg   (3M)  ternary synapses of i_proj, f_proj, g_proj
-    mlgru      (M)   gates, the recurrent state h, g_norm, output gate, o_proj input norm
-    proj_o     (D)   ternary synapses of o_proj
-    norm_mlp   (D)   residual add, mlp RMSNorm, gate_proj input norm
-    proj_gate  (2I)  ternary synapses of gate_proj
-    glu        (I)   SiLU(gate) * y, down_proj input norm
-    proj_down  (D)   ternary synapses of down_proj
-    residual   (D)   residual add (the next layer's input)
-
-and `final_norm` (D) after the last layer. A group's neurons are packed greedily, in order, onto as
-few cores as the per-core limits allow. By default groups never share a core, so every core runs
-one program (what the emulator and the Lava graph assume). `share_cores=True` is a what-if for the
-Hardware page: the groups of one layer are packed one after the other onto the same run of cores,
-so a core may hold the tail of one group and the head of the next (two neuron programs on one core);
-the table then has one row per (core, group) segment.
+A group's neurons are packed greedily, in order, onto as few cores as the per-core limits allow.
+By default groups never share a core, so every core runs one program (what the emulator and the
+Lava graph assume). `share_cores=True` is a what-if for the Hardware page: the groups of one layer
+are packed one after the other onto the same run of cores, so a core may hold the tail of one group
+and the head of the next (two neuron programs on one core); the table then has one row per (core,
+group) segment.
 
 Two chip layouts (`LAYOUTS`): **packed** fills every chip's cores before the next chip, so a block may
 straddle two chips; **one-block-per-chip** is what the paper deployed (370M: 24 blocks on 24 chips):
@@ -36,6 +28,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from inspector import schema as S
 from inspector.chip.limits import HardwareConfig
 from inspector.errors import InspectorError
 from inspector.lm.config import HGRNBitConfig
@@ -44,10 +37,10 @@ from inspector.lm.config import HGRNBitConfig
 # P(|z| >= 0.5 * E|z|) = P(|z| >= 0.399) ~ 0.69. Used only when no real weights are given.
 DEFAULT_TERNARY_DENSITY = 0.69
 
-GROUP_ORDER = ("norm_attn", "proj_ifg", "mlgru", "proj_o", "norm_mlp", "proj_gate", "glu", "proj_down", "residual")
+GROUP_ORDER = S.GROUP_ORDER
 PACKED, ONE_BLOCK_PER_CHIP = "packed", "one-block-per-chip"
 LAYOUTS = (PACKED, ONE_BLOCK_PER_CHIP)
-LM_HEAD = "lm_head"
+LM_HEAD = S.LM_HEAD
 
 
 class MappingError(InspectorError):
@@ -120,31 +113,37 @@ def _row_nonzeros(weight: torch.Tensor) -> np.ndarray:
     return (weight != 0).sum(dim=1).cpu().numpy().astype(np.int64)
 
 
+def dims(config: HGRNBitConfig) -> S.Dims:
+    """The model dimensions the schema's size symbols refer to."""
+    return S.Dims(config.hidden_size, config.mixer_size, config.mlp_intermediate_size, config.vocab_size)
+
+
+def neuron_group(
+    config: HGRNBitConfig, layer: int, group: S.Group, weights: dict[str, torch.Tensor] | None = None,
+    density: float = DEFAULT_TERNARY_DENSITY,
+) -> NeuronGroup:
+    """One schema group of one layer as a NeuronGroup: a projection group's synapses are its ternary
+    weights (counted from real weights when given), any other group's neurons sum `inputs` messages."""
+    size = S.size_of(group.size, dims(config))
+    if not group.synapses:
+        return NeuronGroup(layer, group.name, np.full(size, group.inputs, dtype=np.int64), group.inputs * size)
+    parts = []  # the projections of one group share their input, so one fan-in
+    for name in group.synapses:
+        projection = S.PROJECTION_OF[name]
+        fan_in = S.size_of(projection.inputs, dims(config))
+        if weights is not None:
+            parts.append(_row_nonzeros(weights[name]))
+        else:
+            parts.append(np.full(S.size_of(projection.outputs, dims(config)), int(round(density * fan_in)), dtype=np.int64))
+    return NeuronGroup(layer, group.name, np.concatenate(parts), fan_in)
+
+
 def layer_groups(
     config: HGRNBitConfig, layer: int, weights: dict[str, torch.Tensor] | None = None, density: float = DEFAULT_TERNARY_DENSITY
 ) -> list[NeuronGroup]:
-    """The fused neuron groups of one layer; synapse counts from real ternary weights when given."""
-    D, M, I = config.hidden_size, config.mixer_size, config.mlp_intermediate_size  # noqa: E741 (I: the MLP width, as in the equations)
-
-    def proj(name: str, out_features: int, in_features: int) -> np.ndarray:
-        if weights is not None:
-            return _row_nonzeros(weights[name])
-        return np.full(out_features, int(round(density * in_features)), dtype=np.int64)
-
-    def ones(n: int, k: int) -> np.ndarray:
-        return np.full(n, k, dtype=np.int64)
-
-    return [
-        NeuronGroup(layer, "norm_attn", ones(D, 1), D),
-        NeuronGroup(layer, "proj_ifg", np.concatenate([proj(k, M, D) for k in ("i_proj", "f_proj", "g_proj")]), D),
-        NeuronGroup(layer, "mlgru", ones(M, 3), 3 * M),
-        NeuronGroup(layer, "proj_o", proj("o_proj", D, M), M),
-        NeuronGroup(layer, "norm_mlp", ones(D, 2), 2 * D),
-        NeuronGroup(layer, "proj_gate", proj("gate_proj", 2 * I, D), D),
-        NeuronGroup(layer, "glu", ones(I, 2), 2 * I),
-        NeuronGroup(layer, "proj_down", proj("down_proj", D, I), I),
-        NeuronGroup(layer, "residual", ones(D, 2), 2 * D),
-    ]
+    """The fused neuron groups of one layer (`inspector.schema.LAYER_GROUPS`); synapse counts from
+    real ternary weights when given."""
+    return [neuron_group(config, layer, group, weights, density) for group in S.LAYER_GROUPS]
 
 
 def _pack(group: NeuronGroup, hw: HardwareConfig) -> list[tuple[int, int, int]]:
@@ -204,28 +203,16 @@ def _segments(groups: list[NeuronGroup], hw: HardwareConfig, share_cores: bool) 
     return pieces
 
 
-# Which groups read a group's outputs, as (layer offset, group name). The layer input x (the previous
-# layer's `residual`, or the embeddings) feeds both the attention norm and the residual add in
-# `norm_mlp`; `norm_mlp` sends the sum on to the MLP projections and to the final residual add.
-CONSUMERS: dict[str, tuple[tuple[int, str], ...]] = {
-    "norm_attn": ((0, "proj_ifg"),),
-    "proj_ifg": ((0, "mlgru"),),
-    "mlgru": ((0, "proj_o"),),
-    "proj_o": ((0, "norm_mlp"),),
-    "norm_mlp": ((0, "proj_gate"), (0, "residual")),
-    "proj_gate": ((0, "glu"),),
-    "glu": ((0, "proj_down"),),
-    "proj_down": ((0, "residual"),),
-    "residual": ((1, "norm_attn"), (1, "norm_mlp")),
-    "final_norm": ((0, LM_HEAD),),
-}
+# Which groups read a group's outputs, as (layer offset, group name): declared in the schema.
+CONSUMERS: dict[str, tuple[tuple[int, str], ...]] = {g.name: g.consumers for g in (*S.LAYER_GROUPS, S.FINAL_GROUP)}
 
 
 def readers_of(layer: int, name: str, layers: int) -> list[tuple[int, str]]:
-    """The (layer, group)s that read the outputs of one group of a model with `layers` layers."""
-    if name == "residual" and layer == layers - 1:
-        return [(-1, "final_norm")]
-    return [(layer + offset, reader) for offset, reader in CONSUMERS.get(name, ())]
+    """The (layer, group)s that read the outputs of one group of a model with `layers` layers: what
+    the last layer sends to a next layer goes to the final norm instead."""
+    readers = [(layer + offset, reader) for offset, reader in CONSUMERS.get(name, ())]
+    inside = [(at, reader) for at, reader in readers if at < layers]
+    return inside if len(inside) == len(readers) else inside + [(-1, S.FINAL_GROUP.name)]
 
 
 def fan_out(pieces: list[tuple[NeuronGroup, int, int, int, int]]) -> dict[tuple[int, str], int]:
@@ -306,7 +293,7 @@ def model_groups(config: HGRNBitConfig, weights_by_layer: list[dict[str, torch.T
     for layer in range(config.num_hidden_layers):
         weights = weights_by_layer[layer] if weights_by_layer is not None else None
         groups.extend(layer_groups(config, layer, weights))
-    groups.append(NeuronGroup(-1, "final_norm", np.ones(config.hidden_size, dtype=np.int64), config.hidden_size))
+    groups.append(neuron_group(config, -1, S.FINAL_GROUP))
     return groups
 
 

@@ -36,23 +36,12 @@ from inspector.quant.convert import IntBitLinear
 from inspector.quant.widths import site_bits
 from inspector.schema import split_site_key
 
-# Which probed sites carry each group's outgoing messages, and which projections its synapses serve.
-GROUP_MESSAGES = {
-    "norm_attn": ("i_proj.spikes", "f_proj.spikes", "g_proj.spikes"),
-    "proj_ifg": (S.I_PROJ, S.F_PROJ, S.G_PROJ),
-    "mlgru": ("o_proj.spikes",),
-    "proj_o": ("o_proj",),
-    "norm_mlp": ("gate_proj.spikes",),
-    "proj_gate": ("gate", "y"),
-    "glu": ("down_proj.spikes",),
-    "proj_down": ("down_proj",),
-    "residual": ("residual_mlp",),
-}
-GROUP_SYNAPSES = {
-    "proj_ifg": (S.I_PROJ, S.F_PROJ, S.G_PROJ), "proj_o": (S.O_PROJ,), "proj_gate": (S.GATE_PROJ,), "proj_down": (S.DOWN_PROJ,),
-}
-MESSAGE_LAYOUT = {"norm_attn": "stack", "proj_gate": "concat", "proj_ifg": "concat"}
-FINAL_GROUP = (-1, "final_norm")
+# Which probed sites carry each group's outgoing messages, and which projections its synapses serve
+# (declared in the schema).
+GROUP_MESSAGES = {g.name: g.messages for g in S.LAYER_GROUPS}
+GROUP_SYNAPSES = {g.name: g.synapses for g in S.LAYER_GROUPS if g.synapses}
+MESSAGE_LAYOUT = {g.name: g.layout for g in S.LAYER_GROUPS}
+FINAL_GROUP = (-1, S.FINAL_GROUP.name)
 _MESSAGE_OF = {site: group for group, sites in GROUP_MESSAGES.items() for site in sites}
 _SYNAPSE_OF = {name: group for group, names in GROUP_SYNAPSES.items() for name in names}
 SUMMARY_COLUMNS = ("clipped", "values", "zero", "max_abs_code")
@@ -234,7 +223,7 @@ class RecordingProbe:
         if key not in self._message_groups:
             layer, site = split_site_key(key)
             group = (layer, _MESSAGE_OF[site]) if layer >= 0 and site in _MESSAGE_OF else None
-            self._message_groups[key] = FINAL_GROUP if key == S.FINAL_NORM else group
+            self._message_groups[key] = FINAL_GROUP if key in S.FINAL_GROUP.messages else group
         return self._message_groups[key]
 
     @staticmethod
@@ -251,14 +240,14 @@ class RecordingProbe:
             raise RuntimeError(f"probe: {group_key} received {name} twice before its other parts")
         parts[name] = value
         _, group = group_key
-        needed_messages = (FINAL_GROUP[1],) if group_key == FINAL_GROUP else GROUP_MESSAGES[group]
+        needed_messages = S.FINAL_GROUP.messages if group_key == FINAL_GROUP else GROUP_MESSAGES[group]
         if len(chunk.messages) == len(needed_messages) and len(chunk.synops) == len(GROUP_SYNAPSES.get(group, ())):
             del self._pending[group_key]
             self._reduce(group_key, chunk, needed_messages)
 
     def _reduce(self, group_key: tuple[int, str], chunk: _GroupChunk, names: tuple[str, ...]) -> None:
         parts = [chunk.messages[name].long() for name in names]
-        if MESSAGE_LAYOUT.get(group_key[1]) == "stack":
+        if MESSAGE_LAYOUT.get(group_key[1]) == S.STACK:
             messages = torch.stack(parts).sum(dim=0)
         else:
             messages = torch.cat(parts, dim=-1)
@@ -340,7 +329,7 @@ class RecordingProbe:
 
     # -- results -------------------------------------------------------------------------------
     def tokens(self) -> int:
-        first = self.sites.get("embeddings")
+        first = self.sites.get(S.EMBEDDINGS)
         return first.seen if first else 0
 
     @property
@@ -441,7 +430,7 @@ class RecordingProbe:
             layer, site = split_site_key(key)
             tokens = summary.shape[0]
             bits = site_bits(site, self.qc) if self.qc is not None else None
-            needed = effective_bits(summary[:, 3], signed=record.kind != "gate")
+            needed = effective_bits(summary[:, 3], signed=record.kind != S.GATE)
             # A code at the negative end, -2^(b-1), has |code| = 2^(b-1) yet fits b bits: clamp.
             names.append(site)
             kinds.append(record.kind)
@@ -507,7 +496,7 @@ class RecordingProbe:
         frames = []
         first = self.window_start
         for key, record in self.sites.items():
-            if record.kind == "host" or not record.codes:
+            if record.kind == S.HOST or not record.codes:
                 continue
             clipped = self._cat(record.clipped)
             if not clipped.any():
@@ -527,7 +516,7 @@ class RecordingProbe:
         frames = []
         first = self.window_start
         for key, record in self.sites.items():
-            if record.kind != "state" or not record.codes:
+            if record.kind != S.STATE or not record.codes:
                 continue
             codes = self._cat(record.codes).numpy().astype(np.int64)
             tokens, neurons = codes.shape

@@ -35,9 +35,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from inspector import schema as S
 from inspector.chip.activity import GroupActivity
 from inspector.chip.limits import HardwareConfig
-from inspector.chip.mapper import CoreMap, NeuronGroup, layer_groups, map_groups
+from inspector.chip.mapper import CoreMap, NeuronGroup, layer_groups, map_groups, neuron_group
 from inspector.chip.probes import RecordingProbe
 from inspector.errors import InspectorError
 from inspector.lm.config import HGRNBitConfig
@@ -143,8 +144,8 @@ def measure_layerwise(
     layers_total = config.num_hidden_layers
     cal: dict[str, float] = {}
     x_float = embed(torch.tensor([calibration_ids])).float()
-    observe(cal, "embeddings", x_float)
-    input_scale = site_scale(cal["embeddings"], qc.residual_bits, qc)
+    observe(cal, S.EMBEDDINGS, x_float)
+    input_scale = site_scale(cal[S.EMBEDDINGS], qc.residual_bits, qc)
     runner = _integer_runner(config, qc, [], input_scale, embed)
     x_int, _ = runner.embed(torch.tensor([ids]))
     groups: list[NeuronGroup] = []
@@ -163,7 +164,7 @@ def measure_layerwise(
                 if on_progress is not None and start:  # also between chunks: a cancelled job stops here
                     on_progress(k, layers_total + 1, f"layer {k + 1} of {layers_total}")
                 trace: dict[str, torch.Tensor] = {}
-                out, state = block(x_float[:, start : start + CHUNK], bound, state, trace, f"layers.{k}.")
+                out, state = block(x_float[:, start : start + CHUNK], bound, state, trace, S.layer_key(k, ""))
                 observe_trace(cal, trace)
                 outputs.append(out)
         finally:
@@ -172,11 +173,11 @@ def measure_layerwise(
         x_float = torch.cat(outputs, dim=1)
         int_layer = convert_layer(k, block, bound, x_scale, cal, qc)
         del block, outputs
-        x_scale = int_layer.scales["residual_mlp"]
+        x_scale = int_layer.scales[S.RESIDUAL_MLP]
         weights = {name: getattr(int_layer, name).weight for name in PROJECTIONS}
         local = [NeuronGroup(0, g.name, g.synapses, g.fan_in) for g in layer_groups(config, 0, weights)]
         probe = RecordingProbe(map_groups(local, hw), record_tensors=False)
-        probe.site("embeddings", x_int, x_scale, None, "activation")  # the layer's input; the probe counts tokens by it
+        probe.site(S.EMBEDDINGS, x_int, x_scale, None, S.ACTIVATION)  # the layer's input; the probe counts tokens by it
         runner.params.layers[:] = [int_layer]
         senders = Senders(qc, int_layer, None) if messaging.event_driven(qc) else None  # a fresh sequence
         x_int, _ = runner.block(0, x_int, torch.zeros(1, config.mixer_size, dtype=x_int.dtype), probe, senders)
@@ -191,11 +192,11 @@ def measure_layerwise(
         gc.collect()
     if on_progress is not None:
         on_progress(layers_total, layers_total + 1, "final norm")
-    observe(cal, "final_norm", final_norm(x_float))
+    observe(cal, S.FINAL_NORM, final_norm(x_float))
     codes, _ = convert_final_norm(final_norm, x_scale, cal, qc)(x_int)
     messages = (codes[0] != 0).numpy().astype(np.uint8)
-    activity[(-1, "final_norm")] = (messages, np.zeros_like(messages, dtype=np.uint16))
-    groups.append(NeuronGroup(-1, "final_norm", np.ones(config.hidden_size, dtype=np.int64), config.hidden_size))
+    activity[(-1, S.FINAL_NORM_GROUP)] = (messages, np.zeros_like(messages, dtype=np.uint16))
+    groups.append(neuron_group(config, -1, S.FINAL_GROUP))
     if on_progress is not None:
         on_progress(layers_total + 1, layers_total + 1, "done")
     return groups, activity

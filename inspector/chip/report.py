@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from inspector import schema as S
 from inspector.chip.activity import GroupActivity, core_activity
 from inspector.chip.costs import FITTED_NAME, OpCosts, preset
 from inspector.chip.estimate import DEFAULT_PROMPT_TOKENS, Estimate, estimate
@@ -79,7 +80,7 @@ def with_lm_head(
     groups: list[NeuronGroup], activity: GroupActivity, head: NeuronGroup,
 ) -> tuple[list[NeuronGroup], GroupActivity]:
     """The groups and activity with the LM head mapped as a neuron group after the final norm."""
-    messages = activity[(-1, "final_norm")][0]
+    messages = activity[(-1, S.FINAL_NORM_GROUP)][0]
     return [*groups, head], {**activity, (-1, LM_HEAD): lm_head_activity(messages, head)}
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from inspector import schema as S
 from inspector.backends.emulator import Emulator
 from inspector.chip.probes import RecordingProbe
 from inspector.lm.generate import SamplingSettings, encode_prompt, generate
@@ -180,14 +181,14 @@ def compare(
         float_values = {key: value[0] for key, value in trace.items()}
         del trace
         for key, f_value in float_values.items():
-            if key in i_values and key != "logits":
+            if key in i_values and key != S.LOGITS:
                 rows.add(key, f_value, i_values[key], start)
         skip = min(max(keep_from - start, 0), stop - start)
         if skip < stop - start:
             for key, value in float_values.items():
-                if key != "logits" and key in i_values:
+                if key != S.LOGITS and key in i_values:
                     kept_float.setdefault(key, []).append(value[skip:].clone())
-        f_chunk, i_chunk = f_logits[0].double(), i_values["logits"].double()
+        f_chunk, i_chunk = f_logits[0].double(), i_values[S.LOGITS].double()
         if skip < stop - start:
             kept_logits[0].append(f_chunk[skip:].clone())  # copies: views would keep whole chunks alive
             kept_logits[1].append(i_chunk[skip:].clone())

@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from inspector import schema as S
 from inspector.chip.probes import FINAL_GROUP, GROUP_MESSAGES, MESSAGE_LAYOUT, RecordingProbe
 from inspector.quant import messaging as msg
 from inspector.schema import layer_key
@@ -22,13 +23,13 @@ from inspector.schema import layer_key
 def group_codes(probe: RecordingProbe, layer: int, group: str) -> list[np.ndarray]:
     """The window's codes (T, N) of every site whose values a group's neurons send."""
     if (layer, group) == FINAL_GROUP:
-        return [probe.site_codes("final_norm").numpy()]
+        return [probe.site_codes(site).numpy() for site in S.FINAL_GROUP.messages]
     return [probe.site_codes(layer_key(layer, site)).numpy() for site in GROUP_MESSAGES[group]]
 
 
 def _combine(group: str, per_site: list[np.ndarray]) -> np.ndarray:
     """Per-neuron counts of a group from its sites': stacked sites add (a norm neuron feeding i, f, g)."""
-    if MESSAGE_LAYOUT.get(group) == "stack":
+    if MESSAGE_LAYOUT.get(group) == S.STACK:
         return np.sum(per_site, axis=0)
     return np.concatenate(per_site, axis=1)
 

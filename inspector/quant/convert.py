@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from inspector import schema as S
 from inspector.lm.model import BitLinear, Block, HGRNBitForCausalLM, RMSNorm
 from inspector.lm.ternary import TernaryMatrix, int8_matmul
 from inspector.quant import kernels as K
@@ -207,85 +208,85 @@ def convert_layer(
     `layer_lower_bounds()` (ignored for layer 0, as in the float model).
     """
     act, res, inner = qc.act_bits, qc.residual_bits, qc.internal_bits
-    p = f"layers.{idx}."
+    p = S.layer_key(idx, "")
     m = f"model.layers.{idx}."
     s: dict[str, float] = {"input": x_scale}
-    s["attn_norm"] = site_scale(cal[p + "attn_norm"], act, qc)
-    attn_norm = _norm(block.attn_norm, x_scale, s["attn_norm"], act, qc)
-    i_proj = _bitlinear(m + "attn.i_proj", block.attn.i_proj, s["attn_norm"], cal, qc)
-    f_proj = _bitlinear(m + "attn.f_proj", block.attn.f_proj, s["attn_norm"], cal, qc)
-    g_proj = _bitlinear(m + "attn.g_proj", block.attn.g_proj, s["attn_norm"], cal, qc)
-    for key in ("i_proj", "f_proj", "g_proj"):
+    s[S.ATTN_NORM] = site_scale(cal[p + S.ATTN_NORM], act, qc)
+    attn_norm = _norm(block.attn_norm, x_scale, s[S.ATTN_NORM], act, qc)
+    i_proj = _bitlinear(m + f"attn.{S.I_PROJ}", block.attn.i_proj, s[S.ATTN_NORM], cal, qc)
+    f_proj = _bitlinear(m + f"attn.{S.F_PROJ}", block.attn.f_proj, s[S.ATTN_NORM], cal, qc)
+    g_proj = _bitlinear(m + f"attn.{S.G_PROJ}", block.attn.g_proj, s[S.ATTN_NORM], cal, qc)
+    for key in (S.I_PROJ, S.F_PROJ, S.G_PROJ):
         s[key] = site_scale(cal[p + key], inner, qc)
     one = 1 << qc.gate_frac_bits
-    s["forget_gate"] = 1.0 / one
+    s[S.FORGET_GATE] = 1.0 / one
     lower = None
     if lower_bound is not None and idx > 0:
         lower = torch.round(lower_bound.double() * one).to(K.INT)
-    silu_i, s["input_gate"] = _silu_table(s["i_proj"], qc)
-    max_h = cal[p + "hidden"] * qc.state_headroom
-    s["hidden"] = site_scale(max_h, qc.state_bits, qc)
-    s["hidden_code"] = site_scale(cal[p + "hidden"], inner, qc)
-    silu_h, s["swish_hidden"] = _silu_table(s["hidden_code"], qc)
-    s["g_norm"] = site_scale(cal[m + "attn.g_norm"], inner, qc)
-    s["gated_output"] = site_scale(cal[p + "gated_output"], inner, qc)
-    o_proj = _bitlinear(m + "attn.o_proj", block.attn.o_proj, s["gated_output"], cal, qc)
-    s["o_proj"] = site_scale(cal[p + "o_proj"], act, qc)
-    s["residual_attn"] = site_scale(cal[p + "residual_attn"], res, qc)
-    s["mlp_norm"] = site_scale(cal[p + "mlp_norm"], act, qc)
-    gate_proj = _bitlinear(m + "mlp.gate_proj", block.mlp.gate_proj, s["mlp_norm"], cal, qc)
-    s["gate"] = site_scale(cal[p + "gate_proj.gate"], inner, qc)
-    s["y"] = site_scale(cal[p + "gate_proj.y"], inner, qc)
-    silu_gate, s["silu_gate"] = _silu_table(s["gate"], qc)
-    s["glu"] = site_scale(cal[p + "glu"], inner, qc)
-    down_proj = _bitlinear(m + "mlp.down_proj", block.mlp.down_proj, s["glu"], cal, qc)
-    s["down_proj"] = site_scale(cal[p + "down_proj"], act, qc)
-    s["residual_mlp"] = site_scale(cal[p + "residual_mlp"], res, qc)
+    silu_i, s[S.INPUT_GATE] = _silu_table(s[S.I_PROJ], qc)
+    max_h = cal[p + S.HIDDEN] * qc.state_headroom
+    s[S.HIDDEN] = site_scale(max_h, qc.state_bits, qc)
+    s[S.HIDDEN_CODE] = site_scale(cal[p + S.HIDDEN], inner, qc)
+    silu_h, s["swish_hidden"] = _silu_table(s[S.HIDDEN_CODE], qc)
+    s[S.G_NORM] = site_scale(cal[m + f"attn.{S.G_NORM}"], inner, qc)
+    s[S.GATED_OUTPUT] = site_scale(cal[p + S.GATED_OUTPUT], inner, qc)
+    o_proj = _bitlinear(m + f"attn.{S.O_PROJ}", block.attn.o_proj, s[S.GATED_OUTPUT], cal, qc)
+    s[S.O_PROJ] = site_scale(cal[p + S.O_PROJ], act, qc)
+    s[S.RESIDUAL_ATTN] = site_scale(cal[p + S.RESIDUAL_ATTN], res, qc)
+    s[S.MLP_NORM] = site_scale(cal[p + S.MLP_NORM], act, qc)
+    gate_proj = _bitlinear(m + f"mlp.{S.GATE_PROJ}", block.mlp.gate_proj, s[S.MLP_NORM], cal, qc)
+    s[S.GATE_HALF] = site_scale(cal[p + f"{S.GATE_PROJ}.{S.GATE_HALF}"], inner, qc)
+    s[S.Y] = site_scale(cal[p + f"{S.GATE_PROJ}.{S.Y}"], inner, qc)
+    silu_gate, s["silu_gate"] = _silu_table(s[S.GATE_HALF], qc)
+    s[S.GLU] = site_scale(cal[p + S.GLU], inner, qc)
+    down_proj = _bitlinear(m + f"mlp.{S.DOWN_PROJ}", block.mlp.down_proj, s[S.GLU], cal, qc)
+    s[S.DOWN_PROJ] = site_scale(cal[p + S.DOWN_PROJ], act, qc)
+    s[S.RESIDUAL_MLP] = site_scale(cal[p + S.RESIDUAL_MLP], res, qc)
     return IntLayer(
         attn_norm=attn_norm,
         i_proj=i_proj,
         f_proj=f_proj,
         g_proj=g_proj,
-        i_out=Requant.for_ratio(i_proj.acc_scale / s["i_proj"], inner, qc),
-        f_out=Requant.for_ratio(f_proj.acc_scale / s["f_proj"], inner, qc),
-        g_out=Requant.for_ratio(g_proj.acc_scale / s["g_proj"], inner, qc),
-        sigmoid_f=_sigmoid_table(s["f_proj"], qc),
+        i_out=Requant.for_ratio(i_proj.acc_scale / s[S.I_PROJ], inner, qc),
+        f_out=Requant.for_ratio(f_proj.acc_scale / s[S.F_PROJ], inner, qc),
+        g_out=Requant.for_ratio(g_proj.acc_scale / s[S.G_PROJ], inner, qc),
+        sigmoid_f=_sigmoid_table(s[S.F_PROJ], qc),
         lower_bound_q=lower,
         silu_i=silu_i,
-        input_to_state=Requant.for_ratio(s["input_gate"] / s["hidden"], qc.state_bits, qc),
-        g_norm=_norm(block.attn.g_norm, s["g_proj"], s["g_norm"], inner, qc),
-        state_to_code=Requant.for_ratio(s["hidden"] / s["hidden_code"], inner, qc),
+        input_to_state=Requant.for_ratio(s[S.INPUT_GATE] / s[S.HIDDEN], qc.state_bits, qc),
+        g_norm=_norm(block.attn.g_norm, s[S.G_PROJ], s[S.G_NORM], inner, qc),
+        state_to_code=Requant.for_ratio(s[S.HIDDEN] / s[S.HIDDEN_CODE], inner, qc),
         silu_h=silu_h,
-        gated_out=Requant.for_ratio(s["g_norm"] * s["swish_hidden"] / s["gated_output"], inner, qc),
+        gated_out=Requant.for_ratio(s[S.G_NORM] * s["swish_hidden"] / s[S.GATED_OUTPUT], inner, qc),
         o_proj=o_proj,
-        o_out=Requant.for_ratio(o_proj.acc_scale / s["o_proj"], act, qc),
-        residual_attn=ResidualAdd.for_scales(x_scale, s["o_proj"], s["residual_attn"], res, qc),
-        mlp_norm=_norm(block.mlp_norm, s["residual_attn"], s["mlp_norm"], act, qc),
+        o_out=Requant.for_ratio(o_proj.acc_scale / s[S.O_PROJ], act, qc),
+        residual_attn=ResidualAdd.for_scales(x_scale, s[S.O_PROJ], s[S.RESIDUAL_ATTN], res, qc),
+        mlp_norm=_norm(block.mlp_norm, s[S.RESIDUAL_ATTN], s[S.MLP_NORM], act, qc),
         gate_proj=gate_proj,
-        gate_out=Requant.for_ratio(gate_proj.acc_scale / s["gate"], inner, qc),
-        y_out=Requant.for_ratio(gate_proj.acc_scale / s["y"], inner, qc),
+        gate_out=Requant.for_ratio(gate_proj.acc_scale / s[S.GATE_HALF], inner, qc),
+        y_out=Requant.for_ratio(gate_proj.acc_scale / s[S.Y], inner, qc),
         silu_gate=silu_gate,
-        glu_out=Requant.for_ratio(s["silu_gate"] * s["y"] / s["glu"], inner, qc),
+        glu_out=Requant.for_ratio(s["silu_gate"] * s[S.Y] / s[S.GLU], inner, qc),
         down_proj=down_proj,
-        down_out=Requant.for_ratio(down_proj.acc_scale / s["down_proj"], act, qc),
-        residual_mlp=ResidualAdd.for_scales(s["residual_attn"], s["down_proj"], s["residual_mlp"], res, qc),
+        down_out=Requant.for_ratio(down_proj.acc_scale / s[S.DOWN_PROJ], act, qc),
+        residual_mlp=ResidualAdd.for_scales(s[S.RESIDUAL_ATTN], s[S.DOWN_PROJ], s[S.RESIDUAL_MLP], res, qc),
         scales=s,
     )
 
 
 def convert_final_norm(norm: RMSNorm, x_scale: float, cal: dict[str, float], qc: QuantConfig) -> IntNorm:
     """The final RMSNorm in integers, reading the last layer's residual codes."""
-    return _norm(norm, x_scale, site_scale(cal["final_norm"], qc.act_bits, qc), qc.act_bits, qc)
+    return _norm(norm, x_scale, site_scale(cal[S.FINAL_NORM], qc.act_bits, qc), qc.act_bits, qc)
 
 
 @torch.no_grad()
 def convert(model: HGRNBitForCausalLM, calibration: dict[str, float], qc: QuantConfig) -> IntegerParams:
     """Build the integer model's parameters from a float model and its calibration maxima."""
     bounds = model.model.layer_lower_bounds()
-    x_scale = input_scale = site_scale(calibration["embeddings"], qc.residual_bits, qc)
+    x_scale = input_scale = site_scale(calibration[S.EMBEDDINGS], qc.residual_bits, qc)
     layers = []
     for idx, block in enumerate(model.model.layers):
         layers.append(convert_layer(idx, block, bounds[idx] if bounds is not None else None, x_scale, calibration, qc))
-        x_scale = layers[-1].scales["residual_mlp"]
+        x_scale = layers[-1].scales[S.RESIDUAL_MLP]
     final_norm = convert_final_norm(model.model.norm, x_scale, calibration, qc)
     return IntegerParams(qc, input_scale, layers, final_norm, dict(calibration))

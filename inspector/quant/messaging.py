@@ -1,7 +1,8 @@
 """Event-driven messaging of graded spikes: dense, sigma-delta, or thresholded (per site group).
 
 On Loihi 2 a neuron that does not send costs nothing, so *what* a neuron sends decides the
-energy. A messaging group is a neuron group whose graded spikes feed a BitLinear's synapses:
+energy. A messaging group is a neuron group whose graded spikes feed a BitLinear's synapses and
+that declares a messaging key in the layer schema (`inspector.schema.LAYER_GROUPS`):
 
     ifg  (norm_attn)  the i, f and g BitLinear inputs     o    (mlgru)     the o_proj input
     gate (norm_mlp)   the gate_proj (GLU) input           down (glu)       the down_proj input
@@ -36,6 +37,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from inspector import schema as S
+
 DENSE, DELTA, THRESHOLD = "dense", "delta", "threshold"
 MODES = (DENSE, DELTA, THRESHOLD)
 
@@ -50,14 +53,9 @@ class MessagingGroup:
     label: str
 
 
+# The schema's groups with a messaging key, in data-flow order.
 GROUPS: dict[str, MessagingGroup] = {
-    g.key: g
-    for g in (
-        MessagingGroup("ifg", "norm_attn", ("i_proj", "f_proj", "g_proj"), "i/f/g BitLinear inputs (token mixer)"),
-        MessagingGroup("o", "mlgru", ("o_proj",), "o_proj input"),
-        MessagingGroup("gate", "norm_mlp", ("gate_proj",), "gate_proj input (GLU)"),
-        MessagingGroup("down", "glu", ("down_proj",), "down_proj input"),
-    )
+    g.messaging: MessagingGroup(g.messaging, g.name, g.feeds, g.messaging_label) for g in S.MESSAGING_GROUPS
 }
 CORE_GROUPS = {g.core_group: g for g in GROUPS.values()}
 GROUP_OF_PROJECTION = {proj: g for g in GROUPS.values() for proj in g.projections}
@@ -116,7 +114,7 @@ def describe(qc) -> str:
     if all(label == DENSE for label in labels.values()):
         return DENSE
     if len(set(labels.values())) == 1:
-        return f"{labels['ifg']} (all groups)"
+        return f"{next(iter(labels.values()))} (all groups)"
     sending = "; ".join(f"{g} {label}" for g, label in labels.items() if label != DENSE)
     return sending + ("; others dense" if DENSE in labels.values() else "")
 

@@ -26,6 +26,7 @@ from typing import Any, Optional
 
 import torch
 
+from inspector import schema as S
 from inspector.chip.estimate import estimate
 from inspector.chip.limits import HardwareConfig
 from inspector.chip.mapper import CoreMap, map_model
@@ -100,7 +101,7 @@ class LayerwiseIntegerLM(IntegerLM):
     def __init__(self, base: IntegerParams, layer_params: dict[int, IntegerParams], float_model):
         for idx, params in layer_params.items():
             mine, theirs = params.layers[idx].scales, base.layers[idx].scales
-            if mine["input"] != theirs["input"] or mine["residual_mlp"] != theirs["residual_mlp"]:
+            if mine["input"] != theirs["input"] or mine[S.RESIDUAL_MLP] != theirs[S.RESIDUAL_MLP]:
                 raise SweepError(
                     f"layer {idx}: this setting changes the scale the layers hand to each other, "
                     "so it cannot differ from one layer to the next"

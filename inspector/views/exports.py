@@ -29,6 +29,7 @@ import plotly.offline
 import polars as pl
 from tokenizers import Tokenizer
 
+from inspector import schema as S
 from inspector.compare.analysis import Analysis
 from inspector.lm.generate import token_table
 from inspector.schema import DEPTH_SITES
@@ -69,8 +70,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "rel_error": ("", "||float - integer|| / ||float|| over the neurons of the site"),
     "core": ("", "neuro-core index in the core map"),
     "chip": ("", "Loihi 2 chip index the core is on"),
-    "group": ("", "fused neuron group the core belongs to (norm_attn, proj_ifg, mlgru, proj_o, norm_mlp, proj_gate, glu, "
-    "proj_down, residual, final_norm)"),
+    "group": ("", f"fused neuron group the core belongs to ({', '.join((*S.GROUP_ORDER, S.FINAL_GROUP.name))})"),
     "messages": ("messages", "graded spikes sent by the core's neurons in this token's time step; a neuron sends one per nonzero "
     "output per destination group, so a norm neuron feeding the i, f and g projections can send three"),
     "active_neurons": ("neurons", "neurons of the core that sent at least one message"),

@@ -12,6 +12,7 @@ import torch
 from plotly.subplots import make_subplots
 from tokenizers import Tokenizer
 
+from inspector import schema as S
 from inspector.lm.tokenizer import decode
 
 LEGEND_TOP = dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0)
@@ -19,8 +20,8 @@ METRIC_LABELS = {
     "sqnr_db": "SQNR (dB)", "cosine": "cosine similarity", "max_abs_error": "max abs error", "rel_error": "relative error",
 }
 GROUP_COLORS = {
-    "norm_attn": "#8da0cb", "proj_ifg": "#1f77b4", "mlgru": "#d62728", "proj_o": "#17becf", "norm_mlp": "#b5cf6b",
-    "proj_gate": "#2ca02c", "glu": "#ff7f0e", "proj_down": "#9467bd", "residual": "#7f7f7f", "final_norm": "#e377c2",
+    S.NORM_ATTN: "#8da0cb", S.PROJ_IFG: "#1f77b4", S.MLGRU: "#d62728", S.PROJ_O: "#17becf", S.NORM_MLP: "#b5cf6b",
+    S.PROJ_GATE: "#2ca02c", S.GLU_GROUP: "#ff7f0e", S.PROJ_DOWN: "#9467bd", S.RESIDUAL: "#7f7f7f", S.FINAL_NORM_GROUP: "#e377c2",
 }
 
 # 48 distinct colors (Plotly's default cycle has ten, so an eleventh series repeated the first)

@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import polars as pl
 import torch
 
+from inspector import schema as S
 from inspector.backends.emulator import Emulator
 from inspector.chip.costs import FITTED_NAME, preset
 from inspector.chip.estimate import estimate
@@ -38,7 +39,7 @@ def ternary_counts(emulator: Emulator, layer: int = 0) -> dict[str, int]:
 def worked_synapse_example(emulator: Emulator, analysis: Analysis, layer: int = 0, neuron: int = 0, token: int = -1) -> dict:
     """One output neuron of i_proj: its accumulator is a sum of +inputs minus a sum of -inputs."""
     L = emulator.params.layers[layer]
-    spikes = analysis.diff.int_probe.site_codes(f"layers.{layer}.i_proj.spikes")[token]
+    spikes = analysis.diff.int_probe.site_codes(S.layer_key(layer, S.spikes(S.I_PROJ)))[token]
     weights = L.i_proj.weight[neuron]
     plus = spikes[weights == 1]
     minus = spikes[weights == -1]
@@ -56,7 +57,7 @@ def worked_synapse_example(emulator: Emulator, analysis: Analysis, layer: int = 
 
 
 def spike_code_figure(analysis: Analysis, layer: int = 0, token: int = -1) -> go.Figure:
-    codes = analysis.diff.int_probe.site_codes(f"layers.{layer}.i_proj.spikes")[token].numpy()
+    codes = analysis.diff.int_probe.site_codes(S.layer_key(layer, S.spikes(S.I_PROJ)))[token].numpy()
     fig = go.Figure(go.Histogram(x=codes, nbinsx=64, marker_color="#2ca02c", name="8-bit codes"))
     zero = int((codes == 0).sum())
     return _layout(
@@ -67,7 +68,7 @@ def spike_code_figure(analysis: Analysis, layer: int = 0, token: int = -1) -> go
 
 def state_traces_figure(analysis: Analysis, layer: int = 0, neurons: int = 4) -> go.Figure:
     """A few MLGRU neurons' state h over tokens: float model vs the integer register."""
-    key = f"layers.{layer}.hidden"
+    key = S.layer_key(layer, S.HIDDEN)
     f = analysis.diff.float_values[key].numpy()
     q = analysis.diff.int_probe.site_values(key).numpy()
     x = np.arange(analysis.window_start, analysis.window_start + f.shape[0])  # tokens from the start of the prompt
@@ -220,8 +221,8 @@ def forget_memory(analysis: Analysis, gate_frac_bits: int) -> pl.DataFrame:
     probe, one = analysis.diff.int_probe, float(1 << gate_frac_bits)
     rows = []
     layer = 0
-    while probe.has_values(f"layers.{layer}.forget_gate"):
-        f = probe.site_codes(f"layers.{layer}.forget_gate").double().numpy() / one
+    while probe.has_values(S.layer_key(layer, S.FORGET_GATE)):
+        f = probe.site_codes(S.layer_key(layer, S.FORGET_GATE)).double().numpy() / one
         memory = 1.0 / np.maximum(1.0 - f, 1.0 / one)  # f = 1 in fixed point would be an endless memory: cap at 2^Q tokens
         rows.append({
             "layer": layer, "mean_forget_gate": float(f.mean()), "min_forget_gate": float(f.min()),
@@ -241,7 +242,7 @@ def tour_neuron(analysis: Analysis, layer: int = 0) -> int:
     """The neuron the tour follows: layer 0's MLGRU neuron with the largest mean |h| in the float
     model (its state moves the most, so it is the easiest to watch). Channel n is the same neuron
     through i_proj, f_proj, g_proj (outputs n), the MLGRU (state h_n) and the swish gate."""
-    h = analysis.diff.float_values[f"layers.{layer}.hidden"].abs().mean(dim=0)
+    h = analysis.diff.float_values[S.layer_key(layer, S.HIDDEN)].abs().mean(dim=0)
     return int(torch.argmax(h))
 
 
@@ -274,7 +275,7 @@ def message_counts(analysis: Analysis, emulator: Emulator, vth: int = 2) -> pl.D
     rows = []
     for layer, L in enumerate(emulator.params.layers):
         for name in PROJECTIONS:
-            key = f"layers.{layer}.{name}.spikes"
+            key = S.layer_key(layer, S.spikes(name))
             if not probe.has_values(key):
                 continue
             codes = probe.site_codes(key).numpy().astype(np.int64)
@@ -414,7 +415,7 @@ def bits_sweep(emulator: Emulator, ids: list[int], name: str, values: tuple[int,
 
 
 # -- step 6: local vs cumulative error ------------------------------------------------------------
-def local_cumulative_sqnr(emulator: Emulator, ids: list[int], site: str = "residual_mlp") -> pl.DataFrame:
+def local_cumulative_sqnr(emulator: Emulator, ids: list[int], site: str = S.RESIDUAL_MLP) -> pl.DataFrame:
     """Per layer, one site's SQNR from its own rounding alone (local) and with everything it inherits
     (cumulative), on the run's tokens (`inspector.compare.local_error`, teacher-forced), and the two noise-to-signal
     ratios they come from."""

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 import polars as pl
 from plotly.subplots import make_subplots
 
+from inspector import schema as S
 from inspector.views.figures import GROUP_COLORS, LEGEND_TOP, _layout, series_color
 
 # -- the data-flow map ------------------------------------------------------------------------------
@@ -20,21 +21,21 @@ from inspector.views.figures import GROUP_COLORS, LEGEND_TOP, _layout, series_co
 # what runs on the chip; embedding and LM head run on the host.
 FLOW_NODES: tuple[tuple[str, str, str], ...] = (
     ("embedding", "embedding\n(lookup)", "host"),
-    ("attn_norm", "RMSNorm", "chip"),
+    (S.ATTN_NORM, "RMSNorm", "chip"),
     ("ifg_proj", "i, f, g\nprojections", "chip"),
-    ("mlgru", "MLGRU\nh = f·h + i", "chip"),
+    (S.MLGRU, "MLGRU\nh = f·h + i", "chip"),
     ("swish_gate", "g_norm ·\nswish(h)", "chip"),
-    ("o_proj", "o\nprojection", "chip"),
-    ("residual_attn", "+ residual", "chip"),
-    ("mlp_norm", "RMSNorm", "chip"),
-    ("gate_proj", "gate, y\nprojection", "chip"),
-    ("glu", "GLU\nsilu(gate)·y", "chip"),
-    ("down_proj", "down\nprojection", "chip"),
-    ("residual_mlp", "+ residual", "chip"),
-    ("final_norm", "final\nRMSNorm", "chip"),
-    ("lm_head", "LM head\n(dense)", "host"),
+    (S.O_PROJ, "o\nprojection", "chip"),
+    (S.RESIDUAL_ATTN, "+ residual", "chip"),
+    (S.MLP_NORM, "RMSNorm", "chip"),
+    (S.GATE_PROJ, "gate, y\nprojection", "chip"),
+    (S.GLU, "GLU\nsilu(gate)·y", "chip"),
+    (S.DOWN_PROJ, "down\nprojection", "chip"),
+    (S.RESIDUAL_MLP, "+ residual", "chip"),
+    (S.FINAL_NORM, "final\nRMSNorm", "chip"),
+    (S.LM_HEAD, "LM head\n(dense)", "host"),
 )
-PROJECTION_NODES = ("ifg_proj", "o_proj", "gate_proj", "down_proj")
+PROJECTION_NODES = ("ifg_proj", S.O_PROJ, S.GATE_PROJ, S.DOWN_PROJ)
 LAYER_NODES = tuple(n for n, _, _ in FLOW_NODES[1:12])
 HIGHLIGHT = "#ffcc33"
 

@@ -16,6 +16,7 @@ from typing import Callable, Hashable, Iterator, Optional
 
 import torch
 
+from inspector import schema as S
 from inspector.backends.base import BackendBase, BackendRun, require_lava_memory
 from inspector.backends.lava.activity import PortActivityProbe
 from inspector.backends.lava.params import graph_spec, site_scale, synapse_weights
@@ -83,10 +84,10 @@ class LavaLM:
         for t in range(input_ids.shape[1]):
             codes, clipped = integer.embed(input_ids[:, t : t + 1])
             if probe is not None:
-                probe.site("embeddings", codes, integer.params.input_scale, clipped, "activation")
+                probe.site(S.EMBEDDINGS, codes, integer.params.input_scale, clipped, S.ACTIVATION)
             readback = self.graph.token(codes.reshape(-1).numpy())
             layout = self.spec.layout
-            hidden = layout.slot("hidden")
+            hidden = layout.slot(S.HIDDEN)
             self._state = [
                 torch.from_numpy(row[hidden.offset : hidden.offset + hidden.size]).reshape(1, -1) for row in readback.layers
             ]
@@ -96,12 +97,12 @@ class LavaLM:
             final = torch.from_numpy(readback.final[:size]).reshape(1, 1, -1)
             if probe is not None:
                 final_clipped = torch.from_numpy(readback.final[size : 2 * size].astype(bool)).reshape(1, 1, -1)
-                probe.site("final_norm", final, integer.params.final_norm.out_scale, final_clipped, "activation")
+                probe.site(S.FINAL_NORM, final, integer.params.final_norm.out_scale, final_clipped, S.ACTIVATION)
                 if isinstance(probe, PortActivityProbe):
-                    probe.port_activity(-1, "final_norm", (final[0, 0] != 0).numpy(), int(readback.final[2 * size]))
+                    probe.port_activity(-1, S.FINAL_GROUP.name, (final[0, 0] != 0).numpy(), int(readback.final[2 * size]))
             step_logits = integer.host_logits(final)
             if probe is not None:
-                probe.site("logits", step_logits, 1.0, None, "host")
+                probe.site(S.LOGITS, step_logits, 1.0, None, S.HOST)
             logits.append(step_logits)
         return torch.cat(logits, dim=1), [h.clone() for h in self._state]
 
@@ -115,12 +116,12 @@ class LavaLM:
                 clip_span = slice(layout.codes_size + slot.offset, layout.codes_size + slot.offset + slot.size)
                 codes = torch.from_numpy(row[span]).reshape(1, 1, -1)
                 mask = torch.from_numpy(row[clip_span].astype(bool)).reshape(1, 1, -1)
-                key = f"layers.{idx}.{slot.site}"
+                key = S.layer_key(idx, slot.site)
                 probe.site(key, codes, site_scale(layer, slot.site), mask, slot.kind)
-                if slot.site.endswith(".spikes"):  # what a group process sent into its Dense (0 = no message)
-                    name = slot.site[: -len(".spikes")]
+                if slot.site.endswith(S.SPIKES):  # what a group process sent into its Dense (0 = no message)
+                    name = S.projection_of(slot.site)
                     sent = torch.from_numpy(row[layout.sent_slice(name)]).reshape(1, 1, -1)
-                    probe.synapses(f"layers.{idx}.{name}", sent, getattr(layer, name))
+                    probe.synapses(S.layer_key(idx, name), sent, getattr(layer, name))
             if isinstance(probe, PortActivityProbe):
                 for group, _ in layout.group_neurons:
                     probe.port_activity(idx, group, row[layout.messages_slice(group)], int(row[layout.rounds_index(group)]))

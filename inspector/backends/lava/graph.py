@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from inspector import schema as S
 from inspector.backends.lava.params import GraphSpec, SynapseWeights
 from inspector.lava_compat import install
 
@@ -147,12 +148,12 @@ class LayerProcesses:
         self.proj_down = ProjDown(layer, layout, acc_bits, msg)
         self.residual = Residual(layer, layout)
         synapses = (
-            ("i_proj", self.norm_attn.s_i, self.proj_ifg.acc_i),
-            ("f_proj", self.norm_attn.s_f, self.proj_ifg.acc_f),
-            ("g_proj", self.norm_attn.s_g, self.proj_ifg.acc_g),
-            ("o_proj", self.mlgru.s_o, self.proj_o.acc_o),
-            ("gate_proj", self.norm_mlp.s_gate, self.proj_gate.acc_gate),
-            ("down_proj", self.glu.s_down, self.proj_down.acc_down),
+            (S.I_PROJ, self.norm_attn.s_i, self.proj_ifg.acc_i),
+            (S.F_PROJ, self.norm_attn.s_f, self.proj_ifg.acc_f),
+            (S.G_PROJ, self.norm_attn.s_g, self.proj_ifg.acc_g),
+            (S.O_PROJ, self.mlgru.s_o, self.proj_o.acc_o),
+            (S.GATE_PROJ, self.norm_mlp.s_gate, self.proj_gate.acc_gate),
+            (S.DOWN_PROJ, self.glu.s_down, self.proj_down.acc_down),
         )
         self.dense = {}
         for name, spikes, accumulator in synapses:

@@ -22,10 +22,12 @@ import math
 
 import numpy as np
 
+from inspector import schema as S
 from inspector.backends.lava.params import AddConst, NormConst, ReadbackLayout, RequantConst
 from inspector.backends.lava.processes import (
     CONTROL,
     GLU,
+    IFG,
     MLGRU,
     RESET,
     SHORT,
@@ -208,7 +210,7 @@ class _ProjectionModel(_GroupModel):
         acc, acc_clipped = clip(self.receive_synapses(self.site, received), self.proc_params["accumulator_bits"])
         codes, clipped = requant(acc, self.proc_params["requant"])
         out.send(message(codes, received[RESET]))
-        self.report({f"{self.site}.accumulator": (acc, acc_clipped), self.site: (codes, clipped)}, nonzero(codes))
+        self.report({S.accumulator(self.site): (acc, acc_clipped), self.site: (codes, clipped)}, nonzero(codes))
 
 
 # -- the groups ----------------------------------------------------------------------------------
@@ -216,7 +218,7 @@ class _ProjectionModel(_GroupModel):
 @requires(CPU)
 @tag("fixed_pt")
 class PyNormAttnModel(_GroupModel):
-    group = "norm_attn"
+    group = S.NORM_ATTN
     x_in: PyInPort = IN
     s_i: PyOutPort = OUT
     s_f: PyOutPort = OUT
@@ -236,13 +238,14 @@ class PyNormAttnModel(_GroupModel):
             return self.quiet(self.s_i, self.s_f, self.s_g)
         norms = self.proc_params["norms"]
         a, a_clipped = rms_norm(data(x), self.gain_attn, norms["attn"])
-        sites = {"attn_norm": (a, a_clipped)}
+        sites = {S.ATTN_NORM: (a, a_clipped)}
         sent = {}
-        for name, port, gain in (("i", self.s_i, self.gain_i), ("f", self.s_f, self.gain_f), ("g", self.s_g, self.gain_g)):
-            s, s_clipped = rms_norm(a, gain, norms[name])
-            sent[f"{name}_proj"] = self.send_spikes(f"{name}_proj", s, x[RESET])
-            port.send(message(sent[f"{name}_proj"], x[RESET]))
-            sites[f"{name}_proj.spikes"] = (s, s_clipped)
+        ports, gains = (self.s_i, self.s_f, self.s_g), (self.gain_i, self.gain_f, self.gain_g)
+        for projection, port, gain in zip(IFG, ports, gains, strict=True):
+            s, s_clipped = rms_norm(a, gain, norms[SHORT[projection]])
+            sent[projection] = self.send_spikes(projection, s, x[RESET])
+            port.send(message(sent[projection], x[RESET]))
+            sites[S.spikes(projection)] = (s, s_clipped)
         self.report(sites, nonzero(*sent.values()), sent)
 
 
@@ -250,7 +253,7 @@ class PyNormAttnModel(_GroupModel):
 @requires(CPU)
 @tag("fixed_pt")
 class PyProjIFGModel(_GroupModel):
-    group = "proj_ifg"
+    group = S.PROJ_IFG
     acc_i: PyInPort = IN
     acc_f: PyInPort = IN
     acc_g: PyInPort = IN
@@ -266,11 +269,11 @@ class PyProjIFGModel(_GroupModel):
             return self.quiet(self.ifg_out)
         bits, requants = self.proc_params["accumulator_bits"], self.proc_params["requant"]
         sites, codes = {}, []
-        for name, acc_msg in zip("ifg", received, strict=True):
-            acc, acc_clipped = clip(self.receive_synapses(f"{name}_proj", acc_msg), bits)
-            code, code_clipped = requant(acc, requants[name])
-            sites[f"{name}_proj.accumulator"] = (acc, acc_clipped)
-            sites[f"{name}_proj"] = (code, code_clipped)
+        for projection, acc_msg in zip(IFG, received, strict=True):
+            acc, acc_clipped = clip(self.receive_synapses(projection, acc_msg), bits)
+            code, code_clipped = requant(acc, requants[SHORT[projection]])
+            sites[S.accumulator(projection)] = (acc, acc_clipped)
+            sites[projection] = (code, code_clipped)
             codes.append(code)
         out = np.concatenate(codes)
         self.ifg_out.send(message(out, received[0][RESET]))
@@ -281,7 +284,7 @@ class PyProjIFGModel(_GroupModel):
 @requires(CPU)
 @tag("fixed_pt")
 class PyMLGRUModel(_GroupModel):
-    group = "mlgru"
+    group = S.MLGRU
     ifg_in: PyInPort = IN
     s_o: PyOutPort = OUT
     readback: PyOutPort = OUT
@@ -316,24 +319,24 @@ class PyMLGRUModel(_GroupModel):
         h, h_clipped = clip(shift_round(f_q * self.h.astype(np.int64), frac) + drive, p["state_bits"])
         self.h[:] = h
         # output gate: g_norm(g) * SiLU(h), then the o BitLinear's input norm
-        g_normed, g_clipped = rms_norm(g, self.gain_g, p["g_norm"])
+        g_normed, g_clipped = rms_norm(g, self.gain_g, p["g_rms"])
         h_code, h_code_clipped = requant(h, p["state_to_code"])
         gated, gated_clipped = requant(g_normed * lookup(self.silu_h, h_code, bits), p["gated_out"])
         spikes, spikes_clipped = rms_norm(gated, self.gain_o, p["o_norm"])
-        sent = self.send_spikes("o_proj", spikes, received[RESET])
+        sent = self.send_spikes(S.O_PROJ, spikes, received[RESET])
         self.s_o.send(message(sent, received[RESET]))
         self.report(
             {
-                "forget_gate": (f_q, None),
-                "input_gate": (i_q, None),
-                "hidden": (h, h_clipped | drive_clipped),
-                "g_norm": (g_normed, g_clipped),
-                "hidden_code": (h_code, h_code_clipped),
-                "gated_output": (gated, gated_clipped),
-                "o_proj.spikes": (spikes, spikes_clipped),
+                S.FORGET_GATE: (f_q, None),
+                S.INPUT_GATE: (i_q, None),
+                S.HIDDEN: (h, h_clipped | drive_clipped),
+                S.G_NORM: (g_normed, g_clipped),
+                S.HIDDEN_CODE: (h_code, h_code_clipped),
+                S.GATED_OUTPUT: (gated, gated_clipped),
+                S.spikes(S.O_PROJ): (spikes, spikes_clipped),
             },
             nonzero(sent),
-            {"o_proj": sent},
+            {S.O_PROJ: sent},
         )
 
 
@@ -341,7 +344,7 @@ class PyMLGRUModel(_GroupModel):
 @requires(CPU)
 @tag("fixed_pt")
 class PyProjOModel(_ProjectionModel):
-    group, site = "proj_o", "o_proj"
+    group, site = S.PROJ_O, S.O_PROJ
     acc_o: PyInPort = IN
     o_out: PyOutPort = OUT
     readback: PyOutPort = OUT
@@ -355,7 +358,7 @@ class PyProjOModel(_ProjectionModel):
 @requires(CPU)
 @tag("fixed_pt")
 class PyNormMlpModel(_GroupModel):
-    group = "norm_mlp"
+    group = S.NORM_MLP
     x_in: PyInPort = IN
     o_in: PyInPort = IN
     s_gate: PyOutPort = OUT
@@ -374,15 +377,15 @@ class PyNormMlpModel(_GroupModel):
             return self.quiet(self.s_gate, self.r_out)
         p = self.proc_params
         r, r_clipped = residual_add(self.x.astype(np.int64), data(o), p["add"])
-        m, m_clipped = rms_norm(r, self.gain_mlp, p["mlp_norm"])
+        m, m_clipped = rms_norm(r, self.gain_mlp, p["mlp_rms"])
         spikes, spikes_clipped = rms_norm(m, self.gain_gate, p["gate_norm"])
-        sent = self.send_spikes("gate_proj", spikes, o[RESET])
+        sent = self.send_spikes(S.GATE_PROJ, spikes, o[RESET])
         self.s_gate.send(message(sent, o[RESET]))
         self.r_out.send(message(r, o[RESET]))
         self.report(
-            {"residual_attn": (r, r_clipped), "mlp_norm": (m, m_clipped), "gate_proj.spikes": (spikes, spikes_clipped)},
+            {S.RESIDUAL_ATTN: (r, r_clipped), S.MLP_NORM: (m, m_clipped), S.spikes(S.GATE_PROJ): (spikes, spikes_clipped)},
             nonzero(sent),
-            {"gate_proj": sent},
+            {S.GATE_PROJ: sent},
         )
 
 
@@ -390,7 +393,7 @@ class PyNormMlpModel(_GroupModel):
 @requires(CPU)
 @tag("fixed_pt")
 class PyProjGateModel(_GroupModel):
-    group = "proj_gate"
+    group = S.PROJ_GATE
     acc_gate: PyInPort = IN
     gy_out: PyOutPort = OUT
     readback: PyOutPort = OUT
@@ -401,14 +404,14 @@ class PyProjGateModel(_GroupModel):
         if received[VALID] != 1:
             return self.quiet(self.gy_out)
         p = self.proc_params
-        acc, acc_clipped = clip(self.receive_synapses("gate_proj", received), p["accumulator_bits"])
+        acc, acc_clipped = clip(self.receive_synapses(S.GATE_PROJ, received), p["accumulator_bits"])
         gate_acc, y_acc = np.split(acc, 2)
-        gate, gate_clipped = requant(gate_acc, p["gate"])
-        y, y_clipped = requant(y_acc, p["y"])
+        gate, gate_clipped = requant(gate_acc, p["requant"][S.GATE_HALF])
+        y, y_clipped = requant(y_acc, p["requant"][S.Y])
         out = np.concatenate([gate, y])
         self.gy_out.send(message(out, received[RESET]))
         self.report(
-            {"gate_proj.accumulator": (acc, acc_clipped), "gate": (gate, gate_clipped), "y": (y, y_clipped)},
+            {S.accumulator(S.GATE_PROJ): (acc, acc_clipped), S.GATE_HALF: (gate, gate_clipped), S.Y: (y, y_clipped)},
             nonzero(out),
         )
 
@@ -417,7 +420,7 @@ class PyProjGateModel(_GroupModel):
 @requires(CPU)
 @tag("fixed_pt")
 class PyGLUModel(_GroupModel):
-    group = "glu"
+    group = S.GLU_GROUP
     gy_in: PyInPort = IN
     s_down: PyOutPort = OUT
     readback: PyOutPort = OUT
@@ -433,10 +436,10 @@ class PyGLUModel(_GroupModel):
         gate, y = np.split(data(received), 2)
         glu, glu_clipped = requant(lookup(self.silu_gate, gate, p["internal_bits"]) * y, p["glu_out"])
         spikes, spikes_clipped = rms_norm(glu, self.gain_down, p["down_norm"])
-        sent = self.send_spikes("down_proj", spikes, received[RESET])
+        sent = self.send_spikes(S.DOWN_PROJ, spikes, received[RESET])
         self.s_down.send(message(sent, received[RESET]))
         self.report(
-            {"glu": (glu, glu_clipped), "down_proj.spikes": (spikes, spikes_clipped)}, nonzero(sent), {"down_proj": sent},
+            {S.GLU: (glu, glu_clipped), S.spikes(S.DOWN_PROJ): (spikes, spikes_clipped)}, nonzero(sent), {S.DOWN_PROJ: sent},
         )
 
 
@@ -444,7 +447,7 @@ class PyGLUModel(_GroupModel):
 @requires(CPU)
 @tag("fixed_pt")
 class PyProjDownModel(_ProjectionModel):
-    group, site = "proj_down", "down_proj"
+    group, site = S.PROJ_DOWN, S.DOWN_PROJ
     acc_down: PyInPort = IN
     d_out: PyOutPort = OUT
     readback: PyOutPort = OUT
@@ -458,7 +461,7 @@ class PyProjDownModel(_ProjectionModel):
 @requires(CPU)
 @tag("fixed_pt")
 class PyResidualModel(_GroupModel):
-    group = "residual"
+    group = S.RESIDUAL
     r_in: PyInPort = IN
     d_in: PyInPort = IN
     x_out: PyOutPort = OUT
@@ -473,7 +476,7 @@ class PyResidualModel(_GroupModel):
             return self.quiet(self.x_out)
         x, x_clipped = residual_add(self.r.astype(np.int64), data(d), self.proc_params["add"])
         self.x_out.send(message(x, d[RESET]))
-        self.report({"residual_mlp": (x, x_clipped)}, nonzero(x))
+        self.report({S.RESIDUAL_MLP: (x, x_clipped)}, nonzero(x))
 
 
 @implements(proc=FinalNorm, protocol=LoihiProtocol)

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from inspector.chip.mapper import GROUP_ORDER
+from inspector import schema as S
 from inspector.quant import messaging
 from inspector.quant.convert import IntegerParams, IntLayer, IntNorm, Requant, ResidualAdd
 from inspector.schema import PROJECTIONS
 
-# Neuron groups of one layer, in data-flow order: the core mapper's groups, each of which becomes
-# one Lava process.
-GROUPS = GROUP_ORDER
+# Neuron groups of one layer, in data-flow order: the schema's groups (the core mapper's), each of
+# which becomes one Lava process.
+GROUPS = S.GROUP_ORDER
 
 
 @dataclass(frozen=True)
@@ -153,53 +153,25 @@ class ReadbackLayout:
 
 def layer_layout(hidden: int, mixer: int, inner: int) -> ReadbackLayout:
     """The probed sites of one layer in the order the host reports them to a probe (the order in
-    which the integer model computes them), each with the group process that produces it."""
-    D, M, I = hidden, mixer, inner  # noqa: E741 (I: the MLP width, as in the equations)
-    sites = [("attn_norm", "norm_attn", "activation", D)]
-    for name in ("i_proj", "f_proj", "g_proj"):
-        sites += [
-            (f"{name}.spikes", "norm_attn", "activation", D),
-            (f"{name}.accumulator", "proj_ifg", "accumulator", M),
-            (name, "proj_ifg", "activation", M),
-        ]
-    sites += [
-        ("forget_gate", "mlgru", "gate", M),
-        ("input_gate", "mlgru", "activation", M),
-        ("hidden", "mlgru", "state", M),
-        ("g_norm", "mlgru", "activation", M),
-        ("hidden_code", "mlgru", "activation", M),
-        ("gated_output", "mlgru", "activation", M),
-        ("o_proj.spikes", "mlgru", "activation", M),
-        ("o_proj.accumulator", "proj_o", "accumulator", D),
-        ("o_proj", "proj_o", "activation", D),
-        ("residual_attn", "norm_mlp", "activation", D),
-        ("mlp_norm", "norm_mlp", "activation", D),
-        ("gate_proj.spikes", "norm_mlp", "activation", D),
-        ("gate_proj.accumulator", "proj_gate", "accumulator", 2 * I),
-        ("gate", "proj_gate", "activation", I),
-        ("y", "proj_gate", "activation", I),
-        ("glu", "glu", "activation", I),
-        ("down_proj.spikes", "glu", "activation", I),
-        ("down_proj.accumulator", "proj_down", "accumulator", D),
-        ("down_proj", "proj_down", "activation", D),
-        ("residual_mlp", "residual", "activation", D),
-    ]
+    which the integer model computes them, `inspector.schema.LAYER_FLOW`), each with the group
+    process that produces it."""
+    dims = S.Dims(hidden, mixer, inner)
     slots, offset = [], 0
-    for site, group, kind, size in sites:
-        slots.append(SiteSlot(site, group, kind, size, offset))
+    for site in S.LAYER_FLOW:
+        size = S.size_of(site.size, dims)
+        slots.append(SiteSlot(site.name, site.group, site.kind, size, offset))
         offset += size
-    neurons = {"norm_attn": D, "proj_ifg": 3 * M, "mlgru": M, "proj_o": D, "norm_mlp": D,
-               "proj_gate": 2 * I, "glu": I, "proj_down": D, "residual": D}
-    sent = (("i_proj", D), ("f_proj", D), ("g_proj", D), ("o_proj", M), ("gate_proj", D), ("down_proj", I))
-    return ReadbackLayout(tuple(slots), tuple((g, neurons[g]) for g in GROUPS), sent)
+    neurons = tuple((g, S.size_of(S.GROUP_OF[g].size, dims)) for g in GROUPS)
+    sent = tuple((p.name, S.size_of(p.inputs, dims)) for p in S.PROJECTION_TABLE)
+    return ReadbackLayout(tuple(slots), neurons, sent)
 
 
 def site_scale(layer: IntLayer, site: str) -> float:
     """Real value of one code unit at a site (host side: for dequantizing what the graph reports)."""
-    if site.endswith(".spikes"):
-        return getattr(layer, site.split(".")[0]).norm.out_scale
-    if site.endswith(".accumulator"):
-        return getattr(layer, site.split(".")[0]).acc_scale
+    if site.endswith(S.SPIKES):
+        return getattr(layer, S.projection_of(site)).norm.out_scale
+    if site.endswith(S.ACCUMULATOR_SUFFIX):
+        return getattr(layer, S.projection_of(site)).acc_scale
     return layer.scales[site]
 
 
@@ -245,8 +217,8 @@ class GraphSpec:
 
 def layer_spec(layer: IntLayer, hidden: int, mixer: int, inner: int) -> LayerSpec:
     proj_out = {
-        "i_proj": layer.i_out, "f_proj": layer.f_out, "g_proj": layer.g_out, "o_proj": layer.o_out,
-        "gate": layer.gate_out, "y": layer.y_out, "down_proj": layer.down_out,
+        S.I_PROJ: layer.i_out, S.F_PROJ: layer.f_out, S.G_PROJ: layer.g_out, S.O_PROJ: layer.o_out,
+        S.GATE_HALF: layer.gate_out, S.Y: layer.y_out, S.DOWN_PROJ: layer.down_out,
     }
     return LayerSpec(
         hidden=hidden,

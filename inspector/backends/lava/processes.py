@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from inspector import schema as S
 from inspector.backends.lava.params import LayerSpec, NormConst, ReadbackLayout
 from inspector.lava_compat import install
 
@@ -56,8 +57,9 @@ def _port_out(size: int) -> OutPort:
 # the delta encoder's state `delta_<p>` (3, N): act, residue, error, as Lava's Delta (lava.proc.sdn);
 # the receiving group keeps `sigma_<p>` (N,): the sum of the W-weighted deltas delivered, as Lava's
 # Sigma. Both exist in every mode (zero and unused unless the projection's input is in `delta` mode).
-SHORT = {"i_proj": "i", "f_proj": "f", "g_proj": "g", "o_proj": "o", "gate_proj": "gate", "down_proj": "down"}
+SHORT = {p.name: p.short for p in S.PROJECTION_TABLE}
 Messaging = dict[str, tuple[str, int, bool]]  # projection -> (mode, vth, cum_error)
+IFG = S.GROUP_OF[S.PROJ_IFG].synapses  # the three token-mixer projections, fed by norm_attn
 
 
 def _encoders(process: AbstractProcess, sizes: dict[str, int]) -> None:
@@ -84,29 +86,29 @@ class NormAttn(_GroupProcess):
     """norm_attn (D neurons): attention RMSNorm of the layer input x, then the input norms of the
     i, f and g BitLinears, whose spikes go to the three Dense processes."""
 
-    group = "norm_attn"
+    group = S.NORM_ATTN
 
     def __init__(self, spec: LayerSpec, layout: ReadbackLayout, messaging: Messaging):
-        norms = {"attn": spec.attn_norm, **{k: spec.proj_norms[k + "_proj"] for k in "ifg"}}
+        norms = {"attn": spec.attn_norm, **{SHORT[p]: spec.proj_norms[p] for p in IFG}}
         super().__init__(layout, norms=norms, messaging=messaging)
         D = spec.hidden
-        _encoders(self, {"i_proj": D, "f_proj": D, "g_proj": D})
+        _encoders(self, dict.fromkeys(IFG, D))
         self.x_in = _port_in(D)
         self.s_i, self.s_f, self.s_g = _port_out(D), _port_out(D), _port_out(D)
         self.gain_attn = _var(spec.attn_norm.gain)
-        self.gain_i, self.gain_f, self.gain_g = (_var(spec.proj_norms[k + "_proj"].gain) for k in "ifg")
+        self.gain_i, self.gain_f, self.gain_g = (_var(spec.proj_norms[p].gain) for p in IFG)
 
 
 class ProjIFG(_GroupProcess):
     """proj_ifg (3M neurons): the neurons of the i, f, g synapses; accumulation -> 12-bit codes."""
 
-    group = "proj_ifg"
+    group = S.PROJ_IFG
 
     def __init__(self, spec: LayerSpec, layout: ReadbackLayout, accumulator_bits: int, messaging: Messaging):
-        outs = {k: spec.proj_out[k + "_proj"] for k in "ifg"}
+        outs = {SHORT[p]: spec.proj_out[p] for p in IFG}
         super().__init__(layout, requant=outs, accumulator_bits=accumulator_bits, messaging=messaging)
         M = spec.mixer
-        _sigmas(self, {"i_proj": M, "f_proj": M, "g_proj": M})
+        _sigmas(self, dict.fromkeys(IFG, M))
         self.acc_i, self.acc_f, self.acc_g = _port_in(M), _port_in(M), _port_in(M)
         self.ifg_out = _port_out(3 * M)
 
@@ -115,7 +117,7 @@ class MLGRU(_GroupProcess):
     """mlgru (M neurons): forget and input gates (lookup tables), the recurrent state h, g_norm, the
     output gate g_norm * SiLU(h), and the o BitLinear's input norm (spikes to Dense o)."""
 
-    group = "mlgru"
+    group = S.MLGRU
 
     def __init__(
         self, spec: LayerSpec, layout: ReadbackLayout, internal_bits: int, gate_frac_bits: int, state_bits: int,
@@ -131,11 +133,11 @@ class MLGRU(_GroupProcess):
             input_to_state=spec.input_to_state,
             state_to_code=spec.state_to_code,
             gated_out=spec.gated_out,
-            g_norm=spec.g_norm,
-            o_norm=spec.proj_norms["o_proj"],
+            g_rms=spec.g_norm,
+            o_norm=spec.proj_norms[S.O_PROJ],
         )
         M = spec.mixer
-        _encoders(self, {"o_proj": M})
+        _encoders(self, {S.O_PROJ: M})
         self.ifg_in = _port_in(3 * M)
         self.s_o = _port_out(M)
         self.h = Var(shape=(M,), init=np.zeros(M, dtype=np.int32))
@@ -144,17 +146,17 @@ class MLGRU(_GroupProcess):
         self.silu_h = _var(spec.silu_h)
         self.lower_bound = _var(spec.lower_bound if spec.lower_bound is not None else np.zeros(M))
         self.gain_g = _var(spec.g_norm.gain)
-        self.gain_o = _var(spec.proj_norms["o_proj"].gain)
+        self.gain_o = _var(spec.proj_norms[S.O_PROJ].gain)
 
 
 class ProjO(_GroupProcess):
     """proj_o (D neurons): the neurons of the o synapses; accumulation -> 8-bit codes."""
 
-    group = "proj_o"
+    group = S.PROJ_O
 
     def __init__(self, spec: LayerSpec, layout: ReadbackLayout, accumulator_bits: int, messaging: Messaging):
-        super().__init__(layout, requant=spec.proj_out["o_proj"], accumulator_bits=accumulator_bits, messaging=messaging)
-        _sigmas(self, {"o_proj": spec.hidden})
+        super().__init__(layout, requant=spec.proj_out[S.O_PROJ], accumulator_bits=accumulator_bits, messaging=messaging)
+        _sigmas(self, {S.O_PROJ: spec.hidden})
         self.acc_o = _port_in(spec.hidden)
         self.o_out = _port_out(spec.hidden)
 
@@ -163,34 +165,35 @@ class NormMlp(_GroupProcess):
     """norm_mlp (D neurons): the residual add r = x + o (x kept from when it arrived), the MLP
     RMSNorm and the gate_proj input norm (spikes to Dense gate); r goes on to `Residual`."""
 
-    group = "norm_mlp"
+    group = S.NORM_MLP
 
     def __init__(self, spec: LayerSpec, layout: ReadbackLayout, messaging: Messaging):
         super().__init__(
-            layout, add=spec.residual_attn, mlp_norm=spec.mlp_norm, gate_norm=spec.proj_norms["gate_proj"], messaging=messaging,
+            layout, add=spec.residual_attn, mlp_rms=spec.mlp_norm, gate_norm=spec.proj_norms[S.GATE_PROJ], messaging=messaging,
         )
         D = spec.hidden
-        _encoders(self, {"gate_proj": D})
+        _encoders(self, {S.GATE_PROJ: D})
         self.x_in = _port_in(D)
         self.o_in = _port_in(D)
         self.s_gate = _port_out(D)
         self.r_out = _port_out(D)
         self.x = Var(shape=(D,), init=np.zeros(D, dtype=np.int32))
         self.gain_mlp = _var(spec.mlp_norm.gain)
-        self.gain_gate = _var(spec.proj_norms["gate_proj"].gain)
+        self.gain_gate = _var(spec.proj_norms[S.GATE_PROJ].gain)
 
 
 class ProjGate(_GroupProcess):
     """proj_gate (2I neurons): the neurons of the gate_proj synapses; the first I give the gate
     codes, the other I the y codes."""
 
-    group = "proj_gate"
+    group = S.PROJ_GATE
 
     def __init__(self, spec: LayerSpec, layout: ReadbackLayout, accumulator_bits: int, messaging: Messaging):
         super().__init__(
-            layout, gate=spec.proj_out["gate"], y=spec.proj_out["y"], accumulator_bits=accumulator_bits, messaging=messaging,
+            layout, requant={site: spec.proj_out[site] for site in S.PROJECTION_OF[S.GATE_PROJ].sites},
+            accumulator_bits=accumulator_bits, messaging=messaging,
         )
-        _sigmas(self, {"gate_proj": 2 * spec.inner})
+        _sigmas(self, {S.GATE_PROJ: 2 * spec.inner})
         self.acc_gate = _port_in(2 * spec.inner)
         self.gy_out = _port_out(2 * spec.inner)
 
@@ -198,28 +201,28 @@ class ProjGate(_GroupProcess):
 class GLU(_GroupProcess):
     """glu (I neurons): SiLU(gate) (lookup table) * y, requantized, and the down_proj input norm."""
 
-    group = "glu"
+    group = S.GLU_GROUP
 
     def __init__(self, spec: LayerSpec, layout: ReadbackLayout, internal_bits: int, messaging: Messaging):
         super().__init__(
-            layout, internal_bits=internal_bits, glu_out=spec.glu_out, down_norm=spec.proj_norms["down_proj"],
+            layout, internal_bits=internal_bits, glu_out=spec.glu_out, down_norm=spec.proj_norms[S.DOWN_PROJ],
             messaging=messaging,
         )
-        _encoders(self, {"down_proj": spec.inner})
+        _encoders(self, {S.DOWN_PROJ: spec.inner})
         self.gy_in = _port_in(2 * spec.inner)
         self.s_down = _port_out(spec.inner)
         self.silu_gate = _var(spec.silu_gate)
-        self.gain_down = _var(spec.proj_norms["down_proj"].gain)
+        self.gain_down = _var(spec.proj_norms[S.DOWN_PROJ].gain)
 
 
 class ProjDown(_GroupProcess):
     """proj_down (D neurons): the neurons of the down_proj synapses; accumulation -> 8-bit codes."""
 
-    group = "proj_down"
+    group = S.PROJ_DOWN
 
     def __init__(self, spec: LayerSpec, layout: ReadbackLayout, accumulator_bits: int, messaging: Messaging):
-        super().__init__(layout, requant=spec.proj_out["down_proj"], accumulator_bits=accumulator_bits, messaging=messaging)
-        _sigmas(self, {"down_proj": spec.hidden})
+        super().__init__(layout, requant=spec.proj_out[S.DOWN_PROJ], accumulator_bits=accumulator_bits, messaging=messaging)
+        _sigmas(self, {S.DOWN_PROJ: spec.hidden})
         self.acc_down = _port_in(spec.hidden)
         self.d_out = _port_out(spec.hidden)
 
@@ -227,7 +230,7 @@ class ProjDown(_GroupProcess):
 class Residual(_GroupProcess):
     """residual (D neurons): the layer output x = r + d (r kept from when it arrived)."""
 
-    group = "residual"
+    group = S.RESIDUAL
 
     def __init__(self, spec: LayerSpec, layout: ReadbackLayout):
         super().__init__(layout, add=spec.residual_mlp)
@@ -242,7 +245,7 @@ class FinalNorm(AbstractProcess):
     """final_norm (D neurons): the final RMSNorm. Its output goes to the host, so its readback is
     its output: [codes, clipped mask, update rounds, valid]."""
 
-    group = "final_norm"
+    group = S.FINAL_NORM_GROUP
 
     def __init__(self, norm: NormConst):
         super().__init__(norm=norm)
