@@ -45,9 +45,9 @@ def test_readback_layout_names_the_emulators_sites_in_order(tiny_checkpoint):
 
 
 def test_graph_has_one_process_per_core_map_group_and_dense_synapses(tiny_checkpoint):
-    from lava.proc.dense.process import Dense  # noqa: I001
-
-    from inspector.backends.lava.graph import LavaGraph  # first: installs the patch Lava needs on Python 3.11
+    # LavaGraph first: importing it installs the patch Lava needs on Python 3.11 (inspector/lava_compat.py)
+    from inspector.backends.lava.graph import LavaGraph  # noqa: I001
+    from lava.proc.dense.process import Dense
 
     emulator = Emulator(load_checkpoint(tiny_checkpoint))
     params = emulator.params
