@@ -139,19 +139,21 @@ def test_hardware_backend_says_why_it_is_unavailable(app, monkeypatch):
     """As on this machine, where Intel's lava-loihi is not installed (faked absent where it is)."""
     import lava.utils.loihi
 
-    from inspector.backends.base import backend_statuses
+    from inspector.backends.base import backend_statuses, status_of
 
     monkeypatch.setattr(lava.utils.loihi, "is_installed", lambda *a, **k: False)
-    backend_statuses.cache_clear()
+    status_of.cache_clear()
     try:
         app.run()
         assert not app.exception
         assert "Loihi 2 hardware" not in app.sidebar.radio(key="backend").options  # it cannot be chosen
+        available = [s.label for s in backend_statuses() if s.available]
+        assert app.sidebar.radio(key="backend").options == available  # the registry's labels, in its order
         captions = " ".join(c.value for c in app.sidebar.caption)
         assert "lava-loihi" in captions and "not on PyPI" in captions  # and the sidebar says why, once
         assert captions.count("not on PyPI") == 1
     finally:
-        backend_statuses.cache_clear()
+        status_of.cache_clear()
 
 
 def test_learn_tour_points(app):

@@ -66,9 +66,9 @@ def without_lava_loihi(monkeypatch):
     import lava.utils.loihi
 
     monkeypatch.setattr(lava.utils.loihi, "is_installed", lambda *a, **k: False)
-    backends.backend_statuses.cache_clear()
+    backends.status_of.cache_clear()
     yield
-    backends.backend_statuses.cache_clear()
+    backends.status_of.cache_clear()
 
 
 def test_lava_event_driven_messaging_is_bit_exact_with_the_emulator():
