@@ -65,11 +65,15 @@ def resolve_model(name: str) -> LoadedModel:
     return loaded
 
 
+def _note(text: str) -> None:
+    print(f"note: {text}", file=sys.stderr)
+
+
 def parse_overrides(pairs: list[str], quant_file: str | None = None, preset: str = "default") -> QuantConfig:
     """`key=value` pairs into a QuantConfig (ints, floats and true/false understood), applied on
     top of `quant_file` (a saved QuantConfig, e.g. a sweep's winner) or else the named preset
     (`QUANT_PRESETS`)."""
-    base = load_quant_config(quant_file) if quant_file else QuantConfig.preset(preset)
+    base = load_quant_config(quant_file, note=_note) if quant_file else QuantConfig.preset(preset)
     overrides = {}
     for pair in pairs:
         if "=" not in pair:
@@ -77,7 +81,7 @@ def parse_overrides(pairs: list[str], quant_file: str | None = None, preset: str
         key, raw = pair.split("=", 1)
         overrides[key.strip()] = parse_value(raw)
     try:
-        return base.with_overrides(overrides)
+        return base.with_overrides(overrides, _note)
     except (TypeError, ValueError) as exc:
         raise QuantConfigError(f"--quant: {exc}") from None
 
@@ -282,7 +286,7 @@ def cmd_ab(args) -> int:
     ids = encode_document(loaded.tokenizer, text)[: args.max_tokens]
     if len(ids) < 2:
         raise InspectorError("the text needs at least two tokens")
-    result = ab_compare(loaded, ids, quant_spec(args.a), quant_spec(args.b))
+    result = ab_compare(loaded, ids, quant_spec(args.a, note=_note), quant_spec(args.b, note=_note))
     pl.Config.set_tbl_rows(-1)
     pl.Config.set_tbl_cols(-1)
     pl.Config.set_float_precision(4)

@@ -706,7 +706,7 @@ def test_spike_activity_shows_dense_and_event_driven_side_by_side(app):
     assert not app.exception, app.exception
     assert any("Code changes of core" in str(c.proto.spec) for c in app.get("plotly_chart"))
     # switching the o_proj input to delta with a threshold re-runs with the mode in the counts
-    app.selectbox(key="q_msg_o").select("delta").run()
+    app.selectbox(key="q_messaging_o").select("delta").run()
     app.number_input(key="q_vth_o").set_value(8).run()
     assert not app.exception, app.exception
     assert "delta vth" in _texts(app)
@@ -714,7 +714,7 @@ def test_spike_activity_shows_dense_and_event_driven_side_by_side(app):
 
 def test_a_messaging_threshold_beyond_the_code_range_is_a_message(app):
     app.slider(key="q_spike_bits").set_value(4).run()
-    app.selectbox(key="q_msg_gate").select("threshold").run()
+    app.selectbox(key="q_messaging_gate").select("threshold").run()
     app.number_input(key="q_vth_gate").set_value(100).run()
     assert not app.exception, app.exception
     assert any("vth_gate=100" in unescaped(e.value) for e in app.error), [e.value for e in app.error]
