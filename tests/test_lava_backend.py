@@ -170,10 +170,10 @@ def test_hardware_detection_says_what_is_missing(monkeypatch):
     monkeypatch.setattr(lava.utils.loihi, "is_installed", lambda *a, **k: True)
     for var in backends.HOST_VARIABLES:
         monkeypatch.delenv(var, raising=False)
-    ok, why = backends._hardware_check(True)
+    ok, why = backends.entry_of("loihi2").check()
     assert not ok and "no Loihi 2 host is configured" in why and "SLURM" in why
     monkeypatch.setenv("SLURM", "1")
-    ok, why = backends._hardware_check(True)
+    ok, why = backends.entry_of("loihi2").check()
     assert ok and "Loihi2HwCfg" in why
 
 
