@@ -43,7 +43,7 @@ from inspector.lm.paths import Access, Use, checked_path, read_limited
 from inspector.lm.tokenizer import encode_document
 from inspector.lm.train import bits_per_character
 from inspector.quant.config import QUANT_PRESETS, QuantConfig, QuantConfigError
-from inspector.quant.files import load_quant_config, parse_value, quant_spec
+from inspector.quant.files import load_quant_config, parse_setting, quant_spec
 from inspector.sweep.evaluate import SweepSpec, held_out_ids
 from inspector.sweep.results import base_row, failed_points, sensitivity_table
 from inspector.sweep.runner import RESULTS_FILE, load_results
@@ -79,7 +79,7 @@ def parse_overrides(pairs: list[str], quant_file: str | None = None, preset: str
         if "=" not in pair:
             raise QuantConfigError(f"--quant expects key=value, got {pair!r}")
         key, raw = pair.split("=", 1)
-        overrides[key.strip()] = parse_value(raw)
+        overrides[key.strip()] = parse_setting(key.strip(), raw)
     try:
         return base.with_overrides(overrides, _note)
     except (TypeError, ValueError) as exc:
@@ -276,7 +276,7 @@ def _pair(text: str) -> tuple[str, object]:
     if "=" not in text:
         raise InspectorError(f"--lower expects key=value, got {text!r}")
     key, raw = text.split("=", 1)
-    return key.strip(), parse_value(raw)
+    return key.strip(), parse_setting(key.strip(), raw)
 
 
 def cmd_ab(args) -> int:

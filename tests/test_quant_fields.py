@@ -174,3 +174,20 @@ def test_the_cli_notes_a_retired_key(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "12"
     assert "note:" in done.stderr and "lm_head_on_host is no longer a QuantConfig setting" in done.stderr
+
+
+def test_text_settings_are_read_as_their_fields_types():
+    """`key=value` text (CLI --quant and --lower, the A/B box) becomes a value of the field's declared type."""
+    from inspector.quant.files import parse_setting
+
+    assert parse_setting("act_bits", "6") == 6 and isinstance(parse_setting("act_bits", "6"), int)
+    assert parse_setting("state_headroom", "2") == 2.0 and isinstance(parse_setting("state_headroom", "2"), float)
+    assert parse_setting("scale_rule", " study ") == "study" and parse_setting("messaging_o", "1") == "1"
+    assert parse_setting("pow2_scales", "TRUE") is True
+    assert quant_spec("state_headroom=4,pow2_scales=true") == QuantConfig(state_headroom=4.0, pow2_scales=True)
+    with pytest.raises(QuantConfigError, match="QuantConfig.act_bits must be an integer, got 6.5"):
+        quant_spec("act_bits=6.5")
+    with pytest.raises(QuantConfigError, match="QuantConfig.pow2_scales must be true or false, got 1"):
+        quant_spec("pow2_scales=1")
+    with pytest.raises(QuantConfigError, match="QuantConfig.messaging_o='1': choose one of"):
+        quant_spec("messaging_o=1")

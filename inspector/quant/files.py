@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from inspector.lm.paths import MAX_RUN_JSON_BYTES, QUANT_FILE, Access, PathError, checked_path, read_limited
-from inspector.quant.config import NoteFn, QuantConfig, QuantConfigError
+from inspector.quant.config import NoteFn, QuantConfig, QuantConfigError, field_types
 
 
 def save_quant_config(qc: QuantConfig, path: str | Path, **notes: Any) -> Path:
@@ -82,6 +82,24 @@ def quant_spec(spec: str, access: Access | None = None, note: NoteFn | None = No
     return load_quant_config(spec, access, note)
 
 
+def parse_setting(key: str, raw: str) -> Any:
+    """A QuantConfig field's value from text, read as the field's declared type (a text field keeps
+    `1` as text, a number field reads `2` as 2.0). Text that is not of that type, and keys QuantConfig
+    does not have, are read by `parse_value`, so the validation names the field and what it must be."""
+    kind = field_types().get(key)
+    text = raw.strip()
+    if kind is str:
+        return text
+    if kind is bool and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return parse_value(raw)
+
+
 def parse_value(raw: str) -> Any:
     """`true`/`false`, an int, a float, or the text itself."""
     if raw.lower() in ("true", "false"):
@@ -98,4 +116,4 @@ def _parse_pair(pair: str) -> tuple[str, Any]:
     if "=" not in pair:
         raise QuantConfigError(f"expected key=value, got {pair!r}")
     key, raw = pair.split("=", 1)
-    return key.strip(), parse_value(raw.strip())
+    return key.strip(), parse_setting(key.strip(), raw)
