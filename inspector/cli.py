@@ -25,7 +25,7 @@ import polars as pl
 import torch
 from tqdm import tqdm
 
-from inspector.backends.base import make_backend, require_backend
+from inspector.backends.base import BACKEND_KEYS, REGISTRY, make_backend, require_backend
 from inspector.backends.emulator import Emulator
 from inspector.chip.mapper import LAYOUTS, LM_HEAD, ONE_BLOCK_PER_CHIP, PACKED, lm_head_group, map_groups, map_model
 from inspector.chip.paper import LM_HEAD_CHIPS_PAPER
@@ -43,7 +43,7 @@ from inspector.lm.paths import Access, Use, checked_path, read_limited
 from inspector.lm.tokenizer import encode_document
 from inspector.lm.train import bits_per_character
 from inspector.quant.config import QUANT_PRESETS, QuantConfig, QuantConfigError
-from inspector.quant.files import load_quant_config, parse_value, quant_spec
+from inspector.quant.files import load_quant_config, parse_setting, quant_spec
 from inspector.sweep.evaluate import SweepSpec, held_out_ids
 from inspector.sweep.results import base_row, failed_points, sensitivity_table
 from inspector.sweep.runner import RESULTS_FILE, load_results
@@ -65,19 +65,23 @@ def resolve_model(name: str) -> LoadedModel:
     return loaded
 
 
+def _note(text: str) -> None:
+    print(f"note: {text}", file=sys.stderr)
+
+
 def parse_overrides(pairs: list[str], quant_file: str | None = None, preset: str = "default") -> QuantConfig:
     """`key=value` pairs into a QuantConfig (ints, floats and true/false understood), applied on
     top of `quant_file` (a saved QuantConfig, e.g. a sweep's winner) or else the named preset
     (`QUANT_PRESETS`)."""
-    base = load_quant_config(quant_file) if quant_file else QuantConfig.preset(preset)
+    base = load_quant_config(quant_file, note=_note) if quant_file else QuantConfig.preset(preset)
     overrides = {}
     for pair in pairs:
         if "=" not in pair:
             raise QuantConfigError(f"--quant expects key=value, got {pair!r}")
         key, raw = pair.split("=", 1)
-        overrides[key.strip()] = parse_value(raw)
+        overrides[key.strip()] = parse_setting(key.strip(), raw)
     try:
-        return base.with_overrides(overrides)
+        return base.with_overrides(overrides, _note)
     except (TypeError, ValueError) as exc:
         raise QuantConfigError(f"--quant: {exc}") from None
 
@@ -103,22 +107,22 @@ def cmd_run(args) -> int:
         raise InspectorError(f"--window must be a positive number of tokens, got {args.window}")
     prompt_tokens = len(encode_prompt(loaded.tokenizer, args.prompt))
     keep_from = 0 if args.window is None else keep_from_for(args.window, prompt_tokens, sampling.max_new_tokens)
-    emulator = make_backend(args.backend, loaded, qc)
-    for note in emulator.calibration_notes:
+    backend = make_backend(args.backend, loaded, qc)
+    for note in backend.calibration_notes:
         print(f"note: {note}", file=sys.stderr)
-    print(emulator.calibration_status, file=sys.stderr)
+    print(backend.calibration_status, file=sys.stderr)
     try:
-        run, stream = emulator.generate(
+        run, stream = backend.generate(
             args.prompt, sampling, probes=True, record_tensors=not args.no_tensors, keep_from=keep_from,
         )
         for _ in tqdm(stream, total=sampling.max_new_tokens, desc=f"running on {args.backend}", unit="tok"):
             pass
     finally:
-        emulator.close()
-    # Underflow needs the float model's values on the same tokens: one lockstep pass (emulator
+        backend.close()
+    # Underflow needs the float model's values on the same tokens: one lockstep pass (the emulator's
     # integers, identical to any backend's), keeping no per-neuron data. (Reusing the run's integers
     # would keep both models' values of every token: 0.5 GB more at 370M to save about a second.)
-    lockstep = compare(emulator, run.all_ids, keep_from=len(run.all_ids) - 1)
+    lockstep = compare(backend, run.all_ids, keep_from=len(run.all_ids) - 1)
     text = "".join(t.text for t in run.tokens)
     metadata = {
         "model": str(loaded.directory),
@@ -127,12 +131,12 @@ def cmd_run(args) -> int:
         "sampling": dataclasses.asdict(sampling),
         "backend": args.backend,
         "quant_config": qc.to_dict(),
-        "hardware": dataclasses.asdict(emulator.hardware),
-        "core_map": emulator.core_map.summary(),
+        "hardware": dataclasses.asdict(backend.hardware),
+        "core_map": backend.core_map.summary(),
         "keep_from": keep_from,
         "stopped_at_eos": stopped_at_eos(run.tokens),
     }
-    out = write_traces(run, emulator, args.out, metadata, underflow=lockstep.tensors)
+    out = write_traces(run, backend, args.out, metadata, underflow=lockstep.tensors)
     print(args.prompt + text)
     if note := eos_note(loaded.tokenizer, run.tokens, sampling.max_new_tokens):
         print(f"{note} (--ignore-eos goes on)", file=sys.stderr)
@@ -272,7 +276,7 @@ def _pair(text: str) -> tuple[str, object]:
     if "=" not in text:
         raise InspectorError(f"--lower expects key=value, got {text!r}")
     key, raw = text.split("=", 1)
-    return key.strip(), parse_value(raw)
+    return key.strip(), parse_setting(key.strip(), raw)
 
 
 def cmd_ab(args) -> int:
@@ -282,7 +286,7 @@ def cmd_ab(args) -> int:
     ids = encode_document(loaded.tokenizer, text)[: args.max_tokens]
     if len(ids) < 2:
         raise InspectorError("the text needs at least two tokens")
-    result = ab_compare(loaded, ids, quant_spec(args.a), quant_spec(args.b))
+    result = ab_compare(loaded, ids, quant_spec(args.a, note=_note), quant_spec(args.b, note=_note))
     pl.Config.set_tbl_rows(-1)
     pl.Config.set_tbl_cols(-1)
     pl.Config.set_float_precision(4)
@@ -450,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="a saved QuantConfig (JSON, e.g. a sweep's winner) or a traces directory; --quant applies on top",
         )
 
-    run = sub.add_parser("run", help="generate with the integer model on the emulator and write Parquet traces")
+    run = sub.add_parser("run", help="generate with the integer model on a backend and write Parquet traces")
     common(run)
     run.add_argument("--prompt", required=True)
     run.add_argument("--out", required=True, help="directory for the Parquet traces")
@@ -459,7 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--window", type=int, default=None, metavar="N",
         help="keep per-neuron tables (tensors, states, saturated_neurons) for the last N tokens only (default: every token)",
     )
-    run.add_argument("--backend", choices=["emulator", "lava", "loihi2"], default="emulator", help="where the integer model runs")
+    run.add_argument(
+        "--backend", choices=BACKEND_KEYS, default="emulator",
+        help="where the integer model runs: " + "; ".join(f"{e.key}: {e.label}" for e in REGISTRY),
+    )
     run.set_defaults(func=cmd_run)
 
     diff = sub.add_parser("diff", help="float vs integer model, per layer and per token")

@@ -67,7 +67,7 @@ def pinned_fit_table() -> FitTable:
 
 st.title("Hardware")
 session, analysis = page_analysis()
-emulator = backend_for(session)
+backend = backend_for(session)
 
 # -- the measurement ----------------------------------------------------------------------------
 st.subheader("The paper's Loihi 2 system, as reported")
@@ -142,7 +142,7 @@ if ready:
     head = lm_head_group(session.loaded.config) if lm_on_chip else None
     try:
         loaded = evaluate(
-            session.loaded.name, weights_label, emulator.core_map.groups, analysis.run.probe.group_activity(), hw, share,
+            session.loaded.name, weights_label, backend.core_map.groups, analysis.run.probe.group_activity(), hw, share,
             preset.costs, prompt_tokens, layout, head,
         )
     except (MappingError, ValueError, InspectorError) as exc:
@@ -207,7 +207,7 @@ if ready:
             if name == real:
                 head = lm_head_group(session.loaded.config) if lm_on_chip else None
                 evaluations.append(evaluate(
-                    name, "the loaded checkpoint (real weights): " + weights_label, emulator.core_map.groups,
+                    name, "the loaded checkpoint (real weights): " + weights_label, backend.core_map.groups,
                     analysis.run.probe.group_activity(), hw, share, preset.costs, prompt_tokens, layout, head,
                 ))
                 continue

@@ -70,19 +70,19 @@ div[data-testid="stLayoutWrapper"]:has(> .st-key-tour_map) {position: sticky; to
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _sweep(run_key: tuple, ids: tuple[int, ...], name: str, values: tuple[int, ...], _emulator) -> pl.DataFrame:
+def _sweep(run_key: tuple, ids: tuple[int, ...], name: str, values: tuple[int, ...], _backend) -> pl.DataFrame:
     """A width sweep, computed once per model, settings and tokens (run_key), then answered from memory."""
-    return bits_sweep(_emulator, list(ids), name, values)
+    return bits_sweep(_backend, list(ids), name, values)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _local(run_key: tuple, ids: tuple[int, ...], _emulator) -> pl.DataFrame:
-    return local_cumulative_sqnr(_emulator, list(ids))
+def _local(run_key: tuple, ids: tuple[int, ...], _backend) -> pl.DataFrame:
+    return local_cumulative_sqnr(_backend, list(ids))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _messages(run_key: tuple, vth: int, _analysis, _emulator) -> pl.DataFrame:
-    return message_counts(_analysis, _emulator, vth)
+def _messages(run_key: tuple, vth: int, _analysis, _backend) -> pl.DataFrame:
+    return message_counts(_analysis, _backend, vth)
 
 
 def predict(question: str, options: list[str], key: str) -> str | None:
@@ -101,13 +101,13 @@ def verdict(choice: str, truth: str, why: str = "") -> None:
 
 st.title("Learn")
 session, analysis = page_analysis()
-emulator = backend_for(session)
+backend = backend_for(session)
 qc, cfg = session.qc, session.loaded.config
-host = host_share(emulator)
+host = host_share(backend)
 neuron = tour_neuron(analysis)
 last = analysis.window_start + analysis.diff.float_values[S.layer_key(0, S.HIDDEN)].shape[0] - 1
 last_text = repr(session.loaded.tokenizer.decode([analysis.run.all_ids[last]]))
-groups_per_token = len(emulator.core_map.groups)
+groups_per_token = len(backend.core_map.groups)
 ids = tuple(analysis.run.all_ids)
 
 st.markdown(STICKY_CSS, unsafe_allow_html=True)
@@ -143,10 +143,10 @@ with st.expander("Words used in this tour", expanded=False):
     )
 
 if step == NAMES[0]:
-    counts = ternary_counts(emulator)
+    counts = ternary_counts(backend)
     total = sum(counts.values())
-    ops = layer_op_counts(emulator)
-    matrix = emulator.params.layers[0].f_proj.matrix
+    ops = layer_op_counts(backend)
+    matrix = backend.params.layers[0].f_proj.matrix
     st.markdown(
         "Every weight of every projection is **-1, 0 or +1**. BitLinear trains a float *latent* weight w and, at "
         "inference, uses round(w / β) clipped to [-1, 1], times one scale per matrix, **β = mean |w|** (absmean "
@@ -179,7 +179,7 @@ if step == NAMES[0]:
         "small enough to stay in the cores' own memory, next to the neurons, instead of being fetched from DRAM for "
         "every token."
     )
-    ex = worked_synapse_example(emulator, analysis, neuron=neuron)
+    ex = worked_synapse_example(backend, analysis, neuron=neuron)
     st.markdown(
         f"Worked example, neuron {neuron} of layer 0's input projection i_proj at token {last}: of {ex['inputs']} inputs, "
         f"{ex['plus_terms']} nonzero spikes arrive through +1 synapses (sum {ex['sum_plus']}) and {ex['minus_terms']} "
@@ -202,7 +202,7 @@ elif step == NAMES[1]:
     )
     if choice is not None:
         with st.spinner("Running the integer model at 8, 6, 5 and 4 spike bits on this run's tokens (once per model)…"):
-            sweep = _sweep(session.run_key, ids, "spike_bits", SPIKE_BITS_SWEEP, emulator)
+            sweep = _sweep(session.run_key, ids, "spike_bits", SPIKE_BITS_SWEEP, backend)
         first, final = sweep.row(0, named=True), sweep.row(sweep.height - 1, named=True)
         fell_messages = final["nonzero_spikes"] < first["nonzero_spikes"] - 0.05
         fell_agreement = final["top1_agreement"] < first["top1_agreement"] - 0.05
@@ -222,7 +222,7 @@ elif step == NAMES[1]:
 elif step == NAMES[2]:
     layers = cfg.num_hidden_layers
     memory = forget_memory(analysis, qc.gate_frac_bits).with_columns(
-        pl.Series("lower_bound_mean", lower_bounds(emulator)),
+        pl.Series("lower_bound_mean", lower_bounds(backend)),
     )
     st.markdown(
         "The MLGRU token mixer is a layer of **stateful neurons**: each keeps a value h in a "
@@ -266,7 +266,7 @@ elif step == NAMES[2]:
             "neuron and token forgets sooner. All from the integer model's forget-gate codes on this run."
         )
 elif step == NAMES[3]:
-    split = energy_split(analysis, emulator)
+    split = energy_split(analysis, backend)
     st.markdown(
         "Loihi 2 is **event-driven**: a neuron that has nothing to send sends no message, and a message costs one "
         "synaptic operation per stored synapse it reaches. That is not *all* the cost: every neuron is updated every "
@@ -278,7 +278,7 @@ elif step == NAMES[3]:
         "Sigma-delta threshold vth (codes)", [2, 4, 8, 16], value=2, key="tour_threshold",
         help="As Lava's Delta neuron: a change is sent once it reaches vth codes; smaller changes wait in the residue.",
     )
-    totals = messaging_totals(_messages(session.run_key, vth, analysis, emulator))
+    totals = messaging_totals(_messages(session.run_key, vth, analysis, backend))
     chart(messaging_figure(totals), "tour_messaging")
     rows = {r["encoding"]: r for r in totals.iter_rows(named=True)}
     every, nonzero = rows["every neuron"], rows["graded spikes (nonzero)"]
@@ -303,7 +303,7 @@ elif step == NAMES[3]:
         ["yes", "no"], "predict_sigma_delta",
     )
     if choice is not None:
-        sixteen = messaging_totals(_messages(session.run_key, 16, analysis, emulator))
+        sixteen = messaging_totals(_messages(session.run_key, 16, analysis, backend))
         sent = sixteen.filter(pl.col("encoding") == "sigma-delta, vth 16")["synops_per_token"][0]
         ratio = sent / nonzero["synops_per_token"]
         verdict(choice, "yes" if ratio < 0.5 else "no", f"at vth 16 it sends {ratio:.0%} of the graded spikes' ops")
@@ -338,7 +338,7 @@ elif step == NAMES[4]:
     )
     if choice is not None:
         with st.spinner("Running the integer model at 24, 12, 10 and 8 state bits on this run's tokens (once per model)…"):
-            sweep = _sweep(session.run_key, ids, "state_bits", STATE_BITS_SWEEP, emulator)
+            sweep = _sweep(session.run_key, ids, "state_bits", STATE_BITS_SWEEP, backend)
         first, final = sweep.row(0, named=True), sweep.row(sweep.height - 1, named=True)
         if final["states_clipped"] > 0.001:
             truth = "states start to clip"
@@ -424,7 +424,7 @@ elif step == NAMES[5]:
     )
     if choice is not None:
         with st.spinner("Running the integer model fed with the float model's values, site by site (once per model)…"):
-            table = _local(session.run_key, ids, emulator)
+            table = _local(session.run_key, ids, backend)
         gap = float((table["local_sqnr_db"] - table["cumulative_sqnr_db"]).mean())
         verdict(choice, "local" if gap > 3 else "cumulative" if gap < -3 else "about the same",
                 f"{gap:.1f} dB apart on average over the layers")
@@ -441,7 +441,7 @@ elif step == NAMES[5]:
             "noise comes from the sites before it."
         )
 elif step == NAMES[6]:
-    core_map, hw = emulator.core_map, emulator.core_map.hardware
+    core_map, hw = backend.core_map, backend.core_map.hardware
     split = group_split(core_map)
     layer_cores = int(split["cores"].sum())
     big = published_mapping("MMfreeLM-370M", hw)
@@ -481,7 +481,7 @@ elif step == NAMES[6]:
             "a capacity need. The LM head on chip would take about 7 more chips (as reported)."
         )
 else:
-    split, paper = energy_split(analysis, emulator), paper_energy()
+    split, paper = energy_split(analysis, backend), paper_energy()
     st.markdown(
         f"**This model** (the app's estimate with the preset *{split['preset']}*, Hardware page; per-operation costs "
         f"and static power per chip there, each with its source): **{split['total_mj']:.3g} mJ per generated token** "

@@ -91,7 +91,7 @@ spec_b = st.text_input("Config B", "state_bits=16", key="ab_spec")
 if st.button("Compare A and B", key="ab_button"):
     try:
         with st.spinner("Running both configurations…"):
-            qc_b = quant_spec(spec_b, app_access())
+            qc_b = quant_spec(spec_b, app_access(), lambda note: st.caption(plain(note)))
             st.session_state["ab_result"] = (session.run_key, spec_b, ab_compare(session.loaded, diff.ids, session.qc, qc_b))
     except InspectorError as exc:
         st.error(plain(exc))

@@ -139,19 +139,21 @@ def test_hardware_backend_says_why_it_is_unavailable(app, monkeypatch):
     """As on this machine, where Intel's lava-loihi is not installed (faked absent where it is)."""
     import lava.utils.loihi
 
-    from inspector.backends.base import backend_statuses
+    from inspector.backends.base import backend_statuses, status_of
 
     monkeypatch.setattr(lava.utils.loihi, "is_installed", lambda *a, **k: False)
-    backend_statuses.cache_clear()
+    status_of.cache_clear()
     try:
         app.run()
         assert not app.exception
         assert "Loihi 2 hardware" not in app.sidebar.radio(key="backend").options  # it cannot be chosen
+        available = [s.label for s in backend_statuses() if s.available]
+        assert app.sidebar.radio(key="backend").options == available  # the registry's labels, in its order
         captions = " ".join(c.value for c in app.sidebar.caption)
         assert "lava-loihi" in captions and "not on PyPI" in captions  # and the sidebar says why, once
         assert captions.count("not on PyPI") == 1
     finally:
-        backend_statuses.cache_clear()
+        status_of.cache_clear()
 
 
 def test_learn_tour_points(app):
@@ -704,7 +706,7 @@ def test_spike_activity_shows_dense_and_event_driven_side_by_side(app):
     assert not app.exception, app.exception
     assert any("Code changes of core" in str(c.proto.spec) for c in app.get("plotly_chart"))
     # switching the o_proj input to delta with a threshold re-runs with the mode in the counts
-    app.selectbox(key="q_msg_o").select("delta").run()
+    app.selectbox(key="q_messaging_o").select("delta").run()
     app.number_input(key="q_vth_o").set_value(8).run()
     assert not app.exception, app.exception
     assert "delta vth" in _texts(app)
@@ -712,7 +714,7 @@ def test_spike_activity_shows_dense_and_event_driven_side_by_side(app):
 
 def test_a_messaging_threshold_beyond_the_code_range_is_a_message(app):
     app.slider(key="q_spike_bits").set_value(4).run()
-    app.selectbox(key="q_msg_gate").select("threshold").run()
+    app.selectbox(key="q_messaging_gate").select("threshold").run()
     app.number_input(key="q_vth_gate").set_value(100).run()
     assert not app.exception, app.exception
     assert any("vth_gate=100" in unescaped(e.value) for e in app.error), [e.value for e in app.error]

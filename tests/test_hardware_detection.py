@@ -34,9 +34,9 @@ def lava_loihi_installed(monkeypatch):
     monkeypatch.setattr(sys, "meta_path", [LavaLoihiFinder(), *sys.meta_path])
     for variable in HOST_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
-    backends.backend_statuses.cache_clear()
+    backends.status_of.cache_clear()
     yield monkeypatch
-    backends.backend_statuses.cache_clear()
+    backends.status_of.cache_clear()
 
 
 def test_the_simulated_install_is_what_lava_sees(lava_loihi_installed):

@@ -66,9 +66,9 @@ def without_lava_loihi(monkeypatch):
     import lava.utils.loihi
 
     monkeypatch.setattr(lava.utils.loihi, "is_installed", lambda *a, **k: False)
-    backends.backend_statuses.cache_clear()
+    backends.status_of.cache_clear()
     yield
-    backends.backend_statuses.cache_clear()
+    backends.status_of.cache_clear()
 
 
 def test_lava_event_driven_messaging_is_bit_exact_with_the_emulator():
@@ -170,10 +170,10 @@ def test_hardware_detection_says_what_is_missing(monkeypatch):
     monkeypatch.setattr(lava.utils.loihi, "is_installed", lambda *a, **k: True)
     for var in backends.HOST_VARIABLES:
         monkeypatch.delenv(var, raising=False)
-    ok, why = backends._hardware_check(True)
+    ok, why = backends.entry_of("loihi2").check()
     assert not ok and "no Loihi 2 host is configured" in why and "SLURM" in why
     monkeypatch.setenv("SLURM", "1")
-    ok, why = backends._hardware_check(True)
+    ok, why = backends.entry_of("loihi2").check()
     assert ok and "Loihi2HwCfg" in why
 
 

@@ -45,9 +45,12 @@ def test_readback_layout_names_the_emulators_sites_in_order(tiny_checkpoint):
 
 
 def test_graph_has_one_process_per_core_map_group_and_dense_synapses(tiny_checkpoint):
-    # LavaGraph first: importing it installs the patch Lava needs on Python 3.11 (inspector/lava_compat.py)
-    from inspector.backends.lava.graph import LavaGraph  # noqa: I001
+    from inspector.lava_compat import install
+
+    install()  # first: the patch Lava needs on Python 3.11, before any Lava import
     from lava.proc.dense.process import Dense
+
+    from inspector.backends.lava.graph import LavaGraph
 
     emulator = Emulator(load_checkpoint(tiny_checkpoint))
     params = emulator.params
@@ -61,3 +64,15 @@ def test_graph_has_one_process_per_core_map_group_and_dense_synapses(tiny_checkp
             stored = dense.weights.init  # 2w (see synapses.py), plus the two control synapses
             np.testing.assert_array_equal(stored[: weight.shape[0], : weight.shape[1]], 2 * weight)
             np.testing.assert_array_equal(stored[-2:, -2:], 2 * np.eye(2))
+
+
+def test_the_synapses_are_built_with_the_configured_message_width(tiny_checkpoint):
+    """QuantConfig.message_bits is the graded-spike width of every Dense of the graph (Lava's num_message_bits)."""
+    from inspector.backends.lava.graph import LayerProcesses
+    from inspector.quant.config import QuantConfig
+
+    emulator = Emulator(load_checkpoint(tiny_checkpoint), QuantConfig(message_bits=16))
+    spec = graph_spec(emulator.params)
+    assert spec.qc_message_bits == 16
+    layer = LayerProcesses(spec, 0, synapse_weights(emulator.params)[0])
+    assert {int(np.asarray(d.num_message_bits.init).item()) for d in layer.dense.values()} == {16}

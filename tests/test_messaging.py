@@ -200,7 +200,7 @@ def test_links_refuse_bad_messaging_values_by_name():
 
     spec = fields(("shakespeare",), ("emulator",))
     values, problems = parse_query({"messaging_o": "delta", "vth_o": "4", "messaging_gate": "often", "vth_down": "-2"}, spec)
-    assert values == {"q_msg_o": "delta", "q_vth_o": 4}
+    assert values == {"q_messaging_o": "delta", "q_vth_o": 4}
     assert any(p.startswith("messaging_gate from the link") for p in problems)
     assert any(p.startswith("vth_down from the link") for p in problems)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-from dataclasses import dataclass
 
 import polars as pl
 import pytest
@@ -15,9 +14,7 @@ from inspector.cli import main as cli_main
 from inspector.lm.checkpoint import load_checkpoint
 from inspector.quant.config import QuantConfig, QuantConfigError
 from inspector.quant.files import load_quant_config, quant_spec, save_quant_config
-from inspector.quant.messaging import MESSAGING_FIELDS
 from inspector.sweep.evaluate import Evaluator, Point, SweepSpec, held_out_ids
-from inspector.sweep.knobs import NOT_KNOBS, knobs
 from inspector.sweep.results import failed_points, pareto_front, sensitivity_table
 from inspector.sweep.runner import RESULTS_FILE, SweepRunner, load_results
 from inspector.sweep.study import WINNER_FILE, point, run_sweep, sensitivity_points
@@ -37,26 +34,6 @@ def spec(tiny_checkpoint) -> SweepSpec:
     return SweepSpec(loaded, ids, chars, QuantConfig(), calibration_text=TINY_TEXT)
 
 
-def test_knobs_come_from_the_dataclass_so_new_fields_are_swept():
-    found, skipped = knobs()
-    names = {k.name for k in found}
-    for field in dataclasses.fields(QuantConfig):
-        assert field.name in names or field.name in NOT_KNOBS or field.name in skipped
-
-    @dataclass(frozen=True)
-    class Extended(QuantConfig):
-        extra_bits: int = 10
-        rounding: str = "half_up"
-        fancy: bool = False
-
-    found, skipped = knobs(Extended())
-    by_name = {k.name: k for k in found}
-    assert by_name["extra_bits"].lower == 8 and by_name["extra_bits"].precise == 14
-    assert by_name["fancy"].lower is True
-    # string fields: listed, not guessed (the thresholds of dense messaging groups are listed too)
-    assert [name for name in skipped if name not in MESSAGING_FIELDS] == ["scale_rule", "rounding"]
-
-
 def test_an_unreachable_cluster_is_a_clear_error_at_once(spec, tmp_path):
     ray = pytest.importorskip("ray")
     if ray.is_initialized():
@@ -73,7 +50,7 @@ def test_sensitivity_points_and_a_crippled_knob_ranks_first(spec):
     assert labels[0] == "base" and "state_bits=4" in labels and "state_bits=4 @ layer 1" in labels
     assert "residual_bits=6 @ layer 0" not in labels  # the residual width is shared by all layers
     with pytest.raises(Exception, match="not a swept QuantConfig knob"):
-        sensitivity_points(spec.base, 2, lower={"register_bits": 8})
+        sensitivity_points(spec.base, 2, lower={"message_bits": 8})
     rows = evaluate_local(spec, [p for p in points if p.layer < 0])
     assert all(r["status"] == "ok" for r in rows), [r.get("error") for r in rows]
     table = sensitivity_table(pl.DataFrame(rows, infer_schema_length=None))

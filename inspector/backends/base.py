@@ -6,14 +6,17 @@
 - `loihi2`: Loihi 2 itself through `Loihi2HwCfg` (`inspector.backends.lava.backend.LoihiHardwareBackend`),
   which needs Intel's lava-loihi extension and a board (or the INRC cloud).
 
-Every backend is an `BackendBase`: the one-time set-up they share (calibration, conversion to
+Every backend is a `BackendBase`: the one-time set-up they share (calibration, conversion to
 the integer model, core map) and the ways to run it (`generate`, `step_fn`, `teacher_forced`).
 They differ only in who computes a token's integers (`step_fn`) and what a probe counts from.
 
+`REGISTRY` holds one `BackendEntry` per backend (key, label, implementing class, availability
+check, what a run waits for); the CLI's `--backend` and the app's sidebar and run progress read it.
+
 Import order (no cycles): this module imports neither the emulator engine nor Lava; the backends
 import this module; `make_backend` imports the chosen implementation by name when it is asked for
-(Lava's import is slow, and the emulator needs none of it). Detection happens once at start-up so
-the UI and CLI can say what is missing before a run.
+(Lava's import is slow, and the emulator needs none of it). Each backend's availability is checked
+once per process, so the UI and CLI can say what is missing before a run.
 """
 
 from __future__ import annotations
@@ -179,45 +182,35 @@ class BackendBase:
         """A user stops using this backend; a Lava backend closes its graph when none is left."""
 
 
-@dataclass(frozen=True)
-class BackendStatus:
-    key: str
-    label: str
-    available: bool
-    reason: str
-
-
 LAVA_LOIHI_HELP = (
     "Intel's lava-loihi extension is not installed. It is not on PyPI: Intel distributes it to members of "
     "the Intel Neuromorphic Research Community (INRC, intel.com/neuromorphic), together with access to "
     "Loihi 2 systems (a local board or the INRC cloud through SLURM). Install it into .venv on such a host."
 )
 
+Availability = tuple[bool, str]  # (can run here, what it is when it can; what is missing when it cannot)
 
-EMULATOR_STATUS = BackendStatus("emulator", "Emulator (bit-accurate)", True, "vectorized integer emulator of Loihi 2 neuro-cores")
+
+def _emulator_check() -> Availability:
+    return True, "vectorized integer emulator of Loihi 2 neuro-cores"
 
 
-@functools.lru_cache(maxsize=1)
-def backend_statuses() -> tuple[BackendStatus, ...]:
-    emulator = EMULATOR_STATUS
+def _lava_check() -> Availability:
     ok, why = lava_available()
-    lava = BackendStatus(
-        "lava", "Lava simulation", ok,
+    if not ok:
+        return False, why
+    return True, (
         "a Lava process graph in Loihi2SimCfg(select_tag='fixed_pt'), bit-exact with the emulator; "
         "10-40 s to start, then 1-2 tokens/s on a sample model"
-        if ok else why,
     )
-    hardware_ok, hardware_why = _hardware_check(ok)
-    loihi = BackendStatus("loihi2", "Loihi 2 hardware", hardware_ok, hardware_why)
-    return emulator, lava, loihi
 
 
 HOST_VARIABLES = ("SLURM", "LOIHI_GEN", "NXSDKHOST", "PARTITION", "BOARD")
 
 
-def _hardware_check(lava_ok: bool) -> tuple[bool, str]:
+def _hardware_check() -> Availability:
     """Whether Loihi2HwCfg can reach a Loihi 2 system from here; otherwise exactly what is missing."""
-    if not lava_ok:
+    if not lava_available()[0]:
         return False, "lava-nc is not importable, so Loihi2HwCfg cannot be used"
     try:
         from lava.utils.loihi import is_installed
@@ -237,13 +230,84 @@ def _hardware_check(lava_ok: bool) -> tuple[bool, str]:
     )
 
 
+@dataclass(frozen=True)
+class BackendEntry:
+    """Everything the CLI and the app say and do about one backend.
+
+    `implementation` ("module:Class") is imported only when the backend is made, so naming every
+    backend here costs no import of the emulator engine or Lava. `check` says whether it can run
+    here (called once per process, see `status_of`). `waits_for` names the shared resource a run
+    waits its turn for when another session is generating on it ("" when runs never wait), and
+    `starting` what a first run is doing before its first token; `long_job`: its runs take a place
+    in the server's job queue whatever the model's size.
+    """
+
+    key: str
+    label: str
+    implementation: str
+    check: Callable[[], Availability]
+    waits_for: str = ""
+    starting: str = ""
+    long_job: bool = False
+
+    def wait_text(self, position: int) -> str:
+        """What a run shows while it waits for this backend (position in its line of sessions)."""
+        return (
+            f"Waiting for {self.waits_for} (position {position}): another session is generating on it. It runs "
+            "one generation at a time; the Emulator backend computes the same bits without waiting."
+        )
+
+
+REGISTRY: tuple[BackendEntry, ...] = (
+    BackendEntry("emulator", "Emulator (bit-accurate)", "inspector.backends.emulator:Emulator", _emulator_check),
+    BackendEntry(
+        "lava", "Lava simulation", "inspector.backends.lava.backend:LavaBackend", _lava_check,
+        waits_for="the Lava simulator",
+        starting="starting the Lava runtime: a worker process, compiling the graph; about 10 s", long_job=True,
+    ),
+    BackendEntry(
+        "loihi2", "Loihi 2 hardware", "inspector.backends.lava.backend:LoihiHardwareBackend", _hardware_check,
+        waits_for="the Loihi 2 system", long_job=True,
+    ),
+)
+BACKEND_KEYS = tuple(entry.key for entry in REGISTRY)
+
+
+def entry_of(key: str) -> BackendEntry:
+    for entry in REGISTRY:
+        if entry.key == key:
+            return entry
+    raise ValueError(f"no backend {key!r}; expected one of {list(BACKEND_KEYS)}")
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """A backend as found here: its registry entry, whether it can run, and why (or why not)."""
+
+    entry: BackendEntry
+    available: bool
+    reason: str
+
+    @property
+    def key(self) -> str:
+        return self.entry.key
+
+    @property
+    def label(self) -> str:
+        return self.entry.label
+
+
+@functools.lru_cache(maxsize=None)
 def status_of(key: str) -> BackendStatus:
-    if key == EMULATOR_STATUS.key:  # always available: no need to import Lava (about a second) to say so
-        return EMULATOR_STATUS
-    for status in backend_statuses():
-        if status.key == key:
-            return status
-    raise KeyError(key)
+    """Whether backend `key` can run here, checked once per process (only this backend's check runs:
+    asking about the emulator imports no Lava)."""
+    entry = entry_of(key)
+    return BackendStatus(entry, *entry.check())
+
+
+def backend_statuses() -> tuple[BackendStatus, ...]:
+    """Every registered backend's status, in registry order."""
+    return tuple(status_of(entry.key) for entry in REGISTRY)
 
 
 # Memory of a Lava graph, measured: a 3.9 M-parameter sample model's graph (4 layers, 70 processes:
@@ -286,28 +350,9 @@ def require_backend(key: str) -> BackendStatus:
     return status
 
 
-@dataclass(frozen=True)
-class BackendEntry:
-    """A registered backend: its key, and the class that implements it ("module:Class", imported
-    when the backend is made)."""
-
-    key: str
-    implementation: str
-
-
-REGISTRY = (
-    BackendEntry("emulator", "inspector.backends.emulator:Emulator"),
-    BackendEntry("lava", "inspector.backends.lava.backend:LavaBackend"),
-    BackendEntry("loihi2", "inspector.backends.lava.backend:LoihiHardwareBackend"),
-)
-
-
 def backend_class(key: str) -> type[BackendBase]:
-    for entry in REGISTRY:
-        if entry.key == key:
-            module, name = entry.implementation.split(":")
-            return getattr(importlib.import_module(module), name)
-    raise ValueError(f"no backend {key!r}; expected one of {[e.key for e in REGISTRY]}")
+    module, name = entry_of(key).implementation.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def make_backend(key: str, loaded: LoadedModel, qc: QuantConfig | None = None) -> BackendBase:

@@ -155,7 +155,7 @@ class Analysis:
 
 
 def analyze(
-    emulator: BackendBase,
+    backend: BackendBase,
     prompt: str,
     sampling: SamplingSettings,
     on_progress: Optional[ProgressFn] = None,
@@ -163,7 +163,7 @@ def analyze(
     window: Window = GENERATED_WINDOW,
 ) -> Analysis:
     sampling.validate()
-    tokenizer = emulator.loaded.tokenizer
+    tokenizer = backend.loaded.tokenizer
     keep_from = keep_from_for(window, len(encode_prompt(tokenizer, prompt)), sampling.max_new_tokens)
     total = sampling.max_new_tokens
 
@@ -174,8 +174,8 @@ def analyze(
             on_progress(phase, done, total)
 
     float_tokens = []
-    eos = emulator.loaded.eos_token_ids
-    for token in generate(emulator.loaded.model, tokenizer, prompt, **vars(sampling), eos_token_ids=eos):
+    eos = backend.loaded.eos_token_ids
+    for token in generate(backend.loaded.model, tokenizer, prompt, **vars(sampling), eos_token_ids=eos):
         float_tokens.append(token)
         tick("float", len(float_tokens), "".join(t.text for t in float_tokens))
 
@@ -185,7 +185,7 @@ def analyze(
 
     if on_progress is not None:
         on_progress("integer", 0, total)  # the backend may take a while to start (Lava: seconds)
-    run, stream = emulator.generate(prompt, sampling, probes=True, record_tensors=True, keep_from=keep_from, on_wait=waiting)
+    run, stream = backend.generate(prompt, sampling, probes=True, record_tensors=True, keep_from=keep_from, on_wait=waiting)
     try:
         for _ in stream:
             tick("integer", len(run.tokens), "".join(t.text for t in run.tokens))
@@ -194,9 +194,9 @@ def analyze(
     if on_progress is not None:
         on_progress("diff", 0, 1)
     # reuses the generation's integers if it kept them all
-    diff = compare(emulator, run.all_ids, integer_probe=run.probe, keep_from=keep_from)
+    diff = compare(backend, run.all_ids, integer_probe=run.probe, keep_from=keep_from)
     if on_progress is not None:
         on_progress("diff", 1, 1)
-    tables = run_tables(run, emulator, tensors=False)  # the long tensor table is built on export only
+    tables = run_tables(run, backend, tensors=False)  # the long tensor table is built on export only
     tables["saturation"] = with_underflow(tables["saturation"], diff.tensors)
-    return Analysis(prompt, sampling, float_tokens, run, diff, tables, window, getattr(emulator, "calibration_status", ""))
+    return Analysis(prompt, sampling, float_tokens, run, diff, tables, window, getattr(backend, "calibration_status", ""))

@@ -18,7 +18,7 @@ import polars as pl
 import torch
 
 from inspector import schema as S
-from inspector.backends.emulator import Emulator
+from inspector.backends.base import BackendBase
 from inspector.chip.probes import RecordingProbe
 from inspector.lm.generate import SamplingSettings, encode_prompt, generate
 from inspector.schema import DEPTH_SITES, split_site_key
@@ -129,7 +129,7 @@ class _MetricRows:
 
 @torch.no_grad()
 def compare(
-    emulator: Emulator,
+    backend: BackendBase,
     ids: list[int],
     integer_probe: RecordingProbe | None = None,
     keep_from: int = 0,
@@ -146,17 +146,20 @@ def compare(
     running the integer model again over the window, and it becomes the result's `int_probe`. They
     are the same bits either way: feeding a sequence at once or token by token gives identical
     integers and logits (tested). Tokens before the window are read again, chunk by chunk.
+
+    Teacher-forced reads go through `backend.integer`, the emulator's arithmetic, on every backend:
+    the backends compute the same integers (tests/test_lava_backend.py checks).
     """
-    model = emulator.loaded.model
+    model = backend.loaded.model
     keep_from = min(max(keep_from, 0), max(len(ids) - 1, 0))
     reuse = (
         integer_probe is not None and integer_probe.record_tensors and integer_probe.tokens() == len(ids)
         and integer_probe.window_start == keep_from
     )
-    probe = integer_probe if reuse else emulator.new_probe(record_tensors=True, keep_from=keep_from)
+    probe = integer_probe if reuse else backend.new_probe(record_tensors=True, keep_from=keep_from)
     # Tokens before the window: a reused probe kept no values there, so the integer model reads
     # them again, through a probe that keeps nothing but the current chunk.
-    forced = RecordingProbe(emulator.core_map, record_tensors=False, keep_from=len(ids), summaries=False) if reuse else probe
+    forced = RecordingProbe(backend.core_map, record_tensors=False, keep_from=len(ids), summaries=False) if reuse else probe
     f_state = i_state = None
     rows = _MetricRows()
     kept_float: dict[str, list[torch.Tensor]] = {}
@@ -176,7 +179,7 @@ def compare(
             i_values = {key: values[start - keep_from : stop - keep_from] for key, values in window_values.items()}
         else:
             forced.chunk_values = {}
-            _, i_state = emulator.integer(chunk, i_state, forced)
+            _, i_state = backend.integer(chunk, i_state, forced)
             i_values, forced.chunk_values = forced.chunk_values, None
         float_values = {key: value[0] for key, value in trace.items()}
         del trace
@@ -226,18 +229,18 @@ def compare(
     return DiffResult(ids, tensors, tokens, ppl_f, ppl_i, float_values, probe, f_logits, i_logits, keep_from)
 
 
-def lockstep_ids(emulator: Emulator, prompt: str, follow: str, sampling: SamplingSettings) -> list[int]:
+def lockstep_ids(backend: BackendBase, prompt: str, follow: str, sampling: SamplingSettings) -> list[int]:
     """The token sequence both models will read: the prompt plus one model's own continuation."""
-    tokenizer = emulator.loaded.tokenizer
+    tokenizer = backend.loaded.tokenizer
     if follow == "text":
         return encode_prompt(tokenizer, prompt)
     if follow == "float":
-        step = emulator.loaded.model
+        step = backend.loaded.model
     elif follow == "integer":
-        step = emulator.step_fn(None)
+        step = backend.step_fn(None)
     else:
         raise ValueError(f"follow must be 'text', 'float' or 'integer', got {follow!r}")
-    eos = emulator.loaded.eos_token_ids
+    eos = backend.loaded.eos_token_ids
     generated = [t.token_id for t in generate(step, tokenizer, prompt, **vars(sampling), eos_token_ids=eos)]
     return encode_prompt(tokenizer, prompt) + generated
 

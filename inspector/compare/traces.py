@@ -71,18 +71,18 @@ def with_messaging(activity: pl.DataFrame, qc) -> pl.DataFrame:
     return activity.with_columns(pl.col("group").replace_strict(modes, default=messaging.DENSE).alias("messaging"))
 
 
-def run_tables(run: BackendRun, emulator: BackendBase, tensors: bool = True) -> dict[str, pl.DataFrame]:
+def run_tables(run: BackendRun, backend: BackendBase, tensors: bool = True) -> dict[str, pl.DataFrame]:
     """Every table of a probed run, in memory (the app shows these; the CLI writes them)."""
     if run.probe is None:
         raise ValueError("this run was made without probes")
     tables = {
-        "tokens": token_frame(emulator.loaded.tokenizer, run.all_ids, len(run.prompt_ids)),
-        "activity": with_messaging(run.probe.activity(), emulator.qc),
+        "tokens": token_frame(backend.loaded.tokenizer, run.all_ids, len(run.prompt_ids)),
+        "activity": with_messaging(run.probe.activity(), backend.qc),
         "saturation": run.probe.saturation(),
         "neuron_clips": run.probe.neuron_clips(),
         "saturated_neurons": run.probe.saturated_neurons(),
         "states": run.probe.states(),
-        "cores": emulator.core_map.table,
+        "cores": backend.core_map.table,
     }
     if tensors and run.probe.record_tensors:
         tables["tensors"] = run.probe.tensors()
@@ -90,14 +90,14 @@ def run_tables(run: BackendRun, emulator: BackendBase, tensors: bool = True) -> 
 
 
 def write_traces(
-    run: BackendRun, emulator: BackendBase, out_dir: str | Path, metadata: dict[str, Any],
+    run: BackendRun, backend: BackendBase, out_dir: str | Path, metadata: dict[str, Any],
     underflow: pl.DataFrame | None = None
 ) -> Path:
     """Write every table and run.json. `underflow`: a lockstep comparison's `DiffResult.tensors`, whose
     underflow counts join the saturation table (without it the column is null)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tables = run_tables(run, emulator, tensors=False)
+    tables = run_tables(run, backend, tensors=False)
     tables["saturation"] = with_underflow(tables["saturation"], underflow if underflow is not None else pl.DataFrame())
     for name, table in tables.items():
         table.write_parquet(out / f"{name}.parquet")

@@ -53,9 +53,14 @@ class Point:
 
     kind: str  # "base", "lower", "raise", "search"
     knob: str  # the QuantConfig field changed ("" for the base)
-    setting: str  # the value it was set to, as text
+    value: Any  # the value it was set to, of the field's type (None for the base)
     quant_config: str  # JSON of every QuantConfig field
     layer: int = -1  # -1: all layers
+
+    @property
+    def setting(self) -> str:
+        """The value as text: the results table's `setting` column holds every knob's values in one column."""
+        return "" if not self.knob else str(self.value)
 
     @property
     def point_id(self) -> str:

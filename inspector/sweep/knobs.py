@@ -1,16 +1,11 @@
-"""Which QuantConfig fields a sweep varies, and to what.
+"""Which QuantConfig fields a sweep varies, and to what: read from each field's `FieldInfo.sweep`.
 
-Knobs are enumerated from the QuantConfig dataclass itself, so a field added later is swept without
-touching this module: an integer `*_bits` field the table below does not know is lowered by 2 bits
-and raised by 4 (a setting the config rejects becomes a failed point with its error, not a crash);
-a boolean is toggled. Fields that are not precision choices (register and message widths of the
-hardware, where the embedding and LM head run, how much calibration text is read) are never swept,
-nor are fields of other types the table does not know (they are listed in the sweep's metadata).
-
-For each knob the table gives a *lower* setting (cheaper, less precise), the *most precise*
-setting the hardware allows, a ladder of settings the bit-width search walks down, and whether the
-knob can differ per layer. A knob is per-layer only if changing it leaves the scales the layers hand
-to each other unchanged (the residual stream's width and the scale rounding change them).
+A field declares how sweeps vary it where it is declared (`inspector.quant.config`): its *lower*
+setting (cheaper, less precise), its *most precise* setting, the ladder the bit-width search walks
+down (or, for thresholds, up), and whether it can differ per layer. Fields without sweep settings
+(the message width of the hardware, the scale rule, how much calibration text is read) are never
+swept; they are listed in the sweep's metadata. Messaging fields are knobs only where they change
+something (a threshold of a dense group changes nothing).
 """
 
 from __future__ import annotations
@@ -20,11 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from inspector.quant import messaging as msg
-from inspector.quant.config import QuantConfig
+from inspector.quant.config import VTH_RUNGS, QuantConfig, field_infos
 
-NOT_KNOBS = frozenset({"register_bits", "message_bits", "calibration_tokens", "embedding_on_host", "lm_head_on_host"})
-# Messaging thresholds the search walks up (codes; 1 sends what 0 sends, so the ladder skips it).
-VTH_RUNGS = (0, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+__all__ = ["VTH_RUNGS", "Knob", "knob_fields", "knobs", "messaging_knob"]
 
 
 @dataclass(frozen=True)
@@ -56,24 +49,13 @@ class Knob:
         return nxt if nxt >= self.minimum else None
 
 
-KNOB_TABLE: dict[str, Knob] = {
-    k.name: k
-    for k in (
-        Knob("act_bits", 6, 16, minimum=3),
-        Knob("residual_bits", 6, 16, minimum=3, per_layer=False),
-        Knob("spike_bits", 6, 16, minimum=3),
-        Knob("internal_bits", 10, 16, minimum=6),
-        Knob("state_bits", 16, 24, minimum=8),
-        Knob("gate_frac_bits", 8, 16, minimum=4),
-        Knob("lut_bits", 10, 24, minimum=6),
-        Knob("norm_frac_bits", 10, 24, minimum=6),
-        Knob("norm_weight_frac_bits", 6, 16, minimum=3),
-        Knob("multiplier_bits", 8, 24, minimum=6),
-        Knob("accumulator_bits", 16, 32, minimum=12),
-        Knob("pow2_scales", True, False, per_layer=False),
-        Knob("state_headroom", 1.0, 4.0),
-    )
-}
+def knob_fields(cls: type = QuantConfig) -> dict[str, Knob]:
+    """Every field that declares sweep settings, as a knob (whatever the base config)."""
+    return {
+        name: Knob(name, s.lower, s.precise, s.minimum, s.per_layer, s.rungs)
+        for name, info in field_infos(cls).items()
+        if (s := info.sweep) is not None
+    }
 
 
 def messaging_knob(base: QuantConfig, name: str) -> Knob | None:
@@ -83,37 +65,24 @@ def messaging_knob(base: QuantConfig, name: str) -> Knob | None:
     cum_error only matter for a group that is not dense, so they are knobs only then; the search
     walks a threshold up `VTH_RUNGS`. Messaging is the same in every layer (not per-layer).
     """
+    knob = knob_fields(type(base))[name]
     if name in msg.MODE_FIELDS:
-        return Knob(name, msg.DELTA, msg.DENSE, per_layer=False)
+        return knob
     if name in msg.VTH_FIELDS:
-        group = name.removeprefix("vth_")
-        if msg.setting(base, group).mode == msg.DENSE:
-            return None
-        return Knob(name, 8, 0, per_layer=False, rungs=VTH_RUNGS)
+        return None if msg.setting(base, name.removeprefix("vth_")).mode == msg.DENSE else knob
     if name == "messaging_cum_error":
-        return Knob(name, not base.messaging_cum_error, False, per_layer=False) if msg.any_stateful(base) else None
+        return dataclasses.replace(knob, lower=not base.messaging_cum_error) if msg.any_stateful(base) else None
     raise KeyError(name)
 
 
 def knobs(base: QuantConfig | None = None) -> tuple[list[Knob], list[str]]:
-    """(knobs to sweep, fields skipped because no settings are known for them)."""
+    """(knobs to sweep, fields not swept: no sweep settings, or messaging settings that change nothing here)."""
     base = base or QuantConfig()
+    declared = knob_fields(type(base))
     found, skipped = [], []
     for field in dataclasses.fields(base):
-        if field.name in NOT_KNOBS:
-            continue
-        if field.name in msg.MESSAGING_FIELDS:
+        knob = declared.get(field.name)
+        if knob is not None and field.name in msg.MESSAGING_FIELDS:
             knob = messaging_knob(base, field.name)
-            (found if knob is not None else skipped).append(knob or field.name)
-            continue
-        if field.name in KNOB_TABLE:
-            found.append(KNOB_TABLE[field.name])
-            continue
-        value = getattr(base, field.name)
-        if isinstance(value, bool):
-            found.append(Knob(field.name, not value, value, per_layer=False))
-        elif isinstance(value, int) and field.name.endswith("_bits"):
-            found.append(Knob(field.name, value - 2, value + 4, minimum=max(2, value - 8), per_layer=False))
-        else:
-            skipped.append(field.name)
+        (found if knob is not None else skipped).append(knob or field.name)
     return found, skipped

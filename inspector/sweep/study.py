@@ -41,7 +41,7 @@ def point(kind: str, knob: str, base: QuantConfig, value: Any = None, layer: int
     fields = base.to_dict()
     if knob:
         fields[knob] = value
-    return Point(kind, knob, str(value) if knob else "", json.dumps(fields, sort_keys=True), layer)
+    return Point(kind, knob, value if knob else None, json.dumps(fields, sort_keys=True), layer)
 
 
 def sensitivity_points(

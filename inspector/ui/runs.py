@@ -70,11 +70,12 @@ def _request(key: tuple) -> None:
 def is_heavy(session: Session) -> bool:
     """Whether this analysis is a long job that waits in the server's job queue (`inspector.serve.jobs`).
 
-    Decided by what makes an analysis long: a Lava run (a simulator process per graph, minutes per
-    token at published sizes) or a checkpoint too large to run automatically (it waits for the Run
-    button; 370M takes minutes). Analyses of small models (the sample models: seconds) run at once
-    and do not hold a place in line; their de-duplication is the run cache's, as for every analysis."""
-    return session.backend.key == "lava" or session.loaded.model.num_parameters() > AUTO_RUN_MAX_PARAMETERS
+    Decided by what makes an analysis long: a backend whose runs are long jobs (`BackendEntry.long_job`:
+    Lava, a simulator process per graph, minutes per token at published sizes) or a checkpoint too
+    large to run automatically (it waits for the Run button; 370M takes minutes). Analyses of small
+    models (the sample models: seconds) run at once and do not hold a place in line; their
+    de-duplication is the run cache's, as for every analysis."""
+    return session.backend.entry.long_job or session.loaded.model.num_parameters() > AUTO_RUN_MAX_PARAMETERS
 
 
 @contextmanager
@@ -114,27 +115,23 @@ def ensure_analysis(session: Session) -> Analysis | None:
     st.button("Stop", on_click=_stop, args=(key,), key="stop_button", help="Interrupt this run")
     progress = st.progress(0.0, text="Preparing the integer model…")
     try:
-        emulator = backend_for(session)
+        backend = backend_for(session)
         # This session now uses this backend only: a Lava graph no session uses any more is closed.
-        LavaBackendRegistry.detach_everywhere(owner, keep=emulator)
-        emulator.attach(owner)
+        LavaBackendRegistry.detach_everywhere(owner, keep=backend)
+        backend.attach(owner)
         _free_when_session_ends(owner)  # again: the session may have been reaped while this run went on
 
         def on_progress(phase: str, done: int, total: int) -> None:
             if phase == "wait":
-                what = "the Lava simulator" if session.backend.key == "lava" else "the Loihi 2 system"
-                progress.progress(0.45, text=(
-                    f"Waiting for {what} (position {done}): another session is generating on it. It runs one "
-                    "generation at a time; the Emulator backend computes the same bits without waiting."
-                ))
+                progress.progress(0.45, text=session.backend.entry.wait_text(done))
                 return
             share = {
                 "float": 0.0, "integer": 0.45, "diff": 0.9,
             }[phase] + (0.45 if phase != "diff" else 0.1) * done / max(total, 1)
             where = f" on {session.backend.label}" if phase == "integer" else ""
             text = f"{PHASES[phase]}{where}: {done}/{total}"
-            if phase == "integer" and done == 0 and session.backend.key == "lava":
-                text += " (starting the Lava runtime: a worker process, compiling the graph; about 10 s)"
+            if phase == "integer" and done == 0 and session.backend.entry.starting:
+                text += f" ({session.backend.entry.starting})"
             progress.progress(min(share, 1.0), text=text)
 
         left, right = st.columns(2)
@@ -161,7 +158,7 @@ def ensure_analysis(session: Session) -> Analysis | None:
                             job.check()  # cancelled (the tab was closed): stop at this token
 
                     analysis = analyze(
-                        emulator, session.prompt, session.sampling, on_progress_checked, on_token=on_token,
+                        backend, session.prompt, session.sampling, on_progress_checked, on_token=on_token,
                         window=session.window,
                     )
                 RUNS.put(key, analysis, analysis.nbytes(), owner)

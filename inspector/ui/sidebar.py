@@ -3,7 +3,7 @@
 It returns a `Session` (or None when no model could be loaded or a setting is invalid, after showing
 why next to the input; `settings_problems()` tells the page what to say at its top). The settings
 are mirrored in the URL's query parameters, so a reload or a shared link restores them. Models and their
-emulators are cached with `st.cache_resource`, keyed by the directory, its files' sizes and mtimes
+backends are cached with `st.cache_resource`, keyed by the directory, its files' sizes and mtimes
 and the QuantConfig, so switching pages never reloads or re-converts anything.
 """
 
@@ -23,10 +23,9 @@ from inspector.lm.catalog import checkpoint_fingerprint, sample_models
 from inspector.lm.checkpoint import LoadedModel, ignored_keys_note, load_checkpoint
 from inspector.lm.generate import MAX_NEW_TOKENS, MAX_SEED, SamplingSettings
 from inspector.lm.paths import Access, checkpoint_directory
-from inspector.quant.config import QUANT_PRESETS, SCALE_RULES, QuantConfig
+from inspector.quant.config import QUANT_PRESETS, QuantConfig, field_info
 from inspector.quant.files import load_quant_config
 from inspector.quant.messaging import GROUPS as MESSAGING_GROUPS
-from inspector.quant.messaging import MODES as MESSAGING_MODES
 from inspector.serve.keyed_lock import KeyedLocks
 from inspector.ui.numbers import number_box
 from inspector.ui.text import plain
@@ -34,11 +33,12 @@ from inspector.ui.url_settings import (
     HEADROOMS,
     MAX_TOKENS_IN_UI,
     MAX_VTH,
+    QUANT_FIELDS,
     QUANT_SLIDERS,
     Field,
     fields,
-    messaging_defaults,
     parse_query,
+    quant_key,
     query_values,
     to_query,
     whole_number,
@@ -167,10 +167,7 @@ def _choice(widget, label: str, options: list, key: str, default_index: int = 0,
 def _apply_preset() -> None:
     """A preset just chosen: every QuantConfig widget takes that preset's value (then the user may edit)."""
     preset = QuantConfig.preset(st.session_state["q_preset"])
-    values = {f"q_{name}": getattr(preset, name) for name in QUANT_SLIDERS}
-    values |= {"q_headroom": preset.state_headroom, "q_pow2": preset.pow2_scales, "q_scale_rule": preset.scale_rule}
-    values |= {f"q_msg_{g}": getattr(preset, f"messaging_{g}") for g in MESSAGING_GROUPS}
-    values |= {f"q_vth_{g}": getattr(preset, f"vth_{g}") for g in MESSAGING_GROUPS} | {"q_cum_error": preset.messaging_cum_error}
+    values = {quant_key(name): getattr(preset, name) for name in QUANT_FIELDS}
     for key, value in values.items():
         st.session_state[key] = value
         st.session_state[f"keep.{key}"] = value
@@ -186,11 +183,14 @@ def _quant_overrides() -> QuantConfig | None:
         )).strip()
         if path:
             try:
-                qc = load_quant_config(path, app_access())
+                notes: list[str] = []
+                qc = load_quant_config(path, app_access(), notes.append)
             except InspectorError as exc:
                 _problem(str(exc))
                 return None
             st.caption(f"Using {plain(Path(path).name)}; the sliders are ignored.")
+            for note in notes:
+                st.caption(plain(note[0].upper() + note[1:] + "."))
             return qc
         preset = _choice(st.selectbox, "Preset", list(QUANT_PRESETS), "q_preset", on_change=_apply_preset)
         st.caption(QUANT_PRESETS[preset]["description"])
@@ -198,21 +198,24 @@ def _quant_overrides() -> QuantConfig | None:
 
         def slider(name: str) -> int:
             label, lo, hi = QUANT_SLIDERS[name]
-            key = f"q_{name}"
+            key = quant_key(name)
             return keep(key, st.slider(label, lo, hi, kept(key, getattr(defaults, name)), key=key))
 
         st.caption("Bit widths of the integer model. Changing one re-runs the analysis.")
         values = {name: slider(name) for name in QUANT_SLIDERS}
-        values["state_headroom"] = keep("q_headroom", st.select_slider(
-            "State headroom", list(HEADROOMS), kept("q_headroom", defaults.state_headroom), key="q_headroom",
+        headroom = quant_key("state_headroom")
+        values["state_headroom"] = keep(headroom, st.select_slider(
+            field_info("state_headroom").label, list(HEADROOMS), kept(headroom, defaults.state_headroom), key=headroom,
             help="The MLGRU state's scale puts the calibrated maximum at 1/headroom of the register's range. "
             "Below 1 the calibrated maximum lies beyond the range, so states clip.",
         ))
+        pow2 = quant_key("pow2_scales")
         values["pow2_scales"] = keep(
-            "q_pow2", st.toggle("Power-of-two scales (shift-only)", kept("q_pow2", defaults.pow2_scales), key="q_pow2"),
+            pow2, st.toggle(field_info("pow2_scales").label, kept(pow2, defaults.pow2_scales), key=pow2),
         )
+        rules = list(field_info("scale_rule").choices)
         values["scale_rule"] = _choice(
-            st.selectbox, "Scale rule", list(SCALE_RULES), "q_scale_rule", SCALE_RULES.index(defaults.scale_rule),
+            st.selectbox, field_info("scale_rule").label, rules, quant_key("scale_rule"), rules.index(defaults.scale_rule),
             help="max_code: max|x| / (2^(b-1) - 1), nothing calibrated clips. study: max|x| / (2^(b-1) - 0.5), "
             "the paper's GPU study (calculate_qparams).",
         )
@@ -228,21 +231,23 @@ def _messaging_widgets(defaults: QuantConfig) -> dict | None:
         "lava.proc.sdn) sends only changes of at least vth codes; threshold sends only codes of at least vth."
     )
     values, invalid = {}, False
-    for key, group in MESSAGING_GROUPS.items():
+    for key in MESSAGING_GROUPS:
+        mode, threshold = f"messaging_{key}", f"vth_{key}"
         left, right = st.columns([3, 2])
         with left:
-            values[f"messaging_{key}"] = _choice(
-                st.selectbox, group.label, list(MESSAGING_MODES), f"q_msg_{key}",
-                MESSAGING_MODES.index(getattr(defaults, f"messaging_{key}")),
+            modes = list(field_info(mode).choices)
+            values[mode] = _choice(
+                st.selectbox, field_info(mode).label, modes, quant_key(mode), modes.index(getattr(defaults, mode)),
             )
         with right:
-            widget = f"q_vth_{key}"
-            vth = number_box("vth (codes)", 0, MAX_VTH, int(kept(widget, getattr(defaults, f"vth_{key}"))), key=widget)
+            widget = quant_key(threshold)
+            vth = number_box("vth (codes)", 0, MAX_VTH, int(kept(widget, getattr(defaults, threshold))), key=widget)
             if vth is None:  # said under the box; nothing runs on an older value
                 invalid = True
-            values[f"vth_{key}"] = keep(widget, vth)
-    values["messaging_cum_error"] = keep("q_cum_error", st.toggle(
-        "delta: cumulative error (Lava's cum_error)", kept("q_cum_error", defaults.messaging_cum_error), key="q_cum_error",
+            values[threshold] = keep(widget, vth)
+    cum_error = quant_key("messaging_cum_error")
+    values["messaging_cum_error"] = keep(cum_error, st.toggle(
+        field_info("messaging_cum_error").label, kept(cum_error, defaults.messaging_cum_error), key=cum_error,
     ))
     return None if invalid else values
 
@@ -287,6 +292,7 @@ def _read_url(spec: list[Field]) -> None:
 
 def _write_url(spec: list[Field], session: Session | None, choice: str) -> dict[str, str]:
     """Mirror the current settings into the address bar (only those that differ from the defaults)."""
+    quant_defaults = {quant_key(n): getattr(QuantConfig(), n) for n in QUANT_FIELDS}
     values = {
         "model_choice": URL_LOCAL if choice == LOCAL_CHOICE else choice,
         "checkpoint_dir": kept("checkpoint_dir", "") if choice == LOCAL_CHOICE else None,
@@ -297,21 +303,14 @@ def _write_url(spec: list[Field], session: Session | None, choice: str) -> dict[
         "top_k": kept("top_k", 40),
         "seed": kept("seed", 0),
         "ignore_eos": kept("ignore_eos", False),
-        **{f"q_{n}": kept(f"q_{n}", getattr(QuantConfig(), n)) for n in QUANT_SLIDERS},
-        "q_headroom": kept("q_headroom", QuantConfig().state_headroom),
-        "q_pow2": kept("q_pow2", QuantConfig().pow2_scales),
+        **{k: kept(k, v) for k, v in quant_defaults.items()},
         "q_preset": kept("q_preset", "default"),
-        "q_scale_rule": kept("q_scale_rule", QuantConfig().scale_rule),
         "window": kept("window", GENERATED_WINDOW),
-        **{k: kept(k, v) for k, v in messaging_defaults().items()},
     }
     defaults = {
         "model_choice": next(iter(sample_models()), None), "backend": "emulator", "max_new_tokens": 32, "temperature": 0.8,
-        "top_k": 40, "seed": 0, "ignore_eos": False,
-        "q_headroom": QuantConfig().state_headroom, "q_pow2": QuantConfig().pow2_scales,
-        "q_preset": "default", "q_scale_rule": QuantConfig().scale_rule, "window": GENERATED_WINDOW,
-        **{f"q_{n}": getattr(QuantConfig(), n) for n in QUANT_SLIDERS},
-        **messaging_defaults(),
+        "top_k": 40, "seed": 0, "ignore_eos": False, "q_preset": "default", "window": GENERATED_WINDOW,
+        **quant_defaults,
     }
     if session is not None:
         defaults["prompt"] = DEFAULT_PROMPTS.get(session.loaded.name, "The ")

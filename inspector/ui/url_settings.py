@@ -13,42 +13,30 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from inspector.lm.generate import MAX_SEED
-from inspector.quant.config import QUANT_PRESETS, SCALE_RULES, QuantConfig
-from inspector.quant.messaging import GROUPS as MESSAGING_GROUPS
-from inspector.quant.messaging import MODES as MESSAGING_MODES
+from inspector.quant.config import QUANT_PRESETS, RETIRED_FIELDS, FieldInfo, QuantConfig, field_infos
 
 MAX_PROMPT_CHARS_IN_URL = 4000  # longer prompts are left out of the link (browsers and proxies cap URLs)
 MAX_PATH_CHARS = 1024
 MAX_TOKENS_IN_UI = 256
-HEADROOMS = (0.25, 0.5, 1.0, 1.5, 2.0, 4.0, 8.0)
+HEADROOMS = (0.25, 0.5, 1.0, 1.5, 2.0, 4.0, 8.0)  # the steps of the state-headroom widget ("steps" control)
 
-_QUANT_LABELS = {
-    "act_bits": "Block activation bits",
-    "spike_bits": "BitLinear input bits (graded spikes)",
-    "internal_bits": "MLGRU / GLU internal bits",
-    "residual_bits": "Residual stream bits",
-    "state_bits": "MLGRU state bits",
-    "gate_frac_bits": "Gate fraction bits",
-    "lut_bits": "SiLU table output bits",
-}
-# QuantConfig fields the sidebar exposes: (label, min, max). The sliders and the URL share these, and
-# the limits are QuantConfig's own (`QuantConfig.limits`), which every other input (A/B box, files,
-# the CLI) is checked against too.
+# The QuantConfig fields the sidebar sets and links carry: those whose FieldInfo names a URL parameter.
+QUANT_FIELDS: dict[str, FieldInfo] = {name: info for name, info in field_infos().items() if info.url}
+# The sliders: (label, min, max), the limits QuantConfig's own (`QuantConfig.limits`), which every
+# other input (A/B box, files, the CLI) is checked against too.
 QUANT_SLIDERS: dict[str, tuple[str, int, int]] = {
-    name: (label, *QuantConfig().limits()[name]) for name, label in _QUANT_LABELS.items()
+    name: (info.label, *QuantConfig().limits()[name]) for name, info in QUANT_FIELDS.items() if info.control == "slider"
 }
+# Every slider at its top: the widest setting a widget or link may ask for. A limit that follows
+# another field (a messaging threshold follows spike_bits) is read here for the widget and the link;
+# QuantConfig then checks it against the chosen settings and names the field if beyond.
+WIDEST = QuantConfig().with_overrides({name: hi for name, (_, _, hi) in QUANT_SLIDERS.items()})
+MAX_VTH = 1 << (WIDEST.spike_bits - 1)
 
-# The largest messaging threshold a widget or link accepts: the largest |code| at the widest spike_bits
-# slider setting; QuantConfig then checks it against the chosen spike_bits and names the field if beyond.
-MAX_VTH = 1 << (QUANT_SLIDERS["spike_bits"][2] - 1)
 
-
-def messaging_defaults() -> dict[str, Any]:
-    """The messaging widgets' keys and default values (mode, vth per group; cum_error)."""
-    qc = QuantConfig()
-    values: dict[str, Any] = {f"q_msg_{g}": getattr(qc, f"messaging_{g}") for g in MESSAGING_GROUPS}
-    values |= {f"q_vth_{g}": getattr(qc, f"vth_{g}") for g in MESSAGING_GROUPS}
-    return values | {"q_cum_error": qc.messaging_cum_error}
+def quant_key(name: str) -> str:
+    """The sidebar widget's key of a QuantConfig field: q_<its URL parameter>."""
+    return f"q_{QUANT_FIELDS[name].url}"
 
 
 @dataclass(frozen=True)
@@ -145,16 +133,24 @@ def fields(models: tuple[str, ...], backends: tuple[str, ...]) -> list[Field]:
         Field("top_k", "top_k", _int_in(0, 10**9)),
         Field("seed", "seed", _int_in(0, MAX_SEED)),
         Field("ignore_eos", "ignore_eos", _bool, lambda v: "1" if v else "0"),
-        *[Field(name, f"q_{name}", _int_in(lo, hi)) for name, (_, lo, hi) in QUANT_SLIDERS.items()],
-        Field("headroom", "q_headroom", _one_of(HEADROOMS, float), lambda v: f"{v:g}"),
-        Field("pow2", "q_pow2", _bool, lambda v: "1" if v else "0"),
         Field("preset", "q_preset", _one_of(tuple(QUANT_PRESETS))),
-        Field("scale_rule", "q_scale_rule", _one_of(SCALE_RULES)),
         Field("window", "window", _window, str),
-        *[Field(f"messaging_{g}", f"q_msg_{g}", _one_of(MESSAGING_MODES)) for g in MESSAGING_GROUPS],
-        *[Field(f"vth_{g}", f"q_vth_{g}", _int_in(0, MAX_VTH)) for g in MESSAGING_GROUPS],
-        Field("cum_error", "q_cum_error", _bool, lambda v: "1" if v else "0"),
+        *[quant_field(name) for name in QUANT_FIELDS],
     ]
+
+
+def quant_field(name: str) -> Field:
+    """A QuantConfig field as a link parameter, read by its type and FieldInfo: whole numbers within
+    the widest limits, the headroom's steps, on/off, or one of the field's choices."""
+    info, kind = QUANT_FIELDS[name], type(getattr(QuantConfig(), name))
+    if kind is bool:
+        return Field(info.url, quant_key(name), _bool, lambda v: "1" if v else "0")
+    if info.control == "steps":
+        return Field(info.url, quant_key(name), _one_of(HEADROOMS, float), lambda v: f"{v:g}")
+    if kind is str:
+        return Field(info.url, quant_key(name), _one_of(info.choices))
+    lo, hi = info.bounds(WIDEST)
+    return Field(info.url, quant_key(name), _int_in(lo, hi))
 
 
 REPEATED = object()  # a parameter given more than once: refused, since a link must not say two things
@@ -180,7 +176,9 @@ def parse_query(params: Mapping[str, str], spec: list[Field]) -> tuple[dict[str,
             values[f.key] = f.parse(raw if isinstance(raw, str) else str(raw))
         except ValueError as exc:
             problems.append(f"{f.param} from the link was ignored: {exc}.")
-    unknown = sorted(p for p in params if p not in known)
+    for param in sorted(set(params) & set(RETIRED_FIELDS) - known):
+        problems.append(f"{param} from the link was ignored: it is no longer a setting ({RETIRED_FIELDS[param]}).")
+    unknown = sorted(p for p in params if p not in known and p not in RETIRED_FIELDS)
     if unknown:
         problems.append(f"Unknown link parameters ignored: {', '.join(p[:30] for p in unknown[:5])}.")
     return values, problems

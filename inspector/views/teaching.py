@@ -11,7 +11,7 @@ import polars as pl
 import torch
 
 from inspector import schema as S
-from inspector.backends.emulator import Emulator
+from inspector.backends.base import BackendBase
 from inspector.chip.costs import FITTED_NAME, preset
 from inspector.chip.estimate import estimate
 from inspector.chip.limits import HardwareConfig
@@ -29,16 +29,16 @@ from inspector.schema import PROJECTIONS
 from inspector.views.figures import _layout, series_color
 
 
-def ternary_counts(emulator: Emulator, layer: int = 0) -> dict[str, int]:
+def ternary_counts(backend: BackendBase, layer: int = 0) -> dict[str, int]:
     """How many weights of a layer's projections are -1, 0 and +1."""
-    L = emulator.params.layers[layer]
+    L = backend.params.layers[layer]
     weights = torch.cat([p.weight.reshape(-1) for p in (L.i_proj, L.f_proj, L.g_proj, L.o_proj, L.gate_proj, L.down_proj)])
     return {"-1": int((weights == -1).sum()), "0": int((weights == 0).sum()), "+1": int((weights == 1).sum())}
 
 
-def worked_synapse_example(emulator: Emulator, analysis: Analysis, layer: int = 0, neuron: int = 0, token: int = -1) -> dict:
+def worked_synapse_example(backend: BackendBase, analysis: Analysis, layer: int = 0, neuron: int = 0, token: int = -1) -> dict:
     """One output neuron of i_proj: its accumulator is a sum of +inputs minus a sum of -inputs."""
-    L = emulator.params.layers[layer]
+    L = backend.params.layers[layer]
     spikes = analysis.diff.int_probe.site_codes(S.layer_key(layer, S.spikes(S.I_PROJ)))[token]
     weights = L.i_proj.weight[neuron]
     plus = spikes[weights == 1]
@@ -118,7 +118,7 @@ def saturation_settings(qc: QuantConfig) -> dict[str, QuantConfig]:
 
 
 def saturation_experiment(
-    ids: list[int], settings: dict[str, QuantConfig], backend_for: Callable[[QuantConfig], Emulator],
+    ids: list[int], settings: dict[str, QuantConfig], backend_for: Callable[[QuantConfig], BackendBase],
 ) -> pl.DataFrame:
     """Each setting's integer model on the same tokens, against the float model: how many MLGRU
     states clipped and underflowed, all values likewise, and what it did to the next-token choice."""
@@ -165,7 +165,7 @@ def spike_nonzero_table(analysis: Analysis) -> pl.DataFrame:
     return table.with_columns((pl.col("nonzero") / pl.col("spikes")).alias("nonzero_share")).sort("layer")
 
 
-def layer_op_counts(emulator: Emulator, layer: int = 0) -> dict[str, int]:
+def layer_op_counts(backend: BackendBase, layer: int = 0) -> dict[str, int]:
     """Per token in one layer: additions through ternary synapses vs the multiplies that remain.
 
     Synapses add or subtract (one per nonzero weight, when every input is nonzero). Multiplies are
@@ -179,7 +179,7 @@ def layer_op_counts(emulator: Emulator, layer: int = 0) -> dict[str, int]:
       silu(gate) * y;
     - residual adds: each operand rescaled to the sum's scale (two multiplies per element, two adds).
     """
-    L = emulator.params.layers[layer]
+    L = backend.params.layers[layer]
     projections = (L.i_proj, L.f_proj, L.g_proj, L.o_proj, L.gate_proj, L.down_proj)
     D = int(L.attn_norm.weight_q.numel())
     M = int(L.f_proj.weight.shape[0])
@@ -202,11 +202,11 @@ def layer_op_counts(emulator: Emulator, layer: int = 0) -> dict[str, int]:
     return counts
 
 
-def host_share(emulator: Emulator) -> dict[str, float]:
+def host_share(backend: BackendBase) -> dict[str, float]:
     """How big the LM head (kept on the host) is next to a layer's stored ternary synapses."""
-    cfg = emulator.loaded.config
+    cfg = backend.loaded.config
     lm_head = int(cfg.vocab_size) * int(cfg.hidden_size)
-    per_layer = layer_op_counts(emulator)["synapse_additions"]
+    per_layer = layer_op_counts(backend)["synapse_additions"]
     return {"lm_head_weights": lm_head, "lm_head_in_layers": lm_head / max(per_layer, 1)}
 
 
@@ -232,10 +232,10 @@ def forget_memory(analysis: Analysis, gate_frac_bits: int) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
-def lower_bounds(emulator: Emulator) -> list[float]:
+def lower_bounds(backend: BackendBase) -> list[float]:
     """Mean learned lower bound of the forget gate per layer (0 in layer 0, which has none)."""
-    one = float(1 << emulator.qc.gate_frac_bits)
-    return [0.0 if L.lower_bound_q is None else float(L.lower_bound_q.double().mean()) / one for L in emulator.params.layers]
+    one = float(1 << backend.qc.gate_frac_bits)
+    return [0.0 if L.lower_bound_q is None else float(L.lower_bound_q.double().mean()) / one for L in backend.params.layers]
 
 
 def tour_neuron(analysis: Analysis, layer: int = 0) -> int:
@@ -256,7 +256,7 @@ def sent_mask(codes: np.ndarray, mode: str, vth: int = 0) -> np.ndarray:
     return (sent[0] != 0).numpy()
 
 
-def message_counts(analysis: Analysis, emulator: Emulator, vth: int = 2) -> pl.DataFrame:
+def message_counts(analysis: Analysis, backend: BackendBase, vth: int = 2) -> pl.DataFrame:
     """Messages and synaptic ops per token into every layer's ternary synapses, under four encodings,
     all computed from the run's own spike codes (the kept tokens):
 
@@ -273,7 +273,7 @@ def message_counts(analysis: Analysis, emulator: Emulator, vth: int = 2) -> pl.D
     """
     probe = analysis.diff.int_probe
     rows = []
-    for layer, L in enumerate(emulator.params.layers):
+    for layer, L in enumerate(backend.params.layers):
         for name in PROJECTIONS:
             key = S.layer_key(layer, S.spikes(name))
             if not probe.has_values(key):
@@ -362,12 +362,12 @@ def paper_energy() -> dict[str, float]:
     }
 
 
-def energy_split(analysis: Analysis, emulator: Emulator) -> dict[str, float]:
+def energy_split(analysis: Analysis, backend: BackendBase) -> dict[str, float]:
     """This model's estimated energy per generated token, static vs dynamic, from the app's chip
     estimate (`inspector.chip.estimate`) on the run's measured activity. The one place the tour reads the
     estimate, so a refitted estimate changes the step without touching the page."""
     costs = preset(FITTED_NAME)
-    est = estimate(analysis.tables["activity"], emulator.core_map.chips, costs.costs)
+    est = estimate(analysis.tables["activity"], backend.core_map.chips, costs.costs)
     g = est.generation
     return {
         "preset": costs.name, "chips": est.chips, "static_mj": g.static_mj, "synops_mj": g.synops_mj, "neuron_mj": g.neuron_mj,
@@ -381,25 +381,25 @@ SPIKE_BITS_SWEEP = (8, 6, 5, 4)
 STATE_BITS_SWEEP = (24, 12, 10, 8)
 
 
-def variant(emulator: Emulator, overrides: dict) -> Emulator:
-    """The same model under other bit widths, reusing the emulator's calibration (calibration is a
+def variant(backend: BackendBase, overrides: dict) -> BackendBase:
+    """The same model under other bit widths, reusing the backend's calibration (calibration is a
     float pass that does not depend on the widths) and core map (the widths do not move synapses):
     converting takes well under a second where calibrating again would take several."""
-    qc = emulator.qc.with_overrides(overrides)
-    other = copy.copy(emulator)
+    qc = backend.qc.with_overrides(overrides)
+    other = copy.copy(backend)
     other.qc = qc
-    other.params = convert(emulator.loaded.model, emulator.calibration, qc)
-    other.integer = IntegerLM(other.params, emulator.loaded.model)
+    other.params = convert(backend.loaded.model, backend.calibration, qc)
+    other.integer = IntegerLM(other.params, backend.loaded.model)
     return other
 
 
-def bits_sweep(emulator: Emulator, ids: list[int], name: str, values: tuple[int, ...]) -> pl.DataFrame:
+def bits_sweep(backend: BackendBase, ids: list[int], name: str, values: tuple[int, ...]) -> pl.DataFrame:
     """One width (`spike_bits` or `state_bits`) at each of `values`, everything else as the user set it:
     the integer model on the run's tokens against the float model. Per setting: top-1 agreement, mean
     KL, the share of nonzero spikes into the synapses, and the MLGRU states that underflowed or clipped."""
     rows = []
     for bits in values:
-        result = compare(variant(emulator, {name: bits}), ids, keep_from=len(ids) - 1)  # per-token counts only
+        result = compare(variant(backend, {name: bits}), ids, keep_from=len(ids) - 1)  # per-token counts only
         saturation = with_underflow(result.int_probe.saturation(), result.tensors)
         spikes = saturation.filter(pl.col("site").str.ends_with(".spikes") & (pl.col("layer") >= 0))
         states = saturation.filter(pl.col("kind") == "state")
@@ -415,11 +415,11 @@ def bits_sweep(emulator: Emulator, ids: list[int], name: str, values: tuple[int,
 
 
 # -- step 6: local vs cumulative error ------------------------------------------------------------
-def local_cumulative_sqnr(emulator: Emulator, ids: list[int], site: str = S.RESIDUAL_MLP) -> pl.DataFrame:
+def local_cumulative_sqnr(backend: BackendBase, ids: list[int], site: str = S.RESIDUAL_MLP) -> pl.DataFrame:
     """Per layer, one site's SQNR from its own rounding alone (local) and with everything it inherits
     (cumulative), on the run's tokens (`inspector.compare.local_error`, teacher-forced), and the two noise-to-signal
     ratios they come from."""
-    result = local_vs_cumulative(emulator, ids)
+    result = local_vs_cumulative(backend, ids)
     return (
         result.sites.filter((pl.col("site") == site) & (pl.col("layer") >= 0))
         .select("layer", "local_sqnr_db", "cumulative_sqnr_db", "local_nsr", "cumulative_nsr").sort("layer")

@@ -82,14 +82,15 @@ def token_message(codes: np.ndarray, reset: bool) -> np.ndarray:
     return np.concatenate([np.asarray(codes, dtype=np.int32), np.array([int(reset), 1], dtype=np.int32)])
 
 
-def flagged_dense(weight: np.ndarray) -> Dense:
-    """Ternary synapses plus one synapse per control element (reset, valid), carried through as is."""
+def flagged_dense(weight: np.ndarray, message_bits: int) -> Dense:
+    """Ternary synapses plus one synapse per control element (reset, valid), carried through as is;
+    graded spikes of `message_bits` (QuantConfig.message_bits, which bounds every width sent)."""
     out_features, in_features = weight.shape
     w = np.zeros((out_features + CONTROL, in_features + CONTROL), dtype=np.int32)
     w[:out_features, :in_features] = weight
     for k in range(1, CONTROL + 1):
         w[-k, -k] = 1
-    return ternary_dense(w, message_bits=24)
+    return ternary_dense(w, message_bits=message_bits)
 
 
 @dataclass
@@ -157,7 +158,7 @@ class LayerProcesses:
         )
         self.dense = {}
         for name, spikes, accumulator in synapses:
-            dense = flagged_dense(weights[name])
+            dense = flagged_dense(weights[name], spec.qc_message_bits)
             spikes.connect(dense.s_in)
             dense.a_out.connect(accumulator)
             self.dense[name] = dense

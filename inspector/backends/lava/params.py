@@ -208,6 +208,7 @@ class GraphSpec:
     qc_gate_frac_bits: int
     qc_state_bits: int
     qc_accumulator_bits: int
+    qc_message_bits: int  # graded-spike payload width of the Dense synapses
     layers: tuple[LayerSpec, ...]
     final_norm: NormConst
     layout: ReadbackLayout
@@ -255,6 +256,7 @@ def graph_spec(params: IntegerParams) -> GraphSpec:
         qc_gate_frac_bits=qc.gate_frac_bits,
         qc_state_bits=qc.state_bits,
         qc_accumulator_bits=qc.accumulator_bits,
+        qc_message_bits=qc.message_bits,
         layers=tuple(layer_spec(layer, hidden, mixer, inner) for layer in params.layers),
         final_norm=norm_const(params.final_norm),
         layout=layer_layout(hidden, mixer, inner),
