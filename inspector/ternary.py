@@ -59,6 +59,16 @@ def _magnitude_threshold(dtype: torch.dtype, beta: float) -> int:
     return lo
 
 
+def _abs_sum_float64(block: torch.Tensor) -> float:
+    """sum(|w|) of one row block, summed in float64: bit for bit `block.double().abs().sum()`.
+
+    |w| is taken in the weights' own dtype before the widening copy (abs and the cast to float64 are both
+    exact, so the float64 tensor summed holds the very same values, in the same layout): one pass over 2
+    bytes a weight instead of a second 8-byte float64 pass and temporary (about a second at 370M).
+    """
+    return float(block.abs().double().sum())
+
+
 def ternarize(w: torch.Tensor) -> tuple[torch.Tensor, float]:
     """Absmean ternary quantization (`weight_quant` in fusedbitnet.py): (int8 {-1,0,1}, beta = mean|W|).
 
@@ -79,7 +89,7 @@ def ternarize(w: torch.Tensor) -> tuple[torch.Tensor, float]:
     rows = w.reshape(-1, w.shape[-1]) if w.dim() > 1 else w.reshape(1, -1)
     total = 0.0
     for start in range(0, rows.shape[0], ROWS_PER_CHUNK):
-        total += float(rows[start : start + ROWS_PER_CHUNK].double().abs().sum())
+        total += _abs_sum_float64(rows[start : start + ROWS_PER_CHUNK])
     if not math.isfinite(total):
         if not bool(torch.isfinite(w).all()):
             raise NonFiniteWeightError("contains NaN or infinite values")
