@@ -157,14 +157,21 @@ def compare(
     running the integer model again over the window, and it becomes the result's `int_probe`. They
     are the same bits either way: feeding a sequence at once or token by token gives identical
     integers and logits (tested). Tokens before the window are read again, chunk by chunk.
+
+    A probe whose window starts before `keep_from` (the CLI's run, which keeps every token, compared
+    for its per-token metrics only) is read the same way from its own window start on, so the integer
+    model does not run again at all; it is then the result's `int_probe` with that wider window
+    (`int_probe.window_start` <= `window_start`). Chunk boundaries, hence every float bit, are those of
+    a comparison without it.
     """
     model = emulator.loaded.model
     keep_from = min(max(keep_from, 0), max(len(ids) - 1, 0))
     reuse = (
         integer_probe is not None and integer_probe.record_tensors and integer_probe.tokens() == len(ids)
-        and integer_probe.window_start == keep_from
+        and integer_probe.window_start <= keep_from
     )
     probe = integer_probe if reuse else emulator.new_probe(record_tensors=True, keep_from=keep_from)
+    read_from = probe.window_start if reuse else len(ids)  # chunks from this token on are read from the probe
     # Tokens before the window: a reused probe kept no values there, so the integer model reads
     # them again, through a probe that keeps nothing but the current chunk.
     forced = RecordingProbe(emulator.core_map, record_tensors=False, keep_from=len(ids), summaries=False) if reuse else probe
@@ -181,10 +188,10 @@ def compare(
         chunk = all_ids[start:stop][None]
         trace: dict[str, torch.Tensor] = {}
         f_logits, f_state = model(chunk, f_state, trace)
-        if reuse and start >= keep_from:
+        if start >= read_from:
             if window_values is None:  # dequantized once from the kept codes, sliced per chunk
                 window_values = {key: probe.site_values(key) for key in probe.sites if probe.has_values(key)}
-            i_values = {key: values[start - keep_from : stop - keep_from] for key, values in window_values.items()}
+            i_values = {key: values[start - read_from : stop - read_from] for key, values in window_values.items()}
         else:
             forced.chunk_values = {}
             _, i_state = emulator.integer(chunk, i_state, forced)
