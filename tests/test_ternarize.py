@@ -79,6 +79,31 @@ def test_beta_sum_is_the_plain_float64_sum(dtype):
         assert ternarize(w)[1] == plain_ternarize(w)[1]
 
 
+def test_beta_sum_workspace_reused_grown_and_per_thread(monkeypatch):
+    """The reused float64 workspace gives the plain sum whatever block came before (smaller, larger, wider than the
+    kept size), and each thread has its own."""
+    import threading
+
+    from inspector import ternary
+
+    monkeypatch.setattr(ternary, "WORKSPACE_MAX_ELEMENTS", 5000)
+    g = torch.Generator().manual_seed(12)
+    blocks = [_adversarial(torch.bfloat16, g)[: rows, : cols] for rows, cols in ((10, 10), (257, 129), (3, 7), (40, 125), (0, 5))]
+    for block in blocks + blocks[::-1]:
+        assert _abs_sum_float64(block) == float(block.double().abs().sum())
+    results: list[bool] = []
+
+    def worker() -> None:
+        results.extend(_abs_sum_float64(b) == float(b.double().abs().sum()) for b in blocks * 20)
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 3 * 20 * len(blocks) and all(results)
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 def test_non_finite_weights_are_refused(bad):
     w = torch.randn(8, 8).to(torch.bfloat16)
