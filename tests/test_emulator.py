@@ -228,3 +228,15 @@ def test_cli_traces_count_underflow_and_effective_bits(tiny_checkpoint, tmp_path
     tokens = pl.read_parquet(out / "tokens.parquet").height
     assert pl.read_parquet(out / "states.parquet")["token"].unique().sort().to_list() == [tokens - 2, tokens - 1]
     assert saturation["token"].n_unique() == tokens  # summaries for every token
+
+
+def test_max_abs_error_is_the_plain_abs_amax():
+    """The one-pass max|error| per token gives the bits of `err.abs().amax(-1)` (NaN and infinities included)."""
+    g = torch.Generator().manual_seed(4)
+    f = torch.randn(6, 41, generator=g, dtype=torch.float64)
+    q = f + torch.randn(6, 41, generator=g, dtype=torch.float64) * 1e-3
+    q[1, 5], q[2, 0], q[3, 40], q[4] = float("nan"), float("inf"), -float("inf"), f[4]
+    got = tensor_metrics(f, q)["max_abs_error"]
+    want = (f - q).abs().amax(-1)
+    assert torch.equal(got.isnan(), want.isnan()) and torch.equal(got[~want.isnan()], want[~want.isnan()])
+    assert float(got[4]) == 0.0
