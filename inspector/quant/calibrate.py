@@ -54,12 +54,11 @@ def _abs_max(value: torch.Tensor) -> torch.Tensor:
     """max|x|, exactly `value.abs().max()`: the larger of -min and max, from one pass without an |x| copy.
 
     A float's |x| is exact, so the largest |x| is -min or max; `torch.maximum` keeps a NaN as `max` does.
-    (A signed zero can differ: `observe` only keeps peaks above its 0.0 start, where +-0 are alike.)
     """
     if not value.is_floating_point():
         return value.abs().max()
     lo, hi = torch.aminmax(value)
-    return torch.maximum(-lo, hi)
+    return torch.maximum(-lo, hi).abs_()  # abs_: +0.0 for all zeros, a NaN's sign bit cleared, as abs() does
 
 
 def observe_trace(maxima: dict[str, float], trace: dict[str, torch.Tensor]) -> None:
