@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -162,3 +163,40 @@ def test_weights_read_through_fresh_mappings_are_the_same(tiny_checkpoint, monke
     assert all(torch.equal(whole[k], v) for k, v in remapped.state_dict().items())
     for (_, a), (_, b) in zip(reference.bitlinears(), remapped.bitlinears(), strict=True):
         assert torch.equal(a.ternary.values, b.ternary.values) and a.ternary.beta == b.ternary.beta
+
+
+def test_a_sweep_calibrates_through_the_cache_with_the_same_bits(tiny_checkpoint, counted):
+    """The sweep's evaluator reads and fills the same cache as the CLI: a model opened before is not
+    calibrated again, and a sweep's maxima are those of a direct calibration."""
+    from inspector.sweep.evaluate import Evaluator, SweepSpec
+
+    text = "To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer"
+    loaded = load_checkpoint(tiny_checkpoint)
+    direct = calibrate_module.calibrate(loaded.model, loaded.tokenizer, text, 64)
+    emulator = Emulator(loaded, QC, calibration_text=text)
+    assert len(counted) == 2 and not emulator.calibration_cached
+    spec = SweepSpec(loaded, [1, 2, 3], 3, QuantConfig(), calibration_text=text)
+    assert Evaluator(spec).calibration(64) == direct == emulator.calibration
+    assert len(counted) == 2  # loaded from the cache the emulator wrote
+    Evaluator(spec).calibration(32)
+    Evaluator(SweepSpec(load_checkpoint(tiny_checkpoint), [1, 2, 3], 3, QuantConfig(), calibration_text=text)).calibration(32)
+    assert len(counted) == 3  # a new token count once, then from the cache
+
+
+def test_observed_peaks_are_the_plain_abs_max():
+    """`observe` takes max|x| as the larger of -min and max: the bits of `x.abs().max()`, NaN and infinities included."""
+    from inspector.quant.calibrate import _abs_max, observe
+
+    g = torch.Generator().manual_seed(0)
+    specials = [[float("nan"), 1.0], [-float("inf"), 1.0], [0.0, -0.0], [-0.0], [-3.0, 2.0], [2.0, -2.0]]
+    for dtype in (torch.float64, torch.float32):
+        cases = [torch.tensor(v, dtype=dtype) for v in specials]
+        scales = [10.0 ** int(e) for e in torch.randint(-30, 30, (50,), generator=g)]
+        cases += [torch.randn(9, 33, generator=g, dtype=dtype) * scale for scale in scales]
+        for value in cases:
+            got, want = _abs_max(value), value.abs().max()
+            assert got.dtype == want.dtype and (bool(got.isnan()) and bool(want.isnan()) or float(got) == float(want))
+            a, b = {}, {}
+            observe(a, "site", value)
+            b["site"] = max(0.0, float(np.float32(float(want))))
+            assert str(a) == str(b)

@@ -322,3 +322,21 @@ def test_latent_histogram_is_counted_when_asked_from_the_file(tiny_checkpoint):
     save_file(tensors, str(tiny_checkpoint / "model.safetensors"))
     with pytest.raises(ValueError, match="changed since the model was loaded"):
         _ = other.latent_histogram
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
+def test_finiteness_check_is_isfinite_all(dtype):
+    """The one-reduction check of non-BitLinear tensors says what `torch.isfinite(t).all()` says, for a NaN or an
+    infinity anywhere (vector tails included), an all-NaN tensor, and an empty one."""
+    from inspector.checkpoint import _all_finite
+
+    g = torch.Generator().manual_seed(0)
+    for shape in [(1,), (7,), (33, 65), (0,), (3, 0)]:
+        base = torch.randn(*shape, generator=g).to(dtype)
+        assert _all_finite(base) == bool(torch.isfinite(base).all())
+        for position in range(base.numel()):
+            for bad in (float("nan"), float("inf"), -float("inf")):
+                value = base.clone()
+                value.view(-1)[position] = bad
+                assert not _all_finite(value)
+    assert not _all_finite(torch.full((4, 9), float("nan"), dtype=dtype))

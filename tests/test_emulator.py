@@ -154,6 +154,24 @@ def test_analysis_reuses_the_generation_with_the_same_bits(emulator):
         assert torch.equal(analysis.run.probe.site_values(key), rerun.int_probe.site_values(key)), key
 
 
+@pytest.mark.parametrize("window_start", [0, 3])
+def test_lockstep_on_a_wider_window_reads_the_run_with_the_same_bits(emulator, window_start):
+    """The CLI's lockstep comparison reads a run that kept every token (or from a token before the
+    comparison's window) instead of running the integer model again: the same tables, bit for bit."""
+    run, stream = emulator.generate("To be, or", SamplingSettings(6, 0.9, 20, 3), keep_from=window_start)
+    for _ in stream:
+        pass
+    ids = run.all_ids
+    for keep_from, chunk_tokens in ((len(ids) - 1, 256), (len(ids) - 2, 4)):
+        reused = compare(emulator, ids, integer_probe=run.probe, keep_from=keep_from, chunk_tokens=chunk_tokens)
+        rerun = compare(emulator, ids, keep_from=keep_from, chunk_tokens=chunk_tokens)
+        assert reused.int_probe is run.probe and rerun.int_probe is not run.probe
+        assert_frame_equal(reused.tensors, rerun.tensors, check_exact=True)
+        assert_frame_equal(reused.tokens, rerun.tokens, check_exact=True)
+        assert torch.equal(reused.int_logits, rerun.int_logits) and torch.equal(reused.float_logits, rerun.float_logits)
+        assert reused.window_start == rerun.window_start == keep_from
+
+
 def test_cli_run_and_diff(tiny_checkpoint, tmp_path, capsys):
     assert cli_main(
         ["run", "--model", str(tiny_checkpoint), "--prompt", "To be", "--tokens", "4", "--out", str(tmp_path / "o")],
@@ -210,3 +228,15 @@ def test_cli_traces_count_underflow_and_effective_bits(tiny_checkpoint, tmp_path
     tokens = pl.read_parquet(out / "tokens.parquet").height
     assert pl.read_parquet(out / "states.parquet")["token"].unique().sort().to_list() == [tokens - 2, tokens - 1]
     assert saturation["token"].n_unique() == tokens  # summaries for every token
+
+
+def test_max_abs_error_is_the_plain_abs_amax():
+    """The one-pass max|error| per token gives the bits of `err.abs().amax(-1)` (NaN and infinities included)."""
+    g = torch.Generator().manual_seed(4)
+    f = torch.randn(6, 41, generator=g, dtype=torch.float64)
+    q = f + torch.randn(6, 41, generator=g, dtype=torch.float64) * 1e-3
+    q[1, 5], q[2, 0], q[3, 40], q[4] = float("nan"), float("inf"), -float("inf"), f[4]
+    got = tensor_metrics(f, q)["max_abs_error"]
+    want = (f - q).abs().amax(-1)
+    assert torch.equal(got.isnan(), want.isnan()) and torch.equal(got[~want.isnan()], want[~want.isnan()])
+    assert float(got[4]) == 0.0

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from inspector.chip.limits import HardwareConfig, HardwareConfigError
-from inspector.chip.mapper import GROUP_ORDER, MappingError, map_model
+from inspector.chip.mapper import GROUP_ORDER, MappingError, _row_nonzeros, map_model
 from inspector.lm.config import PUBLISHED_CONFIGS, HGRNBitConfig
 
 
@@ -250,3 +251,12 @@ def test_lm_head_on_chip_is_mapped_after_the_final_norm():
         assert head["core"].min() > core_map.table.filter(pl.col("group") == "final_norm")["core"].max()
     # one block per chip: the head starts on a chip of its own (2 chips at the typical density)
     assert head["chip"].n_unique() == 2 and head["chip"].min() == 24
+
+
+def test_row_nonzeros_counts_like_torch():
+    """The numpy count of stored synapses per row equals `(w != 0).sum(dim=1)` (int8, views, other dtypes)."""
+    g = torch.Generator().manual_seed(7)
+    ternary = torch.randint(-1, 2, (300, 257), generator=g, dtype=torch.int8)
+    for weight in (ternary, ternary.T, ternary[:, ::3], ternary.float(), torch.zeros(4, 0, dtype=torch.int8)):
+        counts = _row_nonzeros(weight)
+        assert counts.dtype == np.int64 and np.array_equal(counts, (weight != 0).sum(dim=1).numpy())

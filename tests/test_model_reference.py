@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from inspector.lm.model import HGRNBitForCausalLM
+from inspector.lm.model import HGRNBitForCausalLM, activation_quant_int, round_half_away
 from tests.conftest import randomize, tiny_config
 from tests.upstream_reference import upstream_logits
 
@@ -107,3 +107,32 @@ def test_training_step_reduces_loss():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] - 0.5
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.view({8: torch.int64, 4: torch.int32, 2: torch.int16}[t.element_size()])
+
+
+def test_activation_quant_is_the_plain_formula_bit_for_bit():
+    """The in-place rounding and the one-pass max|x| give the bits of the plain formulas (NaN, infinities,
+    signed zeros, exact halves and the float just below a half included)."""
+    g = torch.Generator().manual_seed(1)
+    specials = [0.5, -0.5, 1.5, -2.5, 0.49999999999999994, -0.0, 0.0, 126.5]
+    for dtype in (torch.float64, torch.float32, torch.bfloat16, torch.float16):
+        for k in range(60):
+            x = (torch.randn(5, 67, generator=g, dtype=torch.float64) * 10.0 ** int(torch.randint(-8, 8, ()))).to(dtype)
+            x[0, : len(specials)] = torch.tensor(specials, dtype=torch.float64).to(dtype)
+            x[1] = 0.0
+            if k % 10 == 0:
+                x[2, 3], x[3, 1], x[4, 2] = float("nan"), float("inf"), -float("inf")
+            scaled = x * 37.25
+            whole = torch.trunc(scaled)
+            plain_round = whole + torch.sign(scaled) * ((scaled - whole).abs() >= 0.5).to(dtype)
+            assert torch.equal(_bits(round_half_away(scaled)), _bits(plain_round))
+            plain_scale = 127.0 / x.abs().amax(dim=-1, keepdim=True).clamp(min=1e-5)
+            codes, scale = activation_quant_int(x)
+            assert torch.equal(_bits(scale), _bits(plain_scale))
+            y = x * plain_scale
+            whole = torch.trunc(y)
+            plain_codes = (whole + torch.sign(y) * ((y - whole).abs() >= 0.5).to(dtype)).clamp(-128, 127)
+            assert torch.equal(_bits(codes), _bits(plain_codes))

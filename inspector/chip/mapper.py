@@ -110,6 +110,12 @@ class CoreMap:
 
 
 def _row_nonzeros(weight: torch.Tensor) -> np.ndarray:
+    """Stored synapses per output neuron: the nonzero weights of each row.
+
+    numpy's count_nonzero on the int8 ternary matrix, without a bool temporary: several times faster
+    than torch's `(weight != 0).sum(dim=1)` (about a second at 370M on two threads), same counts."""
+    if weight.dtype == torch.int8 and weight.device.type == "cpu":
+        return np.count_nonzero(weight.numpy(), axis=1).astype(np.int64)
     return (weight != 0).sum(dim=1).cpu().numpy().astype(np.int64)
 
 

@@ -11,6 +11,7 @@ key, because "size mismatch" alone does not tell a researcher which of 300 tenso
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import re
 from dataclasses import dataclass
@@ -277,6 +278,16 @@ class CheckpointTensor:
             source.close()
 
 
+def _all_finite(tensor: torch.Tensor) -> bool:
+    """Whether every value is finite, as `torch.isfinite(tensor).all()`: from the smallest and largest value
+    (`aminmax` keeps a NaN; an infinity is one of them), one reduction without a bool copy, several times
+    faster on a bf16 embedding table."""
+    if tensor.numel() == 0:
+        return True
+    lowest, highest = torch.aminmax(tensor)
+    return math.isfinite(lowest) and math.isfinite(highest)
+
+
 def _place(
     model: HGRNBitForCausalLM, key: str, tensor: torch.Tensor, bitlinears: dict[str, BitLinear], source: WeightSource,
     directory: Path,
@@ -293,7 +304,7 @@ def _place(
             raise CheckpointError(str(source.files[key]), key, str(exc)) from None
         bitlinears[owner].freeze(matrix)
         return
-    if not torch.isfinite(tensor).all():
+    if not _all_finite(tensor):
         raise CheckpointError(str(source.files[key]), key, "contains NaN or infinite values")
     module = model.get_submodule(owner) if owner else model
     setattr(module, name, torch.nn.Parameter(tensor.to(torch.float32), requires_grad=False))

@@ -103,7 +103,9 @@ def round_half_away(x: torch.Tensor) -> torch.Tensor:
     below .5 are not pushed over by an `x + 0.5` that rounds up in floating point.
     """
     whole = torch.trunc(x)
-    return whole + torch.sign(x) * ((x - whole).abs() >= 0.5).to(x.dtype)
+    # in place on the temporaries (the float model's hottest elementwise chain): the same operations, the same bits
+    carry = torch.sub(x, whole).abs_().ge_(0.5)  # 1.0 where the fraction is a half or more, in x's dtype
+    return whole.add_(carry.mul_(torch.sign(x)))
 
 
 def activation_quant_int(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,7 +114,8 @@ def activation_quant_int(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     As `_layer_norm_fwd_quant_kernel` in fusedbitnet.py: `scale = 127 / max(max|y|, 1e-5)`,
     `round(y * scale)` with halves away from zero, clamp to [-128, 127].
     """
-    scale = 127.0 / x.abs().amax(dim=-1, keepdim=True).clamp(min=1e-5)
+    lowest, highest = torch.aminmax(x, dim=-1, keepdim=True)  # max|x| = max(-min, max): one pass, no |x| copy
+    scale = 127.0 / torch.maximum(-lowest, highest).abs_().clamp(min=1e-5)  # abs_: a NaN's sign as abs() leaves it
     return round_half_away(x * scale).clamp(-128, 127), scale
 
 

@@ -16,6 +16,7 @@ cast for that call only.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -59,6 +60,37 @@ def _magnitude_threshold(dtype: torch.dtype, beta: float) -> int:
     return lo
 
 
+_WORKSPACE = threading.local()  # per thread: the float64 block of the previous beta sum, reused
+WORKSPACE_MAX_ELEMENTS = 1 << 22  # kept between calls up to 32 MB (a 4096-row block of a 1024-wide matrix)
+
+
+def _float64_workspace(shape: tuple[int, ...]) -> torch.Tensor:
+    """An uninitialized contiguous float64 tensor of `shape`, in memory this thread used for the previous block.
+
+    Why: a fresh 32 MB block is mapped from the system and page-faulted in, then unmapped, for every
+    block of every matrix; that costs more than the sum itself (a second or more at 370M). The view
+    starts at the buffer's start, so it is laid out (and aligned) as a fresh tensor would be.
+    """
+    count = math.prod(shape)
+    buffer = getattr(_WORKSPACE, "buffer", None)
+    if buffer is None or buffer.numel() < count:
+        buffer = torch.empty(count, dtype=torch.float64)
+        if count <= WORKSPACE_MAX_ELEMENTS:
+            _WORKSPACE.buffer = buffer
+    return buffer[:count].view(shape)
+
+
+def _abs_sum_float64(block: torch.Tensor) -> float:
+    """sum(|w|) of one row block, summed in float64: bit for bit `block.double().abs().sum()`.
+
+    The same float64 tensor is summed (the cast and abs are exact; same shape, contiguous), only written
+    into a reused workspace (`_float64_workspace`) and made absolute in place, without temporaries.
+    """
+    work = _float64_workspace(tuple(block.shape))
+    work.copy_(block)
+    return float(work.abs_().sum())
+
+
 def ternarize(w: torch.Tensor) -> tuple[torch.Tensor, float]:
     """Absmean ternary quantization (`weight_quant` in fusedbitnet.py): (int8 {-1,0,1}, beta = mean|W|).
 
@@ -79,7 +111,7 @@ def ternarize(w: torch.Tensor) -> tuple[torch.Tensor, float]:
     rows = w.reshape(-1, w.shape[-1]) if w.dim() > 1 else w.reshape(1, -1)
     total = 0.0
     for start in range(0, rows.shape[0], ROWS_PER_CHUNK):
-        total += float(rows[start : start + ROWS_PER_CHUNK].double().abs().sum())
+        total += _abs_sum_float64(rows[start : start + ROWS_PER_CHUNK])
     if not math.isfinite(total):
         if not bool(torch.isfinite(w).all()):
             raise NonFiniteWeightError("contains NaN or infinite values")

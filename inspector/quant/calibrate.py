@@ -38,8 +38,19 @@ def default_calibration_text() -> str:
 
 def observe(maxima: dict[str, float], name: str, value: torch.Tensor) -> None:
     """Keep the running max|x| of one site, rounded to float32 (see the module docstring)."""
-    peak = float(np.float32(float(value.detach().abs().max())))
+    peak = float(np.float32(float(_abs_max(value.detach()))))
     maxima[name] = max(maxima.get(name, 0.0), peak)
+
+
+def _abs_max(value: torch.Tensor) -> torch.Tensor:
+    """max|x|, exactly `value.abs().max()`: the larger of -min and max, from one pass without an |x| copy.
+
+    A float's |x| is exact, so the largest |x| is -min or max; `torch.maximum` keeps a NaN as `max` does.
+    """
+    if not value.is_floating_point():
+        return value.abs().max()
+    lo, hi = torch.aminmax(value)
+    return torch.maximum(-lo, hi).abs_()  # abs_: +0.0 for all zeros, a NaN's sign bit cleared, as abs() does
 
 
 def observe_trace(maxima: dict[str, float], trace: dict[str, torch.Tensor]) -> None:

@@ -34,7 +34,7 @@ from inspector.chip.probes import RecordingProbe
 from inspector.errors import InspectorError
 from inspector.lm.checkpoint import LoadedModel
 from inspector.lm.tokenizer import encode_document
-from inspector.quant.calibrate import calibrate, default_calibration_text
+from inspector.quant.calibrate import calibrate_for, default_calibration_text
 from inspector.quant.config import QuantConfig
 from inspector.quant.convert import IntegerParams, convert
 from inspector.quant.integer_model import IntegerLM
@@ -146,9 +146,13 @@ class Evaluator:
         return float(nll) / math.log(2) / max(self.spec.num_chars, 1)
 
     def calibration(self, tokens: int) -> dict[str, float]:
+        """The maxima calibrated over `tokens` tokens, through the on-disk cache as the CLI and the app
+        do (`calibrate_for`; the key holds only the fields calibration reads): a sweep of a model opened
+        before does not calibrate again, and gets the same bits."""
         if tokens not in self._calibrations:
             text = self.spec.calibration_text if self.spec.calibration_text is not None else default_calibration_text()
-            self._calibrations[tokens] = calibrate(self.spec.loaded.model, self.spec.loaded.tokenizer, text, tokens)
+            qc = self.spec.base.with_overrides({"calibration_tokens": tokens})
+            self._calibrations[tokens], _ = calibrate_for(self.spec.loaded, qc, text)
         return self._calibrations[tokens]
 
     def params(self, qc: QuantConfig) -> IntegerParams:
