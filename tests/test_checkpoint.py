@@ -328,7 +328,7 @@ def test_latent_histogram_is_counted_when_asked_from_the_file(tiny_checkpoint):
 def test_finiteness_check_is_isfinite_all(dtype):
     """The one-reduction check of non-BitLinear tensors says what `torch.isfinite(t).all()` says, for a NaN or an
     infinity anywhere (vector tails included), an all-NaN tensor, and an empty one."""
-    from inspector.checkpoint import _all_finite
+    from inspector.lm.checkpoint import _all_finite
 
     g = torch.Generator().manual_seed(0)
     for shape in [(1,), (7,), (33, 65), (0,), (3, 0)]:
