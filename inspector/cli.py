@@ -31,7 +31,7 @@ from inspector.chip.mapper import LAYOUTS, LM_HEAD, ONE_BLOCK_PER_CHIP, PACKED, 
 from inspector.chip.paper import LM_HEAD_CHIPS_PAPER
 from inspector.compare.ab import ab_compare
 from inspector.compare.analysis import keep_from_for
-from inspector.compare.diff import compare, lockstep_ids, sqnr_table
+from inspector.compare.diff import compare, lockstep_sequence, sqnr_table
 from inspector.compare.local_error import local_vs_cumulative
 from inspector.compare.traces import write_traces
 from inspector.errors import InspectorError
@@ -152,7 +152,10 @@ def cmd_diff(args) -> int:
         follow, prompt = "text", _read_text(args.text)
     else:
         follow, prompt = args.follow, args.prompt
-    ids = lockstep_ids(emulator, prompt, follow, _sampling(args))
+    sampling = _sampling(args)
+    ids, generated = lockstep_sequence(emulator, prompt, follow, sampling)
+    if note := eos_note(loaded.tokenizer, generated, sampling.max_new_tokens):
+        print(f"note: the {follow} model's {note}; the comparison covers the tokens up to it (--ignore-eos goes on)")
     if len(ids) > args.max_tokens:
         print(f"note: the sequence is {len(ids)} tokens; only the first {args.max_tokens} are compared (--max-tokens)")
         ids = ids[: args.max_tokens]

@@ -105,6 +105,20 @@ def test_cli_says_it_stopped_at_eos_and_ignore_eos_goes_on(tiny_checkpoint, tmp_
     assert meta["stopped_at_eos"] is False and meta["sampling"]["ignore_eos"] is True
 
 
+
+def test_cli_diff_says_the_continuation_stopped_at_eos(tiny_checkpoint, capsys):
+    """`diff` compares the prompt plus one model's continuation: a continuation cut at EOS is said, not silent."""
+    loaded = load_checkpoint(tiny_checkpoint)
+    free = [t.token_id for t in generate(loaded.model, loaded.tokenizer, PROMPT, 10, **GREEDY)]
+    position, eos = _first_new_token(free)
+    _set_generation_eos(tiny_checkpoint, eos)
+    argv = ["diff", "--model", str(tiny_checkpoint), "--prompt", PROMPT, "--tokens", "10", "--temperature", "0", "--top-k", "0"]
+    assert cli_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "the float model's generation stopped at end-of-sequence" in out and f"after {position + 1} of 10 tokens" in out
+    assert cli_main([*argv, "--ignore-eos"]) == 0
+    assert "end-of-sequence" not in capsys.readouterr().out
+
 def test_app_stops_at_eos_says_so_and_the_checkbox_goes_on(tiny_checkpoint):
     from tests.test_app import _app, _open_local, _texts
 

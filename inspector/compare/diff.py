@@ -20,7 +20,7 @@ import torch
 from inspector import schema as S
 from inspector.backends.base import BackendBase
 from inspector.chip.probes import RecordingProbe
-from inspector.lm.generate import SamplingSettings, encode_prompt, generate
+from inspector.lm.generate import GeneratedToken, SamplingSettings, encode_prompt, generate
 from inspector.schema import DEPTH_SITES, split_site_key
 
 # Tokens per forward call of the comparison: bounds the float trace and the logits held at once.
@@ -243,9 +243,16 @@ def compare(
 
 def lockstep_ids(backend: BackendBase, prompt: str, follow: str, sampling: SamplingSettings) -> list[int]:
     """The token sequence both models will read: the prompt plus one model's own continuation."""
+    return lockstep_sequence(backend, prompt, follow, sampling)[0]
+
+
+def lockstep_sequence(
+    backend: BackendBase, prompt: str, follow: str, sampling: SamplingSettings,
+) -> tuple[list[int], list[GeneratedToken]]:
+    """`lockstep_ids`, with the generated tokens themselves (whether the continuation stopped at EOS)."""
     tokenizer = backend.loaded.tokenizer
     if follow == "text":
-        return encode_prompt(tokenizer, prompt)
+        return encode_prompt(tokenizer, prompt), []
     if follow == "float":
         step = backend.loaded.model
     elif follow == "integer":
@@ -253,8 +260,8 @@ def lockstep_ids(backend: BackendBase, prompt: str, follow: str, sampling: Sampl
     else:
         raise ValueError(f"follow must be 'text', 'float' or 'integer', got {follow!r}")
     eos = backend.loaded.eos_token_ids
-    generated = [t.token_id for t in generate(step, tokenizer, prompt, **vars(sampling), eos_token_ids=eos)]
-    return encode_prompt(tokenizer, prompt) + generated
+    generated = list(generate(step, tokenizer, prompt, **vars(sampling), eos_token_ids=eos))
+    return encode_prompt(tokenizer, prompt) + [t.token_id for t in generated], generated
 
 
 def sqnr_table(result: DiffResult) -> pl.DataFrame:
