@@ -196,6 +196,20 @@ def test_make_backend_refuses_loihi2_without_the_stack(tiny_checkpoint, without_
         make_backend("gpu", load_checkpoint(tiny_checkpoint))
 
 
+@pytest.mark.parametrize(
+    "field", ["messaging_ifg_out", "messaging_o_out", "messaging_gate_out", "messaging_down_out", "messaging_residual"]
+)
+def test_lava_refuses_event_driven_messaging_it_does_not_implement(tiny_checkpoint, field):
+    """The graph sends projection outputs and the residual stream dense: asking otherwise is an
+    error naming the field, at construction (never a silently dense run)."""
+    loaded = load_checkpoint(tiny_checkpoint)
+    qc = QuantConfig().with_overrides({field: "delta"})
+    with pytest.raises(LavaBackendError, match=f"QuantConfig.{field}='delta'"):
+        make_backend("lava", loaded, qc)
+    with pytest.raises(LavaBackendError, match=f"QuantConfig.{field}='delta'"):
+        LavaLM(Emulator(loaded, qc).integer)
+
+
 def test_one_live_lava_graph_at_a_time(tiny_checkpoint):
     """Starting a second Lava backend closes the first one's graph; using the first again restarts
     it and continues from the state the host holds, with the emulator's bits."""

@@ -118,6 +118,16 @@ class QuantConfig:
     vth_o: int = 0
     vth_gate: int = 0
     vth_down: int = 0
+    messaging_ifg_out: str = "dense"  # proj_ifg -> the MLGRU (the i, f, g codes)
+    messaging_o_out: str = "dense"  # proj_o -> the residual add in norm_mlp
+    messaging_gate_out: str = "dense"  # proj_gate -> the GLU (the gate and y codes)
+    messaging_down_out: str = "dense"  # proj_down -> the residual add
+    messaging_residual: str = "dense"  # residual -> the next layer (or the final norm)
+    vth_ifg_out: int = 0
+    vth_o_out: int = 0
+    vth_gate_out: int = 0
+    vth_down_out: int = 0
+    vth_residual: int = 0
     messaging_cum_error: bool = False  # delta: Lava's cum_error (send when the accumulated error reaches vth)
 
     def __post_init__(self) -> None:
@@ -151,8 +161,8 @@ class QuantConfig:
     def _validate_messaging(self) -> None:
         from inspector.quant.messaging import GROUPS, MODES
 
-        top = 1 << (self.spike_bits - 1)  # the largest |code| a spike can carry
         for key, group in GROUPS.items():
+            top = 1 << (getattr(self, group.width) - 1)  # the largest |code| the group's messages carry
             mode, vth = getattr(self, f"messaging_{key}"), getattr(self, f"vth_{key}")
             if mode not in MODES:
                 raise QuantConfigError(
@@ -163,7 +173,7 @@ class QuantConfig:
             if vth > top:
                 raise QuantConfigError(
                     f"QuantConfig.vth_{key}={vth} is beyond the code range of the {group.label} "
-                    f"(spike_bits={self.spike_bits}: |code| <= {top})"
+                    f"({group.width}={getattr(self, group.width)}: |code| <= {top})"
                 )
     def limits(self) -> dict[str, tuple[int | float, int | float]]:
         """Each bounded field's (lowest, highest) value, given this config's register and message widths.

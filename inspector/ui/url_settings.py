@@ -39,7 +39,7 @@ QUANT_SLIDERS: dict[str, tuple[str, int, int]] = {
 }
 
 # The largest messaging threshold a widget or link accepts: the largest |code| at the widest spike_bits
-# slider setting; QuantConfig then checks it against the chosen spike_bits and names the field if beyond.
+# slider setting; QuantConfig then checks it against the group's own width and names the field if beyond.
 MAX_VTH = 1 << (QUANT_SLIDERS["spike_bits"][2] - 1)
 
 

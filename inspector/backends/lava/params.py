@@ -243,6 +243,20 @@ def layer_spec(layer: IntLayer, hidden: int, mixer: int, inner: int) -> LayerSpe
     )
 
 
+def unimplemented_messaging(qc) -> list[str]:
+    """The QuantConfig fields asking for event-driven messaging the graph does not implement.
+
+    The graph's group processes send their BitLinear inputs dense, sigma-delta or thresholded;
+    the element-wise messages (projection outputs, the residual stream) travel dense, so a
+    QuantConfig asking otherwise for them is refused rather than run dense in silence.
+    """
+    return [
+        f"messaging_{key}={messaging.setting(qc, key).mode!r}"
+        for key, group in messaging.GROUPS.items()
+        if not group.projections and messaging.setting(qc, key).mode != messaging.DENSE
+    ]
+
+
 def graph_spec(params: IntegerParams) -> GraphSpec:
     """The graph's data, from the converted model."""
     first = params.layers[0]
