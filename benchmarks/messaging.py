@@ -9,7 +9,7 @@ random weights, the same sentence repeated: random weights say nothing about rea
 - messages per token with every group `dense`, and with every group `delta` at vth = 0 (the same
   bits: only the messages that carry a change);
 - the per-group thresholds that keep bits/char within +0.5% of the dense integer model, found by
-  the sweep engine's greedy search (Ray workers) over the four `vth_*` knobs, with their message
+  the sweep engine's greedy search (Ray workers) over the groups' `vth_*` knobs, with their message
   and energy savings against dense. Energy is the hardware estimate's (inspector.chip.estimate).
 
 `speed`: the integer emulator one token at a time (generation's path, probes off) on 370M, with

@@ -332,3 +332,19 @@ def test_the_delta_state_holds_every_stateful_sender(tiny_checkpoint):
     assert torch.equal(torch.cat(rows, 1), logits)
     assert all(torch.equal(a, b) for a, b in zip(after, step_state, strict=True))
     assert bool(after[layers][:, 0].any())  # the encoders hold the last codes sent
+
+
+def test_links_cli_and_sweeps_take_the_element_wise_groups():
+    from inspector.cli import parse_overrides
+    from inspector.sweep.knobs import knobs
+    from inspector.ui.url_settings import fields, parse_query
+
+    spec = fields(("shakespeare",), ("emulator",))
+    values, problems = parse_query({"messaging_residual": "delta", "vth_residual": "3", "messaging_o_out": "often"}, spec)
+    assert values == {"q_msg_residual": "delta", "q_vth_residual": 3}
+    assert any(p.startswith("messaging_o_out from the link") for p in problems)
+    qc = parse_overrides(["messaging_gate_out=threshold", "vth_gate_out=5"])
+    assert (qc.messaging_gate_out, qc.vth_gate_out) == ("threshold", 5)
+    found, _ = knobs(QuantConfig().with_overrides({"messaging_down_out": "delta"}))
+    names = {k.name for k in found}
+    assert {f"messaging_{g}" for g in ELEMENT_WISE} <= names and "vth_down_out" in names and "vth_o_out" not in names

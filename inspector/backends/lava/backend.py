@@ -19,7 +19,7 @@ import torch
 from inspector import schema as S
 from inspector.backends.base import BackendBase, BackendRun, require_lava_memory
 from inspector.backends.lava.activity import PortActivityProbe
-from inspector.backends.lava.params import graph_spec, site_scale, synapse_weights, unimplemented_messaging
+from inspector.backends.lava.params import graph_spec, site_scale, synapse_weights
 from inspector.backends.lava.worker import LavaBackendError, LavaWorker
 from inspector.lm.generate import GeneratedToken, SamplingSettings
 from inspector.quant import messaging
@@ -30,21 +30,10 @@ class GraphClosedError(LavaBackendError):
     """The graph was closed because another backend started one (one runs at a time)."""
 
 
-def refuse_unimplemented_messaging(qc) -> None:
-    """Raise if the QuantConfig asks for event-driven messaging the graph does not implement."""
-    fields = unimplemented_messaging(qc)
-    if fields:
-        raise LavaBackendError(
-            f"the Lava graph sends projection outputs and the residual stream dense only; QuantConfig."
-            f"{', QuantConfig.'.join(fields)} needs the emulator (set them to 'dense' to run on Lava)"
-        )
-
-
 class LavaLM:
     """The integer model with its layers computed by Lava (callable like `IntegerLM`)."""
 
     def __init__(self, integer: IntegerLM, target: str = "sim"):
-        refuse_unimplemented_messaging(integer.qc)
         self.integer = integer
         self.spec = graph_spec(integer.params)
         # The worker gets only what the graph needs: the neurons' data, the weights as int8.
@@ -129,12 +118,14 @@ class LavaLM:
                 mask = torch.from_numpy(row[clip_span].astype(bool)).reshape(1, 1, -1)
                 key = S.layer_key(idx, slot.site)
                 probe.site(key, codes, site_scale(layer, slot.site), mask, slot.kind)
-                if slot.site.endswith(S.SPIKES):  # what a group process sent into its Dense (0 = no message)
+                if slot.site not in messaging.GROUP_OF_SITE:
+                    continue
+                sent = torch.from_numpy(row[layout.sent_slice(slot.site)]).reshape(1, 1, -1)  # 0 = no message
+                if slot.site.endswith(S.SPIKES):  # what a group process sent into its Dense
                     name = S.projection_of(slot.site)
-                    sent = torch.from_numpy(row[layout.sent_slice(name)]).reshape(1, 1, -1)
                     probe.synapses(S.layer_key(idx, name), sent, getattr(layer, name))
-                elif slot.site in messaging.GROUP_OF_SITE and hasattr(probe, "sent"):
-                    probe.sent(key, codes)  # an element-wise message site: the graph sends it dense
+                elif hasattr(probe, "sent"):  # what a group process sent element-wise to the next
+                    probe.sent(key, sent)
             if isinstance(probe, PortActivityProbe):
                 for group, _ in layout.group_neurons:
                     probe.port_activity(idx, group, row[layout.messages_slice(group)], int(row[layout.rounds_index(group)]))
@@ -223,10 +214,8 @@ class LavaBackend(BackendBase):
     _live_lock = threading.Lock()
     _instances: "weakref.WeakSet[LavaBackend]" = weakref.WeakSet()
 
-    def __init__(self, loaded, qc=None, *args, **kwargs):
-        if qc is not None:  # before calibrating: a QuantConfig the graph cannot run is refused at once
-            refuse_unimplemented_messaging(qc)
-        super().__init__(loaded, qc, *args, **kwargs)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self._users: set[Hashable] = set()
         self._users_lock = threading.Lock()
         LavaBackend._instances.add(self)
