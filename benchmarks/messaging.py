@@ -2,6 +2,7 @@
 
     python -m benchmarks.messaging                       # both sample models and 370M (random weights)
     python -m benchmarks.messaging --models shakespeare --tokens 256
+    python -m benchmarks.messaging --search inputs       # search only the BitLinear inputs' thresholds
     python -m benchmarks.messaging speed                 # emulator speed, delta vs dense, on 370M
 
 Per model, teacher-forced on held-out text (the sample models' validation split; for 370M with
@@ -11,6 +12,8 @@ random weights, the same sentence repeated: random weights say nothing about rea
 - the per-group thresholds that keep bits/char within +0.5% of the dense integer model, found by
   the sweep engine's greedy search (Ray workers) over the groups' `vth_*` knobs, with their message
   and energy savings against dense. Energy is the hardware estimate's (inspector.chip.estimate).
+  `--search inputs` searches only the thresholds of the groups that feed a BitLinear (the others
+  stay `delta` at vth = 0, which changes no bit).
 
 `speed`: the integer emulator one token at a time (generation's path, probes off) on 370M, with
 every group `delta` at vth = 4 against `dense`; target: at most 1.3x slower.
@@ -29,6 +32,9 @@ import torch
 
 from inspector.quant.config import QuantConfig
 from inspector.quant.messaging import GROUPS, VTH_FIELDS
+
+# The thresholds each --search choice walks: every group's, or only those of the BitLinear inputs.
+SEARCHED = {"all": set(VTH_FIELDS), "inputs": {f"vth_{key}" for key, g in GROUPS.items() if g.projections}}
 
 SPEED_TARGET = 1.3
 RANDOM_TEXT = "The quick brown fox jumps over the lazy dog and runs far away from the hunter. " * 20
@@ -50,7 +56,7 @@ def _load(name: str):
     return loaded, validation_text(loaded), QuantConfig()
 
 
-def measure(name: str, tokens: int, workers: int, max_rounds: int) -> dict:
+def measure(name: str, tokens: int, workers: int, max_rounds: int, searched: str = "all") -> dict:
     from inspector.sweep.evaluate import SweepSpec, held_out_ids
     from inspector.sweep.runner import SweepRunner
     from inspector.sweep.study import bit_width_search, point
@@ -67,11 +73,12 @@ def measure(name: str, tokens: int, workers: int, max_rounds: int) -> dict:
                 raise RuntimeError(f"{name}: {row.get('error')}")
         # +0.5% of the dense integer model's bits/char, expressed against the float model's (the search's budget)
         budget = 100 * ((1 + dense["delta_bpc_pct"] / 100) * 1.005 - 1)
-        search = bit_width_search(runner, all_groups("delta", 0, base), budget, max_rounds=max_rounds, only=set(VTH_FIELDS))
+        search = bit_width_search(runner, all_groups("delta", 0, base), budget, max_rounds=max_rounds, only=SEARCHED[searched])
     winner_row = search.steps[-1] if search.steps else delta0
     saving = lambda key: 100 * (1 - winner_row[key] / dense[key])  # noqa: E731
     return {
         "model": name if name != "370m" else "MMfreeLM-370M (random weights)",
+        "searched": searched,
         "tokens": len(ids),
         "bpc_dense": dense["bits_per_char"],
         "bpc_delta0": delta0["bits_per_char"],
@@ -116,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="*", default=["shakespeare", "tinystories", "370m"])
     parser.add_argument("--tokens", type=int, default=256, help="held-out tokens (370M: a quarter of these)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--max-rounds", type=int, default=40)
+    parser.add_argument("--max-rounds", type=int, default=100)
+    parser.add_argument("--search", choices=sorted(SEARCHED), default="all", help="which groups' thresholds to search")
     args = parser.parse_args(argv)
     if args.what == "speed":
         row = speed(16)
@@ -126,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for name in args.models:
         tokens = args.tokens // 4 if name == "370m" else args.tokens
-        row = measure(name, tokens, args.workers, args.max_rounds if name != "370m" else min(args.max_rounds, 8))
+        row = measure(name, tokens, args.workers, args.max_rounds if name != "370m" else min(args.max_rounds, 8), args.search)
         print(json.dumps(row), flush=True)
     return 0
 
