@@ -226,8 +226,9 @@ class Group:
     is sent by the same neurons (their counts add up per neuron), CONCAT when the sites are side by
     side (neuron k of the group is entry k of the concatenated sites). `consumers`: the groups that
     read its outputs, as (layer offset, group). `messaging`: the QuantConfig key of its event-driven
-    messaging (`inspector.quant.messaging`), for groups whose graded spikes feed a BitLinear and can
-    be sent other than dense.
+    messaging (`inspector.quant.messaging`): every group of the layer sends graded spikes to
+    other neurons (into a BitLinear's synapses, or element-wise into a group that reads them), so
+    each can send dense, sigma-delta or thresholded.
     """
 
     name: str
@@ -263,20 +264,27 @@ LAYER_GROUPS: tuple[Group, ...] = (
     Group(NORM_ATTN, "d", 1, layout=STACK, consumers=((0, PROJ_IFG),), messaging="ifg",
           messaging_label="i/f/g BitLinear inputs (token mixer)",
           role="residual input -> attn RMSNorm -> the i/f/g BitLinear input norms (spikes out)"),
-    Group(PROJ_IFG, "3m", synapses=(I_PROJ, F_PROJ, G_PROJ), consumers=((0, MLGRU),),
-          role="ternary synapses of i_proj, f_proj, g_proj"),
+    Group(PROJ_IFG, "3m", synapses=(I_PROJ, F_PROJ, G_PROJ), consumers=((0, MLGRU),), messaging="ifg_out",
+          messaging_label="i/f/g projection outputs (into the MLGRU)", role="ternary synapses of i_proj, f_proj, g_proj"),
     Group(MLGRU, "m", 3, consumers=((0, PROJ_O),), messaging="o", messaging_label="o_proj input",
           role="gates, the recurrent state h, g_norm, output gate, o_proj input norm"),
-    Group(PROJ_O, "d", synapses=(O_PROJ,), consumers=((0, NORM_MLP),), role="ternary synapses of o_proj"),
+    Group(PROJ_O, "d", synapses=(O_PROJ,), consumers=((0, NORM_MLP),), messaging="o_out",
+          messaging_label="o_proj output (into the residual add)", role="ternary synapses of o_proj"),
     Group(NORM_MLP, "d", 2, consumers=((0, PROJ_GATE), (0, RESIDUAL)), messaging="gate",
           messaging_label="gate_proj input (GLU)", role="residual add, mlp RMSNorm, gate_proj input norm"),
-    Group(PROJ_GATE, "2ffn", synapses=(GATE_PROJ,), consumers=((0, GLU_GROUP),), role="ternary synapses of gate_proj"),
+    Group(PROJ_GATE, "2ffn", synapses=(GATE_PROJ,), consumers=((0, GLU_GROUP),), messaging="gate_out",
+          messaging_label="gate_proj outputs gate and y (into the GLU)", role="ternary synapses of gate_proj"),
     Group(GLU_GROUP, "ffn", 2, consumers=((0, PROJ_DOWN),), messaging="down", messaging_label="down_proj input",
           role="SiLU(gate) * y, down_proj input norm"),
-    Group(PROJ_DOWN, "d", synapses=(DOWN_PROJ,), consumers=((0, RESIDUAL),), role="ternary synapses of down_proj"),
-    Group(RESIDUAL, "d", 2, consumers=((1, NORM_ATTN), (1, NORM_MLP)), role="residual add (the next layer's input)"),
+    Group(PROJ_DOWN, "d", synapses=(DOWN_PROJ,), consumers=((0, RESIDUAL),), messaging="down_out",
+          messaging_label="down_proj output (into the residual add)", role="ternary synapses of down_proj"),
+    Group(RESIDUAL, "d", 2, consumers=((1, NORM_ATTN), (1, NORM_MLP)), messaging="residual",
+          messaging_label="residual stream (into the next layer, or the final norm)",
+          role="residual add (the next layer's input)"),
 )
 # After the last layer (layer -1 in the core map): its `residual` feeds the final norm instead.
+# The final norm sends to the LM head on the host (a readout, not spikes into synapses) and the host
+# sends the embeddings in: neither has a messaging key while the embedding and LM head run on the host.
 FINAL_GROUP = Group(FINAL_NORM_GROUP, "d", 1, consumers=((0, LM_HEAD),), role="the final RMSNorm, read by the LM head")
 LM_HEAD_GROUP = Group(LM_HEAD, "vocab", role="the LM head: a ternary BitLinear over the final norm (host by default)")
 GROUP_ORDER = tuple(g.name for g in LAYER_GROUPS)

@@ -37,15 +37,15 @@ comparison = mode_comparison(analysis.run.probe, activity)
 run_label = messaging.describe(session.qc)
 dense_total, change_total = float(comparison["dense"].sum()), float(comparison["changes"].sum())
 st.caption(
-    "Into each BitLinear, a neuron can send its code on every token (dense) or, as Loihi 2's sigma-delta neurons "
+    "A neuron can send its code on every token (dense) or, as Loihi 2's sigma-delta neurons "
     "(Lava's `lava.proc.sdn`), only the *change* since what its receivers last got, when the change reaches a "
-    "threshold vth; the receivers add up what arrives, so their input is W times the sum of the changes. At vth = 0 "
+    "threshold vth; the receivers add up what arrives (into a BitLinear, W times the sum of the changes). At vth = 0 "
     "the outputs are bit-identical to dense and only neurons whose code changed send. Counted here from this run's "
     f"codes over tokens of the per-neuron window ({int(comparison['tokens'].max())} tokens). This run's messaging: "
     f"**{run_label}** (sidebar: QuantConfig overrides, Event-driven messaging)."
 )
 c1, c2, c3 = st.columns(3)
-c1.metric("Dense messages per token", f"{dense_total:,.0f}", help="BitLinear inputs only: every nonzero code")
+c1.metric("Dense messages per token", f"{dense_total:,.0f}", help="every sending group: every nonzero code")
 c2.metric(
     "Messages that carry a change", f"{change_total:,.0f}",
     delta=f"{change_total / max(dense_total, 1) - 1:+.1%}", delta_color="inverse",

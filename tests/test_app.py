@@ -712,6 +712,25 @@ def test_spike_activity_shows_dense_and_event_driven_side_by_side(app):
     assert "delta vth" in _texts(app)
 
 
+def test_the_sidebar_has_a_messaging_control_for_every_sending_group(app):
+    """The controls derive from the schema's messaging groups: the projection outputs and the residual
+    stream have a mode and a threshold like the BitLinear inputs, and a run follows them."""
+    from inspector.quant.messaging import GROUPS
+
+    app.switch_page("pages/spike_activity.py").run()
+    assert {f"q_messaging_{g}" for g in GROUPS} <= {w.key for w in app.selectbox}
+    assert {f"q_vth_{g}" for g in GROUPS} <= {w.key for w in app.number_input}
+    app.selectbox(key="q_messaging_residual").select("delta").run()
+    app.number_input(key="q_vth_residual").set_value(4).run()
+    assert not app.exception, app.exception
+    assert "residual delta vth=4" in _texts(app)
+    # a threshold beyond the group's own width (residual_bits) is refused by name
+    app.slider(key="q_residual_bits").set_value(4).run()
+    assert not any("vth_residual" in unescaped(e.value) for e in app.error), [e.value for e in app.error]
+    app.number_input(key="q_vth_residual").set_value(9).run()
+    assert any("vth_residual=9" in unescaped(e.value) for e in app.error), [e.value for e in app.error]
+
+
 def test_a_messaging_threshold_beyond_the_code_range_is_a_message(app):
     app.slider(key="q_spike_bits").set_value(4).run()
     app.selectbox(key="q_messaging_gate").select("threshold").run()

@@ -60,6 +60,46 @@ def test_lava_generation_is_bit_exact_with_the_emulator():
     assert l_probe.activity().equals(e_probe.activity())
 
 
+@pytest.mark.parametrize("cum_error", [False, True])
+def test_lava_element_wise_messaging_is_bit_exact_with_the_emulator(cum_error):
+    """Issue 19, every sending group: the projection outputs and the residual stream sent as sigma-delta
+    and thresholded messages at vth > 0 (the receivers read the Sigma of the deltas, not the codes),
+    with the BitLinear inputs too: the same tokens, site codes, messages and synaptic ops as the emulator."""
+    loaded = _smallest_sample_model()
+    qc = QuantConfig().with_overrides({
+        "messaging_ifg_out": "delta", "vth_ifg_out": 12, "messaging_o_out": "delta", "vth_o_out": 2,
+        "messaging_gate_out": "threshold", "vth_gate_out": 10, "messaging_down_out": "delta", "vth_down_out": 3,
+        "messaging_residual": "delta", "vth_residual": 2, "messaging_o": "delta", "vth_o": 3,
+        "messaging_cum_error": cum_error,
+    })
+    settings = SamplingSettings(max_new_tokens=3, temperature=0.0)
+    emulator = make_backend("emulator", loaded, qc)
+    lava = make_backend("lava", loaded, qc)
+    try:
+        e_run, e_stream = emulator.generate("Once upon", settings)
+        e_tokens = [t.token_id for t in e_stream]
+        l_run, l_stream = lava.generate("Once upon", settings)
+        l_tokens = [t.token_id for t in l_stream]
+    finally:
+        lava.close()
+    assert l_tokens == e_tokens
+    e_probe, l_probe = e_run.probe, l_run.probe
+    assert l_probe.tokens() == e_probe.tokens() >= 4
+    for key, record in e_probe.sites.items():
+        if record.codes:
+            assert torch.equal(l_probe.site_codes(key), e_probe.site_codes(key)), key
+        if record.kind == "host" and e_probe.has_values(key):  # the logits: the LM head read the same final-norm codes
+            assert torch.equal(l_probe.site_values(key), e_probe.site_values(key)), key
+    assert l_probe.activity().equals(e_probe.activity())
+    for group, (messages, synops) in e_probe.group_activity().items():  # per neuron: what each one sent
+        l_messages, l_synops = l_probe.group_activity()[group]
+        assert np.array_equal(l_messages, messages) and np.array_equal(l_synops, synops), group
+    # the thresholds changed what the receivers read: a dense run computes other codes
+    dense_run, dense_stream = make_backend("emulator", loaded).generate("Once upon", settings)
+    list(dense_stream)
+    assert not torch.equal(dense_run.probe.site_codes("layers.0.mlp_norm"), e_probe.site_codes("layers.0.mlp_norm"))
+
+
 @pytest.fixture()
 def without_lava_loihi(monkeypatch):
     """This machine as if Intel's lava-loihi were not installed (true here; not on an INRC host)."""

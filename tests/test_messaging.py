@@ -236,3 +236,115 @@ def test_the_activity_table_names_each_groups_mode(tiny_checkpoint):
     table = with_messaging(probe.activity(), qc)
     modes = dict(table.select("group", "messaging").unique().iter_rows())
     assert modes["mlgru"] == "delta vth=4" and modes["norm_attn"] == "dense" and modes["proj_o"] == "dense"
+
+
+# -- the element-wise groups: projection outputs and the residual stream --------------------------------
+ELEMENT_WISE = [key for key, g in GROUPS.items() if not g.projections]
+
+
+def test_every_sending_group_of_the_layer_has_a_messaging_key():
+    from inspector import schema as S
+
+    senders = {g.name for g in S.LAYER_GROUPS if g.messages}
+    assert {g.core_group for g in GROUPS.values()} == senders
+    assert {site for g in GROUPS.values() for site in g.sites} == {
+        site.name for site in S.LAYER_FLOW if site.message
+    }
+    assert set(ELEMENT_WISE) == {"ifg_out", "o_out", "gate_out", "down_out", "residual"}
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"vth_ifg_out": -1}, "vth_ifg_out"),
+        ({"internal_bits": 8, "vth_gate_out": 129}, "vth_gate_out"),
+        ({"vth_o_out": 129}, "vth_o_out"),  # act_bits = 8
+        ({"residual_bits": 10, "vth_residual": 513}, "vth_residual"),
+        ({"messaging_down_out": "sometimes"}, "messaging_down_out"),
+    ],
+)
+def test_bad_element_wise_settings_name_the_field(overrides, field):
+    with pytest.raises(QuantConfigError, match=f"QuantConfig.{field}"):
+        QuantConfig().with_overrides(overrides)
+
+
+def test_a_threshold_is_checked_against_its_groups_own_width():
+    qc = QuantConfig().with_overrides({"residual_bits": 10, "vth_residual": 512, "internal_bits": 12, "vth_ifg_out": 2048})
+    assert qc.vth_residual == 512 and qc.vth_ifg_out == 2048
+
+
+def _group_messages(probe, layer: int, group: str) -> list[int]:
+    table = probe.activity().filter((pl.col("layer") == layer) & (pl.col("group") == group))
+    return table.group_by("token").agg(pl.col("messages").sum()).sort("token")["messages"].to_list()
+
+
+@pytest.mark.parametrize("key", ELEMENT_WISE)
+def test_an_element_wise_group_under_delta_at_zero_sends_only_changes_and_changes_nothing(tiny_checkpoint, key):
+    loaded = load_checkpoint(tiny_checkpoint)
+    ids = torch.tensor([loaded.tokenizer.encode(" Once upon a time there was a little girl named Lily.").ids[:12]])
+    dense_logits, dense, _ = _activity(loaded, QuantConfig(), ids)
+    qc = QuantConfig().with_overrides({f"messaging_{key}": "delta"})
+    zero_logits, zero, _ = _activity(loaded, qc, ids)
+    assert torch.equal(dense_logits, zero_logits)
+    group = GROUPS[key]
+    for layer in range(len(loaded.model.model.layers)):
+        codes = [dense.site_codes(f"layers.{layer}.{site}").numpy() for site in group.sites]
+        assert _group_messages(dense, layer, group.core_group) == sum(count_messages(c, "dense") for c in codes).tolist()
+        assert _group_messages(zero, layer, group.core_group) == sum(count_messages(c, "delta", 0) for c in codes).tolist()
+    # the other groups count as before
+    others = dense.activity().filter(pl.col("group") != group.core_group)["messages"].sum()
+    assert zero.activity().filter(pl.col("group") != group.core_group)["messages"].sum() == others
+
+
+@pytest.mark.parametrize("key", ELEMENT_WISE)
+def test_an_element_wise_threshold_changes_what_the_receivers_read(tiny_checkpoint, key):
+    """vth > 0: the receivers read the sent sum, not the code: outputs differ, the probe still
+    records the sender's codes, and the messages are fewer."""
+    loaded = load_checkpoint(tiny_checkpoint)
+    ids = torch.tensor([loaded.tokenizer.encode(" Once upon a time there was a little girl named Lily.").ids[:12]])
+    dense_logits, dense, _ = _activity(loaded, QuantConfig(), ids)
+    qc = QuantConfig().with_overrides({f"messaging_{key}": "delta", f"vth_{key}": 6})
+    logits, coarse, _ = _activity(loaded, qc, ids)
+    assert not torch.equal(dense_logits, logits)
+    core_group = GROUPS[key].core_group
+    assert sum(_group_messages(coarse, 0, core_group)) < sum(_group_messages(dense, 0, core_group))
+    # layer 0's first message site is computed from the same inputs in both runs
+    first = GROUPS[key].sites[0]
+    assert torch.equal(dense.site_codes(f"layers.0.{first}"), coarse.site_codes(f"layers.0.{first}"))
+
+
+def test_the_delta_state_holds_every_stateful_sender(tiny_checkpoint):
+    """Generation state: per layer, one (B, 3, N) encoder state over every delta group's message sites."""
+    loaded = load_checkpoint(tiny_checkpoint)
+    config = loaded.config
+    qc = QuantConfig().with_overrides({"messaging_residual": "delta", "vth_residual": 3, "messaging_gate_out": "delta"})
+    integer = Emulator(loaded, qc).integer
+    state = integer.init_state()
+    layers = config.num_hidden_layers
+    assert len(state) == 2 * layers
+    assert state[layers].shape == (1, 3, config.hidden_size + 2 * config.mlp_intermediate_size)
+    ids = torch.tensor([loaded.tokenizer.encode("To be, or not to be, that is").ids[:8]])
+    logits, after = integer(ids)
+    step_state, rows = None, []
+    for t in range(ids.shape[1]):
+        row, step_state = integer(ids[:, t : t + 1], step_state)
+        rows.append(row)
+    assert torch.equal(torch.cat(rows, 1), logits)
+    assert all(torch.equal(a, b) for a, b in zip(after, step_state, strict=True))
+    assert bool(after[layers][:, 0].any())  # the encoders hold the last codes sent
+
+
+def test_links_cli_and_sweeps_take_the_element_wise_groups():
+    from inspector.cli import parse_overrides
+    from inspector.sweep.knobs import knobs
+    from inspector.ui.url_settings import fields, parse_query
+
+    spec = fields(("shakespeare",), ("emulator",))
+    values, problems = parse_query({"messaging_residual": "delta", "vth_residual": "3", "messaging_o_out": "often"}, spec)
+    assert values == {"q_messaging_residual": "delta", "q_vth_residual": 3}
+    assert any(p.startswith("messaging_o_out from the link") for p in problems)
+    qc = parse_overrides(["messaging_gate_out=threshold", "vth_gate_out=5"])
+    assert (qc.messaging_gate_out, qc.vth_gate_out) == ("threshold", 5)
+    found, _ = knobs(QuantConfig().with_overrides({"messaging_down_out": "delta"}))
+    names = {k.name for k in found}
+    assert {f"messaging_{g}" for g in ELEMENT_WISE} <= names and "vth_down_out" in names and "vth_o_out" not in names

@@ -172,9 +172,8 @@ class RecordingProbe:
         summarized = skip if record.keeps_codes else tokens
         if summarized:
             self._summarize(record, codes[:summarized], mask[:summarized] if mask is not None else None)
-        group_key = self._message_group(key)
-        if group_key is not None and not key.endswith(S.SPIKES):  # spikes: counted from what was sent (synapses)
-            self._add_part(group_key, "messages", key if group_key == FINAL_GROUP else split_site_key(key)[1], codes != 0)
+        if key in S.FINAL_GROUP.messages:  # the layers' message sites: counted from what was sent (sent, synapses)
+            self._add_part(FINAL_GROUP, "messages", key, codes != 0)
         if skip < tokens:
             if mask is None:
                 mask = self._no_clips(tokens - skip, codes.shape[1])
@@ -201,6 +200,15 @@ class RecordingProbe:
         if mask is None:
             mask = self._zero_masks[(tokens, neurons)] = torch.zeros(tokens, neurons, dtype=torch.bool)
         return mask
+
+    def sent(self, key: str, sent: torch.Tensor) -> None:
+        """`sent`: what the neurons of an element-wise message site sent (0 = no message; the codes
+        when dense, the deltas under sigma-delta): each nonzero is one message of its group."""
+        if not self.summaries:
+            return
+        group_key = self._message_group(key)
+        if group_key is not None:
+            self._add_part(group_key, "messages", split_site_key(key)[1], sent[0] != 0)
 
     def synapses(self, key: str, spikes: torch.Tensor, proj: IntBitLinear) -> None:
         """`spikes`: what the projection's input neurons sent (0 = no message; the deltas under

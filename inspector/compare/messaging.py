@@ -50,7 +50,7 @@ def change_raster(probe: RecordingProbe, layer: int, group: str) -> tuple[np.nda
 
 
 def mode_comparison(probe: RecordingProbe, activity: pl.DataFrame) -> pl.DataFrame:
-    """Messages per token of every BitLinear input group over the window, three ways.
+    """Messages per token of every sending group over the window, three ways.
 
     Columns: group (messaging group key), label, dense (every nonzero code), changes (delta at
     vth = 0), this_run (as the run counted them under its own mode), tokens.

@@ -66,7 +66,7 @@ def token_frame(tokenizer: Tokenizer, ids: list[int], prompt_tokens: int) -> pl.
 
 def with_messaging(activity: pl.DataFrame, qc) -> pl.DataFrame:
     """The activity table with a `messaging` column: how each row's group sends ("dense", or e.g.
-    "delta vth=4" for a BitLinear input group under event-driven messaging)."""
+    "delta vth=4" for a group under event-driven messaging)."""
     modes = {g.core_group: messaging.setting(qc, key).label for key, g in messaging.GROUPS.items()}
     return activity.with_columns(pl.col("group").replace_strict(modes, default=messaging.DENSE).alias("messaging"))
 

@@ -140,9 +140,10 @@ def _mode(sender: str) -> Any:
 def _vth(sender: str) -> Any:
     """The threshold field of the messaging group whose neurons are `sender` (a schema neuron group)."""
     group = CORE_GROUPS[sender].key
+    width = GROUPS[group].width  # the QuantConfig width of the group's codes
     return setting(0, FieldInfo(
-        f"vth of the {GROUPS[group].label} (codes)", low=0, high=lambda qc: 1 << (qc.spike_bits - 1),
-        why="a threshold is a magnitude in codes, at most the largest |code| a spike carries (2^(spike_bits-1))",
+        f"vth of the {GROUPS[group].label} (codes)", low=0, high=lambda qc: 1 << (getattr(qc, width) - 1),
+        why=f"a threshold is a magnitude in codes, at most the largest |code| the group sends (2^({width}-1))",
         sweep=Sweep(8, 0, per_layer=False, rungs=VTH_RUNGS), url=f"vth_{group}", control="number",
     ))
 
@@ -247,6 +248,16 @@ class QuantConfig:
     vth_o: int = _vth(S.MLGRU)
     vth_gate: int = _vth(S.NORM_MLP)
     vth_down: int = _vth(S.GLU_GROUP)
+    messaging_ifg_out: str = _mode(S.PROJ_IFG)  # proj_ifg -> the MLGRU (the i, f, g codes)
+    messaging_o_out: str = _mode(S.PROJ_O)  # proj_o -> the residual add in norm_mlp
+    messaging_gate_out: str = _mode(S.PROJ_GATE)  # proj_gate -> the GLU (the gate and y codes)
+    messaging_down_out: str = _mode(S.PROJ_DOWN)  # proj_down -> the residual add
+    messaging_residual: str = _mode(S.RESIDUAL)  # residual -> the next layer (or the final norm)
+    vth_ifg_out: int = _vth(S.PROJ_IFG)
+    vth_o_out: int = _vth(S.PROJ_O)
+    vth_gate_out: int = _vth(S.PROJ_GATE)
+    vth_down_out: int = _vth(S.PROJ_DOWN)
+    vth_residual: int = _vth(S.RESIDUAL)
     messaging_cum_error: bool = setting(False, FieldInfo(  # delta: Lava's cum_error (send when the accumulated error reaches vth)
         "delta: cumulative error (Lava's cum_error)", sweep=Sweep(True, False, per_layer=False), url="cum_error",
         control="toggle",

@@ -8,9 +8,11 @@ Data flow of one layer (codes are integers; `->` is an integer requantization):
     o = o_proj(RMSNorm(g) * SiLU LUT(h -> code))           x <- x + o   (residual add)
     m = RMSNorm(x);  gate, y = gate_proj(m);  x <- x + down_proj(SiLU LUT(gate) * y)
 
-Each BitLinear's input spikes travel as messages: dense by default, or event-driven per group
-(`inspector.quant.messaging`, `Senders`): under sigma-delta the synapses accumulate W times the sum
-of the received changes, and the encoders' state joins the generation state.
+Every group's outgoing codes travel as messages (the schema's message sites: each BitLinear's input
+spikes, the projections' outputs, the residual stream): dense by default, or event-driven per group
+(`inspector.quant.messaging`, `Senders`). Under sigma-delta a BitLinear's synapses accumulate W times
+the sum of the received changes and an element-wise receiver reads their sum in place of the code;
+the encoders' state joins the generation state.
 
 The embedding lookup and the LM head run on the host in floating point (as in the paper); the chip
 receives the embedding as `residual_bits` codes and returns the final-norm codes.
@@ -48,6 +50,15 @@ class Probe(Protocol):
         message): the codes when dense, the deltas under sigma-delta."""
 
 
+class CountingProbe(Probe, Protocol):
+    """A probe that counts messages (`inspector.chip.probes`): it is also told what the neurons of an
+    element-wise message site sent (a projection's output, the residual stream). Probes without
+    this method only see the codes."""
+
+    def sent(self, key: str, sent: torch.Tensor) -> None:
+        """`sent`: the payloads of the site's messages (0 = no message): the codes when dense."""
+
+
 class FeedingProbe(Probe, Protocol):
     """A probe that also *feeds* the model (`inspector.compare.local_error`): after observing a site it may
     hand the next operation other codes than the ones computed (the float model's values, quantized),
@@ -70,6 +81,7 @@ class Sites:
         self.probe, self.prefix, self.scales = probe, prefix, scales
         self.watched = probe is not None
         self.feeds = self.watched and hasattr(probe, "replace")
+        self.counts = self.watched and hasattr(probe, "sent")
 
     def __call__(self, name: str, op, *inputs: torch.Tensor, scale: Optional[float] = None) -> torch.Tensor:
         """Apply a saturating operation (a Requant, ResidualAdd or IntNorm) and report its codes."""
@@ -91,27 +103,36 @@ class Sites:
         self.probe.site(self.prefix + name, codes, scale, clipped, kind)
         return self.probe.replace(self.prefix + name, codes, scale) if self.feeds else codes
 
+    def send(self, name: str, codes: torch.Tensor, senders: Optional["Senders"]) -> torch.Tensor:
+        """An element-wise message site's codes as its receivers get them (None senders: dense)."""
+        received, sent = senders.send(name, codes) if senders is not None else (codes, codes)
+        if self.counts:
+            self.probe.sent(self.prefix + name, sent)
+        return received
+
 
 class Senders:
-    """The messaging of one layer's graded spikes into its BitLinears (`inspector.quant.messaging`).
+    """The messaging of one layer's graded spikes (`inspector.quant.messaging`): every message site of
+    the schema, keyed by site (`i_proj.spikes` into a BitLinear, `i_proj` element-wise).
 
-    Holds the delta encoders' state of the projections whose group is in `delta` mode, packed as
-    one (B, 3, sum of their input widths) tensor in the generation state: read at the start of a
-    block, written at its end.
+    Holds the delta encoders' state of the sites whose group is in `delta` mode, packed in the
+    schema's group order as one (B, 3, sum of their widths) tensor in the generation state: read at
+    the start of a block, written at its end.
     """
 
     def __init__(self, qc, layer: IntLayer, state: Optional[torch.Tensor]):
-        self.settings = {name: msg.for_projection(qc, name) for name in S.PROJECTIONS}
-        self.stateful = [name for name in S.PROJECTIONS if self.settings[name].stateful]
-        self.widths = [getattr(layer, name).matrix.shape[1] for name in self.stateful]
+        dims = S.Dims(d=layer.i_proj.matrix.shape[1], m=layer.i_proj.matrix.shape[0], ffn=layer.down_proj.matrix.shape[1])
+        self.settings = {site: msg.for_site(qc, site) for site in msg.GROUP_OF_SITE}
+        self.stateful = [site for site, m in self.settings.items() if m.stateful]
+        self.widths = [S.size_of(S.SITE_OF[site].size, dims) for site in self.stateful]
         parts = state.split(self.widths, dim=2) if state is not None and self.stateful else [None] * len(self.stateful)
         self.states: dict[str, Optional[torch.Tensor]] = dict(zip(self.stateful, parts, strict=True))
 
-    def send(self, name: str, spikes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(what the receivers accumulate, what was sent) for a projection's input spikes (B, T, N)."""
-        received, sent, new_state = msg.transmit(spikes, self.settings[name], self.states.get(name))
+    def send(self, site: str, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(what the receivers accumulate, what was sent) for a message site's codes (B, T, N)."""
+        received, sent, new_state = msg.transmit(codes, self.settings[site], self.states.get(site))
         if new_state is not None:
-            self.states[name] = new_state
+            self.states[site] = new_state
         return received, sent
 
     def state(self, batch: int) -> Optional[torch.Tensor]:
@@ -152,7 +173,7 @@ class IntegerLM:
         """A BitLinear core: integer RMSNorm into 8-bit spikes, messages (dense or event-driven),
         ternary synapses, saturating accumulator."""
         spikes = site(name + S.SPIKES, proj.norm, codes, scale=proj.norm.out_scale)  # (B, T, in) spike_bits
-        received, sent = senders.send(name, spikes) if senders is not None else (spikes, spikes)
+        received, sent = senders.send(name + S.SPIKES, spikes) if senders is not None else (spikes, spikes)
         if site.watched:
             site.probe.synapses(site.prefix + name, sent, proj)
         # (B, T, out) exact: sum_j W[o, j] * received[j]; under delta, W times the sum of the received deltas
@@ -168,6 +189,8 @@ class IntegerLM:
         i = site(S.I_PROJ, L.i_out, self.bitlinear(L.i_proj, a, site, S.I_PROJ, senders))  # (B, T, M) internal_bits
         f = site(S.F_PROJ, L.f_out, self.bitlinear(L.f_proj, a, site, S.F_PROJ, senders))  # (B, T, M) internal_bits
         g = site(S.G_PROJ, L.g_out, self.bitlinear(L.g_proj, a, site, S.G_PROJ, senders))  # (B, T, M) internal_bits
+        # proj_ifg's messages into the MLGRU: the neurons there read what they received
+        i, f, g = (site.send(name, codes, senders) for name, codes in ((S.I_PROJ, i), (S.F_PROJ, f), (S.G_PROJ, g)))
         f_q = K.lut_lookup(f, L.sigmoid_f, qc.internal_bits)  # (B, T, M) sigmoid, gate_frac_bits fixed point
         if L.lower_bound_q is not None:
             f_q = L.lower_bound_q + K.round_shift((one - L.lower_bound_q) * f_q, qc.gate_frac_bits)
@@ -180,7 +203,7 @@ class IntegerLM:
         swish_h = K.lut_lookup(h_code, L.silu_h, qc.internal_bits)  # (B, T, M) SiLU(h), lut_bits
         gated = site(S.GATED_OUTPUT, L.gated_out, gn * swish_h)  # (B, T, M) internal_bits
         o = site(S.O_PROJ, L.o_out, self.bitlinear(L.o_proj, gated, site, S.O_PROJ, senders))  # (B, T, D) act_bits
-        return o, h
+        return site.send(S.O_PROJ, o, senders), h  # proj_o's messages into the residual add
 
     def recurrence(
         self, L: IntLayer, f_q: torch.Tensor, i_q: torch.Tensor, h: torch.Tensor, site: Sites
@@ -209,10 +232,11 @@ class IntegerLM:
         gate, y = acc.chunk(2, dim=-1)  # (B, T, I) each
         gate = site(S.GATE_HALF, L.gate_out, gate)  # (B, T, I) internal_bits
         y = site(S.Y, L.y_out, y)  # (B, T, I) internal_bits
+        gate, y = site.send(S.GATE_HALF, gate, senders), site.send(S.Y, y, senders)  # proj_gate's messages into the GLU
         silu_gate = K.lut_lookup(gate, L.silu_gate, self.qc.internal_bits)  # (B, T, I) lut_bits
         product = site(S.GLU, L.glu_out, silu_gate * y)  # (B, T, I) internal_bits
         down = self.bitlinear(L.down_proj, product, site, S.DOWN_PROJ, senders)
-        return site(S.DOWN_PROJ, L.down_out, down)  # (B, T, D) act_bits
+        return site.send(S.DOWN_PROJ, site(S.DOWN_PROJ, L.down_out, down), senders)  # (B, T, D) act_bits, into the residual add
 
     def block(
         self, idx: int, x: torch.Tensor, h: torch.Tensor, probe: Optional[Probe] = None, senders: Optional[Senders] = None
@@ -227,7 +251,8 @@ class IntegerLM:
         r = site(S.RESIDUAL_ATTN, L.residual_attn, x, o)  # (B, T, D) residual_bits
         m = site(S.MLP_NORM, L.mlp_norm, r)  # (B, T, D) act_bits
         d = self.glu(L, m, site, senders)  # (B, T, D) act_bits
-        return site(S.RESIDUAL_MLP, L.residual_mlp, r, d), h  # (B, T, D) residual_bits
+        x = site(S.RESIDUAL_MLP, L.residual_mlp, r, d)  # (B, T, D) residual_bits
+        return site.send(S.RESIDUAL_MLP, x, senders), h  # into the next layer (or the final norm)
 
     # -- host side -------------------------------------------------------------------------------
     def embed(self, input_ids: torch.Tensor, clipped: bool = True) -> tuple[torch.Tensor, Optional[torch.Tensor]]:

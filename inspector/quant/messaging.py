@@ -1,11 +1,19 @@
 """Event-driven messaging of graded spikes: dense, sigma-delta, or thresholded (per site group).
 
 On Loihi 2 a neuron that does not send costs nothing, so *what* a neuron sends decides the
-energy. A messaging group is a neuron group whose graded spikes feed a BitLinear's synapses and
-that declares a messaging key in the layer schema (`inspector.schema.LAYER_GROUPS`):
+energy. Every neuron group of a layer sends graded spikes to other neurons, and each declares a
+messaging key in the layer schema (`inspector.schema.LAYER_GROUPS`):
 
-    ifg  (norm_attn)  the i, f and g BitLinear inputs     o    (mlgru)     the o_proj input
-    gate (norm_mlp)   the gate_proj (GLU) input           down (glu)       the down_proj input
+    ifg      (norm_attn)  the i, f and g BitLinear inputs   ifg_out  (proj_ifg)   the i, f, g codes -> MLGRU
+    o        (mlgru)      the o_proj input                  o_out    (proj_o)     the o_proj output -> residual add
+    gate     (norm_mlp)   the gate_proj (GLU) input         gate_out (proj_gate)  the gate and y codes -> GLU
+    down     (glu)        the down_proj input               down_out (proj_down)  the down_proj output -> residual add
+    residual (residual)   the layer's output -> the next layer's norm_attn and norm_mlp (or the final norm)
+
+A group's messages are the sites the schema flags `message=True`: into a BitLinear, its `.spikes`;
+element-wise, the codes themselves (the receiving neuron reads entry k of the sender's codes).
+The final norm (read by the LM head) and the embeddings (sent in) sit on the host side of the
+chip's boundary in this version and always travel dense.
 
 Each group has a mode (`QuantConfig.messaging_<group>`) and a threshold `vth` in codes
 (`QuantConfig.vth_<group>`):
@@ -19,7 +27,8 @@ Each group has a mode (`QuantConfig.messaging_<group>`) and a threshold `vth` in
 
   The receiver's Sigma accumulates what arrives, so its synaptic input is W times the sum of the
   received deltas, which is W times `code - residue` (the value the receivers last got): the
-  emulator computes that reconstruction directly, the same integers. At vth <= 1 the residue stays
+  emulator computes that reconstruction directly, the same integers. An element-wise receiver's
+  Sigma is the plain sum: it reads `code - residue` in place of the code. At vth <= 1 the residue stays
   0 (every nonzero change is sent), so the receivers get the codes themselves and the outputs are
   bit-identical to `dense`; only neurons whose code changed send.
 - `threshold`: a code is sent only when |code| >= vth; otherwise nothing (the receiver sees 0).
@@ -45,18 +54,32 @@ MODES = (DENSE, DELTA, THRESHOLD)
 
 @dataclass(frozen=True)
 class MessagingGroup:
-    """A sending neuron group of the core map and the projections its graded spikes feed."""
+    """A sending neuron group of the core map: its message sites, the projections its graded spikes
+    feed (none for a group that sends element-wise) and the QuantConfig width of its codes."""
 
     key: str  # QuantConfig field suffix: messaging_<key>, vth_<key>
     core_group: str  # the core map's group name (inspector.chip.mapper)
     projections: tuple[str, ...]
     label: str
+    sites: tuple[str, ...] = ()  # the schema's message sites of the group, in order
+    width: str = "spike_bits"  # the QuantConfig width every message site's codes live in
 
 
 # The schema's groups with a messaging key, in data-flow order.
+def _width(group: S.Group) -> str:
+    """The one QuantConfig width of a group's message sites (a vth is counted in those codes)."""
+    widths = {S.SITE_OF[site].width for site in group.messages}
+    if len(widths) != 1:
+        raise ValueError(f"the message sites of {group.name} must share one width, got {sorted(widths)}")
+    return widths.pop()
+
+
 GROUPS: dict[str, MessagingGroup] = {
-    g.messaging: MessagingGroup(g.messaging, g.name, g.feeds, g.messaging_label) for g in S.MESSAGING_GROUPS
+    g.messaging: MessagingGroup(g.messaging, g.name, g.feeds, g.messaging_label, g.messages, _width(g))
+    for g in S.MESSAGING_GROUPS
 }
+# The group sending each message site (a projection's `.spikes`, or an element-wise site).
+GROUP_OF_SITE = {site: g for g in GROUPS.values() for site in g.sites}
 CORE_GROUPS = {g.core_group: g for g in GROUPS.values()}
 GROUP_OF_PROJECTION = {proj: g for g in GROUPS.values() for proj in g.projections}
 MODE_FIELDS = tuple(f"messaging_{k}" for k in GROUPS)
@@ -97,6 +120,11 @@ def setting(qc, group: str) -> Messaging:
 
 def for_projection(qc, projection: str) -> Messaging:
     return setting(qc, GROUP_OF_PROJECTION[projection].key)
+
+
+def for_site(qc, site: str) -> Messaging:
+    """The Messaging of the group that sends a message site (`i_proj.spikes`, `o_proj`, `residual_mlp`)."""
+    return setting(qc, GROUP_OF_SITE[site].key)
 
 
 def event_driven(qc) -> bool:

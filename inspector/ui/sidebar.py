@@ -224,10 +224,10 @@ def _quant_overrides() -> QuantConfig | None:
 
 
 def _messaging_widgets(defaults: QuantConfig) -> dict | None:
-    """Event-driven messaging per BitLinear input group: mode and threshold (inspector.quant.messaging);
+    """Event-driven messaging per sending neuron group: mode and threshold (inspector.quant.messaging);
     None when a threshold box holds an invalid value (said under it)."""
     st.caption(
-        "Event-driven messaging into each BitLinear: dense sends every nonzero code; delta (sigma-delta, as Lava's "
+        "Event-driven messaging of each neuron group: dense sends every nonzero code; delta (sigma-delta, as Lava's "
         "lava.proc.sdn) sends only changes of at least vth codes; threshold sends only codes of at least vth."
     )
     values, invalid = {}, False

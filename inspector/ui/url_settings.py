@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 
 from inspector.lm.generate import MAX_SEED
 from inspector.quant.config import QUANT_PRESETS, RETIRED_FIELDS, FieldInfo, QuantConfig, field_infos
+from inspector.quant.messaging import GROUPS as MESSAGING_GROUPS
 
 MAX_PROMPT_CHARS_IN_URL = 4000  # longer prompts are left out of the link (browsers and proxies cap URLs)
 MAX_PATH_CHARS = 1024
@@ -28,10 +29,10 @@ QUANT_SLIDERS: dict[str, tuple[str, int, int]] = {
     name: (info.label, *QuantConfig().limits()[name]) for name, info in QUANT_FIELDS.items() if info.control == "slider"
 }
 # Every slider at its top: the widest setting a widget or link may ask for. A limit that follows
-# another field (a messaging threshold follows spike_bits) is read here for the widget and the link;
-# QuantConfig then checks it against the chosen settings and names the field if beyond.
+# another field (a messaging threshold follows its group's width) is read here for the widget and the
+# link; QuantConfig then checks it against the chosen settings and names the field if beyond.
 WIDEST = QuantConfig().with_overrides({name: hi for name, (_, _, hi) in QUANT_SLIDERS.items()})
-MAX_VTH = 1 << (WIDEST.spike_bits - 1)
+MAX_VTH = max(1 << (getattr(WIDEST, group.width) - 1) for group in MESSAGING_GROUPS.values())
 
 
 def quant_key(name: str) -> str:

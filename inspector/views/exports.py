@@ -75,7 +75,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "output per destination group, so a norm neuron feeding the i, f and g projections can send three"),
     "active_neurons": ("neurons", "neurons of the core that sent at least one message"),
     "messaging": ("", "how the group's neurons send: dense (every nonzero code), delta vth=N (sigma-delta: only changes of at "
-    "least N codes) or threshold vth=N (only codes of at least N); only the BitLinear input groups have a mode"),
+    "least N codes) or threshold vth=N (only codes of at least N); dense outside the layers (final norm)"),
     "synops": ("synaptic operations", "synaptic operations: one per message per stored (nonzero) synapse it reaches"),
     "neuron_updates": ("updates", "neuron state updates (every neuron of the core updates once per time step)"),
     "neurons": ("neurons", "neurons mapped to the core"),

@@ -231,7 +231,7 @@ def raster_figure(
 
 
 def messaging_figure(comparison: pl.DataFrame, run_label: str) -> go.Figure:
-    """Messages per token of each BitLinear input group: dense, sigma-delta at vth = 0 (the messages
+    """Messages per token of each sending group: dense, sigma-delta at vth = 0 (the messages
     that carry a change) and this run's own mode (`inspector.compare.messaging.mode_comparison`)."""
     labels = comparison["label"].to_list()
     fig = go.Figure()
@@ -242,7 +242,7 @@ def messaging_figure(comparison: pl.DataFrame, run_label: str) -> go.Figure:
     ):
         fig.add_trace(go.Bar(x=labels, y=comparison[column].to_list(), name=name, marker_color=color))
     fig.update_layout(barmode="group")
-    return _layout(fig, "Messages per token into each BitLinear: dense and event-driven", "sending group", "messages per token")
+    return _layout(fig, "Messages per token of each sending group: dense and event-driven", "sending group", "messages per token")
 
 
 def synops_figure(activity: pl.DataFrame, prompt_tokens: int = 0) -> go.Figure:

@@ -118,10 +118,14 @@ class LavaLM:
                 mask = torch.from_numpy(row[clip_span].astype(bool)).reshape(1, 1, -1)
                 key = S.layer_key(idx, slot.site)
                 probe.site(key, codes, site_scale(layer, slot.site), mask, slot.kind)
-                if slot.site.endswith(S.SPIKES):  # what a group process sent into its Dense (0 = no message)
+                if slot.site not in messaging.GROUP_OF_SITE:
+                    continue
+                sent = torch.from_numpy(row[layout.sent_slice(slot.site)]).reshape(1, 1, -1)  # 0 = no message
+                if slot.site.endswith(S.SPIKES):  # what a group process sent into its Dense
                     name = S.projection_of(slot.site)
-                    sent = torch.from_numpy(row[layout.sent_slice(name)]).reshape(1, 1, -1)
                     probe.synapses(S.layer_key(idx, name), sent, getattr(layer, name))
+                elif hasattr(probe, "sent"):  # what a group process sent element-wise to the next
+                    probe.sent(key, sent)
             if isinstance(probe, PortActivityProbe):
                 for group, _ in layout.group_neurons:
                     probe.port_activity(idx, group, row[layout.messages_slice(group)], int(row[layout.rounds_index(group)]))

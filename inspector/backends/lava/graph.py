@@ -48,8 +48,10 @@ from lava.proc.io.utils import ChannelConfig, ReceiveEmpty  # noqa: E402
 from inspector.backends.lava import models  # noqa: E402
 from inspector.backends.lava.processes import (  # noqa: E402
     CONTROL,
+    DENSE_INPUT,
     GLU,
     MLGRU,
+    RESIDUAL_OUT,
     FinalNorm,
     NormAttn,
     NormMlp,
@@ -139,15 +141,17 @@ class LayerProcesses:
     def __init__(self, spec: GraphSpec, idx: int, weights: dict[str, np.ndarray]):
         layer, layout = spec.layers[idx], spec.layout
         acc_bits, msg = spec.qc_accumulator_bits, spec.messaging
-        self.norm_attn = NormAttn(layer, layout, msg)
+        # the layer input: the host's embedding codes (dense) or the previous layer's residual messages
+        layer_input = msg[RESIDUAL_OUT] if idx > 0 else DENSE_INPUT
+        self.norm_attn = NormAttn(layer, layout, msg, layer_input)
         self.proj_ifg = ProjIFG(layer, layout, acc_bits, msg)
         self.mlgru = MLGRU(layer, layout, spec.qc_internal_bits, spec.qc_gate_frac_bits, spec.qc_state_bits, msg)
         self.proj_o = ProjO(layer, layout, acc_bits, msg)
-        self.norm_mlp = NormMlp(layer, layout, msg)
+        self.norm_mlp = NormMlp(layer, layout, msg, layer_input)
         self.proj_gate = ProjGate(layer, layout, acc_bits, msg)
         self.glu = GLU(layer, layout, spec.qc_internal_bits, msg)
         self.proj_down = ProjDown(layer, layout, acc_bits, msg)
-        self.residual = Residual(layer, layout)
+        self.residual = Residual(layer, layout, msg)
         synapses = (
             (S.I_PROJ, self.norm_attn.s_i, self.proj_ifg.acc_i),
             (S.F_PROJ, self.norm_attn.s_f, self.proj_ifg.acc_f),
@@ -206,7 +210,7 @@ class LavaGraph:
             layer.connect_input(upstream)
             self.layers.append(layer)
             upstream = layer.residual.x_out
-        self.final = FinalNorm(spec.final_norm)
+        self.final = FinalNorm(spec.final_norm, spec.messaging[RESIDUAL_OUT])
         upstream.connect(self.final.x_in)
         self.final_tap = Extractor(shape=(2 * hidden + 2,), buffer_size=self.steps_per_token + 1)
         self.final.readback.connect(self.final_tap.in_port)

@@ -26,10 +26,15 @@ from inspector import schema as S
 from inspector.backends.lava.params import AddConst, NormConst, ReadbackLayout, RequantConst
 from inspector.backends.lava.processes import (
     CONTROL,
+    DOWN_OUT,
+    GATE_OUT,
     GLU,
     IFG,
+    IFG_OUT,
     MLGRU,
+    O_OUT,
     RESET,
+    RESIDUAL_OUT,
     SHORT,
     VALID,
     FinalNorm,
@@ -108,6 +113,32 @@ def delta_encode(codes: Codes, state: np.ndarray, vth: int, cum_error: bool) -> 
     return sent, np.stack([codes, delta - sent, error])
 
 
+def encode(setting: tuple[str, int, bool], encoder: np.ndarray, codes: Codes, reset: int) -> Codes:
+    """What neurons with these codes send under a messaging setting (mode, vth, cum_error): the
+    codes (dense), the codes of at least vth (threshold) or Lava's Delta (0 = no message).
+    `encoder` (3, N) is their delta state, zeroed when a new sequence starts."""
+    mode, vth, cum_error = setting
+    if mode == "dense":
+        return codes
+    if mode == "threshold":
+        return np.where(np.abs(codes) >= vth, codes, 0)
+    if reset == 1:
+        encoder[:] = 0
+    sent, encoder[:] = delta_encode(codes, encoder, vth, cum_error)
+    return sent
+
+
+def accumulate(setting: tuple[str, int, bool], sigma: np.ndarray, values: Codes, reset: int) -> Codes:
+    """What a receiver takes: the values delivered, or, when the senders send deltas, their running
+    sum (a Sigma; for synapses, W times the sum of the deltas), zeroed when a new sequence starts."""
+    if setting[0] != "delta":
+        return values
+    if reset == 1:
+        sigma[:] = 0
+    sigma[:] = sigma.astype(np.int64) + values
+    return sigma.astype(np.int64)
+
+
 def nonzero(*vectors: Codes) -> np.ndarray:
     """Messages per neuron: a neuron sends a graded spike for each nonzero value (zeros are free)."""
     return sum((v != 0).astype(np.int32) for v in vectors)
@@ -156,35 +187,28 @@ class _GroupModel(PyLoihiProcessModel):
 
     def send_spikes(self, projection: str, spikes: Codes, reset: int) -> Codes:
         """What a BitLinear's input neurons send under their messaging mode (0 = no message)."""
-        mode, vth, cum_error = self.proc_params["messaging"][projection]
-        if mode == "dense":
-            return spikes
-        if mode == "threshold":
-            return np.where(np.abs(spikes) >= vth, spikes, 0)
-        encoder = getattr(self, f"delta_{SHORT[projection]}")
-        if reset == 1:
-            encoder[:] = 0
-        sent, encoder[:] = delta_encode(spikes, encoder, vth, cum_error)
-        return sent
+        return encode(self.proc_params["messaging"][projection], getattr(self, f"delta_{SHORT[projection]}"), spikes, reset)
+
+    def send_out(self, key: str, codes: Codes, reset: int) -> Codes:
+        """What the group's neurons send element-wise under messaging key `key` (0 = no message)."""
+        return encode(self.proc_params["messaging"][key], self.delta_out, codes, reset)
 
     def receive_synapses(self, projection: str, received: np.ndarray) -> Codes:
         """What a projection's neurons take as their synaptic input: what the Dense delivered, or, when
         the senders send deltas, its running sum (a Sigma: W times the sum of the deltas)."""
-        values = data(received)
-        if self.proc_params["messaging"][projection][0] != "delta":
-            return values
         sigma = getattr(self, f"sigma_{SHORT[projection]}")
-        if received[RESET] == 1:
-            sigma[:] = 0
-        sigma[:] = sigma.astype(np.int64) + values
-        return sigma.astype(np.int64)
+        return accumulate(self.proc_params["messaging"][projection], sigma, data(received), received[RESET])
+
+    def receive(self, setting: tuple[str, int, bool], sigma: np.ndarray, received: np.ndarray) -> Codes:
+        """The codes an element-wise message stands for: as delivered, or the Sigma of the deltas."""
+        return accumulate(setting, sigma, data(received), received[RESET])
 
     def report(
         self, sites: dict[str, tuple[Codes, Clipped | None]], messages: np.ndarray, sent: dict[str, Codes] | None = None
     ) -> None:
         out = np.zeros(self.layout.size, np.int32)
-        for projection, values in (sent or {}).items():
-            out[self.layout.sent_slice(projection)] = values
+        for site, values in (sent or {}).items():
+            out[self.layout.sent_slice(site)] = values
         for site, (codes, clipped) in sites.items():
             slot = self.slots[site]
             out[slot.offset : slot.offset + slot.size] = codes
@@ -202,6 +226,7 @@ class _ProjectionModel(_GroupModel):
     delivered in the accumulator register, requantize it into the next group's code."""
 
     site = ""  # the projection's probed site; its accumulator is `site.accumulator`
+    key = ""  # the messaging key of its element-wise output
 
     def project(self, accumulator: PyInPort, out: PyOutPort) -> None:
         received = accumulator.recv()
@@ -209,8 +234,11 @@ class _ProjectionModel(_GroupModel):
             return self.quiet(out)
         acc, acc_clipped = clip(self.receive_synapses(self.site, received), self.proc_params["accumulator_bits"])
         codes, clipped = requant(acc, self.proc_params["requant"])
-        out.send(message(codes, received[RESET]))
-        self.report({S.accumulator(self.site): (acc, acc_clipped), self.site: (codes, clipped)}, nonzero(codes))
+        sent = self.send_out(self.key, codes, received[RESET])
+        out.send(message(sent, received[RESET]))
+        self.report(
+            {S.accumulator(self.site): (acc, acc_clipped), self.site: (codes, clipped)}, nonzero(sent), {self.site: sent},
+        )
 
 
 # -- the groups ----------------------------------------------------------------------------------
@@ -231,20 +259,22 @@ class PyNormAttnModel(_GroupModel):
     delta_i: np.ndarray = state(24)
     delta_f: np.ndarray = state(24)
     delta_g: np.ndarray = state(24)
+    sigma_x_in: np.ndarray = state(24)
 
     def run_spk(self) -> None:
         x = self.x_in.recv()
         if x[VALID] != 1:
             return self.quiet(self.s_i, self.s_f, self.s_g)
         norms = self.proc_params["norms"]
-        a, a_clipped = rms_norm(data(x), self.gain_attn, norms["attn"])
+        layer_input = self.receive(self.proc_params["input_messaging"], self.sigma_x_in, x)
+        a, a_clipped = rms_norm(layer_input, self.gain_attn, norms["attn"])
         sites = {S.ATTN_NORM: (a, a_clipped)}
         sent = {}
         ports, gains = (self.s_i, self.s_f, self.s_g), (self.gain_i, self.gain_f, self.gain_g)
         for projection, port, gain in zip(IFG, ports, gains, strict=True):
             s, s_clipped = rms_norm(a, gain, norms[SHORT[projection]])
-            sent[projection] = self.send_spikes(projection, s, x[RESET])
-            port.send(message(sent[projection], x[RESET]))
+            sent[S.spikes(projection)] = self.send_spikes(projection, s, x[RESET])
+            port.send(message(sent[S.spikes(projection)], x[RESET]))
             sites[S.spikes(projection)] = (s, s_clipped)
         self.report(sites, nonzero(*sent.values()), sent)
 
@@ -262,6 +292,7 @@ class PyProjIFGModel(_GroupModel):
     sigma_i: np.ndarray = state(24)
     sigma_f: np.ndarray = state(24)
     sigma_g: np.ndarray = state(24)
+    delta_out: np.ndarray = state(24)
 
     def run_spk(self) -> None:
         received = [self.acc_i.recv(), self.acc_f.recv(), self.acc_g.recv()]
@@ -275,9 +306,9 @@ class PyProjIFGModel(_GroupModel):
             sites[S.accumulator(projection)] = (acc, acc_clipped)
             sites[projection] = (code, code_clipped)
             codes.append(code)
-        out = np.concatenate(codes)
-        self.ifg_out.send(message(out, received[0][RESET]))
-        self.report(sites, nonzero(out))
+        sent = self.send_out(IFG_OUT, np.concatenate(codes), received[0][RESET])
+        self.ifg_out.send(message(sent, received[0][RESET]))
+        self.report(sites, nonzero(sent), dict(zip(IFG, np.split(sent, len(IFG)), strict=True)))
 
 
 @implements(proc=MLGRU, protocol=LoihiProtocol)
@@ -296,6 +327,7 @@ class PyMLGRUModel(_GroupModel):
     gain_g: np.ndarray = state(16)
     gain_o: np.ndarray = state(16)
     delta_o: np.ndarray = state(24)
+    sigma_ifg_in: np.ndarray = state(24)
 
     def run_spk(self) -> None:
         received = self.ifg_in.recv()
@@ -306,7 +338,7 @@ class PyMLGRUModel(_GroupModel):
         one = 1 << frac
         if received[RESET] == 1:
             self.h[:] = 0
-        i, f, g = np.split(data(received), 3)
+        i, f, g = np.split(self.receive(p["messaging"][IFG_OUT], self.sigma_ifg_in, received), 3)
         # forget gate: sigmoid table, then lifted into [lower bound, 1) (layers above the first)
         f_q = lookup(self.sigmoid_f, f, bits)
         if p["has_lower_bound"]:
@@ -336,7 +368,7 @@ class PyMLGRUModel(_GroupModel):
                 S.spikes(S.O_PROJ): (spikes, spikes_clipped),
             },
             nonzero(sent),
-            {S.O_PROJ: sent},
+            {S.spikes(S.O_PROJ): sent},
         )
 
 
@@ -344,11 +376,12 @@ class PyMLGRUModel(_GroupModel):
 @requires(CPU)
 @tag("fixed_pt")
 class PyProjOModel(_ProjectionModel):
-    group, site = S.PROJ_O, S.O_PROJ
+    group, site, key = S.PROJ_O, S.O_PROJ, O_OUT
     acc_o: PyInPort = IN
     o_out: PyOutPort = OUT
     readback: PyOutPort = OUT
     sigma_o: np.ndarray = state(24)
+    delta_out: np.ndarray = state(24)
 
     def run_spk(self) -> None:
         self.project(self.acc_o, self.o_out)
@@ -368,15 +401,18 @@ class PyNormMlpModel(_GroupModel):
     gain_mlp: np.ndarray = state(16)
     gain_gate: np.ndarray = state(16)
     delta_gate: np.ndarray = state(24)
+    sigma_x_in: np.ndarray = state(24)
+    sigma_o_in: np.ndarray = state(24)
 
     def run_spk(self) -> None:
         x, o = self.x_in.recv(), self.o_in.recv()
+        p = self.proc_params
         if x[VALID] == 1:  # the layer input arrives first; kept until o_proj answers
-            self.x[:] = x[:-CONTROL]
+            self.x[:] = self.receive(p["input_messaging"], self.sigma_x_in, x)
         if o[VALID] != 1:
             return self.quiet(self.s_gate, self.r_out)
-        p = self.proc_params
-        r, r_clipped = residual_add(self.x.astype(np.int64), data(o), p["add"])
+        o_codes = self.receive(p["messaging"][O_OUT], self.sigma_o_in, o)
+        r, r_clipped = residual_add(self.x.astype(np.int64), o_codes, p["add"])
         m, m_clipped = rms_norm(r, self.gain_mlp, p["mlp_rms"])
         spikes, spikes_clipped = rms_norm(m, self.gain_gate, p["gate_norm"])
         sent = self.send_spikes(S.GATE_PROJ, spikes, o[RESET])
@@ -385,7 +421,7 @@ class PyNormMlpModel(_GroupModel):
         self.report(
             {S.RESIDUAL_ATTN: (r, r_clipped), S.MLP_NORM: (m, m_clipped), S.spikes(S.GATE_PROJ): (spikes, spikes_clipped)},
             nonzero(sent),
-            {S.GATE_PROJ: sent},
+            {S.spikes(S.GATE_PROJ): sent},
         )
 
 
@@ -398,6 +434,7 @@ class PyProjGateModel(_GroupModel):
     gy_out: PyOutPort = OUT
     readback: PyOutPort = OUT
     sigma_gate: np.ndarray = state(24)
+    delta_out: np.ndarray = state(24)
 
     def run_spk(self) -> None:
         received = self.acc_gate.recv()
@@ -408,11 +445,13 @@ class PyProjGateModel(_GroupModel):
         gate_acc, y_acc = np.split(acc, 2)
         gate, gate_clipped = requant(gate_acc, p["requant"][S.GATE_HALF])
         y, y_clipped = requant(y_acc, p["requant"][S.Y])
-        out = np.concatenate([gate, y])
-        self.gy_out.send(message(out, received[RESET]))
+        sent = self.send_out(GATE_OUT, np.concatenate([gate, y]), received[RESET])
+        self.gy_out.send(message(sent, received[RESET]))
+        sent_gate, sent_y = np.split(sent, 2)
         self.report(
             {S.accumulator(S.GATE_PROJ): (acc, acc_clipped), S.GATE_HALF: (gate, gate_clipped), S.Y: (y, y_clipped)},
-            nonzero(out),
+            nonzero(sent),
+            {S.GATE_HALF: sent_gate, S.Y: sent_y},
         )
 
 
@@ -427,19 +466,21 @@ class PyGLUModel(_GroupModel):
     silu_gate: np.ndarray = state(24)
     gain_down: np.ndarray = state(16)
     delta_down: np.ndarray = state(24)
+    sigma_gy_in: np.ndarray = state(24)
 
     def run_spk(self) -> None:
         received = self.gy_in.recv()
         if received[VALID] != 1:
             return self.quiet(self.s_down)
         p = self.proc_params
-        gate, y = np.split(data(received), 2)
+        gate, y = np.split(self.receive(p["messaging"][GATE_OUT], self.sigma_gy_in, received), 2)
         glu, glu_clipped = requant(lookup(self.silu_gate, gate, p["internal_bits"]) * y, p["glu_out"])
         spikes, spikes_clipped = rms_norm(glu, self.gain_down, p["down_norm"])
         sent = self.send_spikes(S.DOWN_PROJ, spikes, received[RESET])
         self.s_down.send(message(sent, received[RESET]))
         self.report(
-            {S.GLU: (glu, glu_clipped), S.spikes(S.DOWN_PROJ): (spikes, spikes_clipped)}, nonzero(sent), {S.DOWN_PROJ: sent},
+            {S.GLU: (glu, glu_clipped), S.spikes(S.DOWN_PROJ): (spikes, spikes_clipped)}, nonzero(sent),
+            {S.spikes(S.DOWN_PROJ): sent},
         )
 
 
@@ -447,11 +488,12 @@ class PyGLUModel(_GroupModel):
 @requires(CPU)
 @tag("fixed_pt")
 class PyProjDownModel(_ProjectionModel):
-    group, site = S.PROJ_DOWN, S.DOWN_PROJ
+    group, site, key = S.PROJ_DOWN, S.DOWN_PROJ, DOWN_OUT
     acc_down: PyInPort = IN
     d_out: PyOutPort = OUT
     readback: PyOutPort = OUT
     sigma_down: np.ndarray = state(24)
+    delta_out: np.ndarray = state(24)
 
     def run_spk(self) -> None:
         self.project(self.acc_down, self.d_out)
@@ -467,6 +509,8 @@ class PyResidualModel(_GroupModel):
     x_out: PyOutPort = OUT
     readback: PyOutPort = OUT
     r: np.ndarray = state(24)
+    sigma_d_in: np.ndarray = state(24)
+    delta_out: np.ndarray = state(24)
 
     def run_spk(self) -> None:
         r, d = self.r_in.recv(), self.d_in.recv()
@@ -474,9 +518,12 @@ class PyResidualModel(_GroupModel):
             self.r[:] = r[:-CONTROL]
         if d[VALID] != 1:
             return self.quiet(self.x_out)
-        x, x_clipped = residual_add(self.r.astype(np.int64), data(d), self.proc_params["add"])
-        self.x_out.send(message(x, d[RESET]))
-        self.report({S.RESIDUAL_MLP: (x, x_clipped)}, nonzero(x))
+        p = self.proc_params
+        down = self.receive(p["messaging"][DOWN_OUT], self.sigma_d_in, d)
+        x, x_clipped = residual_add(self.r.astype(np.int64), down, p["add"])
+        sent = self.send_out(RESIDUAL_OUT, x, d[RESET])
+        self.x_out.send(message(sent, d[RESET]))
+        self.report({S.RESIDUAL_MLP: (x, x_clipped)}, nonzero(sent), {S.RESIDUAL_MLP: sent})
 
 
 @implements(proc=FinalNorm, protocol=LoihiProtocol)
@@ -486,11 +533,13 @@ class PyFinalNormModel(PyLoihiProcessModel):
     x_in: PyInPort = IN
     readback: PyOutPort = OUT
     gain: np.ndarray = state(16)
+    sigma_x_in: np.ndarray = state(24)
 
     def run_spk(self) -> None:
         x = self.x_in.recv()
         if x[VALID] != 1:
             self.readback.send(np.zeros(self.readback.shape, np.int32))
             return
-        out, clipped = rms_norm(data(x), self.gain, self.proc_params["norm"])
+        final_input = accumulate(self.proc_params["input_messaging"], self.sigma_x_in, data(x), x[RESET])
+        out, clipped = rms_norm(final_input, self.gain, self.proc_params["norm"])
         self.readback.send(np.concatenate([out, clipped, [1, 1]]).astype(np.int32))

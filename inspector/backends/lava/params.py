@@ -101,8 +101,9 @@ class ReadbackLayout:
 
     slots: tuple[SiteSlot, ...]
     group_neurons: tuple[tuple[str, int], ...]
-    # per projection, the width of its input: the payloads its input neurons sent (0 = no message),
-    # which differ from the `.spikes` codes under event-driven messaging (inspector.quant.messaging)
+    # per message site of the schema (`i_proj.spikes`, `i_proj`, ..., `residual_mlp`), its width: the
+    # payloads its neurons sent (0 = no message), which differ from the site's codes under
+    # event-driven messaging (inspector.quant.messaging)
     sent: tuple[tuple[str, int], ...] = ()
 
     @property
@@ -132,13 +133,13 @@ class ReadbackLayout:
     def sent_offset(self) -> int:
         return self.rounds_offset + len(GROUPS)
 
-    def sent_slice(self, projection: str) -> slice:
+    def sent_slice(self, site: str) -> slice:
         start = self.sent_offset
         for name, size in self.sent:
-            if name == projection:
+            if name == site:
                 return slice(start, start + size)
             start += size
-        raise KeyError(projection)
+        raise KeyError(site)
 
     @property
     def size(self) -> int:
@@ -162,7 +163,7 @@ def layer_layout(hidden: int, mixer: int, inner: int) -> ReadbackLayout:
         slots.append(SiteSlot(site.name, site.group, site.kind, size, offset))
         offset += size
     neurons = tuple((g, S.size_of(S.GROUP_OF[g].size, dims)) for g in GROUPS)
-    sent = tuple((p.name, S.size_of(p.inputs, dims)) for p in S.PROJECTION_TABLE)
+    sent = tuple((site.name, S.size_of(site.size, dims)) for site in S.LAYER_FLOW if site.message)
     return ReadbackLayout(tuple(slots), neurons, sent)
 
 
@@ -212,7 +213,8 @@ class GraphSpec:
     layers: tuple[LayerSpec, ...]
     final_norm: NormConst
     layout: ReadbackLayout
-    # per projection: (mode, vth, cum_error) of its input neurons' messaging (inspector.quant.messaging)
+    # (mode, vth, cum_error) of each sending group (inspector.quant.messaging): per projection for the
+    # groups whose spikes feed it, per messaging key for the groups that send element-wise
     messaging: dict[str, tuple[str, int, bool]] = field(default_factory=dict)
 
 
@@ -262,6 +264,9 @@ def graph_spec(params: IntegerParams) -> GraphSpec:
         layout=layer_layout(hidden, mixer, inner),
         messaging={
             name: (m.mode, m.vth, m.cum_error) for name in PROJECTIONS for m in [messaging.for_projection(qc, name)]
+        } | {
+            key: (m.mode, m.vth, m.cum_error)
+            for key, group in messaging.GROUPS.items() if not group.projections for m in [messaging.setting(qc, key)]
         },
     )
 

@@ -56,10 +56,17 @@ def _port_out(size: int) -> OutPort:
 # Event-driven messaging (inspector.quant.messaging). A sending group keeps, per BitLinear it feeds,
 # the delta encoder's state `delta_<p>` (3, N): act, residue, error, as Lava's Delta (lava.proc.sdn);
 # the receiving group keeps `sigma_<p>` (N,): the sum of the W-weighted deltas delivered, as Lava's
-# Sigma. Both exist in every mode (zero and unused unless the projection's input is in `delta` mode).
+# Sigma. A group that sends element-wise (a projection's outputs, the residual stream) keeps
+# `delta_out` for its output port, and each group reading it `sigma_<its input port>`: the plain sum.
+# All exist in every mode (zero and unused unless the sender is in `delta` mode).
 SHORT = {p.name: p.short for p in S.PROJECTION_TABLE}
-Messaging = dict[str, tuple[str, int, bool]]  # projection -> (mode, vth, cum_error)
+Messaging = dict[str, tuple[str, int, bool]]  # projection or element-wise messaging key -> (mode, vth, cum_error)
+DENSE_INPUT = ("dense", 0, False)  # the messaging of layer 0's input: the host's embedding codes
 IFG = S.GROUP_OF[S.PROJ_IFG].synapses  # the three token-mixer projections, fed by norm_attn
+# The messaging keys of the groups that send element-wise (QuantConfig.messaging_<key>).
+IFG_OUT, O_OUT, GATE_OUT, DOWN_OUT, RESIDUAL_OUT = (
+    S.GROUP_OF[g].messaging for g in (S.PROJ_IFG, S.PROJ_O, S.PROJ_GATE, S.PROJ_DOWN, S.RESIDUAL)
+)
 
 
 def _encoders(process: AbstractProcess, sizes: dict[str, int]) -> None:
@@ -70,6 +77,11 @@ def _encoders(process: AbstractProcess, sizes: dict[str, int]) -> None:
 def _sigmas(process: AbstractProcess, sizes: dict[str, int]) -> None:
     for projection, size in sizes.items():
         setattr(process, f"sigma_{SHORT[projection]}", Var(shape=(size,), init=np.zeros(size, dtype=np.int32)))
+
+
+def _zeros(*shape: int) -> Var:
+    """An encoder (3, N) or Sigma (N,) state of element-wise messaging, zero at the start."""
+    return Var(shape=shape, init=np.zeros(shape, dtype=np.int32))
 
 
 class _GroupProcess(AbstractProcess):
@@ -88,11 +100,12 @@ class NormAttn(_GroupProcess):
 
     group = S.NORM_ATTN
 
-    def __init__(self, spec: LayerSpec, layout: ReadbackLayout, messaging: Messaging):
+    def __init__(self, spec: LayerSpec, layout: ReadbackLayout, messaging: Messaging, input_messaging: tuple):
         norms = {"attn": spec.attn_norm, **{SHORT[p]: spec.proj_norms[p] for p in IFG}}
-        super().__init__(layout, norms=norms, messaging=messaging)
+        super().__init__(layout, norms=norms, messaging=messaging, input_messaging=input_messaging)
         D = spec.hidden
         _encoders(self, dict.fromkeys(IFG, D))
+        self.sigma_x_in = _zeros(D)
         self.x_in = _port_in(D)
         self.s_i, self.s_f, self.s_g = _port_out(D), _port_out(D), _port_out(D)
         self.gain_attn = _var(spec.attn_norm.gain)
@@ -109,6 +122,7 @@ class ProjIFG(_GroupProcess):
         super().__init__(layout, requant=outs, accumulator_bits=accumulator_bits, messaging=messaging)
         M = spec.mixer
         _sigmas(self, dict.fromkeys(IFG, M))
+        self.delta_out = _zeros(3, 3 * M)
         self.acc_i, self.acc_f, self.acc_g = _port_in(M), _port_in(M), _port_in(M)
         self.ifg_out = _port_out(3 * M)
 
@@ -138,6 +152,7 @@ class MLGRU(_GroupProcess):
         )
         M = spec.mixer
         _encoders(self, {S.O_PROJ: M})
+        self.sigma_ifg_in = _zeros(3 * M)
         self.ifg_in = _port_in(3 * M)
         self.s_o = _port_out(M)
         self.h = Var(shape=(M,), init=np.zeros(M, dtype=np.int32))
@@ -157,6 +172,7 @@ class ProjO(_GroupProcess):
     def __init__(self, spec: LayerSpec, layout: ReadbackLayout, accumulator_bits: int, messaging: Messaging):
         super().__init__(layout, requant=spec.proj_out[S.O_PROJ], accumulator_bits=accumulator_bits, messaging=messaging)
         _sigmas(self, {S.O_PROJ: spec.hidden})
+        self.delta_out = _zeros(3, spec.hidden)
         self.acc_o = _port_in(spec.hidden)
         self.o_out = _port_out(spec.hidden)
 
@@ -167,12 +183,14 @@ class NormMlp(_GroupProcess):
 
     group = S.NORM_MLP
 
-    def __init__(self, spec: LayerSpec, layout: ReadbackLayout, messaging: Messaging):
+    def __init__(self, spec: LayerSpec, layout: ReadbackLayout, messaging: Messaging, input_messaging: tuple):
         super().__init__(
             layout, add=spec.residual_attn, mlp_rms=spec.mlp_norm, gate_norm=spec.proj_norms[S.GATE_PROJ], messaging=messaging,
+            input_messaging=input_messaging,
         )
         D = spec.hidden
         _encoders(self, {S.GATE_PROJ: D})
+        self.sigma_x_in, self.sigma_o_in = _zeros(D), _zeros(D)
         self.x_in = _port_in(D)
         self.o_in = _port_in(D)
         self.s_gate = _port_out(D)
@@ -194,6 +212,7 @@ class ProjGate(_GroupProcess):
             accumulator_bits=accumulator_bits, messaging=messaging,
         )
         _sigmas(self, {S.GATE_PROJ: 2 * spec.inner})
+        self.delta_out = _zeros(3, 2 * spec.inner)
         self.acc_gate = _port_in(2 * spec.inner)
         self.gy_out = _port_out(2 * spec.inner)
 
@@ -209,6 +228,7 @@ class GLU(_GroupProcess):
             messaging=messaging,
         )
         _encoders(self, {S.DOWN_PROJ: spec.inner})
+        self.sigma_gy_in = _zeros(2 * spec.inner)
         self.gy_in = _port_in(2 * spec.inner)
         self.s_down = _port_out(spec.inner)
         self.silu_gate = _var(spec.silu_gate)
@@ -223,6 +243,7 @@ class ProjDown(_GroupProcess):
     def __init__(self, spec: LayerSpec, layout: ReadbackLayout, accumulator_bits: int, messaging: Messaging):
         super().__init__(layout, requant=spec.proj_out[S.DOWN_PROJ], accumulator_bits=accumulator_bits, messaging=messaging)
         _sigmas(self, {S.DOWN_PROJ: spec.hidden})
+        self.delta_out = _zeros(3, spec.hidden)
         self.acc_down = _port_in(spec.hidden)
         self.d_out = _port_out(spec.hidden)
 
@@ -232,9 +253,10 @@ class Residual(_GroupProcess):
 
     group = S.RESIDUAL
 
-    def __init__(self, spec: LayerSpec, layout: ReadbackLayout):
-        super().__init__(layout, add=spec.residual_mlp)
+    def __init__(self, spec: LayerSpec, layout: ReadbackLayout, messaging: Messaging):
+        super().__init__(layout, add=spec.residual_mlp, messaging=messaging)
         D = spec.hidden
+        self.sigma_d_in, self.delta_out = _zeros(D), _zeros(3, D)
         self.r_in = _port_in(D)
         self.d_in = _port_in(D)
         self.x_out = _port_out(D)
@@ -247,9 +269,10 @@ class FinalNorm(AbstractProcess):
 
     group = S.FINAL_NORM_GROUP
 
-    def __init__(self, norm: NormConst):
-        super().__init__(norm=norm)
+    def __init__(self, norm: NormConst, input_messaging: tuple):
+        super().__init__(norm=norm, input_messaging=input_messaging)
         size = len(norm.gain)
+        self.sigma_x_in = _zeros(size)
         self.x_in = _port_in(size)
         self.gain = _var(norm.gain)
         self.readback = OutPort(shape=(2 * size + 2,))
