@@ -33,7 +33,7 @@ from inspector.compare.ab import ab_compare
 from inspector.compare.analysis import keep_from_for
 from inspector.compare.diff import compare, lockstep_sequence, sqnr_table
 from inspector.compare.local_error import local_vs_cumulative
-from inspector.compare.traces import write_traces
+from inspector.compare.traces import start_tensor_write, write_traces
 from inspector.errors import InspectorError
 from inspector.lm.catalog import sample_models, validation_text
 from inspector.lm.checkpoint import LoadedModel, ignored_keys_note, load_checkpoint
@@ -119,6 +119,7 @@ def cmd_run(args) -> int:
             pass
     finally:
         backend.close()
+    tensors_written = start_tensor_write(run, args.out)  # overlaps the comparison below and the other tables
     # Underflow needs the float model's values on the same tokens: one lockstep pass of the float
     # model, keeping no per-neuron data, against the run's own integers (its probe kept every token's
     # codes; identical to a second integer pass, which is not made: about a second at 370M).
@@ -136,7 +137,7 @@ def cmd_run(args) -> int:
         "keep_from": keep_from,
         "stopped_at_eos": stopped_at_eos(run.tokens),
     }
-    out = write_traces(run, backend, args.out, metadata, underflow=lockstep.tensors)
+    out = write_traces(run, backend, args.out, metadata, underflow=lockstep.tensors, tensors_written=tensors_written)
     print(args.prompt + text)
     if note := eos_note(loaded.tokenizer, run.tokens, sampling.max_new_tokens):
         print(f"{note} (--ignore-eos goes on)", file=sys.stderr)

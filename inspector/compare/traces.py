@@ -20,6 +20,7 @@ tables) is the tokens from `keep_from` in run.json on; per-token tables cover ev
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -91,20 +92,46 @@ def run_tables(run: BackendRun, backend: BackendBase, tensors: bool = True) -> d
 
 def write_traces(
     run: BackendRun, backend: BackendBase, out_dir: str | Path, metadata: dict[str, Any],
-    underflow: pl.DataFrame | None = None
+    underflow: pl.DataFrame | None = None, tensors_written: Future | None = None,
 ) -> Path:
     """Write every table and run.json. `underflow`: a lockstep comparison's `DiffResult.tensors`, whose
-    underflow counts join the saturation table (without it the column is null)."""
+    underflow counts join the saturation table (without it the column is null). `tensors_written`:
+    the `start_tensor_write` of this run already under way (waited for here, its error raised);
+    without it tensors.parquet is written here."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tables = run_tables(run, backend, tensors=False)
     tables["saturation"] = with_underflow(tables["saturation"], underflow if underflow is not None else pl.DataFrame())
     for name, table in tables.items():
         table.write_parquet(out / f"{name}.parquet")
-    if run.probe.record_tensors:  # the largest table by far (a GB at 370M): streamed to disk one site at a time
-        streamed(run.probe.tensor_frames, run.probe.TENSOR_SCHEMA).sink_parquet(out / "tensors.parquet")
+    if tensors_written is not None:
+        tensors_written.result()
+    elif run.probe.record_tensors:
+        write_tensors(run, out)
     (out / "run.json").write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
     return out
+
+
+def write_tensors(run: BackendRun, out_dir: str | Path) -> None:
+    """tensors.parquet, the largest table by far (a GB at 370M): streamed to disk one site at a time."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    streamed(run.probe.tensor_frames, run.probe.TENSOR_SCHEMA).sink_parquet(out / "tensors.parquet")
+
+
+def start_tensor_write(run: BackendRun, out_dir: str | Path) -> Future | None:
+    """Write tensors.parquet on a background thread, for `write_traces(tensors_written=...)`; None when
+    the run recorded no tensors.
+
+    The CLI starts it as soon as generation ends, so the write (Parquet encoding and compression, a
+    couple of seconds at 370M, mostly outside the GIL) overlaps the lockstep float comparison and the
+    other tables. It only reads the probe, which nothing changes once generation is over."""
+    if run.probe is None or not run.probe.record_tensors:
+        return None
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tensors.parquet")
+    future = pool.submit(write_tensors, run, out_dir)
+    pool.shutdown(wait=False)  # the thread ends with its one write; the future keeps its result or error
+    return future
 
 
 def streamed(frames: Callable[[], Iterator[pl.DataFrame]], schema: dict) -> pl.LazyFrame:
