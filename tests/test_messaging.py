@@ -14,7 +14,7 @@ from inspector.chip.probes import RecordingProbe
 from inspector.lm.checkpoint import load_checkpoint
 from inspector.quant.config import QuantConfig, QuantConfigError
 from inspector.quant.files import load_quant_config
-from inspector.quant.messaging import GROUPS, Messaging, count_messages, transmit
+from inspector.quant.messaging import GROUPS, Messaging, count_messages, delta_step, transmit, transmit_in_place, zero_state
 
 
 def plain_sigma_delta(codes: list[list[int]], weight: list[list[int]], vth: int, cum_error: bool):
@@ -90,6 +90,43 @@ def test_delta_token_by_token_equals_the_sequence():
     assert torch.equal(torch.cat([p[0] for p in parts], 1), whole_received)
     assert torch.equal(torch.cat([p[1] for p in parts], 1), whole_sent)
     assert torch.equal(state, whole_state)
+
+
+@pytest.mark.parametrize("vth", [0, 1, 2, 4, 17])
+@pytest.mark.parametrize("cum_error", [False, True])
+def test_the_in_place_single_token_path_equals_the_plain_delta_step(vth, cum_error):
+    """Generation's fast path (numpy, on a view of a packed state) against `delta_step`, token by token."""
+    m = Messaging("delta", vth, cum_error)
+    gen = np.random.default_rng(vth + 100 * cum_error)
+    batch, neurons, tokens = 2, 11, 9
+    packed = zero_state(batch, 5 + neurons + 3)  # the site's encoders sit between other sites' in one buffer
+    view = packed[:, :, 5 : 5 + neurons]
+    plain = zero_state(batch, neurons)
+    for _ in range(tokens):
+        code = torch.tensor(gen.integers(-40, 41, size=(batch, 1, neurons)))
+        ref_sent, ref_received, plain = delta_step(code[:, 0], plain, vth, cum_error)
+        received, sent = transmit_in_place(code, m, view)
+        assert torch.equal(sent[:, 0], ref_sent) and torch.equal(received[:, 0], ref_received)
+        assert torch.equal(view, plain)
+    assert not packed[:, :, :5].any() and not packed[:, :, 5 + neurons :].any()
+    # several tokens at once through the same entry point: the sequence formula, the state written back
+    codes = torch.tensor(gen.integers(-40, 41, size=(batch, 4, neurons)))
+    ref_received, ref_sent, ref_state = transmit(codes, m, plain.clone())
+    received, sent = transmit_in_place(codes, m, view)
+    assert torch.equal(received, ref_received) and torch.equal(sent, ref_sent) and torch.equal(view, ref_state)
+
+
+def test_the_senders_leave_the_callers_state_untouched(tiny_checkpoint):
+    """A generation state may be stepped twice from the same point (branching, lockstep comparisons)."""
+    loaded = load_checkpoint(tiny_checkpoint)
+    integer = Emulator(loaded, _delta(3, True)).integer
+    ids = torch.tensor([loaded.tokenizer.encode("To be, or not to be").ids[:6]])
+    _, state = integer(ids[:, :4])
+    kept = [s.clone() for s in state]
+    first, _ = integer(ids[:, 4:5], state)
+    assert all(torch.equal(a, b) for a, b in zip(state, kept, strict=True))
+    again, _ = integer(ids[:, 4:5], state)
+    assert torch.equal(first, again)
 
 
 def test_threshold_sends_only_codes_of_at_least_vth():

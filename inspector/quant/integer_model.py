@@ -31,6 +31,8 @@ normed gate `g_norm` and the state's readout `hidden_code` as sites of their own
 
 from __future__ import annotations
 
+import functools
+import itertools
 from typing import Optional, Protocol
 
 import torch
@@ -116,32 +118,50 @@ class Senders:
     the schema, keyed by site (`i_proj.spikes` into a BitLinear, `i_proj` element-wise).
 
     Holds the delta encoders' state of the sites whose group is in `delta` mode, packed in the
-    schema's group order as one (B, 3, sum of their widths) tensor in the generation state: read at
-    the start of a block, written at its end.
+    schema's group order as one (B, 3, sum of their widths) tensor in the generation state. Senders
+    works on its own copy of that tensor, each site's encoder a view of it updated in place, so a
+    token costs one copy per layer and no packing; the state it returns is that copy.
     """
 
     def __init__(self, qc, layer: IntLayer, state: Optional[torch.Tensor]):
         dims = S.Dims(d=layer.i_proj.matrix.shape[1], m=layer.i_proj.matrix.shape[0], ffn=layer.down_proj.matrix.shape[1])
-        self.settings = {site: msg.for_site(qc, site) for site in msg.GROUP_OF_SITE}
-        self.stateful = [site for site, m in self.settings.items() if m.stateful]
-        self.widths = [S.size_of(S.SITE_OF[site].size, dims) for site in self.stateful]
-        parts = state.split(self.widths, dim=2) if state is not None and self.stateful else [None] * len(self.stateful)
-        self.states: dict[str, Optional[torch.Tensor]] = dict(zip(self.stateful, parts, strict=True))
+        self.settings, self.stateful, self.widths, self.spans = _sender_layout(qc, dims)
+        self.packed: Optional[torch.Tensor] = None
+        self.states: dict[str, torch.Tensor] = {}
+        if state is not None and self.stateful:
+            # a numpy copy: a plain memcpy, where torch's clone may hand a few hundred kB to its thread pool
+            self._hold(torch.from_numpy(state.numpy().copy()))
+
+    def _hold(self, packed: torch.Tensor) -> None:
+        self.packed = packed
+        self.states = {site: packed[:, :, start:stop] for site, (start, stop) in self.spans.items()}
 
     def send(self, site: str, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(what the receivers accumulate, what was sent) for a message site's codes (B, T, N)."""
-        received, sent, new_state = msg.transmit(codes, self.settings[site], self.states.get(site))
-        if new_state is not None:
-            self.states[site] = new_state
-        return received, sent
+        m = self.settings[site]
+        if not m.stateful:
+            received, sent, _ = msg.transmit(codes, m)
+            return received, sent
+        if self.packed is None:
+            self._hold(msg.zero_state(codes.shape[0], sum(self.widths)))
+        return msg.transmit_in_place(codes, m, self.states[site])
 
     def state(self, batch: int) -> Optional[torch.Tensor]:
         if not self.stateful:
             return None
-        return torch.cat([
-            s if s is not None else msg.zero_state(batch, width)
-            for s, width in zip(self.states.values(), self.widths, strict=True)
-        ], dim=2)
+        return self.packed if self.packed is not None else msg.zero_state(batch, sum(self.widths))
+
+
+@functools.lru_cache(maxsize=64)
+def _sender_layout(qc, dims: S.Dims) -> tuple[dict, list[str], list[int], dict[str, tuple[int, int]]]:
+    """Per QuantConfig and model size: each message site's Messaging, the delta sites in packing
+    order, their widths and their spans in the packed state (built once, not per layer and token)."""
+    settings = {site: msg.for_site(qc, site) for site in msg.GROUP_OF_SITE}
+    stateful = [site for site, m in settings.items() if m.stateful]
+    widths = [S.size_of(S.SITE_OF[site].size, dims) for site in stateful]
+    stops = list(itertools.accumulate(widths))
+    spans = {site: (stop - width, stop) for site, width, stop in zip(stateful, widths, stops, strict=True)}
+    return settings, stateful, widths, spans
 
 
 class IntegerLM:
