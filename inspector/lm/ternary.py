@@ -2,8 +2,8 @@
 
 A BitLinear weight at inference is a ternary matrix times one scale (beta = mean|W|). The float model,
 the integer model, the core mapper and the Lava synapses all use that same matrix, so it is held once,
-as int8 (one byte per weight instead of four for a float32 copy, plus another four for a float32
-"dequantized" copy, plus eight for an int64 one, as before): 370 MB for MMfreeLM-370M, 2.7 GB for 2.7B.
+as int8 (one byte per weight, where a float32 copy, a float32 "dequantized" copy and an int64 copy would
+take sixteen): 370 MB for MMfreeLM-370M, 2.7 GB for 2.7B.
 
 Accumulation is integer arithmetic at hardware speed: activation codes that fit in int8 (the 8-bit
 spikes of every BitLinear) go through `torch._int_mm`, an int8 x int8 -> int32 GEMM (oneDNN on CPU),
