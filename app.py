@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+# pandas before anything draws: Plotly looks pandas up in sys.modules without importing it, so while
+# one session's thread is still importing pandas, another session's figure would find the module half
+# initialized ("partially initialized module 'pandas' has no attribute 'Series"). An import statement
+# here waits on Python's import lock until pandas is whole, in every session's thread.
+import pandas  # noqa: F401
 import streamlit as st
 
 from inspector.serve.stack_dumps import enable_stack_dumps
