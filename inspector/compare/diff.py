@@ -21,7 +21,6 @@ from inspector import schema as S
 from inspector.backends.base import BackendBase
 from inspector.chip.probes import RecordingProbe
 from inspector.lm.generate import GeneratedToken, SamplingSettings, encode_prompt, generate
-from inspector.schema import DEPTH_SITES, split_site_key
 
 # Tokens per forward call of the comparison: bounds the float trace and the logits held at once.
 CHUNK_TOKENS = 256
@@ -111,7 +110,7 @@ class _MetricRows:
         self.parts: list[tuple[int, int, str, int, int, dict[str, torch.Tensor]]] = []
 
     def add(self, key: str, f_value: torch.Tensor, i_value: torch.Tensor, first_token: int) -> None:
-        layer, site = split_site_key(key)
+        layer, site = S.split_site_key(key)
         self.parts.append((first_token, layer, site, f_value.shape[0], f_value.shape[1], tensor_metrics(f_value, i_value)))
 
     def frame(self) -> pl.DataFrame:
@@ -266,6 +265,6 @@ def lockstep_sequence(
 
 def sqnr_table(result: DiffResult) -> pl.DataFrame:
     """Per-layer SQNR of the main sites, wide: one row per layer (for docs/integer-model.md and the CLI)."""
-    sites = list(DEPTH_SITES)
+    sites = list(S.DEPTH_SITES)
     table = result.per_layer().filter(pl.col("site").is_in(sites)).pivot(on="site", index="layer", values="sqnr_db")
     return table.select(["layer", *[s for s in sites if s in table.columns]])
