@@ -14,7 +14,23 @@ from inspector.chip.probes import RecordingProbe
 from inspector.lm.checkpoint import load_checkpoint
 from inspector.quant.config import QuantConfig, QuantConfigError
 from inspector.quant.files import load_quant_config
-from inspector.quant.messaging import GROUPS, Messaging, count_messages, delta_step, transmit, transmit_in_place, zero_state
+from inspector.quant.messaging import GROUPS, Messaging, count_messages, transmit, transmit_in_place, zero_state
+
+
+def lava_delta_step(code: torch.Tensor, state: torch.Tensor, vth: int, cum_error: bool):
+    """One token of Lava's Delta as `lava.proc.sdn` writes it, with act and residue kept apart:
+    (sent, received, new state (B, 3, N) = act, residue, error). The plain reference of the
+    emulator's (held, error) encoder, held = act - residue."""
+    act, residue, error = state.unbind(1)
+    delta = code - act + residue
+    if cum_error:
+        error = error + delta
+        sent = torch.where(error.abs() >= vth, delta, 0)
+        error = torch.where(sent != 0, 0, error)
+    else:
+        sent = torch.where(delta.abs() >= vth, delta, 0)
+    residue = delta - sent
+    return sent, code - residue, torch.stack([code, residue, error], dim=1)
 
 
 def plain_sigma_delta(codes: list[list[int]], weight: list[list[int]], vth: int, cum_error: bool):
@@ -94,26 +110,32 @@ def test_delta_token_by_token_equals_the_sequence():
 
 @pytest.mark.parametrize("vth", [0, 1, 2, 4, 17])
 @pytest.mark.parametrize("cum_error", [False, True])
-def test_the_in_place_single_token_path_equals_the_plain_delta_step(vth, cum_error):
-    """Generation's fast path (numpy, on a view of a packed state) against `delta_step`, token by token."""
+def test_the_in_place_single_token_path_equals_lavas_delta_step(vth, cum_error):
+    """Generation's fast path (numpy, on a view of a packed (held, error) state) against Lava's
+    act/residue formula, token by token."""
     m = Messaging("delta", vth, cum_error)
     gen = np.random.default_rng(vth + 100 * cum_error)
     batch, neurons, tokens = 2, 11, 9
-    packed = zero_state(batch, 5 + neurons + 3)  # the site's encoders sit between other sites' in one buffer
+    packed = zero_state(batch, 5 + neurons + 3).numpy()  # the site's encoders sit between other sites' in one buffer
     view = packed[:, :, 5 : 5 + neurons]
-    plain = zero_state(batch, neurons)
+    plain = torch.zeros(batch, 3, neurons, dtype=torch.int64)
     for _ in range(tokens):
         code = torch.tensor(gen.integers(-40, 41, size=(batch, 1, neurons)))
-        ref_sent, ref_received, plain = delta_step(code[:, 0], plain, vth, cum_error)
+        ref_sent, ref_received, plain = lava_delta_step(code[:, 0], plain, vth, cum_error)
         received, sent = transmit_in_place(code, m, view)
         assert torch.equal(sent[:, 0], ref_sent) and torch.equal(received[:, 0], ref_received)
-        assert torch.equal(view, plain)
+        act, residue, error = plain.unbind(1)
+        assert np.array_equal(view[:, 0], (act - residue).numpy()) and np.array_equal(view[:, 1], error.numpy())
     assert not packed[:, :, :5].any() and not packed[:, :, 5 + neurons :].any()
     # several tokens at once through the same entry point: the sequence formula, the state written back
     codes = torch.tensor(gen.integers(-40, 41, size=(batch, 4, neurons)))
-    ref_received, ref_sent, ref_state = transmit(codes, m, plain.clone())
+    ref_received, ref_sent, ref_state = transmit(codes, m, torch.from_numpy(view.copy()))
     received, sent = transmit_in_place(codes, m, view)
-    assert torch.equal(received, ref_received) and torch.equal(sent, ref_sent) and torch.equal(view, ref_state)
+    assert torch.equal(received, ref_received) and torch.equal(sent, ref_sent) and np.array_equal(view, ref_state.numpy())
+    # ... and that formula token by token against Lava's
+    for t in range(codes.shape[1]):
+        ref_sent, ref_received, plain = lava_delta_step(codes[:, t], plain, vth, cum_error)
+        assert torch.equal(sent[:, t], ref_sent) and torch.equal(received[:, t], ref_received)
 
 
 def test_the_senders_leave_the_callers_state_untouched(tiny_checkpoint):
@@ -351,7 +373,7 @@ def test_an_element_wise_threshold_changes_what_the_receivers_read(tiny_checkpoi
 
 
 def test_the_delta_state_holds_every_stateful_sender(tiny_checkpoint):
-    """Generation state: per layer, one (B, 3, N) encoder state over every delta group's message sites."""
+    """Generation state: per layer, one (B, 2, N) encoder state over every delta group's message sites."""
     loaded = load_checkpoint(tiny_checkpoint)
     config = loaded.config
     qc = QuantConfig().with_overrides({"messaging_residual": "delta", "vth_residual": 3, "messaging_gate_out": "delta"})
@@ -359,7 +381,7 @@ def test_the_delta_state_holds_every_stateful_sender(tiny_checkpoint):
     state = integer.init_state()
     layers = config.num_hidden_layers
     assert len(state) == 2 * layers
-    assert state[layers].shape == (1, 3, config.hidden_size + 2 * config.mlp_intermediate_size)
+    assert state[layers].shape == (1, 2, config.hidden_size + 2 * config.mlp_intermediate_size)
     ids = torch.tensor([loaded.tokenizer.encode("To be, or not to be, that is").ids[:8]])
     logits, after = integer(ids)
     step_state, rows = None, []

@@ -35,6 +35,7 @@ import functools
 import itertools
 from typing import Optional, Protocol
 
+import numpy as np
 import torch
 
 from inspector import schema as S
@@ -118,23 +119,18 @@ class Senders:
     the schema, keyed by site (`i_proj.spikes` into a BitLinear, `i_proj` element-wise).
 
     Holds the delta encoders' state of the sites whose group is in `delta` mode, packed in the
-    schema's group order as one (B, 3, sum of their widths) tensor in the generation state. Senders
-    works on its own copy of that tensor, each site's encoder a view of it updated in place, so a
-    token costs one copy per layer and no packing; the state it returns is that copy.
+    schema's group order as one (B, 2, sum of their widths) tensor in the generation state. Senders
+    works on its own copy of that tensor (a state given to it is never changed: generation may step
+    twice from one state), each site's encoder a numpy view of it updated in place, so a token costs
+    one copy per layer and no packing; the state it returns is that copy.
     """
 
     def __init__(self, qc, layer: IntLayer, state: Optional[torch.Tensor]):
         dims = S.Dims(d=layer.i_proj.matrix.shape[1], m=layer.i_proj.matrix.shape[0], ffn=layer.down_proj.matrix.shape[1])
-        self.settings, self.stateful, self.widths, self.spans = _sender_layout(qc, dims)
-        self.packed: Optional[torch.Tensor] = None
-        self.states: dict[str, torch.Tensor] = {}
-        if state is not None and self.stateful:
-            # a numpy copy: a plain memcpy, where torch's clone may hand a few hundred kB to its thread pool
-            self._hold(torch.from_numpy(state.numpy().copy()))
-
-    def _hold(self, packed: torch.Tensor) -> None:
-        self.packed = packed
-        self.states = {site: packed[:, :, start:stop] for site, (start, stop) in self.spans.items()}
+        self.settings, self.spans, self.neurons = _sender_layout(qc, dims)
+        self.stateful = bool(self.spans)
+        # a numpy copy: a plain memcpy, where torch's clone may hand a few hundred kB to its thread pool
+        self.packed: Optional[np.ndarray] = state.numpy().copy() if state is not None and self.stateful else None
 
     def send(self, site: str, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(what the receivers accumulate, what was sent) for a message site's codes (B, T, N)."""
@@ -143,25 +139,26 @@ class Senders:
             received, sent, _ = msg.transmit(codes, m)
             return received, sent
         if self.packed is None:
-            self._hold(msg.zero_state(codes.shape[0], sum(self.widths)))
-        return msg.transmit_in_place(codes, m, self.states[site])
+            self.packed = msg.zero_state(codes.shape[0], self.neurons).numpy()
+        start, stop = self.spans[site]
+        return msg.transmit_in_place(codes, m, self.packed[:, :, start:stop])
 
     def state(self, batch: int) -> Optional[torch.Tensor]:
         if not self.stateful:
             return None
-        return self.packed if self.packed is not None else msg.zero_state(batch, sum(self.widths))
+        return torch.from_numpy(self.packed) if self.packed is not None else msg.zero_state(batch, self.neurons)
 
 
 @functools.lru_cache(maxsize=64)
-def _sender_layout(qc, dims: S.Dims) -> tuple[dict, list[str], list[int], dict[str, tuple[int, int]]]:
-    """Per QuantConfig and model size: each message site's Messaging, the delta sites in packing
-    order, their widths and their spans in the packed state (built once, not per layer and token)."""
+def _sender_layout(qc, dims: S.Dims) -> tuple[dict, dict[str, tuple[int, int]], int]:
+    """Per QuantConfig and model size: each message site's Messaging, the delta sites' spans in the
+    packed state (in packing order) and its width (built once, not per layer and token)."""
     settings = {site: msg.for_site(qc, site) for site in msg.GROUP_OF_SITE}
     stateful = [site for site, m in settings.items() if m.stateful]
     widths = [S.size_of(S.SITE_OF[site].size, dims) for site in stateful]
     stops = list(itertools.accumulate(widths))
     spans = {site: (stop - width, stop) for site, width, stop in zip(stateful, widths, stops, strict=True)}
-    return settings, stateful, widths, spans
+    return settings, spans, sum(widths)
 
 
 class IntegerLM:
@@ -180,7 +177,7 @@ class IntegerLM:
 
     def init_state(self, batch: int = 1) -> list[torch.Tensor]:
         """One MLGRU state (B, M) per layer; with a `delta` messaging group, then one delta-encoder
-        state (B, 3, N) per layer (see `Senders`)."""
+        state (B, 2, N) per layer (see `Senders`)."""
         hs = [torch.zeros(batch, self.config.mixer_size, dtype=K.INT) for _ in self.params.layers]
         if not msg.any_stateful(self.qc):
             return hs

@@ -33,9 +33,10 @@ Each group has a mode (`QuantConfig.messaging_<group>`) and a threshold `vth` in
   bit-identical to `dense`; only neurons whose code changed send.
 - `threshold`: a code is sent only when |code| >= vth; otherwise nothing (the receiver sees 0).
 
-The delta state (act, residue, error per sending neuron) lives from token to token like the MLGRU
-state, and a new sequence starts from zero. Messaging does not change calibration (which runs the
-float model) nor any scale: only what the receivers are given.
+The delta state lives from token to token like the MLGRU state, and a new sequence starts from
+zero. It is kept as (held, error) per sending neuron, held = act - residue (see `_encode`).
+Messaging does not change calibration (which runs the float model) nor any scale: only what the
+receivers are given.
 """
 
 from __future__ import annotations
@@ -148,29 +149,33 @@ def describe(qc) -> str:
 
 
 # -- the dynamics ------------------------------------------------------------------------------
+# Lava's Delta keeps act (the last code) and residue per neuron, but only their difference decides
+# what it sends next: delta = code - act + residue = code - held, where held = act - residue is the
+# sum of everything sent so far, i.e. exactly what the receivers' Sigma holds. So our encoder keeps
+# (held, error): the same messages, one row less to copy per token, and `held` *is* the received
+# value. `held` is always a code the sender had at some token (it changes only by taking the current
+# code), so it stays within the site's code range (an 8-bit spike stays 8 bits).
+HELD, ERROR = 0, 1
+
+
 def zero_state(batch: int, neurons: int) -> torch.Tensor:
-    """A sender's delta state (act, residue, error), all zero: (B, 3, N) int64."""
-    return torch.zeros(batch, 3, neurons, dtype=torch.int64)
+    """A sender's delta state (held, error), all zero: (B, 2, N) int64."""
+    return torch.zeros(batch, 2, neurons, dtype=torch.int64)
 
 
-def delta_step(
-    code: torch.Tensor, state: torch.Tensor, vth: int, cum_error: bool
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One token of Lava's Delta encoder (spike_exp = state_exp = 0): (sent, received, new state).
+def _encode(codes: np.ndarray, state: np.ndarray, vth: int, cum_error: bool) -> tuple[np.ndarray, np.ndarray]:
+    """T tokens of the Delta encoder on numpy arrays, `state` (B, 2, N) updated in place: (sent, received).
 
-    code (B, N); state (B, 3, N) = act, residue, error. `received` is what the receivers' Sigma holds
-    after this token: the sum of everything sent so far, = code - residue.
+        delta = code - held;  sent = delta where |delta| >= vth   (cum_error: where |error + delta| >= vth,
+        held += sent;  received = held                                        and error reset where sent)
+
+    The compiled loop of `inspector.quant.delta_kernel` (numba, loaded on first use: a dense run never
+    pays for it). The plain references are Lava's formula in act/residue form (tests/test_messaging.py)
+    and Lava's own `lava.proc.sdn` Delta (tests/test_lava_sdn.py).
     """
-    act, residue, error = state.unbind(1)
-    delta = code - act + residue
-    if cum_error:
-        error = error + delta
-        sent = torch.where(error.abs() >= vth, delta, 0)
-        error = torch.where(sent != 0, 0, error)
-    else:
-        sent = torch.where(delta.abs() >= vth, delta, 0)
-    residue = delta - sent
-    return sent, code - residue, torch.stack([code, residue, error], dim=1)
+    from inspector.quant.delta_kernel import delta_encode
+
+    return delta_encode(codes.astype(np.int64, copy=False), state, int(vth), bool(cum_error))
 
 
 def transmit(
@@ -178,7 +183,7 @@ def transmit(
 ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
     """What a group's neurons send and what their receivers get, for T tokens.
 
-    codes (B, T, N) the senders' codes; state (B, 3, N) for delta (None: a new sequence).
+    codes (B, T, N) the senders' codes; state (B, 2, N) for delta (None: a new sequence; not changed).
     Returns (received (B, T, N), sent (B, T, N): the payload of each message, 0 = no message,
     new state (delta) or None). The sequence and the token-by-token calls give the same bits.
     """
@@ -189,48 +194,24 @@ def transmit(
         return received, received, None
     batch, tokens, neurons = codes.shape
     state = zero_state(batch, neurons) if state is None else state
-    if m.exact and not bool(state[:, 1:].any()):
-        # vth <= 1 and no residue or error left: every change is sent, so receivers hold the codes.
-        previous = torch.cat([state[:, 0:1], codes[:, :-1]], dim=1)
-        new_state = torch.stack([codes[:, -1], state[:, 1], state[:, 2]], dim=1)
+    if m.exact and not bool(state[:, ERROR].any()):
+        # vth <= 1 and no error left: every change is sent, so receivers hold the codes.
+        previous = torch.cat([state[:, HELD : HELD + 1], codes[:, :-1]], dim=1)
+        new_state = torch.stack([codes[:, -1], state[:, ERROR]], dim=1)
         return codes, codes - previous, new_state
-    sent, received = torch.empty_like(codes), torch.empty_like(codes)
-    for t in range(tokens):
-        sent[:, t], received[:, t], state = delta_step(codes[:, t], state, m.vth, m.cum_error)
-    return received, sent, state
+    work = state.numpy().copy()
+    sent, received = _encode(codes.numpy(), work, m.vth, m.cum_error)
+    return torch.from_numpy(received), torch.from_numpy(sent), torch.from_numpy(work)
 
 
-def step_in_place(code: np.ndarray, state: np.ndarray, vth: int, cum_error: bool) -> tuple[np.ndarray, np.ndarray]:
-    """One token of `delta_step` on numpy arrays, the state (B, 3, N) updated in place: (sent, received).
+def transmit_in_place(codes: torch.Tensor, m: Messaging, state: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """`transmit` under delta with a state (B, 2, N) int64 numpy array that the caller owns (a view of
+    a packed buffer), updated in place: (received (B, T, N), sent (B, T, N)).
 
-    Why: generation calls every delta sender once per token (14 sites a layer), so the fixed cost
-    of a call decides the speed; a few numpy ops on views of one state buffer cost far less than the
-    torch ops, stacking and copying of the plain formula. The same integers as `delta_step`.
+    Generation's path: one call of the compiled encoder, no copy of the state.
     """
-    act, residue, error = state[:, 0], state[:, 1], state[:, 2]
-    delta = code - act
-    delta += residue
-    if cum_error:
-        error += delta
-        sent = delta * (np.abs(error) >= vth)
-        error *= sent == 0
-    else:
-        sent = delta * (np.abs(delta) >= vth)
-    np.subtract(delta, sent, out=residue)
-    act[...] = code
-    return sent, code - residue
-
-
-def transmit_in_place(codes: torch.Tensor, m: Messaging, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`transmit` under delta with a state (B, 3, N) int64 that the caller owns, updated in place:
-    (received (B, T, N), sent (B, T, N)). One token takes the numpy fast path (`step_in_place`)."""
-    if codes.shape[1] != 1:
-        received, sent, new_state = transmit(codes, m, state)
-        state.copy_(new_state)
-        return received, sent
-    code = codes.numpy()[:, 0].astype(np.int64, copy=False)
-    sent, received = step_in_place(code, state.numpy(), m.vth, m.cum_error)
-    return torch.from_numpy(received[:, None]), torch.from_numpy(sent[:, None])
+    sent, received = _encode(codes.numpy(), state, m.vth, m.cum_error)
+    return torch.from_numpy(received), torch.from_numpy(sent)
 
 
 def count_messages(codes: np.ndarray | torch.Tensor, mode: str = DENSE, vth: int = 0, cum_error: bool = False) -> np.ndarray:
