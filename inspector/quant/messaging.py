@@ -175,7 +175,9 @@ def _encode(codes: np.ndarray, state: np.ndarray, vth: int, cum_error: bool) -> 
     """
     from inspector.quant.delta_kernel import delta_encode
 
-    return delta_encode(codes.astype(np.int64, copy=False), state, int(vth), bool(cum_error))
+    sent, received = np.empty(codes.shape, np.int64), np.empty(codes.shape, np.int64)
+    delta_encode(codes.astype(np.int64, copy=False), state, int(vth), bool(cum_error), sent, received)
+    return sent, received
 
 
 def transmit(
