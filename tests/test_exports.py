@@ -22,7 +22,7 @@ from inspector.quant.config import QuantConfig
 from inspector.ui.url_settings import QUANT_SLIDERS, fields, parse_query, to_query
 from inspector.views import exports as E
 from inspector.views import figures as F
-from inspector.views.teaching import host_share, layer_op_counts, sparsity_summary, spike_nonzero_table, state_traces_figure
+from inspector.views.teaching import host_share, layer_op_counts
 
 PROMPT = "To be, or not"
 
@@ -190,33 +190,6 @@ def test_layer_error_sites_and_colors(run):
 def test_colored_tokens_are_numbered_from_the_prompt():
     page = F.colored_tokens_html(["a", "b"], [True, True], [0.0, 0.0], selected=8, first_token=7)
     assert 'title="token 7:' in page and 'title="token 8:' in page and page.count("outline") == 1
-
-
-def test_state_traces_one_color_per_neuron(run):
-    _, analysis, _ = run
-    fig = state_traces_figure(analysis, neurons=3)
-    pairs = list(zip(fig.data[::2], fig.data[1::2], strict=True))
-    assert len(pairs) == 3
-    for line, dots in pairs:
-        assert line.line.color == dots.marker.color
-    assert len({line.line.color for line, _ in pairs}) == 3
-
-
-def test_spike_sparsity_is_measured(run):
-    _, analysis, _ = run
-    table = spike_nonzero_table(analysis)
-    probe = analysis.run.probe
-    key = "layers.0.i_proj.spikes"
-    codes = probe.site_codes(key)
-    row = table.filter((pl.col("layer") == 0) & (pl.col("projection") == "i_proj")).row(0, named=True)
-    # every token counts (per-token summaries); on the window's tokens they agree with the codes themselves
-    summary = probe.saturation().filter((pl.col("layer") == 0) & (pl.col("site") == "i_proj.spikes"))
-    assert row["spikes"] == int(summary["values"].sum()) and row["nonzero"] == int((summary["values"] - summary["zero"]).sum())
-    window = summary.filter(pl.col("token") >= probe.window_start)
-    assert int(window["values"].sum()) == codes.numel()
-    assert int((window["values"] - window["zero"]).sum()) == int((codes != 0).sum())
-    share = sparsity_summary(analysis)["spike_nonzero_share"]
-    assert share == pytest.approx(table["nonzero"].sum() / table["spikes"].sum())
 
 
 SPEC = fields(("shakespeare", "local"), ("emulator", "lava"))

@@ -26,7 +26,7 @@ from inspector.quant.convert import convert
 from inspector.quant.integer_model import IntegerLM
 from inspector.quant.messaging import DELTA, DENSE, Messaging, transmit
 from inspector.schema import PROJECTIONS
-from inspector.views.figures import _layout, series_color
+from inspector.views.figures import _layout
 
 
 def ternary_counts(backend: BackendBase, layer: int = 0) -> dict[str, int]:
@@ -64,38 +64,6 @@ def spike_code_figure(analysis: Analysis, layer: int = 0, token: int = -1) -> go
         fig, f"Graded spikes into layer {layer} i_proj at one token: {zero} of {codes.size} are 0 (no message)", "code",
         "neurons",
     )
-
-
-def state_traces_figure(analysis: Analysis, layer: int = 0, neurons: int = 4) -> go.Figure:
-    """A few MLGRU neurons' state h over tokens: float model vs the integer register."""
-    key = S.layer_key(layer, S.HIDDEN)
-    f = analysis.diff.float_values[key].numpy()
-    q = analysis.diff.int_probe.site_values(key).numpy()
-    x = np.arange(analysis.window_start, analysis.window_start + f.shape[0])  # tokens from the start of the prompt
-    order = np.argsort(-np.abs(f).mean(axis=0))[:neurons]
-    fig = go.Figure()
-    for index, n in enumerate(order):  # one color per neuron: its float line and its integer dots
-        color = series_color(index)
-        fig.add_scatter(x=x, y=f[:, n], mode="lines", name=f"neuron {n} float", line_color=color, legendgroup=str(n))
-        fig.add_scatter(
-            x=x, y=q[:, n], mode="markers", name=f"neuron {n} integer", marker=dict(size=6, color=color), legendgroup=str(n),
-        )
-    return _layout(
-        fig, f"MLGRU state h of layer {layer}: the neuron remembers, decaying by f each token", "token", "h", height=420,
-    )
-
-
-def sparsity_summary(analysis: Analysis) -> dict[str, float]:
-    """Event sparsity of a run: silent neurons, synaptic ops against a dense evaluation, nonzero spikes."""
-    activity = analysis.tables["activity"]
-    dense_ops = int(analysis.tables["cores"]["synapses"].sum())  # every stored synapse, every token
-    per_token = activity.group_by("token").agg(pl.col("synops").sum(), pl.col("active_neurons").sum(), pl.col("neurons").sum())
-    return {
-        "synops_per_token": float(per_token["synops"].mean()),
-        "dense_synops_per_token": float(dense_ops),
-        "silent_share": 1 - float(per_token["active_neurons"].sum()) / float(per_token["neurons"].sum()),
-        "spike_nonzero_share": _nonzero_share(analysis),
-    }
 
 
 # The saturation step's experiment: the user's settings beside two that lose values at either end
@@ -140,29 +108,6 @@ def saturation_experiment(
             "perplexity_int": result.perplexity_int,
         })
     return pl.DataFrame(rows)
-
-
-def _nonzero_share(analysis: Analysis) -> float:
-    table = spike_nonzero_table(analysis)
-    return float(table["nonzero"].sum()) / max(float(table["spikes"].sum()), 1.0)
-
-
-
-
-def spike_nonzero_table(analysis: Analysis) -> pl.DataFrame:
-    """Per layer and projection: how many graded spikes into its synapses were nonzero (sent).
-
-    Measured on the run's own integer values: each BitLinear input is quantized to `spike_bits`
-    and only nonzero codes become messages.
-    """
-    spikes = analysis.run.probe.saturation().filter(pl.col("site").str.ends_with(".spikes") & (pl.col("layer") >= 0))
-    table = (
-        spikes.group_by(["layer", "site"], maintain_order=True)
-        .agg(pl.col("values").sum().alias("spikes"), (pl.col("values") - pl.col("zero")).sum().alias("nonzero"))
-        .with_columns(pl.col("site").str.replace(r"\.spikes$", "").alias("projection"))
-        .select(pl.col("layer").cast(pl.Int64), "projection", pl.col("spikes").cast(pl.Int64), pl.col("nonzero").cast(pl.Int64))
-    )
-    return table.with_columns((pl.col("nonzero") / pl.col("spikes")).alias("nonzero_share")).sort("layer")
 
 
 def layer_op_counts(backend: BackendBase, layer: int = 0) -> dict[str, int]:
