@@ -44,6 +44,7 @@ from inspector.lm.tokenizer import encode_document
 from inspector.lm.train import bits_per_character
 from inspector.quant.config import QUANT_PRESETS, QuantConfig, QuantConfigError
 from inspector.quant.files import load_quant_config, parse_setting, quant_spec
+from inspector.quant.precision import max_fan_in, precision_notes
 from inspector.sweep.evaluate import SweepSpec, held_out_ids
 from inspector.sweep.results import base_row, failed_points, sensitivity_table
 from inspector.sweep.runner import RESULTS_FILE, load_results
@@ -86,8 +87,16 @@ def parse_overrides(pairs: list[str], quant_file: str | None = None, preset: str
         raise QuantConfigError(f"--quant: {exc}") from None
 
 
-def _qc(args) -> QuantConfig:
-    return parse_overrides(args.quant, getattr(args, "quant_file", None), getattr(args, "quant_preset", "default"))
+def _qc(args, loaded: LoadedModel) -> QuantConfig:
+    """The command's QuantConfig; settings that will cost the model its accuracy are said on stderr."""
+    qc = parse_overrides(args.quant, getattr(args, "quant_file", None), getattr(args, "quant_preset", "default"))
+    _precision_notes(qc, loaded)
+    return qc
+
+
+def _precision_notes(qc: QuantConfig, loaded: LoadedModel, label: str = "") -> None:
+    for text in precision_notes(qc, max_fan_in(loaded.config)):
+        _note(label + text)
 
 
 def _sampling(args) -> SamplingSettings:
@@ -100,7 +109,7 @@ def cmd_run(args) -> int:
     require_backend(args.backend)  # before loading anything: say what is missing at once
     _out_dir(args.out)  # a bad --out is said now, not after the run
     loaded = resolve_model(args.model)
-    qc = _qc(args)
+    qc = _qc(args, loaded)
     sampling = _sampling(args)
     encode_prompt(loaded.tokenizer, args.prompt)  # reject a bad prompt before the slow set-up
     if args.window is not None and args.window < 1:
@@ -147,7 +156,7 @@ def cmd_run(args) -> int:
 
 def cmd_diff(args) -> int:
     loaded = resolve_model(args.model)
-    qc = _qc(args)
+    qc = _qc(args, loaded)
     emulator = Emulator(loaded, qc)
     if args.text:
         follow, prompt = "text", _read_text(args.text)
@@ -185,7 +194,7 @@ def cmd_quality(args) -> int:
     loaded = resolve_model(args.model)
     val_text = validation_text(loaded)
     ids = torch.tensor(encode_document(loaded.tokenizer, val_text))
-    emulator = Emulator(loaded, _qc(args))
+    emulator = Emulator(loaded, _qc(args, loaded))
     float_bpc = bits_per_character(loaded.model, ids, len(val_text))
     int_bpc = bits_per_character(emulator.step_fn(None), ids, len(val_text))
     result = compare(emulator, ids[: args.max_tokens].tolist())
@@ -226,7 +235,7 @@ def cmd_sweep(args) -> int:
     text = _read_text(args.text) if args.text else validation_text(loaded)
     lower = dict(_pair(p) for p in args.lower)
     ids, chars = held_out_ids(loaded, text, args.max_tokens)
-    spec = SweepSpec(loaded, ids, chars, _qc(args))
+    spec = SweepSpec(loaded, ids, chars, _qc(args, loaded))
     if args.budget < 0:
         raise InspectorError("--budget must be >= 0 (percent of the float model's bits/char)")
     bars: list[tqdm] = []
@@ -290,7 +299,10 @@ def cmd_ab(args) -> int:
     ids = encode_document(loaded.tokenizer, text)[: args.max_tokens]
     if len(ids) < 2:
         raise InspectorError("the text needs at least two tokens")
-    result = ab_compare(loaded, ids, quant_spec(args.a, note=_note), quant_spec(args.b, note=_note))
+    a, b = quant_spec(args.a, note=_note), quant_spec(args.b, note=_note)
+    for label, qc in (("A: ", a), ("B: ", b)):
+        _precision_notes(qc, loaded, label)
+    result = ab_compare(loaded, ids, a, b)
     pl.Config.set_tbl_rows(-1)
     pl.Config.set_tbl_cols(-1)
     pl.Config.set_float_precision(4)
