@@ -206,8 +206,8 @@ class QuantConfig:
         sweep=Sweep(10, 24, minimum=6), url="lut_bits", control="slider",
     ))
     norm_frac_bits: int = setting(16, FieldInfo(  # F in the inverse square root floor(2^F / sqrt(mean square))
-        "Inverse square root fraction bits", low=4, high=24, why="the inverse square root's fraction bits",
-        sweep=Sweep(10, 24, minimum=6),
+        "Inverse square root fraction bits (RMSNorm)", low=4, high=24, why="the inverse square root's fraction bits",
+        sweep=Sweep(10, 24, minimum=6), url="norm_frac_bits", control="slider",
     ))
     norm_weight_frac_bits: int = setting(10, FieldInfo(  # RMSNorm gains as fixed point
         "RMSNorm gain fraction bits", low=2, high=16, why="RMSNorm gains as fixed point", sweep=Sweep(6, 16, minimum=3),
@@ -221,7 +221,7 @@ class QuantConfig:
     ))
     accumulator_bits: int = setting(24, FieldInfo(  # synaptic input accumulator of a neuron
         "Synaptic accumulator bits", low=2, high=32, why="Loihi 2 registers are at most 32 bits wide",
-        sweep=Sweep(16, 32, minimum=12),
+        sweep=Sweep(16, 32, minimum=12), url="accumulator_bits", control="slider",
     ))
     pow2_scales: bool = setting(False, FieldInfo(  # paper option: round every scale to a power of two (shift-only)
         "Power-of-two scales (shift-only)", sweep=Sweep(True, False, per_layer=False), url="pow2", control="toggle",

@@ -55,8 +55,9 @@ def precision_notes(qc: QuantConfig, fan_in: Optional[int] = None) -> list[str]:
     for name in NORM_INPUT_WIDTHS:
         bits = getattr(qc, name)
         if bits >= frac + NORM_MARGIN:
+            narrow = f"narrow {name} to {frac + NORM_MARGIN - 1} or less"
             fix = (
-                f"raise norm_frac_bits to {bits - NORM_MARGIN + 1} or more"
+                f"raise norm_frac_bits to {bits - NORM_MARGIN + 1} or more, or {narrow}"
                 if bits - NORM_MARGIN + 1 <= frac_high
                 else f"narrow {name} to {frac_high + NORM_MARGIN - 1} or less and raise norm_frac_bits to {frac_high}"
             )
@@ -71,10 +72,11 @@ def precision_notes(qc: QuantConfig, fan_in: Optional[int] = None) -> list[str]:
         headroom = qc.accumulator_bits - qc.spike_bits
         if headroom < need:
             acc_high = field_info("accumulator_bits").bounds(qc)[1]
+            narrow = f"narrow spike_bits to {qc.accumulator_bits - need} or less"
             fix = (
-                f"widen accumulator_bits to {qc.spike_bits + need} or more"
+                f"widen accumulator_bits to {qc.spike_bits + need} or more, or {narrow}"
                 if qc.spike_bits + need <= acc_high
-                else f"narrow spike_bits to {acc_high - need} or less"
+                else f"narrow spike_bits to {acc_high - need} or less and widen accumulator_bits to {acc_high}"
             )
             notes.append(
                 f"spike_bits={qc.spike_bits} with accumulator_bits={qc.accumulator_bits}: a BitLinear neuron here "

@@ -22,6 +22,7 @@ from inspector.compare.analysis import Analysis, analyze
 from inspector.compare.diff import DiffResult
 from inspector.compare.local_error import LocalErrorResult, local_vs_cumulative
 from inspector.errors import InspectorError
+from inspector.quant.precision import max_fan_in, precision_notes
 from inspector.serve.jobs import QUEUE, Job
 from inspector.serve.run_cache import RUNS
 from inspector.ui.export import set_metadata
@@ -210,6 +211,8 @@ def page_analysis() -> tuple[Session, Analysis]:
         else:
             st.warning("Choose a model in the sidebar that loads without errors.")
         st.stop()
+    for note in precision_notes(session.qc, max_fan_in(session.loaded.config)):  # it runs, but says what it costs
+        st.warning(plain(note + "."), icon=":material/warning:")
     analysis = ensure_analysis(session)
     if analysis is None:
         st.stop()

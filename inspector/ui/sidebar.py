@@ -26,7 +26,6 @@ from inspector.lm.paths import Access, checkpoint_directory
 from inspector.quant.config import QUANT_PRESETS, QuantConfig, field_info
 from inspector.quant.files import load_quant_config
 from inspector.quant.messaging import GROUPS as MESSAGING_GROUPS
-from inspector.quant.precision import max_fan_in, precision_notes
 from inspector.serve.keyed_lock import KeyedLocks
 from inspector.ui.numbers import number_box
 from inspector.ui.text import plain
@@ -441,8 +440,6 @@ def _sidebar(samples: dict) -> Session | None:
         qc = None
     if qc is None or not valid:
         return None
-    for note in precision_notes(qc, max_fan_in(loaded.config)):  # runs, but says what it will cost
-        st.warning(plain(note + "."))
     return Session(loaded, fingerprint, prompt, sampling, qc, backend, window)
 
 
