@@ -52,6 +52,8 @@ def test_spikes_too_wide_for_their_accumulator_are_said_with_the_fix():
     assert "sums up to 768 graded spikes" in note
     assert note.endswith("widen accumulator_bits to 25 or more, or narrow spike_bits to 19 or less")
     assert _notes(fan_in=None, spike_bits=20) == []  # no model: the accumulator is not checked
+    (note,) = _notes(accumulator_bits=6)  # narrower than the 8-bit spikes; no spike width would fit
+    assert "the accumulator is 2 bits narrower than the spikes" in note and note.endswith("widen accumulator_bits to 13 or more")
     (note,) = _notes(message_bits=32, spike_bits=30, accumulator_bits=32)
     assert note.endswith("narrow spike_bits to 27 or less and widen accumulator_bits to 32")
 

@@ -14,11 +14,11 @@ instead gets garbage, without any value clipping where the State saturation page
   sum of N codes of random sign grows like sqrt(N) times their rms, so `accumulator_bits` needs about
   log2(N) / 2 bits above the spike width, or the accumulators clip (that, the saturation page counts).
 
-The thresholds are measured, not derived: on the shakespeare sample model (64 held-out tokens, bits/char
-against the default's +0.06%), norm inputs F + 2 bits wide cost nothing, F + 3 bits +1.6% to +14%,
-F + 4 bits over +100%; spike widths with 4 bits of accumulator headroom (fan-in 768) +0.5%, 3 bits +8%,
-2 bits +58%. The notes say what to change; nothing is refused, since studying a broken setting is a
-use of this tool too.
+The thresholds are measured, not derived: on the shakespeare sample model (bits/char on its whole
+validation split, against the default's +0.06%; docs/integer-model.md), norm inputs F + 2 bits wide
+cost nothing, F + 3 bits +1.6% to +14%, F + 4 bits over +100%; spike widths with 4 bits of
+accumulator headroom (fan-in 768) +0.5%, 3 bits +8%, 2 bits +58%. The notes say what to change;
+nothing is refused, since studying a broken setting is a use of this tool too.
 """
 
 from __future__ import annotations
@@ -72,16 +72,20 @@ def precision_notes(qc: QuantConfig, fan_in: Optional[int] = None) -> list[str]:
         headroom = qc.accumulator_bits - qc.spike_bits
         if headroom < need:
             acc_high = field_info("accumulator_bits").bounds(qc)[1]
-            narrow = f"narrow spike_bits to {qc.accumulator_bits - need} or less"
-            fix = (
-                f"widen accumulator_bits to {qc.spike_bits + need} or more, or {narrow}"
-                if qc.spike_bits + need <= acc_high
-                else f"narrow spike_bits to {acc_high - need} or less and widen accumulator_bits to {acc_high}"
-            )
+            spike_low = field_info("spike_bits").bounds(qc)[0]
+            widen = f"widen accumulator_bits to {qc.spike_bits + need} or more"
+            narrowest = qc.accumulator_bits - need
+            if qc.spike_bits + need > acc_high:
+                fix = f"narrow spike_bits to {acc_high - need} or less and widen accumulator_bits to {acc_high}"
+            elif narrowest >= spike_low:
+                fix = f"{widen}, or narrow spike_bits to {narrowest} or less"
+            else:
+                fix = widen
+            left = f"{headroom} are left" if headroom >= 0 else f"the accumulator is {-headroom} bits narrower than the spikes"
             notes.append(
                 f"spike_bits={qc.spike_bits} with accumulator_bits={qc.accumulator_bits}: a BitLinear neuron here "
                 f"sums up to {fan_in} graded spikes, which takes about {need} bits above the spike width, and "
-                f"{headroom} are left, so accumulators will clip (the State saturation page counts how often; on "
+                f"{left}, so accumulators will clip (the State saturation page counts how often; on "
                 f"the shakespeare sample model: +0.5% bits/char with 4 bits left, +58% with 2); {fix}"
             )
     return notes
