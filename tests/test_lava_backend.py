@@ -28,18 +28,39 @@ def _smallest_sample_model():
     return min(models, key=lambda m: m.model.num_parameters())
 
 
-def test_lava_generation_is_bit_exact_with_the_emulator():
-    loaded = _smallest_sample_model()
-    settings = SamplingSettings(max_new_tokens=8, temperature=0.9, top_k=20, seed=11)
-    emulator = make_backend("emulator", loaded)
-    lava = make_backend("lava", loaded)
+def _generate_on_both(loaded, prompt: str, settings: SamplingSettings, qc: QuantConfig | None = None):
+    """The same generation on the emulator and on the Lava graph (closed afterwards):
+    (emulator run, its tokens, Lava run, its tokens)."""
+    emulator = make_backend("emulator", loaded, qc)
+    lava = make_backend("lava", loaded, qc)
     try:
-        e_run, e_stream = emulator.generate("Once upon a", settings)
+        e_run, e_stream = emulator.generate(prompt, settings)
         e_tokens = [t.token_id for t in e_stream]
-        l_run, l_stream = lava.generate("Once upon a", settings)
+        l_run, l_stream = lava.generate(prompt, settings)
         l_tokens = [t.token_id for t in l_stream]
     finally:
         lava.close()
+    return e_run, e_tokens, l_run, l_tokens
+
+
+def _assert_same_site_codes(e_probe, l_probe) -> None:
+    """Every site with recorded codes holds the same integers in both runs."""
+    for key, record in e_probe.sites.items():
+        if record.codes:
+            assert torch.equal(l_probe.site_codes(key), e_probe.site_codes(key)), key
+
+
+def _dense_probe(loaded, prompt: str, settings: SamplingSettings):
+    """The probe of a dense (default QuantConfig) emulator run of the same generation."""
+    run, stream = make_backend("emulator", loaded).generate(prompt, settings)
+    list(stream)
+    return run.probe
+
+
+def test_lava_generation_is_bit_exact_with_the_emulator():
+    loaded = _smallest_sample_model()
+    settings = SamplingSettings(max_new_tokens=8, temperature=0.9, top_k=20, seed=11)
+    e_run, e_tokens, l_run, l_tokens = _generate_on_both(loaded, "Once upon a", settings)
     assert len(l_tokens) == 8
     assert l_tokens == e_tokens
     e_probe, l_probe = e_run.probe, l_run.probe
@@ -73,21 +94,12 @@ def test_lava_element_wise_messaging_is_bit_exact_with_the_emulator(cum_error):
         "messaging_cum_error": cum_error,
     })
     settings = SamplingSettings(max_new_tokens=3, temperature=0.0)
-    emulator = make_backend("emulator", loaded, qc)
-    lava = make_backend("lava", loaded, qc)
-    try:
-        e_run, e_stream = emulator.generate("Once upon", settings)
-        e_tokens = [t.token_id for t in e_stream]
-        l_run, l_stream = lava.generate("Once upon", settings)
-        l_tokens = [t.token_id for t in l_stream]
-    finally:
-        lava.close()
+    e_run, e_tokens, l_run, l_tokens = _generate_on_both(loaded, "Once upon", settings, qc)
     assert l_tokens == e_tokens
     e_probe, l_probe = e_run.probe, l_run.probe
     assert l_probe.tokens() == e_probe.tokens() >= 4
+    _assert_same_site_codes(e_probe, l_probe)
     for key, record in e_probe.sites.items():
-        if record.codes:
-            assert torch.equal(l_probe.site_codes(key), e_probe.site_codes(key)), key
         if record.kind == "host" and e_probe.has_values(key):  # the logits: the LM head read the same final-norm codes
             assert torch.equal(l_probe.site_values(key), e_probe.site_values(key)), key
     assert l_probe.activity().equals(e_probe.activity())
@@ -95,9 +107,8 @@ def test_lava_element_wise_messaging_is_bit_exact_with_the_emulator(cum_error):
         l_messages, l_synops = l_probe.group_activity()[group]
         assert np.array_equal(l_messages, messages) and np.array_equal(l_synops, synops), group
     # the thresholds changed what the receivers read: a dense run computes other codes
-    dense_run, dense_stream = make_backend("emulator", loaded).generate("Once upon", settings)
-    list(dense_stream)
-    assert not torch.equal(dense_run.probe.site_codes("layers.0.mlp_norm"), e_probe.site_codes("layers.0.mlp_norm"))
+    dense = _dense_probe(loaded, "Once upon", settings)
+    assert not torch.equal(dense.site_codes("layers.0.mlp_norm"), e_probe.site_codes("layers.0.mlp_norm"))
 
 
 @pytest.fixture()
@@ -120,27 +131,15 @@ def test_lava_event_driven_messaging_is_bit_exact_with_the_emulator():
         "messaging_gate": "threshold", "vth_gate": 9, "messaging_down": "delta", "vth_down": 5,
     })
     settings = SamplingSettings(max_new_tokens=2, temperature=0.0)
-    emulator = make_backend("emulator", loaded, qc)
-    lava = make_backend("lava", loaded, qc)
-    try:
-        e_run, e_stream = emulator.generate("Once", settings)
-        e_tokens = [t.token_id for t in e_stream]
-        l_run, l_stream = lava.generate("Once", settings)
-        l_tokens = [t.token_id for t in l_stream]
-    finally:
-        lava.close()
+    e_run, e_tokens, l_run, l_tokens = _generate_on_both(loaded, "Once", settings, qc)
     assert l_tokens == e_tokens
     e_probe, l_probe = e_run.probe, l_run.probe
     assert l_probe.tokens() == e_probe.tokens() >= 3
-    for key, record in e_probe.sites.items():
-        if record.codes:
-            assert torch.equal(l_probe.site_codes(key), e_probe.site_codes(key)), key
+    _assert_same_site_codes(e_probe, l_probe)
     e_activity, l_activity = e_probe.activity(), l_probe.activity()
     assert l_activity.equals(e_activity)
     # the thresholds held messages back: fewer than a dense run of the same model sends
-    dense_run, dense_stream = make_backend("emulator", loaded).generate("Once", settings)
-    list(dense_stream)
-    assert e_activity["messages"].sum() < dense_run.probe.activity()["messages"].sum()
+    assert e_activity["messages"].sum() < _dense_probe(loaded, "Once", settings).activity()["messages"].sum()
 
 
 def test_loihi2_hardware_is_reported_unavailable_with_the_reason(without_lava_loihi):

@@ -194,17 +194,23 @@ def _delta(vth: int, cum_error: bool = False) -> QuantConfig:
     return QuantConfig().with_overrides(fields | {"messaging_cum_error": cum_error})
 
 
+def _token_by_token(integer, ids: torch.Tensor):
+    """The integer model fed one token per call (generation's path): (logits (B, T, vocab), last state)."""
+    state, rows = None, []
+    for t in range(ids.shape[1]):
+        row, state = integer(ids[:, t : t + 1], state)
+        rows.append(row)
+    return torch.cat(rows, 1), state
+
+
 @pytest.mark.parametrize("cum_error", [False, True])
 def test_the_sequence_path_equals_token_by_token_under_delta(tiny_checkpoint, cum_error):
     loaded = load_checkpoint(tiny_checkpoint)
     integer = Emulator(loaded, _delta(3, cum_error)).integer
     ids = torch.tensor([loaded.tokenizer.encode("To be, or not to be, that is").ids[:10]])
     logits, state = integer(ids)
-    step_state, rows = None, []
-    for t in range(ids.shape[1]):
-        row, step_state = integer(ids[:, t : t + 1], step_state)
-        rows.append(row)
-    assert torch.equal(torch.cat(rows, 1), logits)
+    step_logits, step_state = _token_by_token(integer, ids)
+    assert torch.equal(step_logits, logits)
     assert len(state) == 2 * len(integer.params.layers)
     assert all(torch.equal(a, b) for a, b in zip(state, step_state, strict=True))
 
@@ -384,11 +390,8 @@ def test_the_delta_state_holds_every_stateful_sender(tiny_checkpoint):
     assert state[layers].shape == (1, 2, config.hidden_size + 2 * config.mlp_intermediate_size)
     ids = torch.tensor([loaded.tokenizer.encode("To be, or not to be, that is").ids[:8]])
     logits, after = integer(ids)
-    step_state, rows = None, []
-    for t in range(ids.shape[1]):
-        row, step_state = integer(ids[:, t : t + 1], step_state)
-        rows.append(row)
-    assert torch.equal(torch.cat(rows, 1), logits)
+    step_logits, step_state = _token_by_token(integer, ids)
+    assert torch.equal(step_logits, logits)
     assert all(torch.equal(a, b) for a, b in zip(after, step_state, strict=True))
     assert bool(after[layers][:, 0].any())  # the encoders hold the last codes sent
 
